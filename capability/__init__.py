@@ -1,0 +1,1 @@
+"""What the server supports: one table read by the routes and the CapabilityStatement."""

@@ -1,0 +1,1 @@
+"""FHIR R4 server: HTTP layer and assembly (config, app, routes, interactions, storage)."""

@@ -1,0 +1,59 @@
+"""capabilities: https://hl7.org/fhir/R4/http.html#capabilities
+
+The CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html) is generated
+from the same support table that registers the routes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from capability.support import SupportTable, support_table
+from fhir_server.interactions.context import Context, FhirResponse
+
+SOFTWARE_NAME = "fhir-server"
+SOFTWARE_VERSION = "0.1.0"
+_PUBLISHED = "2026-11-25"
+
+
+async def capabilities(ctx: Context) -> FhirResponse:
+    return FhirResponse(200, capability_statement(ctx.base_url))
+
+
+@cache
+def capability_statement(base_url: str) -> dict[str, Any]:
+    table = support_table()
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _PUBLISHED,
+        "publisher": "fhir-server contributors",
+        "kind": "instance",
+        "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
+        "implementation": {"description": "FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [_rest(table)],
+    }
+
+
+def _rest(table: SupportTable) -> dict[str, Any]:
+    return {
+        "mode": "server",
+        "resource": [
+            {
+                "type": support.type,
+                "interaction": [{"code": code} for code in support.interactions],
+                "versioning": support.versioning,
+                "readHistory": support.read_history,
+                "updateCreate": support.update_create,
+                "conditionalCreate": support.conditional_create,
+                "conditionalUpdate": support.conditional_update,
+                "conditionalDelete": support.conditional_delete,
+            }
+            for support in table.types.values()
+        ],
+        "interaction": [{"code": code} for code in table.system_interactions],
+    }

@@ -1,0 +1,69 @@
+"""What an interaction gets (the request in FHIR terms) and returns (a FHIR response).
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.config import Settings
+from fhir_server.headers import etag, http_date
+from fhir_server.storage.base import Store, StoredVersion
+from resources.errors import invalid
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+@dataclass
+class Context:
+    """One request: the store, settings, public base URL, headers and query parameters."""
+
+    store: Store
+    settings: Settings
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def param(self, name: str) -> str | None:
+        for key, value in self.params:
+            if key == name:
+                return value
+        return None
+
+    def url(self, *parts: str) -> str:
+        return "/".join((self.base_url, *parts))
+
+
+@dataclass
+class FhirResponse:
+    """Status, headers and a body: stored bytes, a JSON-able dict, or nothing."""
+
+    status: int
+    body: bytes | dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def check_id(id_: str, expression: str = "id") -> str:
+    """Ids are 1-64 of ``[A-Za-z0-9-.]`` (https://hl7.org/fhir/R4/datatypes.html#id)."""
+    if not _ID.match(id_):
+        raise invalid(
+            f"Invalid id {id_!r}: ids are 1 to 64 characters of A-Z, a-z, 0-9, '-' and '.'",
+            expression,
+        )
+    return id_
+
+
+def version_headers(ctx: Context, stored: StoredVersion) -> dict[str, str]:
+    """ETag, Last-Modified and Location of a stored version."""
+    return {
+        "ETag": etag(stored.version),
+        "Last-Modified": http_date(stored.last_updated),
+        "Location": ctx.url(stored.type, stored.id, "_history", str(stored.version)),
+    }

@@ -1,0 +1,37 @@
+"""create: https://hl7.org/fhir/R4/http.html#create
+
+The server assigns the id (any id in the body is ignored, as the spec says) and answers
+201 with Location, ETag and Last-Modified.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir_server.interactions.context import Context, FhirResponse
+from fhir_server.interactions.write import (
+    check_valid,
+    content_builder,
+    describe,
+    parse_body,
+    write_response,
+)
+from fhir_server.storage.base import AlreadyExists, WriteRequest
+
+
+async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
+    resource = parse_body(body, type_)
+    resource.pop("id", None)
+    check_valid(resource)
+    for _ in range(3):
+        id_ = str(uuid.uuid4())
+        request = WriteRequest(
+            type_, id_, "create", content_builder(resource, id_), must_not_exist=True
+        )
+        try:
+            result = await ctx.store.write(request)
+        except AlreadyExists:  # pragma: no cover - a uuid4 collision
+            continue
+        assert result.stored is not None
+        return write_response(ctx, result, 201, f"Created {describe(result.stored)}")
+    raise RuntimeError("could not allocate a new id")

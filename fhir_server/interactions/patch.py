@@ -1,0 +1,119 @@
+"""patch: https://hl7.org/fhir/R4/http.html#patch
+
+Two formats: JSON Patch (RFC 6902, ``application/json-patch+json``) and FHIRPath Patch
+(https://hl7.org/fhir/R4/fhirpatch.html, a ``Parameters`` body). The patch is applied to
+the current version, the result is validated like any write, and stored with a
+compare-and-set on the version it was computed from, so concurrent writes are never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from fhir_server.formats import request_body_kind
+from fhir_server.headers import parse_etag_version
+from fhir_server.interactions.context import Context, FhirResponse, check_id
+from fhir_server.interactions.write import (
+    check_valid,
+    content_builder,
+    describe,
+    write_response,
+)
+from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest
+from resources import fhir_json
+from resources.errors import FhirError, gone, invalid, not_found, precondition_failed
+from resources.fhirpath_patch import apply_fhirpath_patch
+
+_ATTEMPTS = 8
+
+
+async def patch(ctx: Context, type_: str, id_: str, body: bytes) -> FhirResponse:
+    check_id(id_)
+    kind = request_body_kind(ctx.header("content-type"), allow_json_patch=True)
+    document = fhir_json.loads(body)
+    apply = _json_patcher(document) if kind == "json-patch" else _fhirpath_patcher(document)
+    if_match_header = ctx.header("if-match")
+    if_match = parse_etag_version(if_match_header, "If-Match") if if_match_header else None
+    for _ in range(_ATTEMPTS):
+        current = await _current(ctx, type_, id_)
+        if if_match is not None and current.version != if_match:
+            raise _conflict(type_, id_, if_match_header, current.version)
+        assert current.content is not None
+        patched = apply(fhir_json.loads_resource(current.content))
+        _check_identity(patched, type_, id_)
+        check_valid(patched)
+        request = WriteRequest(
+            type_, id_, "patch", content_builder(patched, id_), if_match=current.version
+        )
+        try:
+            result = await ctx.store.write(request)
+        except VersionConflict as conflict:
+            if if_match is not None:
+                raise _conflict(type_, id_, if_match_header, conflict.current) from None
+            continue  # someone wrote in between: patch the newer version
+        assert result.stored is not None
+        return write_response(ctx, result, 200, f"Patched {describe(result.stored)}")
+    raise FhirError(409, "conflict", f"{type_}/{id_} changed too often to patch; try again")
+
+
+async def _current(ctx: Context, type_: str, id_: str) -> StoredVersion:
+    stored = await ctx.store.read(type_, id_)
+    if stored is None:
+        raise not_found(f"{type_}/{id_} is not known")
+    if stored.deleted:
+        raise gone(f"{type_}/{id_} was deleted")
+    return stored
+
+
+def _conflict(type_: str, id_: str, header: str | None, current: int | None) -> FhirError:
+    return precondition_failed(
+        f"If-Match {header} does not match the current version of {type_}/{id_} ({current})"
+    )
+
+
+def _json_patcher(document: Any) -> Any:
+    if not isinstance(document, list):
+        raise invalid("A JSON Patch body must be a JSON array of operations")
+    try:
+        patch_ = jsonpatch.JsonPatch(document)
+    except (jsonpatch.InvalidJsonPatch, TypeError) as exc:
+        raise invalid(f"Invalid JSON Patch: {exc}") from None
+
+    def apply(resource: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = patch_.apply(resource)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise FhirError(422, "processing", f"JSON Patch test failed: {exc}") from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise FhirError(422, "processing", f"JSON Patch cannot be applied: {exc}") from None
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise invalid(f"Invalid JSON Patch: {exc}") from None
+        if not isinstance(result, dict):
+            raise FhirError(422, "processing", "JSON Patch result is not a resource")
+        return result
+
+    return apply
+
+
+def _fhirpath_patcher(document: Any) -> Any:
+    if not isinstance(document, dict) or document.get("resourceType") != "Parameters":
+        raise invalid(
+            "A FHIRPath Patch body must be a Parameters resource"
+            " (use application/json-patch+json for JSON Patch)"
+        )
+
+    def apply(resource: dict[str, Any]) -> dict[str, Any]:
+        return apply_fhirpath_patch(resource, document)
+
+    return apply
+
+
+def _check_identity(patched: dict[str, Any], type_: str, id_: str) -> None:
+    if patched.get("resourceType") != type_:
+        raise FhirError(422, "processing", "A patch may not change the resourceType",
+                        ("resourceType",))
+    if patched.get("id") != id_:
+        raise FhirError(422, "processing", "A patch may not change the id", ("id",))

@@ -1,0 +1,173 @@
+"""HTTP routes of the RESTful API (https://hl7.org/fhir/R4/http.html), registered from
+the support table: each interaction the table lists gets its route, and a route refuses a
+type the table does not list for that interaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from capability.support import SupportTable, support_table
+from fhir_server.config import Settings
+from fhir_server.formats import pretty_requested, request_body_kind, response_media_type
+from fhir_server.interactions import Context, FhirResponse
+from fhir_server.interactions.capabilities import capabilities
+from fhir_server.interactions.create import create
+from fhir_server.interactions.delete import delete
+from fhir_server.interactions.history import history
+from fhir_server.interactions.patch import patch
+from fhir_server.interactions.read import read, vread
+from fhir_server.interactions.update import update
+from fhir_server.storage.base import Store
+from resources import fhir_json
+from resources.definitions import RESOURCE_TYPES
+from resources.errors import FhirError, invalid
+
+log = logging.getLogger("fhir_server")
+
+Handler = Callable[..., Awaitable[FhirResponse]]
+
+FHIR_PREFIX = "/fhir"
+
+# (interaction code, HTTP method, path, handler, body kind); most specific paths first.
+_ROUTES: tuple[tuple[str, str, str, Handler, str | None], ...] = (
+    ("capabilities", "GET", "/metadata", capabilities, None),
+    ("history-system", "GET", "/_history", history, None),
+    ("history-type", "GET", "/{type}/_history", history, None),
+    ("vread", "GET", "/{type}/{id}/_history/{vid}", vread, None),
+    ("history-instance", "GET", "/{type}/{id}/_history", history, None),
+    ("read", "GET", "/{type}/{id}", read, None),
+    ("update", "PUT", "/{type}/{id}", update, "json"),
+    ("patch", "PATCH", "/{type}/{id}", patch, "patch"),
+    ("delete", "DELETE", "/{type}/{id}", delete, None),
+    ("create", "POST", "/{type}", create, "json"),
+)
+
+
+def register_routes(app: FastAPI) -> None:
+    table = support_table()
+    offered = {code for t in table.types.values() for code in t.interactions}
+    offered |= set(table.system_interactions) | {"capabilities"}
+    for code, method, path, handler, body in _ROUTES:
+        if code in offered:
+            app.add_api_route(
+                FHIR_PREFIX + path,
+                _endpoint(table, code, handler, body),
+                methods=[method],
+                name=code,
+                include_in_schema=True,
+            )
+
+
+def _endpoint(
+    table: SupportTable, code: str, handler: Handler, body_kind: str | None
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        pretty = pretty_requested(request.query_params)
+        try:
+            media = response_media_type(
+                request.headers.get("accept"), request.query_params.get("_format")
+            )
+            ctx = _context(request)
+            kwargs = _path_arguments(table, code, request.path_params)
+            if body_kind is not None:
+                request_body_kind(
+                    request.headers.get("content-type"), allow_json_patch=body_kind == "patch"
+                )
+                kwargs["body"] = await read_body(request, ctx.settings.max_body_bytes)
+            result = await handler(ctx, **kwargs)
+        except FhirError as error:
+            return error_response(error, pretty)
+        except Exception:
+            log.exception("unexpected failure in %s %s", request.method, request.url.path)
+            return error_response(internal_error(), pretty)
+        return render(result, media, pretty)
+
+    endpoint.__name__ = code.replace("-", "_")
+    return endpoint
+
+
+def _path_arguments(table: SupportTable, code: str, params: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    type_ = params.get("type")
+    if type_ is not None:
+        require_type(table, type_, code)
+        kwargs["type_"] = type_
+    if "id" in params:
+        kwargs["id_"] = params["id"]
+    if "vid" in params:
+        kwargs["version_id"] = params["vid"]
+    return kwargs
+
+
+def require_type(table: SupportTable, type_: str, code: str) -> None:
+    if type_ not in RESOURCE_TYPES:
+        raise FhirError(404, "not-supported", f"Unknown resource type {type_!r}")
+    if type_ not in table.types:
+        raise FhirError(
+            404, "not-supported", f"Resource type {type_} is not supported by this server"
+        )
+    if not table.supports(type_, code):
+        raise FhirError(405, "not-supported", f"{code} is not supported for {type_}")
+
+
+def _context(request: Request) -> Context:
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    base = settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
+    return Context(store, settings, base, request.headers, request.query_params.multi_items())
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes and 400 when empty."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise invalid("The request has no body; a FHIR resource is required")
+    return body
+
+
+def _too_large(limit: int) -> FhirError:
+    return FhirError(413, "too-costly", f"The request body is larger than {limit} bytes")
+
+
+def internal_error() -> FhirError:
+    return FhirError(500, "exception", "Internal server error; the failure has been logged")
+
+
+def render(result: FhirResponse, media: str, pretty: bool) -> Response:
+    body = result.body
+    if body is None or result.status in (204, 304):
+        return Response(status_code=result.status, headers=result.headers)
+    data = fhir_json.dumps(body) if isinstance(body, dict) else body
+    if pretty:
+        data = fhir_json.reindent(data)
+    return Response(
+        content=data,
+        status_code=result.status,
+        headers=result.headers,
+        media_type=f"{media}; charset=utf-8",
+    )
+
+
+def error_response(error: FhirError, pretty: bool = False) -> Response:
+    return Response(
+        content=fhir_json.dumps(error.outcome(), pretty=pretty),
+        status_code=error.status,
+        headers=error.headers,
+        media_type="application/fhir+json; charset=utf-8",
+    )

@@ -1,0 +1,5 @@
+"""Stores: the `Store` protocol and its implementations (SQLite embedded, MongoDB)."""
+
+from fhir_server.storage.base import Store, open_store
+
+__all__ = ["Store", "open_store"]

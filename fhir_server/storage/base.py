@@ -1,0 +1,142 @@
+"""The storage protocol every backend implements.
+
+Versioning and history follow https://hl7.org/fhir/R4/http.html#versioning and
+https://hl7.org/fhir/R4/http.html#history: every version is kept, a delete writes a
+tombstone version, and `If-Match` is an atomic compare-and-set on the version id.
+
+A write is described by a :class:`WriteRequest`; the store decides the new version
+number and `lastUpdated` inside its transaction and asks the caller's ``build`` callback
+for the bytes to store, so the stored JSON carries exactly the version the store commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from resources.fhir_datetime import format_instant
+
+Method = Literal["create", "update", "patch", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One stored version of a resource (a tombstone when ``deleted``)."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    method: Method
+    content: bytes | None
+    seq: int = 0
+
+    @property
+    def deleted(self) -> bool:
+        return self.method == "delete"
+
+
+BuildContent = Callable[[int, str], bytes]
+"""Called as ``build(version, last_updated)`` inside the write; returns the stored bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A create, update, patch or delete of one resource."""
+
+    type: str
+    id: str
+    method: Method
+    build: BuildContent | None = None
+    if_match: int | None = None
+    must_not_exist: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did: the new version and what it replaced.
+
+    A delete of something absent or already deleted changes nothing: ``changed`` is False
+    and ``stored`` is the existing tombstone (or None when the resource never existed).
+    """
+
+    stored: StoredVersion | None
+    created: bool
+    previous: StoredVersion | None
+    changed: bool = True
+
+
+class VersionConflict(Exception):
+    """`If-Match` did not match the current version (HTTP 412)."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(f"current version is {current}")
+        self.current = current
+
+
+class AlreadyExists(Exception):
+    """A create found the id taken (HTTP 409 / retry with another id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """A history request at instance (type+id), type (type) or system level."""
+
+    type: str | None = None
+    id: str | None = None
+    since: str | None = None
+    at_start: str | None = None
+    at_end: str | None = None
+    count: int = 50
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[StoredVersion]
+    total: int
+    next_before_seq: int | None
+
+
+class Store(Protocol):
+    """Async storage of versioned FHIR resources."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, type_: str, id_: str) -> StoredVersion | None:
+        """The current version (possibly a tombstone), or None if never stored."""
+        ...
+
+    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None: ...
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        """Apply one write atomically. Raises VersionConflict or AlreadyExists."""
+        ...
+
+    async def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+
+def now_instant() -> str:
+    """The current time as a FHIR instant in UTC with millisecond precision."""
+    return format_instant(datetime.now(UTC))
+
+
+def next_instant(previous: str | None) -> str:
+    """Now, but never earlier than ``previous`` (clock steps back do not reorder versions)."""
+    current = now_instant()
+    if previous is not None and current < previous:
+        return previous
+    return current
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
+    """Create the store named by a storage URL (``sqlite:///path``)."""
+    if url.startswith("sqlite:"):
+        from fhir_server.storage.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url, synchronous=sqlite_synchronous)
+    raise ValueError(f"unsupported storage URL {url!r} (expected sqlite:///PATH)")

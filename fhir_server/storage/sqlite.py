@@ -1,0 +1,247 @@
+"""Embedded SQLite store (stdlib ``sqlite3``, WAL mode).
+
+Implements the versioning rules of https://hl7.org/fhir/R4/http.html#versioning:
+``resource`` holds the current version of each logical resource (tombstones included),
+``history`` every version ever written, both updated in one transaction. Writes run on
+one dedicated thread with ``BEGIN IMMEDIATE`` (SQLite's write lock also serialises other
+processes); the version check inside that transaction makes ``If-Match`` an atomic
+compare-and-set. Reads are short indexed lookups run on the calling thread with their own
+connection (WAL lets readers proceed during a write).
+
+Durability: WAL with ``synchronous=NORMAL`` survives a crash (``kill -9``) of the server
+process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fhir_server.storage.base import (
+    AlreadyExists,
+    HistoryPage,
+    HistoryQuery,
+    StoredVersion,
+    VersionConflict,
+    WriteRequest,
+    WriteResult,
+    next_instant,
+)
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resource (
+    pk INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    method TEXT NOT NULL,
+    content BLOB,
+    seq INTEGER NOT NULL,
+    UNIQUE (type, id)
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY,
+    res_pk INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    ended TEXT,
+    method TEXT NOT NULL,
+    content BLOB,
+    UNIQUE (res_pk, version)
+);
+CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
+"""
+
+_COLUMNS = "type, id, version, last_updated, method, content, seq"
+
+
+def _row(row: tuple[Any, ...]) -> StoredVersion:
+    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` to a Path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"SQLite storage URL must start with sqlite:/// (got {url!r})")
+    rest = url[len("sqlite:///") :]
+    if not rest or rest == "/":
+        raise ValueError("SQLite storage URL needs a file path")
+    return Path(rest)
+
+
+class SQLiteStore:
+    """The embedded default store."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
+        return cls(path_from_url(url), **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._writer = await self._in_writer(self._connect)
+        await self._in_writer(self._create_schema)
+        self._reader = self._connect()
+
+    def _create_schema(self) -> sqlite3.Connection:
+        assert self._writer is not None
+        self._writer.executescript(_SCHEMA)
+        self._writer.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        return self._writer
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._writer is not None:
+            await self._in_writer(self._writer.close)
+            self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _in_writer(self, fn: Any, *args: Any) -> Any:
+        assert self._executor is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        assert self._reader is not None, "store is not open"
+        with self._reader_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def read(self, type_: str, id_: str) -> StoredVersion | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM resource WHERE type=? AND id=?", (type_, id_))
+        return _row(rows[0]) if rows else None
+
+    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM history"
+            " WHERE res_pk=(SELECT pk FROM resource WHERE type=? AND id=?) AND version=?",
+            (type_, id_, version),
+        )
+        return _row(rows[0]) if rows else None
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        where, params = self._history_filter(query)
+        total = self._query(f"SELECT count(*) FROM history WHERE {where}", params)[0][0]
+        page_where, page_params = where, params
+        if query.before_seq is not None:
+            page_where += " AND seq < ?"
+            page_params = (*params, query.before_seq)
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM history WHERE {page_where} ORDER BY seq DESC LIMIT ?",
+            (*page_params, query.count + 1),
+        )
+        entries = [_row(r) for r in rows[: query.count]]
+        more = len(rows) > query.count
+        return HistoryPage(entries, total, entries[-1].seq if more and entries else None)
+
+    def _history_filter(self, query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.type is not None and query.id is not None:
+            clauses.append("res_pk = (SELECT pk FROM resource WHERE type=? AND id=?)")
+            params += [query.type, query.id]
+        elif query.type is not None:
+            clauses.append("type = ?")
+            params.append(query.type)
+        if query.since is not None:
+            clauses.append("last_updated >= ?")
+            params.append(query.since)
+        if query.at_start is not None and query.at_end is not None:
+            # the version was current at some point of [at_start, at_end)
+            clauses.append("last_updated < ? AND (ended IS NULL OR ended > ?)")
+            params += [query.at_end, query.at_start]
+        return (" AND ".join(clauses) or "1=1"), tuple(params)
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        return await self._in_writer(self._write_sync, request)
+
+    def _write_sync(self, request: WriteRequest) -> WriteResult:
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = self._apply(conn, request)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _apply(self, conn: sqlite3.Connection, req: WriteRequest) -> WriteResult:
+        row = conn.execute(
+            f"SELECT pk, {_COLUMNS} FROM resource WHERE type=? AND id=?", (req.type, req.id)
+        ).fetchone()
+        previous = _row(row[1:]) if row else None
+        pk = row[0] if row else None
+        if req.must_not_exist and previous is not None:
+            raise AlreadyExists(f"{req.type}/{req.id}")
+        if req.if_match is not None and (
+            previous is None or previous.deleted or previous.version != req.if_match
+        ):
+            raise VersionConflict(None if previous is None else previous.version)
+        if req.method == "delete" and (previous is None or previous.deleted):
+            return WriteResult(previous, False, previous, changed=False)
+        version = 1 if previous is None else previous.version + 1
+        last_updated = next_instant(previous.last_updated if previous else None)
+        content = None if req.build is None else req.build(version, last_updated)
+        if pk is None:
+            pk = conn.execute(
+                f"INSERT INTO resource ({_COLUMNS}) VALUES (?,?,?,?,?,?,0)",
+                (req.type, req.id, version, last_updated, req.method, content),
+            ).lastrowid
+            assert pk is not None
+        else:
+            conn.execute(
+                "UPDATE resource SET version=?, last_updated=?, method=?, content=? WHERE pk=?",
+                (version, last_updated, req.method, content, pk),
+            )
+            conn.execute(
+                "UPDATE history SET ended=? WHERE res_pk=? AND version=?",
+                (last_updated, pk, version - 1),
+            )
+        seq = conn.execute(
+            "INSERT INTO history (res_pk, type, id, version, last_updated, method, content)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (pk, req.type, req.id, version, last_updated, req.method, content),
+        ).lastrowid
+        assert seq is not None
+        conn.execute("UPDATE resource SET seq=? WHERE pk=?", (seq, pk))
+        stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
+        created = previous is None or previous.deleted
+        return WriteResult(stored, created, previous)

@@ -1,0 +1,105 @@
+"""Lossless FHIR JSON: parse and serialize without losing what the client sent.
+
+https://hl7.org/fhir/R4/json.html
+
+Decimals keep their exact text (``72.50`` stays ``72.50``, ``1.0e2`` stays ``1.0e2``):
+they are parsed as :class:`FhirDecimal`, a :class:`decimal.Decimal` that remembers its
+source text, and written back verbatim through ``orjson.Fragment``. Everything else goes
+through orjson. Duplicate keys, non-object roots, NaN/Infinity and invalid UTF-8 are
+rejected with a clear :class:`~resources.errors.FhirError`.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from resources.errors import invalid
+
+
+class FhirDecimal(Decimal):
+    """A Decimal that remembers the exact JSON text it was parsed from."""
+
+    __slots__ = ("raw",)
+    raw: str
+
+    def __new__(cls, text: str) -> FhirDecimal:
+        value = super().__new__(cls, text)
+        value.raw = text
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FhirDecimal, (self.raw,))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FhirDecimal:
+        return self
+
+    def __copy__(self) -> FhirDecimal:
+        return self
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate property {key!r}")
+        obj[key] = value
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=FhirDecimal,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_object,
+)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text, keeping decimals exact. Raises FhirError(400) on bad input."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise invalid(f"Request body is not valid UTF-8: {exc.reason}") from None
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return _DECODER.decode(text)
+    except ValueError as exc:
+        raise invalid(f"Request body is not valid JSON: {exc}") from None
+
+
+def loads_resource(data: bytes | str) -> dict[str, Any]:
+    """Parse a resource body: JSON whose root is an object."""
+    value = loads(data)
+    if not isinstance(value, dict):
+        raise invalid("Request body must be a JSON object (a FHIR resource)")
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, FhirDecimal):
+        return orjson.Fragment(value.raw)
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def dumps(value: Any, *, pretty: bool = False) -> bytes:
+    """Serialize to compact (or indented) UTF-8 JSON bytes."""
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return orjson.dumps(value, default=_default, option=option)
+
+
+def reindent(data: bytes) -> bytes:
+    """Pretty-print stored JSON bytes without losing decimal text."""
+    return dumps(loads(data), pretty=True)
