@@ -17,7 +17,7 @@ import orjson
 from fhir_server.headers import etag
 from fhir_server.interactions.context import Context, FhirResponse, check_id
 from fhir_server.storage.base import HistoryQuery, StoredVersion, now_instant
-from resources.errors import invalid
+from resources.errors import invalid, not_found
 from resources.fhir_datetime import parse_range_text
 
 _REQUEST_METHOD = {"create": "POST", "update": "PUT", "patch": "PATCH", "delete": "DELETE"}
@@ -27,6 +27,8 @@ _STATUS = {"create": "201 Created", "update": "200 OK", "patch": "200 OK", "dele
 async def history(ctx: Context, type_: str | None = None, id_: str | None = None) -> FhirResponse:
     if id_ is not None:
         check_id(id_)
+        if type_ is not None and await ctx.store.read(type_, id_) is None:
+            raise not_found(f"{type_}/{id_} is not known")
     query, applied = _query(ctx, type_, id_)
     page = await ctx.store.history(query)
     path = "/".join(p for p in (type_, id_, "_history") if p)
