@@ -141,7 +141,7 @@ async def test_prefer_return_minimal_and_operation_outcome(client):
 
 
 async def test_unknown_endpoint_and_method_are_operation_outcomes(client):
-    assert (await client.get("/nowhere")).status_code == 404
+    assert (await client.get("Patient/x/y/z/w")).status_code == 404
     response = await client.request("POST", "metadata")
     assert response.status_code in (404, 405)
     assert response.json()["resourceType"] == "OperationOutcome"
