@@ -1,0 +1,826 @@
+"""FHIRPath Patch: https://hl7.org/fhir/R4/fhirpatch.html"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from resources.errors import FhirError
+from resources.fhir_json import dumps, loads
+from resources.fhirpath_patch import apply_fhirpath_patch
+
+# The few cardinalities these tests need; the server passes its own full lookup.
+REPEATS = {
+    "Patient.identifier": True,
+    "Patient.name": True,
+    "Patient.telecom": True,
+    "Patient.contact": True,
+    "Patient.contact.telecom": True,
+    "HumanName.given": True,
+    "Observation.component": True,
+    "Patient.birthDate": False,
+    "Patient.gender": False,
+    "Patient.contact.name": False,
+}.get
+
+
+def operation(op_type: str, path: str, **parts: Any) -> dict[str, Any]:
+    """One ``operation`` parameter; ``value`` is a part body, indexes are integers."""
+    out = [{"name": "type", "valueCode": op_type}, {"name": "path", "valueString": path}]
+    for name, given in parts.items():
+        if name == "value":
+            out.append({"name": "value", **given})
+        elif name in ("index", "source", "destination"):
+            out.append({"name": name, "valueInteger": given})
+        else:
+            out.append({"name": name, "valueString": given})
+    return {"name": "operation", "part": out}
+
+
+def patch(resource: dict[str, Any], *operations: dict[str, Any]) -> dict[str, Any]:
+    parameters = {"resourceType": "Parameters", "parameter": list(operations)}
+    return apply_fhirpath_patch(resource, parameters, repeats=REPEATS)
+
+
+def patch_error(resource: dict[str, Any], *operations: dict[str, Any]) -> FhirError:
+    with pytest.raises(FhirError) as caught:
+        patch(resource, *operations)
+    return caught.value
+
+
+def patient() -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [
+            {"system": "http://a", "value": "1"},
+            {"system": "http://b", "value": "2"},
+        ],
+        "name": [{"family": "Doe", "given": ["Jane", "Q", "Ann"]}],
+        "gender": "female",
+        "birthDate": "1970-01-01",
+    }
+
+
+def observation() -> dict[str, Any]:
+    return loads(
+        b'{"resourceType": "Observation", "status": "final", "code": {"text": "weight"},'
+        b' "valueQuantity": {"value": 72.50, "unit": "kg"},'
+        b' "component": [{"code": {"text": "a"}, "valueQuantity": {"value": 1.50}},'
+        b' {"code": {"text": "b"}, "valueString": "x"}]}'
+    )
+
+
+# --- add ------------------------------------------------------------------------------
+
+
+def test_spec_example_add_birth_date() -> None:
+    resource = {"resourceType": "Patient", "id": "p1"}
+    op = operation("add", "Patient", name="birthDate", value={"valueDate": "1930-01-01"})
+    assert patch(resource, op)["birthDate"] == "1930-01-01"
+
+
+def test_spec_example_add_backbone_element_from_parts() -> None:
+    value = {"part": [{"name": "name", "valueHumanName": {"text": "a name"}}]}
+    result = patch(patient(), operation("add", "Patient", name="contact", value=value))
+    assert result["contact"] == [{"name": {"text": "a name"}}]
+
+
+def test_add_appends_to_an_existing_list() -> None:
+    value = {"valueIdentifier": {"system": "http://c", "value": "3"}}
+    result = patch(patient(), operation("add", "Patient", name="identifier", value=value))
+    assert [i["system"] for i in result["identifier"]] == ["http://a", "http://b", "http://c"]
+
+
+def test_add_primitive_to_a_repeating_element_inside_a_list_item() -> None:
+    op = operation("add", "Patient.name[0]", name="given", value={"valueString": "Lee"})
+    assert patch(patient(), op)["name"][0]["given"] == ["Jane", "Q", "Ann", "Lee"]
+
+
+def test_add_creates_a_list_for_an_absent_repeating_element() -> None:
+    value = {"valueContactPoint": {"system": "phone", "value": "555"}}
+    result = patch(patient(), operation("add", "Patient", name="telecom", value=value))
+    assert result["telecom"] == [{"system": "phone", "value": "555"}]
+
+
+def test_add_backbone_parts_nest_and_repeat() -> None:
+    value = {
+        "part": [
+            {"name": "name", "valueHumanName": {"family": "Roe"}},
+            {"name": "telecom", "valueContactPoint": {"value": "1"}},
+            {"name": "telecom", "valueContactPoint": {"value": "2"}},
+            {"name": "gender", "valueCode": "male"},
+        ]
+    }
+    result = patch(patient(), operation("add", "Patient", name="contact", value=value))
+    assert result["contact"] == [
+        {
+            "name": {"family": "Roe"},
+            "telecom": [{"value": "1"}, {"value": "2"}],
+            "gender": "male",
+        }
+    ]
+
+
+def test_add_component_with_choice_value_from_parts() -> None:
+    value = {
+        "part": [
+            {"name": "code", "valueCodeableConcept": {"text": "c"}},
+            {"name": "value", "valueBoolean": True},
+        ]
+    }
+    result = patch(observation(), operation("add", "Observation", name="component", value=value))
+    assert result["component"][-1] == {"code": {"text": "c"}, "valueBoolean": True}
+
+
+def test_add_choice_element_uses_the_typed_json_name() -> None:
+    resource = {"resourceType": "Observation", "status": "final", "code": {"text": "w"}}
+    value = {"valueQuantity": {"value": 1, "unit": "kg"}}
+    result = patch(resource, operation("add", "Observation", name="value", value=value))
+    assert result["valueQuantity"] == {"value": 1, "unit": "kg"}
+    assert "value" not in result
+
+
+def test_add_choice_element_by_its_typed_name() -> None:
+    resource = {"resourceType": "Patient"}
+    op = operation("add", "Patient", name="deceasedBoolean", value={"valueBoolean": False})
+    assert patch(resource, op)["deceasedBoolean"] is False
+
+
+def test_add_extension_given_as_parts() -> None:
+    value = {
+        "part": [
+            {"name": "url", "valueUri": "http://example.org/ext"},
+            {"name": "value", "valueString": "hello"},
+        ]
+    }
+    result = patch(patient(), operation("add", "Patient", name="extension", value=value))
+    assert result["extension"] == [{"url": "http://example.org/ext", "valueString": "hello"}]
+
+
+def test_add_extension_to_a_primitive_goes_to_its_underscore_twin() -> None:
+    value = {"part": [{"name": "url", "valueUri": "http://e"}, {"name": "value", "valueCode": "x"}]}
+    result = patch(patient(), operation("add", "Patient.birthDate", name="extension", value=value))
+    assert result["birthDate"] == "1970-01-01"
+    assert result["_birthDate"] == {"extension": [{"url": "http://e", "valueCode": "x"}]}
+
+
+def test_add_primitive_value_keeps_its_extension() -> None:
+    value = {"valueDate": "1930-01-01", "_valueDate": {"extension": [{"url": "http://e"}]}}
+    resource = {"resourceType": "Patient"}
+    result = patch(resource, operation("add", "Patient", name="birthDate", value=value))
+    assert result["_birthDate"] == {"extension": [{"url": "http://e"}]}
+
+
+def test_add_contained_resource_from_a_resource_part() -> None:
+    value = {"resource": {"resourceType": "Organization", "id": "o1", "name": "Acme"}}
+    result = patch(patient(), operation("add", "Patient", name="contained", value=value))
+    assert result["contained"] == [{"resourceType": "Organization", "id": "o1", "name": "Acme"}]
+
+
+def test_add_without_a_cardinality_lookup_repeats_only_extensions() -> None:
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            operation("add", "Patient", name="extension", value={"valueExtension": {"url": "u"}})
+        ],
+    }
+    result = apply_fhirpath_patch({"resourceType": "Patient"}, parameters)
+    assert result["extension"] == [{"url": "u"}]
+
+
+def test_add_path_without_the_type_name_starts_at_the_resource() -> None:
+    op = operation("add", "name[0]", name="given", value={"valueString": "Lee"})
+    assert patch(patient(), op)["name"][0]["given"][-1] == "Lee"
+
+
+# --- insert ---------------------------------------------------------------------------
+
+
+def test_insert_at_the_front() -> None:
+    value = {"valueIdentifier": {"system": "http://c"}}
+    result = patch(patient(), operation("insert", "Patient.identifier", value=value, index=0))
+    assert [i["system"] for i in result["identifier"]] == ["http://c", "http://a", "http://b"]
+
+
+def test_insert_at_the_end_equals_the_list_length() -> None:
+    value = {"valueString": "Lee"}
+    op = operation("insert", "Patient.name[0].given", value=value, index=3)
+    assert patch(patient(), op)["name"][0]["given"] == ["Jane", "Q", "Ann", "Lee"]
+
+
+def test_insert_into_an_absent_list_at_zero_creates_it() -> None:
+    value = {"valueContactPoint": {"value": "555"}}
+    result = patch(patient(), operation("insert", "Patient.telecom", value=value, index=0))
+    assert result["telecom"] == [{"value": "555"}]
+
+
+def test_insert_backbone_element_from_parts() -> None:
+    value = {"part": [{"name": "code", "valueCodeableConcept": {"text": "z"}}]}
+    op = operation("insert", "Observation.component", value=value, index=1)
+    result = patch(observation(), op)
+    assert [c["code"]["text"] for c in result["component"]] == ["a", "z", "b"]
+
+
+# --- delete ---------------------------------------------------------------------------
+
+
+def test_delete_a_single_element() -> None:
+    assert "gender" not in patch(patient(), operation("delete", "Patient.gender"))
+
+
+def test_delete_a_list_item_chosen_by_where() -> None:
+    result = patch(patient(), operation("delete", "Patient.identifier.where(system='http://a')"))
+    assert result["identifier"] == [{"system": "http://b", "value": "2"}]
+
+
+def test_delete_the_last_item_removes_the_array() -> None:
+    resource = {"resourceType": "Patient", "identifier": [{"value": "1"}]}
+    assert "identifier" not in patch(resource, operation("delete", "Patient.identifier"))
+
+
+def test_delete_matching_nothing_is_a_no_op() -> None:
+    resource = patient()
+    result = patch(resource, operation("delete", "Patient.identifier.where(system='none')"))
+    assert result == resource
+
+
+def test_delete_path_into_an_absent_element_is_a_no_op() -> None:
+    assert patch(patient(), operation("delete", "Patient.contact[0].name")) == patient()
+
+
+def test_delete_choice_element_by_its_name() -> None:
+    result = patch(observation(), operation("delete", "Observation.value"))
+    assert "valueQuantity" not in result
+
+
+def test_delete_with_first_and_last() -> None:
+    result = patch(
+        patient(),
+        operation("delete", "Patient.name.given.first()"),
+        operation("delete", "Patient.name.given.last()"),
+    )
+    assert result["name"][0]["given"] == ["Q"]
+
+
+def test_delete_extension_by_url() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "extension": [{"url": "http://a", "valueString": "1"}, {"url": "http://b"}],
+    }
+    result = patch(resource, operation("delete", "Patient.extension('http://a')"))
+    assert result["extension"] == [{"url": "http://b"}]
+
+
+def test_delete_primitive_also_deletes_its_extensions() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "birthDate": "1970-01-01",
+        "_birthDate": {"extension": [{"url": "http://e", "valueString": "t"}]},
+    }
+    assert patch(resource, operation("delete", "Patient.birthDate")) == {"resourceType": "Patient"}
+
+
+def test_delete_extension_of_a_primitive_drops_the_empty_twin() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "birthDate": "1970-01-01",
+        "_birthDate": {"extension": [{"url": "http://e", "valueString": "t"}]},
+    }
+    result = patch(resource, operation("delete", "Patient.birthDate.extension('http://e')"))
+    assert result == {"resourceType": "Patient", "birthDate": "1970-01-01"}
+
+
+def test_delete_primitive_list_item_keeps_extension_twins_aligned() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["a", "b", "c"], "_given": [None, {"id": "b1"}, {"id": "c1"}]}],
+    }
+    result = patch(resource, operation("delete", "Patient.name.given[0]"))
+    assert result["name"][0] == {"given": ["b", "c"], "_given": [{"id": "b1"}, {"id": "c1"}]}
+
+
+def test_delete_the_only_extended_primitive_item_drops_the_twin_array() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["a", "b"], "_given": [None, {"id": "b1"}]}],
+    }
+    result = patch(resource, operation("delete", "Patient.name.given[1]"))
+    assert result["name"][0] == {"given": ["a"]}
+
+
+def test_delete_in_a_contained_resource() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "contained": [{"resourceType": "Organization", "id": "o1", "name": "Acme"}],
+    }
+    op = operation("delete", "Patient.contained.ofType(Organization).where(id='o1').name")
+    assert patch(resource, op)["contained"] == [{"resourceType": "Organization", "id": "o1"}]
+
+
+# --- replace --------------------------------------------------------------------------
+
+
+def test_replace_a_primitive() -> None:
+    op = operation("replace", "Patient.birthDate", value={"valueDate": "1930-01-01"})
+    assert patch(patient(), op)["birthDate"] == "1930-01-01"
+
+
+def test_replace_a_datatype_in_a_list() -> None:
+    value = {"valueIdentifier": {"system": "http://new", "value": "9"}}
+    op = operation("replace", "Patient.identifier[1]", value=value)
+    assert patch(patient(), op)["identifier"][1] == {"system": "http://new", "value": "9"}
+
+
+def test_replace_value_found_by_where_predicate() -> None:
+    op = operation(
+        "replace", "Patient.identifier.where(system = 'http://b').value", value={"valueString": "7"}
+    )
+    assert patch(patient(), op)["identifier"][1]["value"] == "7"
+
+
+def test_replace_choice_element_changes_its_json_name() -> None:
+    op = operation("replace", "Observation.value", value={"valueString": "heavy"})
+    result = patch(observation(), op)
+    assert result["valueString"] == "heavy"
+    assert "valueQuantity" not in result
+
+
+def test_replace_inside_choice_found_by_of_type() -> None:
+    decimal = loads(b'{"v": 80.10}')["v"]
+    op = operation(
+        "replace", "Observation.value.ofType(Quantity).value", value={"valueDecimal": decimal}
+    )
+    assert b'"valueQuantity":{"value":80.10,"unit":"kg"}' in dumps(patch(observation(), op))
+
+
+def test_replace_component_chosen_by_a_predicate_on_its_choice_value() -> None:
+    path = "Observation.component.where(value.ofType(Quantity).value > 1).code.text"
+    result = patch(observation(), operation("replace", path, value={"valueString": "big"}))
+    assert [c["code"]["text"] for c in result["component"]] == ["big", "b"]
+
+
+def test_replace_primitive_with_its_extension_from_the_value() -> None:
+    resource = {"resourceType": "Patient", "gender": "female", "_gender": {"id": "old"}}
+    value = {"valueCode": "male", "_valueCode": {"id": "new"}}
+    result = patch(resource, operation("replace", "Patient.gender", value=value))
+    assert (result["gender"], result["_gender"]) == ("male", {"id": "new"})
+
+
+def test_replace_primitive_replaces_the_whole_element_with_its_extensions() -> None:
+    resource = {"resourceType": "Patient", "gender": "female", "_gender": {"id": "old"}}
+    result = patch(resource, operation("replace", "Patient.gender", value={"valueCode": "male"}))
+    assert result == {"resourceType": "Patient", "gender": "male"}
+
+
+def test_replace_backbone_element_from_parts() -> None:
+    resource = {"resourceType": "Patient", "contact": [{"name": {"family": "Old"}}]}
+    value = {"part": [{"name": "name", "valueHumanName": {"family": "New"}}]}
+    result = patch(resource, operation("replace", "Patient.contact[0]", value=value))
+    assert result["contact"] == [{"name": {"family": "New"}}]
+
+
+def test_replace_via_backtick_identifier() -> None:
+    op = operation("replace", "Patient.`gender`", value={"valueCode": "other"})
+    assert patch(patient(), op)["gender"] == "other"
+
+
+# --- move -----------------------------------------------------------------------------
+
+
+def test_move_forward() -> None:
+    op = operation("move", "Patient.name[0].given", source=0, destination=2)
+    assert patch(patient(), op)["name"][0]["given"] == ["Q", "Ann", "Jane"]
+
+
+def test_move_backward() -> None:
+    op = operation("move", "Patient.identifier", source=1, destination=0)
+    assert [i["system"] for i in patch(patient(), op)["identifier"]] == ["http://b", "http://a"]
+
+
+def test_move_keeps_extension_twins_aligned() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["a", "b", "c"], "_given": [{"id": "a1"}, None, None]}],
+    }
+    op = operation("move", "Patient.name[0].given", source=0, destination=2)
+    assert patch(resource, op)["name"][0] == {
+        "given": ["b", "c", "a"],
+        "_given": [None, None, {"id": "a1"}],
+    }
+
+
+# --- several operations, decimals, immutability ---------------------------------------
+
+
+def test_operations_apply_in_order() -> None:
+    result = patch(
+        patient(),
+        operation("delete", "Patient.identifier[0]"),
+        operation("replace", "Patient.identifier[0].value", value={"valueString": "b2"}),
+    )
+    assert result["identifier"] == [{"system": "http://b", "value": "b2"}]
+
+
+def test_decimals_keep_their_exact_text() -> None:
+    result = patch(observation(), operation("delete", "Observation.component[1]"))
+    text = dumps(result)
+    assert b'"value":72.50' in text
+    assert b'"value":1.50' in text
+
+
+def test_decimal_value_from_the_patch_keeps_its_text() -> None:
+    parameters = loads(
+        b'{"resourceType": "Parameters", "parameter": [{"name": "operation", "part": ['
+        b'{"name": "type", "valueCode": "replace"},'
+        b'{"name": "path", "valueString": "Observation.valueQuantity.value"},'
+        b'{"name": "value", "valueDecimal": 72.50}]}]}'
+    )
+    resource = loads(b'{"resourceType": "Observation", "valueQuantity": {"value": 1.0}}')
+    assert dumps(apply_fhirpath_patch(resource, parameters)).endswith(b'{"value":72.50}}')
+
+
+def test_the_inputs_are_not_changed() -> None:
+    resource, value = patient(), {"valueString": "Lee"}
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [operation("add", "Patient.name[0]", name="given", value=value)],
+    }
+    before = (copy.deepcopy(resource), copy.deepcopy(parameters))
+    result = apply_fhirpath_patch(resource, parameters, repeats=REPEATS)
+    result["name"][0]["given"].append("mutated")
+    assert (resource, parameters) == before
+
+
+def test_a_failing_operation_leaves_the_input_unchanged() -> None:
+    resource = patient()
+    patch_error(
+        resource,
+        operation("delete", "Patient.gender"),
+        operation("delete", "Patient.identifier"),
+    )
+    assert resource == patient()
+
+
+def test_empty_parameters_change_nothing() -> None:
+    result = apply_fhirpath_patch(patient(), {"resourceType": "Parameters"})
+    assert result == patient()
+
+
+# --- errors: the patch document --------------------------------------------------------
+
+
+def test_error_not_a_parameters_resource() -> None:
+    with pytest.raises(FhirError) as caught:
+        apply_fhirpath_patch(patient(), {"resourceType": "Patient"})
+    assert (caught.value.status, caught.value.code) == (400, "invalid")
+    assert caught.value.expression == ("Parameters",)
+
+
+def test_error_parameter_is_not_a_list() -> None:
+    with pytest.raises(FhirError) as caught:
+        apply_fhirpath_patch(patient(), {"resourceType": "Parameters", "parameter": {}})
+    assert caught.value.status == 400
+
+
+def test_error_parameter_not_named_operation() -> None:
+    op = {**operation("delete", "Patient.gender"), "name": "op"}
+    error = patch_error(patient(), op)
+    assert (error.status, error.expression) == (400, ("Parameters.parameter[0]",))
+
+
+def test_error_operation_without_parts() -> None:
+    assert patch_error(patient(), {"name": "operation"}).status == 400
+
+
+def test_error_unknown_operation_type() -> None:
+    error = patch_error(patient(), operation("upsert", "Patient.gender"))
+    assert (error.status, error.code) == (400, "invalid")
+    assert "upsert" in error.diagnostics
+
+
+def test_error_type_given_as_a_string_not_a_code() -> None:
+    op = operation("delete", "Patient.gender")
+    op["part"][0] = {"name": "type", "valueString": "delete"}
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_missing_path() -> None:
+    op = {"name": "operation", "part": [{"name": "type", "valueCode": "delete"}]}
+    assert "path" in patch_error(patient(), op).diagnostics
+
+
+def test_error_empty_path() -> None:
+    assert patch_error(patient(), operation("delete", " ")).status == 400
+
+
+def test_error_add_without_value() -> None:
+    error = patch_error(patient(), operation("add", "Patient", name="gender"))
+    assert (error.status, "value" in error.diagnostics) == (400, True)
+
+
+def test_error_part_that_the_operation_does_not_take() -> None:
+    op = operation("delete", "Patient.gender", index=0)
+    assert "index" in patch_error(patient(), op).diagnostics
+
+
+def test_error_part_given_twice() -> None:
+    op = operation("delete", "Patient.gender")
+    op["part"].append({"name": "path", "valueString": "Patient.id"})
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_index_not_an_integer() -> None:
+    op = operation("insert", "Patient.identifier", value={"valueIdentifier": {}}, index=0)
+    op["part"][-1] = {"name": "index", "valueString": "0"}
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_index_is_a_boolean() -> None:
+    op = operation("insert", "Patient.identifier", value={"valueIdentifier": {}}, index=True)
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_negative_index() -> None:
+    op = operation("move", "Patient.identifier", source=-1, destination=0)
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_value_with_two_types() -> None:
+    op = operation("replace", "Patient.gender", value={"valueCode": "male", "valueString": "m"})
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_value_part_without_content() -> None:
+    op = operation("replace", "Patient.gender", value={"part": []})
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_nested_value_part_without_name() -> None:
+    value = {"part": [{"valueHumanName": {"text": "x"}}]}
+    error = patch_error(patient(), operation("add", "Patient", name="contact", value=value))
+    assert error.status == 400
+
+
+def test_error_path_syntax() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.name["))
+    assert (error.status, error.code) == (400, "invalid")
+
+
+def test_error_unsupported_function_in_path() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.managingOrganization.resolve()"))
+    assert "resolve" in error.diagnostics
+
+
+def test_error_path_for_another_resource_type() -> None:
+    error = patch_error(patient(), operation("delete", "Observation.status"))
+    assert (error.status, error.code) == (400, "invalid")
+
+
+def test_error_where_predicate_that_cannot_be_evaluated() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.name.where(nope())"))
+    assert error.status == 400
+
+
+def test_error_expression_names_the_failing_operation() -> None:
+    error = patch_error(
+        patient(),
+        operation("delete", "Patient.gender"),
+        operation("delete", "Patient.birthDate"),
+        operation("replace", "Patient.gender", value={"valueCode": "male"}),
+    )
+    assert error.expression == ("Parameters.parameter[2]",)
+    assert error.outcome()["issue"][0]["expression"] == ["Parameters.parameter[2]"]
+
+
+# --- errors: the patch does not fit the resource ---------------------------------------
+
+
+def test_error_replace_path_matching_nothing() -> None:
+    op = operation("replace", "Patient.deceased", value={"valueBoolean": True})
+    error = patch_error(patient(), op)
+    assert (error.status, error.code) == (422, "processing")
+
+
+def test_error_replace_path_matching_many() -> None:
+    op = operation("replace", "Patient.identifier.value", value={"valueString": "1"})
+    assert "matched 2" in patch_error(patient(), op).diagnostics
+
+
+def test_error_delete_path_matching_many() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.identifier"))
+    assert (error.status, error.code) == (422, "processing")
+
+
+def test_error_add_path_matching_nothing() -> None:
+    op = operation("add", "Patient.contact[0]", name="gender", value={"valueCode": "male"})
+    assert patch_error(patient(), op).status == 422
+
+
+def test_error_add_to_an_element_that_already_has_a_value() -> None:
+    op = operation("add", "Patient", name="gender", value={"valueCode": "male"})
+    assert "already has a value" in patch_error(patient(), op).diagnostics
+
+
+def test_error_add_second_type_to_a_choice_element() -> None:
+    op = operation("add", "Observation", name="value", value={"valueString": "x"})
+    assert patch_error(observation(), op).status == 422
+
+
+def test_error_add_unknown_element() -> None:
+    op = operation("add", "Patient", name="shoeSize", value={"valueInteger": 42})
+    assert "shoeSize" in patch_error(patient(), op).diagnostics
+
+
+def test_error_choice_type_not_allowed() -> None:
+    op = operation("replace", "Observation.value", value={"valueAddress": {"city": "X"}})
+    assert patch_error(observation(), op).status == 422
+
+
+def test_error_typed_choice_name_and_value_type_disagree() -> None:
+    resource = {"resourceType": "Patient"}
+    op = operation("add", "Patient", name="deceasedBoolean", value={"valueDateTime": "2020"})
+    assert patch_error(resource, op).status == 422
+
+
+def test_error_complex_value_for_a_primitive_element() -> None:
+    op = operation("replace", "Patient.gender", value={"valueCoding": {"code": "male"}})
+    assert patch_error(patient(), op).status == 422
+
+
+def test_error_backbone_element_given_a_typed_value() -> None:
+    op = operation("add", "Patient", name="contact", value={"valueHumanName": {"text": "x"}})
+    assert "parts" in patch_error(patient(), op).diagnostics
+
+
+def test_error_parts_for_a_primitive_element() -> None:
+    value = {"part": [{"name": "id", "valueString": "x"}]}
+    assert patch_error(patient(), operation("replace", "Patient.gender", value=value)).status == 422
+
+
+def test_error_add_child_inside_a_primitive() -> None:
+    op = operation("add", "Patient.gender", name="text", value={"valueString": "x"})
+    assert patch_error(patient(), op).status == 422
+
+
+def test_error_replace_the_resource_itself() -> None:
+    value = {"resource": {"resourceType": "Patient"}}
+    assert patch_error(patient(), operation("replace", "Patient", value=value)).status == 422
+
+
+def test_error_delete_the_resource_itself() -> None:
+    assert patch_error(patient(), operation("delete", "Patient")).status == 422
+
+
+def test_error_insert_index_out_of_range() -> None:
+    op = operation("insert", "Patient.identifier", value={"valueIdentifier": {}}, index=3)
+    error = patch_error(patient(), op)
+    assert (error.status, "out of range" in error.diagnostics) == (422, True)
+
+
+def test_error_insert_into_a_non_repeating_element() -> None:
+    op = operation("insert", "Patient.gender", value={"valueCode": "male"}, index=0)
+    assert "not a list" in patch_error(patient(), op).diagnostics
+
+
+def test_error_insert_path_not_ending_in_a_list_name() -> None:
+    op = operation("insert", "Patient.identifier.first()", value={"valueIdentifier": {}}, index=0)
+    assert patch_error(patient(), op).status == 422
+
+
+def test_error_move_source_out_of_range() -> None:
+    op = operation("move", "Patient.identifier", source=2, destination=0)
+    assert "Source 2" in patch_error(patient(), op).diagnostics
+
+
+def test_error_move_destination_out_of_range() -> None:
+    op = operation("move", "Patient.identifier", source=0, destination=2)
+    assert "Destination 2" in patch_error(patient(), op).diagnostics
+
+
+def test_error_move_in_an_absent_list() -> None:
+    op = operation("move", "Patient.telecom", source=0, destination=0)
+    assert patch_error(patient(), op).status == 422
+
+
+# --- more paths and edge cases ---------------------------------------------------------
+
+
+def test_extension_url_with_escapes_in_the_string_literal() -> None:
+    resource = {"resourceType": "Patient", "extension": [{"url": "http://a/'x'"}]}
+    op = operation("delete", "Patient.extension('http://a/\\'x\\u0027')")
+    assert patch(resource, op) == {"resourceType": "Patient"}
+
+
+def test_delete_extension_of_a_primitive_list_item_keeps_the_value() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["a", "b"], "_given": [None, {"extension": [{"url": "http://e"}]}]}],
+    }
+    result = patch(resource, operation("delete", "Patient.name.given[1].extension[0]"))
+    assert result["name"][0] == {"given": ["a", "b"]}
+
+
+def test_delete_extension_of_a_valueless_primitive_list_item_drops_the_item() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["a", None], "_given": [None, {"extension": [{"url": "http://e"}]}]}],
+    }
+    result = patch(resource, operation("delete", "Patient.name.given[1].extension[0]"))
+    assert result["name"][0] == {"given": ["a"]}
+
+
+def test_unknown_resource_type_is_navigated_by_json_names() -> None:
+    resource = {"resourceType": "Widget", "part": [{"x": 1}, {"x": 2}]}
+    assert patch(resource, operation("delete", "Widget.part.where(x = 1)")) == {
+        "resourceType": "Widget",
+        "part": [{"x": 2}],
+    }
+
+
+def test_where_in_first_position_filters_the_resource() -> None:
+    result = patch(patient(), operation("delete", "where(gender = 'female').birthDate"))
+    assert "birthDate" not in result
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Patient.name | Patient.telecom",
+        "Patient.name[0 + 1]",
+        "Patient.name.first(1)",
+        "Patient.extension(1)",
+        "Patient.name.ofType('HumanName')",
+        "%resource.name",
+        "$this.name",
+    ],
+)
+def test_error_unsupported_path_expression(path: str) -> None:
+    error = patch_error(patient(), operation("delete", path))
+    assert (error.status, error.code) == (400, "invalid")
+
+
+def test_error_delete_path_with_an_unknown_element_name() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.shoeSize"))
+    assert (error.status, "shoeSize" in error.diagnostics) == (400, True)
+
+
+def test_error_where_predicate_giving_many_values() -> None:
+    error = patch_error(patient(), operation("delete", "Patient.name.where(given)"))
+    assert error.status == 400
+
+
+def test_error_operation_part_without_a_name() -> None:
+    op = operation("delete", "Patient.gender")
+    op["part"].append({"valueString": "x"})
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_value_resource_that_is_not_a_resource() -> None:
+    op = operation("add", "Patient", name="contained", value={"resource": {"id": "x"}})
+    assert patch_error(patient(), op).status == 400
+
+
+def test_error_resource_value_for_a_datatype_element() -> None:
+    value = {"resource": {"resourceType": "Organization"}}
+    op = operation("add", "Patient", name="managingOrganization", value=value)
+    assert patch_error(patient(), op).status == 422
+
+
+def test_error_datatype_value_for_a_resource_element() -> None:
+    op = operation("add", "Patient", name="contained", value={"valueString": "x"})
+    assert patch_error(patient(), op).status == 422
+
+
+def test_delete_one_of_two_extensions_on_a_primitive_keeps_the_twin() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "birthDate": "1970-01-01",
+        "_birthDate": {"extension": [{"url": "http://a"}, {"url": "http://b"}]},
+    }
+    result = patch(resource, operation("delete", "Patient.birthDate.extension('http://a')"))
+    assert result["_birthDate"] == {"extension": [{"url": "http://b"}]}
+
+
+def test_element_defined_elsewhere_is_navigated_by_its_definition() -> None:
+    resource = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"link": [{"relation": "self", "url": "http://x"}]}],
+    }
+    op = operation("replace", "Bundle.entry[0].link[0].url", value={"valueUri": "http://y"})
+    assert patch(resource, op)["entry"][0]["link"][0]["url"] == "http://y"
+
+
+def test_error_insert_when_the_list_owner_matches_many() -> None:
+    resource = {"resourceType": "Patient", "name": [{"given": ["a"]}, {"given": ["b"]}]}
+    op = operation("insert", "Patient.name.given", value={"valueString": "c"}, index=0)
+    assert "exactly one" in patch_error(resource, op).diagnostics
+
+
+def test_error_insert_into_an_absent_element_known_not_to_repeat() -> None:
+    op = operation("insert", "Patient.contact[0].name", value={"valueHumanName": {}}, index=0)
+    resource = {"resourceType": "Patient", "contact": [{"gender": "male"}]}
+    assert "not a list" in patch_error(resource, op).diagnostics
