@@ -89,9 +89,13 @@ async def test_if_modified_since_gives_304_when_unchanged(client):
     created = await create(client)
     id_ = created.json()["id"]
     since = created.headers["last-modified"]
-    assert (await client.get(f"Patient/{id_}", headers={"If-Modified-Since": since})).status_code == 304
+    assert (
+        await client.get(f"Patient/{id_}", headers={"If-Modified-Since": since})
+    ).status_code == 304
     old = "Mon, 01 Jan 2001 00:00:00 GMT"
-    assert (await client.get(f"Patient/{id_}", headers={"If-Modified-Since": old})).status_code == 200
+    assert (
+        await client.get(f"Patient/{id_}", headers={"If-Modified-Since": old})
+    ).status_code == 200
 
 
 async def test_unknown_resource_type_is_404(client):

@@ -8,7 +8,9 @@ from resources import fhir_json
 from resources.errors import FhirError
 
 
-@pytest.mark.parametrize("text", ["72.50", "0.010", "1.0e2", "-0.0", "1E-7", "123456789012345678.9"])
+@pytest.mark.parametrize(
+    "text", ["72.50", "0.010", "1.0e2", "-0.0", "1E-7", "123456789012345678.9"]
+)
 def test_decimal_text_survives_a_round_trip(text: str) -> None:
     value = fhir_json.loads(f'{{"v": {text}}}')
     assert fhir_json.dumps(value) == f'{{"v":{text}}}'.encode()

@@ -189,8 +189,16 @@ async def test_capability_statement(client):
     rest = statement["rest"][0]
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     codes = {i["code"] for i in patient["interaction"]}
-    assert {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
-            "create"} <= codes
+    assert {
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+    } <= codes
     assert {"code": "history-system"} in rest["interaction"]
     types = {r["type"] for r in rest["resource"]}
     assert "MedicinalProduct" not in types and "SubscriptionTopic" not in types

@@ -33,11 +33,14 @@ async def test_type_and_system_history(client):
     await put(client, "Patient", "h2", active=True)
     patients = (await client.get("Patient/_history")).json()
     assert [e["fullUrl"].rsplit("/", 2)[-2:] for e in patients["entry"]] == [
-        ["Patient", "h2"], ["Patient", "h2"]
+        ["Patient", "h2"],
+        ["Patient", "h2"],
     ]
     system = (await client.get("_history")).json()
     assert [e["resource"]["resourceType"] for e in system["entry"]] == [
-        "Patient", "Organization", "Patient"
+        "Patient",
+        "Organization",
+        "Patient",
     ]
 
 

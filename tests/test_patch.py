@@ -16,7 +16,10 @@ async def put_patient(client, id_: str) -> None:
 
 async def test_json_patch_replaces_and_adds(client):
     await put_patient(client, "p1")
-    body = b'[{"op":"replace","path":"/gender","value":"female"},{"op":"add","path":"/active","value":true}]'
+    body = (
+        b'[{"op":"replace","path":"/gender","value":"female"},'
+        b'{"op":"add","path":"/active","value":true}]'
+    )
     response = await client.patch("Patient/p1", content=body, headers=JSON_PATCH)
     assert response.status_code == 200
     assert response.json()["gender"] == "female" and response.json()["active"] is True

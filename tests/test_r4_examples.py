@@ -23,12 +23,34 @@ from tests.known_invalid_examples import KNOWN_INVALID
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / ".cache" / "r4-examples" / "package"
 
-PORTAL_TYPES = (
-    "Patient Practitioner PractitionerRole Organization Location Appointment Slot Schedule "
-    "Encounter Observation DiagnosticReport Condition AllergyIntolerance Immunization Procedure "
-    "CarePlan MedicationRequest Medication Communication Invoice Account Coverage "
-    "DocumentReference RelatedPerson Consent Task"
-).split()
+PORTAL_TYPES = [
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Appointment",
+    "Slot",
+    "Schedule",
+    "Encounter",
+    "Observation",
+    "DiagnosticReport",
+    "Condition",
+    "AllergyIntolerance",
+    "Immunization",
+    "Procedure",
+    "CarePlan",
+    "MedicationRequest",
+    "Medication",
+    "Communication",
+    "Invoice",
+    "Account",
+    "Coverage",
+    "DocumentReference",
+    "RelatedPerson",
+    "Consent",
+    "Task",
+]
 
 
 def _ensure_examples() -> Path:

@@ -66,7 +66,9 @@ async def test_if_match_stale_version_is_412_and_changes_nothing(client):
 async def test_if_match_current_version_succeeds(client):
     await client.put("Patient/pat-6", content=patient("pat-6"), headers=JSON)
     response = await client.put(
-        "Patient/pat-6", content=patient("pat-6", gender="other"), headers={**JSON, "If-Match": 'W/"1"'}
+        "Patient/pat-6",
+        content=patient("pat-6", gender="other"),
+        headers={**JSON, "If-Match": 'W/"1"'},
     )
     assert response.status_code == 200
 
