@@ -98,4 +98,3 @@ def _entry(ctx: Context, stored: StoredVersion) -> dict[str, Any]:
         "lastModified": stored.last_updated,
     }
     return entry
-

@@ -113,7 +113,8 @@ def _fhirpath_patcher(document: Any) -> Any:
 
 def _check_identity(patched: dict[str, Any], type_: str, id_: str) -> None:
     if patched.get("resourceType") != type_:
-        raise FhirError(422, "processing", "A patch may not change the resourceType",
-                        ("resourceType",))
+        raise FhirError(
+            422, "processing", "A patch may not change the resourceType", ("resourceType",)
+        )
     if patched.get("id") != id_:
         raise FhirError(422, "processing", "A patch may not change the id", ("id",))

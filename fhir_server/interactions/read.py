@@ -49,4 +49,3 @@ def _not_modified(ctx: Context, stored: StoredVersion) -> bool:
     if if_modified_since is not None:
         return not_modified_since(if_modified_since, stored.last_updated)
     return False
-
