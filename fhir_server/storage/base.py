@@ -11,12 +11,17 @@ for the bytes to store, so the stored JSON carries exactly the version the store
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from resources.fhir_datetime import format_instant
+from resources.search.model import IndexRow, SortKey
+
+if TYPE_CHECKING:
+    from fhir_server.storage.search_page import Cursor, SearchPage
+    from resources.search.query import SearchQuery
 
 Method = Literal["create", "update", "patch", "delete"]
 
@@ -38,6 +43,14 @@ class StoredVersion:
         return self.method == "delete"
 
 
+@dataclass(frozen=True, slots=True)
+class IndexEntries:
+    """What a resource version contributes to the search indexes."""
+
+    rows: Sequence[IndexRow] = ()
+    sort_keys: Sequence[SortKey] = ()
+
+
 BuildContent = Callable[[int, str], bytes]
 """Called as ``build(version, last_updated)`` inside the write; returns the stored bytes."""
 
@@ -52,6 +65,8 @@ class WriteRequest:
     build: BuildContent | None = None
     if_match: int | None = None
     must_not_exist: bool = False
+    index: IndexEntries | None = None
+    """Search index rows and sort keys of the new version (None: index nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +133,12 @@ class Store(Protocol):
         ...
 
     async def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+    async def search(
+        self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
+    ) -> SearchPage:
+        """One page of matches (keyset paging), with the total when asked."""
+        ...
 
 
 def now_instant() -> str:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
     AlreadyExists,
     HistoryPage,
@@ -31,6 +32,9 @@ from fhir_server.storage.base import (
     WriteResult,
     next_instant,
 )
+from fhir_server.storage.search_page import Cursor, SearchPage
+from fhir_server.storage.sqlite_search import run_search
+from resources.search.query import SearchQuery
 
 _SCHEMA_VERSION = 1
 
@@ -89,6 +93,10 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._reader_lock = threading.Lock()
+        self._param_ids = sqlite_index.ParamIds()
+        self._search_pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._search_conns: list[sqlite3.Connection] = []
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -112,14 +120,22 @@ class SQLiteStore:
         self._writer = await self._in_writer(self._connect)
         await self._in_writer(self._create_schema)
         self._reader = self._connect()
+        self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-search")
 
     def _create_schema(self) -> sqlite3.Connection:
         assert self._writer is not None
         self._writer.executescript(_SCHEMA)
+        self._writer.executescript(sqlite_index.SCHEMA)
         self._writer.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return self._writer
 
     async def close(self) -> None:
+        if self._search_pool is not None:
+            self._search_pool.shutdown(wait=True)
+            self._search_pool = None
+        for conn in self._search_conns:
+            conn.close()
+        self._search_conns.clear()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -186,6 +202,23 @@ class SQLiteStore:
             params += [query.at_end, query.at_start]
         return (" AND ".join(clauses) or "1=1"), tuple(params)
 
+    async def search(
+        self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
+    ) -> SearchPage:
+        assert self._search_pool is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(
+            self._search_pool, self._search_sync, query, cursor, count, with_total
+        )
+
+    def _search_sync(
+        self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
+    ) -> SearchPage:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            self._search_conns.append(conn)
+        return run_search(conn, self._param_ids, query, cursor, count, with_total)
+
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
@@ -199,6 +232,7 @@ class SQLiteStore:
             result = self._apply(conn, request)
         except BaseException:
             conn.execute("ROLLBACK")
+            self._param_ids.forget()  # ids interned by the rolled-back transaction
             raise
         conn.execute("COMMIT")
         return result
@@ -242,6 +276,15 @@ class SQLiteStore:
         ).lastrowid
         assert seq is not None
         conn.execute("UPDATE resource SET seq=? WHERE pk=?", (seq, pk))
+        self._reindex(conn, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
         created = previous is None or previous.deleted
         return WriteResult(stored, created, previous)
+
+    def _reindex(self, conn: sqlite3.Connection, req: WriteRequest, pk: int, fresh: bool) -> None:
+        if not fresh:
+            sqlite_index.clear(conn, pk)
+        if req.index is not None and req.method != "delete":
+            sqlite_index.write(
+                conn, self._param_ids, req.type, pk, req.index.rows, req.index.sort_keys
+            )

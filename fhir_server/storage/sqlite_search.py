@@ -1,0 +1,373 @@
+"""The search query IR compiled to SQL over the SQLite index tables.
+
+https://hl7.org/fhir/R4/search.html. Each condition becomes a predicate on one resource
+alias: parameter matches are ``pk IN (SELECT res_pk FROM idx_* ...)`` sub-selects served
+by the ``(pid, value)`` indexes, chains join ``idx_reference`` to the target resource,
+``_has`` looks for referring resources. Sorting uses the explicit ``idx_sort`` keys (the
+lowest value ascending, the highest descending, as the spec says for repeating elements),
+with a sentinel for "no value" so that missing values sort last and keyset paging has a
+total order. All user values are bound parameters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.storage.base import StoredVersion
+from fhir_server.storage.search_page import Cursor, SearchPage
+from fhir_server.storage.sqlite_index import TABLE_OF_TYPE, ParamIds
+from fhir_server.storage.sqlite_match import Sql, match_sql, range_sql
+from resources.search.model import SearchParam
+from resources.search.query import (
+    AnyOf,
+    ChainClause,
+    Clause,
+    Condition,
+    DateMatch,
+    HasClause,
+    IdClause,
+    Include,
+    LastUpdatedClause,
+    MissingMatch,
+    SearchQuery,
+    Sort,
+)
+
+_COLUMNS = "{a}.type, {a}.id, {a}.version, {a}.last_updated, {a}.method, {a}.content, {a}.seq"
+
+NO_VALUE_ASC = b"\xff"
+"""Sorts after every number and text (SQLite orders NULL < numbers < text < blobs)."""
+NO_VALUE_DESC = -1.0e308
+"""Sorts before every number and text."""
+
+
+@dataclass
+class Compiler:
+    """Compiles conditions for one connection (parameter ids are looked up as needed)."""
+
+    conn: sqlite3.Connection
+    ids: ParamIds
+    _aliases: int = field(default=0)
+
+    def alias(self, stem: str) -> str:
+        self._aliases += 1
+        return f"{stem}{self._aliases}"
+
+    def pids(self, types: Sequence[str], code: str) -> list[int]:
+        found = (self.ids.lookup(self.conn, t, code) for t in types)
+        return [pid for pid in found if pid is not None]
+
+    # -- conditions ------------------------------------------------------------------
+
+    def where(self, alias: str, types: Sequence[str], conditions: Sequence[Condition]) -> Sql:
+        """``alias`` is a live resource of one of ``types`` meeting every condition."""
+        marks = ",".join("?" * len(types))
+        clauses = [f"{alias}.type IN ({marks})", f"{alias}.method != 'delete'"]
+        params: list[Any] = list(types)
+        for condition in conditions:
+            sql, more = self.condition(alias, types, condition)
+            clauses.append(f"({sql})")
+            params += more
+        return " AND ".join(clauses), params
+
+    def condition(self, alias: str, types: Sequence[str], cond: Condition) -> Sql:
+        if isinstance(cond, Clause):
+            return self._clause(alias, types, cond)
+        if isinstance(cond, IdClause):
+            marks = ",".join("?" * len(cond.ids))
+            negate = "NOT " if cond.negate else ""
+            return f"{alias}.id {negate}IN ({marks})", list(cond.ids)
+        if isinstance(cond, LastUpdatedClause):
+            return self._any_of([self._last_updated(alias, value) for value in cond.values])
+        if isinstance(cond, ChainClause):
+            return self._chain(alias, types, cond)
+        if isinstance(cond, HasClause):
+            return self._has(alias, cond)
+        if isinstance(cond, AnyOf):
+            return self._any_of([self.condition(alias, types, c) for c in cond.conditions])
+        raise TypeError(f"unknown condition {cond!r}")
+
+    @staticmethod
+    def _any_of(parts: list[Sql]) -> Sql:
+        if not parts:
+            return "0", []
+        return " OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+    def _clause(self, alias: str, types: Sequence[str], clause: Clause) -> Sql:
+        param = clause.param
+        table = TABLE_OF_TYPE.get(param.type)
+        pids = self.pids(types, param.code)
+        if table is None:
+            return "0", []
+        pid_sql = f"pid IN ({','.join('?' * len(pids))})" if pids else "0"
+        missing = [v for v in clause.values if isinstance(v, MissingMatch)]
+        if missing:
+            exists = f"EXISTS (SELECT 1 FROM {table} WHERE res_pk = {alias}.pk AND {pid_sql})"
+            return (f"NOT {exists}" if missing[0].missing else exists), list(pids)
+        matches = [match_sql(value) for value in clause.values]
+        ors = " OR ".join(f"({sql})" for sql, _ in matches) or "0"
+        params = [*pids, *(p for _, ps in matches for p in ps)]
+        negate = "NOT " if clause.negate else ""
+        sub = f"SELECT res_pk FROM {table} WHERE {pid_sql} AND ({ors})"
+        return f"{alias}.pk {negate}IN ({sub})", params
+
+    @staticmethod
+    def _last_updated(alias: str, value: DateMatch) -> Sql:
+        column = f"{alias}.last_updated"
+        # an instant is a point: treat it as the range [t, t] with an inclusive end
+        sql, params = range_sql(value.prefix, column, column, value.low, value.high)
+        if value.prefix in ("eq", "ne", "ge", "le", "ap"):
+            sql = sql.replace(f"{column} <= ?", f"{column} < ?")
+        if value.prefix in ("gt", "sa"):
+            sql = sql.replace(f"{column} > ?", f"{column} >= ?")
+        return sql, params
+
+    def _chain(self, alias: str, types: Sequence[str], chain: ChainClause) -> Sql:
+        ref, target = self.alias("i"), self.alias("t")
+        pids = self.pids(types, chain.param.code)
+        if not pids or not chain.target_types:
+            return "0", []
+        inner_sql, inner_params = self.where(target, chain.target_types, [chain.inner])
+        sql = (
+            f"{alias}.pk IN (SELECT {ref}.res_pk FROM idx_reference {ref}"
+            f" JOIN resource {target} ON {target}.type = {ref}.target_type"
+            f" AND {target}.id = {ref}.target_id"
+            f" WHERE {ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql})"
+        )
+        return sql, [*pids, *inner_params]
+
+    def _has(self, alias: str, has: HasClause) -> Sql:
+        ref, source = self.alias("i"), self.alias("s")
+        pids = self.pids([has.source_type], has.reference_param.code)
+        if not pids:
+            return "0", []
+        inner_sql, inner_params = self.where(source, [has.source_type], [has.inner])
+        sql = (
+            f"EXISTS (SELECT 1 FROM idx_reference {ref}"
+            f" JOIN resource {source} ON {source}.pk = {ref}.res_pk"
+            f" WHERE {ref}.target_id = {alias}.id AND {ref}.target_type = {alias}.type"
+            f" AND {ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql})"
+        )
+        return sql, [*pids, *inner_params]
+
+    # -- sorting and paging ----------------------------------------------------------
+
+    def sort_terms(
+        self, alias: str, types: Sequence[str], sort: Sequence[Sort]
+    ) -> tuple[list[str], list[str], list[Any], list[bool]]:
+        """(joins, key expressions, join params, descending flags); ``pk`` breaks ties."""
+        joins: list[str] = []
+        keys: list[str] = []
+        params: list[Any] = []
+        descending: list[bool] = []
+        for item in sort:
+            if item.special == "_id":
+                keys.append(f"{alias}.id")
+            elif item.special == "_lastUpdated":
+                keys.append(f"{alias}.last_updated")
+            else:
+                assert item.param is not None
+                key = self._sort_join(alias, types, item.param, item.descending, joins, params)
+                keys.append(key)
+            descending.append(item.descending)
+        keys.append(f"{alias}.pk")
+        descending.append(False)
+        return joins, keys, params, descending
+
+    def _sort_join(
+        self,
+        alias: str,
+        types: Sequence[str],
+        param: SearchParam,
+        descending: bool,
+        joins: list[str],
+        params: list[Any],
+    ) -> str:
+        pids = self.pids(types, param.code)
+        sort_alias = self.alias("k")
+        pid_sql = f"{sort_alias}.pid IN ({','.join('?' * len(pids))})" if pids else "0"
+        joins.append(
+            f"LEFT JOIN idx_sort {sort_alias} ON {sort_alias}.res_pk = {alias}.pk AND {pid_sql}"
+        )
+        params += pids
+        if descending:
+            return f"coalesce({sort_alias}.high, {NO_VALUE_DESC!r})"
+        return f"coalesce({sort_alias}.low, x'ff')"
+
+
+def keyset(keys: Sequence[str], descending: Sequence[bool], cursor: Cursor) -> Sql:
+    """Rows strictly after (``next``) or before (``prev``) the cursor's key."""
+    forward = cursor.direction == "next"
+    ors: list[str] = []
+    params: list[Any] = []
+    for i, key in enumerate(keys):
+        equal = [f"{keys[j]} = ?" for j in range(i)]
+        after = (not descending[i]) == forward
+        equal.append(f"{key} {'>' if after else '<'} ?")
+        ors.append("(" + " AND ".join(equal) + ")")
+        params += [*cursor.key[:i], cursor.key[i]]
+    return " OR ".join(ors), params
+
+
+def order_by(keys: Sequence[str], descending: Sequence[bool], reverse: bool = False) -> str:
+    parts = []
+    for key, desc in zip(keys, descending, strict=True):
+        parts.append(f"{key} {'DESC' if desc != reverse else 'ASC'}")
+    return ", ".join(parts)
+
+
+def build_select(
+    compiler: Compiler,
+    query: SearchQuery,
+    cursor: Cursor | None,
+    limit: int,
+) -> tuple[str, list[Any], int]:
+    """The page query: columns, then the sort key values; returns (sql, params, n_keys)."""
+    alias = "r"
+    where_sql, where_params = compiler.where(alias, query.types, query.conditions)
+    joins, keys, join_params, descending = compiler.sort_terms(alias, query.types, query.sort)
+    params = [*join_params, *where_params]
+    if cursor is not None:
+        if len(cursor.key) != len(keys):
+            from resources.errors import invalid
+
+            raise invalid("The paging cursor does not belong to this search", "_cursor")
+        ks_sql, ks_params = keyset(keys, descending, cursor)
+        where_sql += f" AND ({ks_sql})"
+        params += ks_params
+    reverse = cursor is not None and cursor.direction == "prev"
+    sql = (
+        f"SELECT {_COLUMNS.format(a=alias)}, {alias}.pk, {', '.join(keys)}"
+        f" FROM resource {alias} {' '.join(joins)} WHERE {where_sql}"
+        f" ORDER BY {order_by(keys, descending, reverse)} LIMIT ?"
+    )
+    return sql, [*params, limit], len(keys)
+
+
+def build_count(compiler: Compiler, query: SearchQuery) -> Sql:
+    where_sql, params = compiler.where("r", query.types, query.conditions)
+    return f"SELECT count(*) FROM resource r WHERE {where_sql}", params
+
+
+def run_search(
+    conn: sqlite3.Connection,
+    ids: ParamIds,
+    query: SearchQuery,
+    cursor: Cursor | None,
+    count: int,
+    with_total: bool,
+) -> SearchPage:
+    """One page of a search, its links' cursors, total and included resources."""
+    compiler = Compiler(conn, ids)
+    total = None
+    if with_total:
+        count_sql, count_params = build_count(compiler, query)
+        total = conn.execute(count_sql, count_params).fetchone()[0]
+    if count == 0:
+        return SearchPage([], total)
+    sql, params, _ = build_select(compiler, query, cursor, count + 1)
+    rows = conn.execute(sql, params).fetchall()
+    more = len(rows) > count
+    rows = rows[:count]
+    backwards = cursor is not None and cursor.direction == "prev"
+    if backwards:
+        rows.reverse()
+    page = SearchPage([stored_version(r) for r in rows], total)
+    if rows:
+        keys = [tuple(r[8:]) for r in rows]
+        if (more and not backwards) or backwards:
+            page.next_cursor = Cursor(keys[-1], "next")
+        if (cursor is not None and not backwards) or (backwards and more):
+            page.prev_cursor = Cursor(keys[0], "prev")
+    if query.includes:
+        page.included = run_includes(compiler, query, [(r[7], r[0], r[1]) for r in rows])
+    return page
+
+
+def stored_version(row: Sequence[Any]) -> StoredVersion:
+    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+_MAX_INCLUDED = 1000
+_MAX_ROUNDS = 4
+
+
+def run_includes(
+    compiler: Compiler, query: SearchQuery, matches: list[tuple[int, str, str]]
+) -> list[StoredVersion]:
+    """``_include`` / ``_revinclude`` (and ``:iterate``) of a page's matches."""
+    seen = {pk for pk, _, _ in matches}
+    found: list[StoredVersion] = []
+    frontier = matches
+    for round_ in range(_MAX_ROUNDS):
+        added: list[tuple[int, str, str]] = []
+        for include in query.includes:
+            if round_ > 0 and not include.iterate:
+                continue
+            for row in _include_rows(compiler, include, frontier):
+                pk = row[7]
+                if pk not in seen and len(found) < _MAX_INCLUDED:
+                    seen.add(pk)
+                    found.append(stored_version(row))
+                    added.append((pk, row[0], row[1]))
+        if not added:
+            break
+        frontier = added
+    return found
+
+
+def _include_rows(
+    compiler: Compiler, include: Include, frontier: list[tuple[int, str, str]]
+) -> list[Sequence[Any]]:
+    sources = [m for m in frontier if m[1] == include.source_type] if not include.reverse else []
+    if include.reverse:
+        targets = frontier
+        if not targets:
+            return []
+        return _revinclude_rows(compiler, include, targets)
+    if not sources:
+        return []
+    pk_marks = ",".join("?" * len(sources))
+    sql = (
+        f"SELECT {_COLUMNS.format(a='t')}, t.pk FROM idx_reference i"
+        " JOIN resource t ON t.type = i.target_type AND t.id = i.target_id"
+        f" WHERE i.res_pk IN ({pk_marks}) AND t.method != 'delete'"
+    )
+    params: list[Any] = [pk for pk, _, _ in sources]
+    if include.param is not None:
+        pids = compiler.pids([include.source_type], include.param.code)
+        if not pids:
+            return []
+        sql += f" AND i.pid IN ({','.join('?' * len(pids))})"
+        params += pids
+    if include.target_type is not None:
+        sql += " AND t.type = ?"
+        params.append(include.target_type)
+    return compiler.conn.execute(sql, params).fetchall()
+
+
+def _revinclude_rows(
+    compiler: Compiler, include: Include, targets: list[tuple[int, str, str]]
+) -> list[Sequence[Any]]:
+    pairs = ",".join("(?,?)" for _ in targets)
+    sql = (
+        f"SELECT {_COLUMNS.format(a='s')}, s.pk FROM idx_reference i"
+        " JOIN resource s ON s.pk = i.res_pk"
+        f" WHERE (i.target_type, i.target_id) IN (VALUES {pairs})"
+        " AND s.type = ? AND s.method != 'delete'"
+    )
+    params: list[Any] = [x for _, type_, id_ in targets for x in (type_, id_)]
+    params.append(include.source_type)
+    if include.param is not None:
+        pids = compiler.pids([include.source_type], include.param.code)
+        if not pids:
+            return []
+        sql += f" AND i.pid IN ({','.join('?' * len(pids))})"
+        params += pids
+    if include.target_type is not None:
+        sql += " AND i.target_type = ?"
+        params.append(include.target_type)
+    return compiler.conn.execute(sql, params).fetchall()

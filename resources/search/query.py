@@ -1,0 +1,217 @@
+"""The search query IR: what a FHIR search asks, parsed and typed, before any store sees it.
+
+https://hl7.org/fhir/R4/search.html
+
+A :class:`SearchQuery` is an AND of conditions; each :class:`Clause` is an OR of typed
+values of one parameter (a comma is OR, a repeated parameter is AND). Chains and ``_has``
+nest conditions on other resource types. Authorization adds conditions to the same IR
+(e.g. patient-compartment membership), so every store compiles one structure into its own
+query language, and no user text is ever spliced into a query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from resources.search.model import SearchParam
+
+Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    """``name=Eve`` (prefix of normalized), ``:exact`` (whole, as written), ``:contains``."""
+
+    value: str
+    """Normalized (see ``resources.search.normalize``) except for ``exact``."""
+    mode: Literal["prefix", "exact", "contains"] = "prefix"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """``code``, ``system|code``, ``|code``, ``system|``; ``:text``, ``:of-type``,
+    ``:in`` / ``:not-in`` (expanded to ``codes``), and ``:not`` (see :class:`Clause`)."""
+
+    system: str | None = None
+    """None: any system. ``""``: the value must have no system (``|code``)."""
+    code: str | None = None
+    """None: any code (``system|``)."""
+    mode: Literal["eq", "text", "of-type", "in"] = "eq"
+    text: str | None = None
+    """Normalized text for ``:text``."""
+    codes: frozenset[tuple[str | None, str]] = frozenset()
+    """``(system, code)`` pairs of an expanded value set for ``:in`` / ``:not-in``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DateMatch:
+    """A date value with its prefix, as the half-open UTC range its precision covers."""
+
+    prefix: Prefix
+    low: str
+    high: str
+
+
+@dataclass(frozen=True, slots=True)
+class NumberMatch:
+    """A number with its prefix; ``low``/``high`` are the range its precision implies."""
+
+    prefix: Prefix
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityMatch:
+    """``[prefix]number|system|code`` or ``number||code`` (code or unit, any system)."""
+
+    prefix: Prefix
+    value: float
+    low: float
+    high: float
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceMatch:
+    """``id``, ``Type/id``, an absolute URL, a canonical (``url|version``), or
+    ``:identifier`` (``system|value``)."""
+
+    target_type: str | None = None
+    target_id: str | None = None
+    url: str | None = None
+    version: str | None = None
+    identifier_system: str | None = None
+    identifier_value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UriMatch:
+    value: str
+    mode: Literal["eq", "above", "below"] = "eq"
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeMatch:
+    """``code-value-quantity=http://loinc.org|8480-6$gt100``: one match per component."""
+
+    parts: tuple[Match, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMatch:
+    """``:missing=true`` (no value for the parameter) / ``false`` (some value)."""
+
+    missing: bool
+
+
+Match = (
+    StringMatch
+    | TokenMatch
+    | DateMatch
+    | NumberMatch
+    | QuantityMatch
+    | ReferenceMatch
+    | UriMatch
+    | CompositeMatch
+    | MissingMatch
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """One parameter: the resource matches if any of ``values`` matches (OR).
+
+    With ``negate`` (``:not``, ``:not-in``) the resource matches if NONE of its values
+    matches the OR — which includes resources that have no value at all.
+    """
+
+    param: SearchParam
+    values: tuple[Match, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IdClause:
+    """``_id`` (one of ``ids``)."""
+
+    ids: tuple[str, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LastUpdatedClause:
+    """``_lastUpdated`` with prefixes (OR of values)."""
+
+    values: tuple[DateMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainClause:
+    """``subject:Patient.name=Eve``: a reference ``param`` whose target, of one of
+    ``target_types``, satisfies ``inner`` (itself possibly a chain)."""
+
+    param: SearchParam
+    target_types: tuple[str, ...]
+    inner: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class HasClause:
+    """``_has:Observation:patient:code=1234``: some ``source_type`` resource refers to
+    this one through ``reference_param`` and satisfies ``inner`` (possibly nested)."""
+
+    source_type: str
+    reference_param: SearchParam
+    inner: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """An OR of conditions (used by authorization, e.g. several compartments)."""
+
+    conditions: tuple[Condition, ...]
+
+
+Condition = Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | AnyOf
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    param: SearchParam | None
+    """None for ``_id`` / ``_lastUpdated`` (see ``special``)."""
+    descending: bool = False
+    special: Literal["_id", "_lastUpdated"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """``_include=Observation:subject[:Patient]`` / ``_revinclude`` (``*`` = every
+    reference parameter of ``source_type``), with ``:iterate``."""
+
+    source_type: str
+    param: SearchParam | None
+    target_type: str | None = None
+    reverse: bool = False
+    iterate: bool = False
+
+
+@dataclass
+class SearchQuery:
+    """A whole search: conditions (AND) over ``types``, and how to shape the result."""
+
+    types: tuple[str, ...]
+    conditions: list[Condition] = field(default_factory=list)
+    sort: tuple[Sort, ...] = ()
+    count: int | None = None
+    includes: tuple[Include, ...] = ()
+    total: Literal["none", "estimate", "accurate"] | None = None
+    summary: Literal["true", "text", "data", "count", "false"] | None = None
+    elements: tuple[str, ...] = ()
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    """The parameters that were applied, as they go into the ``self`` link."""
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    """Unknown/unsupported parameters dropped under ``handling=lenient``."""
