@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from resources import definitions, validation
+from resources import definitions
 from resources.errors import Issue
 from resources.fhir_json import loads
+from resources.validation import r4_models as validation
 from resources.validation import validate, validator_covers
 from tests.known_invalid_examples import KNOWN_INVALID
 
