@@ -1,4 +1,4 @@
-"""The support table: resource types x interactions (and, later, search parameters).
+"""The support table: resource types x interactions x search parameters.
 
 Both the HTTP routes and the CapabilityStatement
 (https://hl7.org/fhir/R4/capabilitystatement.html) are generated from this table, so the
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from resources.definitions import RESOURCE_TYPES
+from resources.search.model import SearchParam
+from resources.search.parameters import search_params
 from resources.validation import validator_covers
 
 TYPE_INTERACTIONS: tuple[str, ...] = (
@@ -22,10 +24,11 @@ TYPE_INTERACTIONS: tuple[str, ...] = (
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 )
 """Type-level interaction codes (https://hl7.org/fhir/R4/valueset-type-restful-interaction.html)."""
 
-SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system",)
+SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system", "search-system")
 """System-level interaction codes (https://hl7.org/fhir/R4/valueset-system-restful-interaction.html)."""
 
 
@@ -36,9 +39,12 @@ class TypeSupport:
     versioning: str = "versioned-update"
     read_history: bool = True
     update_create: bool = True
-    conditional_create: bool = False
-    conditional_update: bool = False
-    conditional_delete: str = "not-supported"
+    conditional_create: bool = True
+    conditional_update: bool = True
+    conditional_delete: str = "multiple"
+    search_params: tuple[SearchParam, ...] = ()
+    search_include: tuple[str, ...] = ()
+    search_rev_include: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,29 @@ class SupportTable:
 @cache
 def support_table() -> SupportTable:
     """Every R4 resource type the validator covers, with every implemented interaction."""
+    covered = [name for name in sorted(RESOURCE_TYPES) if validator_covers(name)]
+    references = {name: _reference_codes(name) for name in covered}
     types = {
-        name: TypeSupport(name, TYPE_INTERACTIONS)
-        for name in sorted(RESOURCE_TYPES)
-        if validator_covers(name)
+        name: TypeSupport(
+            name,
+            TYPE_INTERACTIONS,
+            search_params=tuple(search_params(name).values()),
+            search_include=("*", *(f"{name}:{code}" for code in references[name])),
+            search_rev_include=tuple(
+                f"{source}:{code}"
+                for source in covered
+                for code, targets in references[source].items()
+                if name in targets
+            ),
+        )
+        for name in covered
     }
     return SupportTable(types, SYSTEM_INTERACTIONS)
+
+
+def _reference_codes(type_: str) -> dict[str, tuple[str, ...]]:
+    return {
+        code: param.targets
+        for code, param in search_params(type_).items()
+        if param.type == "reference"
+    }

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(1000, ge=1)
+    conditional_delete_max: int = Field(
+        100, ge=1, description="Most resources one conditional delete may remove"
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = "info"
 

@@ -17,11 +17,17 @@ from fhir_server.config import Settings
 from fhir_server.formats import pretty_requested, request_body_kind, response_media_type
 from fhir_server.interactions import Context, FhirResponse
 from fhir_server.interactions.capabilities import capabilities
+from fhir_server.interactions.conditional import (
+    conditional_delete,
+    conditional_patch,
+    conditional_update,
+)
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import delete
 from fhir_server.interactions.history import history
 from fhir_server.interactions.patch import patch
 from fhir_server.interactions.read import read, vread
+from fhir_server.interactions.search import search_compartment, search_system, search_type
 from fhir_server.interactions.update import update
 from fhir_server.storage.base import Store
 from resources import fhir_json
@@ -37,15 +43,23 @@ FHIR_PREFIX = "/fhir"
 # (interaction code, HTTP method, path, handler, body kind); most specific paths first.
 _ROUTES: tuple[tuple[str, str, str, Handler, str | None], ...] = (
     ("capabilities", "GET", "/metadata", capabilities, None),
+    ("search-system", "GET", "", search_system, None),
+    ("search-system", "POST", "/_search", search_system, "form"),
     ("history-system", "GET", "/_history", history, None),
     ("history-type", "GET", "/{type}/_history", history, None),
+    ("search-type", "POST", "/{type}/_search", search_type, "form"),
     ("vread", "GET", "/{type}/{id}/_history/{vid}", vread, None),
     ("history-instance", "GET", "/{type}/{id}/_history", history, None),
+    ("search-type", "GET", "/{compartment}/{id}/{type}", search_compartment, None),
     ("read", "GET", "/{type}/{id}", read, None),
     ("update", "PUT", "/{type}/{id}", update, "json"),
     ("patch", "PATCH", "/{type}/{id}", patch, "patch"),
     ("delete", "DELETE", "/{type}/{id}", delete, None),
     ("create", "POST", "/{type}", create, "json"),
+    ("update", "PUT", "/{type}", conditional_update, "json"),
+    ("patch", "PATCH", "/{type}", conditional_patch, "patch"),
+    ("delete", "DELETE", "/{type}", conditional_delete, None),
+    ("search-type", "GET", "/{type}", search_type, None),
 )
 
 
@@ -75,7 +89,9 @@ def _endpoint(
             )
             ctx = _context(request)
             kwargs = _path_arguments(table, code, request.path_params)
-            if body_kind is not None:
+            if body_kind == "form":
+                kwargs["body"] = await _form_body(request, ctx.settings.max_body_bytes)
+            elif body_kind is not None:
                 request_body_kind(
                     request.headers.get("content-type"), allow_json_patch=body_kind == "patch"
                 )
@@ -98,6 +114,10 @@ def _path_arguments(table: SupportTable, code: str, params: dict[str, Any]) -> d
     if type_ is not None:
         require_type(table, type_, code)
         kwargs["type_"] = type_
+    compartment = params.get("compartment")
+    if compartment is not None:
+        require_type(table, compartment, "read")
+        kwargs["compartment"] = compartment
     if "id" in params:
         kwargs["id_"] = params["id"]
     if "vid" in params:
@@ -139,6 +159,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     if not body.strip():
         raise invalid("The request has no body; a FHIR resource is required")
     return body
+
+
+async def _form_body(request: Request, limit: int) -> bytes:
+    """A ``POST _search`` body: ``application/x-www-form-urlencoded`` (or empty)."""
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media and media != "application/x-www-form-urlencoded":
+        raise FhirError(
+            415, "not-supported", "POST _search takes application/x-www-form-urlencoded"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> FhirError:

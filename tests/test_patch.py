@@ -102,3 +102,16 @@ async def test_concurrent_patches_without_if_match_all_apply(client):
     assert statuses == [200] * 5
     names = {n["family"] for n in (await client.get("Patient/p9")).json()["name"]}
     assert names == {f"F{n}" for n in range(6)}
+
+
+async def test_fhirpath_patch_add_to_an_absent_repeating_element_makes_a_list(client):
+    await put_patient(client, "p10")
+    body = (
+        b'{"resourceType":"Parameters","parameter":[{"name":"operation","part":['
+        b'{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},'
+        b'{"name":"name","valueString":"name"},'
+        b'{"name":"value","valueHumanName":{"family":"Smith"}}]}]}'
+    )
+    response = await client.patch("Patient/p10", content=body, headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == [{"family": "Smith"}]

@@ -268,3 +268,37 @@ async def test_include_and_revinclude_with_iterate(store):
     page = await store.search(q("Patient", includes=(rev,)), None, 10, False)
     assert [e.id for e in page.entries] == ["p1"]
     assert [e.id for e in page.included] == ["x1"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("eq", ["b"]),
+        ("ne", ["a", "c"]),
+        ("gt", ["c"]),
+        ("lt", ["a"]),
+        ("ge", ["b", "c"]),
+        ("le", ["a", "b"]),
+    ],
+)
+async def test_last_updated_is_a_point_in_time(store, prefix, expected):
+    import asyncio
+
+    from resources.search.query import LastUpdatedClause
+
+    stamps = {}
+    for id_ in ("a", "b", "c"):
+        await put(store, "Patient", id_)
+        stamps[id_] = (await store.read("Patient", id_)).last_updated
+        await asyncio.sleep(0.005)
+    b = stamps["b"]
+    # the millisecond of b's lastUpdated as the search range
+    from datetime import datetime, timedelta
+
+    from resources.fhir_datetime import format_instant
+
+    end = format_instant(
+        datetime.fromisoformat(b.replace("Z", "+00:00")) + timedelta(milliseconds=1)
+    )
+    clause = LastUpdatedClause((DateMatch(prefix, b, end),))
+    assert await ids(store, q("Patient", clause)) == expected

@@ -52,6 +52,14 @@ def _rest(table: SupportTable) -> dict[str, Any]:
                 "conditionalCreate": support.conditional_create,
                 "conditionalUpdate": support.conditional_update,
                 "conditionalDelete": support.conditional_delete,
+                "searchInclude": list(support.search_include),
+                "searchRevInclude": list(support.search_rev_include),
+                "searchParam": [
+                    {"name": p.code, "definition": p.url, "type": p.type}
+                    if p.url
+                    else {"name": p.code, "type": p.type}
+                    for p in support.search_params
+                ],
             }
             for support in table.types.values()
         ],

@@ -1,18 +1,21 @@
 """create: https://hl7.org/fhir/R4/http.html#create
 
 The server assigns the id (any id in the body is ignored, as the spec says) and answers
-201 with Location, ETag and Last-Modified.
+201 with Location, ETag and Last-Modified. With ``If-None-Exist`` it is a conditional
+create (see ``conditional``).
 """
 
 from __future__ import annotations
 
 import uuid
 
+from fhir_server.interactions.conditional import conditional_create
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.write import (
     check_valid,
     content_builder,
     describe,
+    index_entries,
     parse_body,
     write_response,
 )
@@ -20,13 +23,21 @@ from fhir_server.storage.base import AlreadyExists, WriteRequest
 
 
 async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
+    if_none_exist = ctx.header("if-none-exist")
+    if if_none_exist:
+        return await conditional_create(ctx, type_, body, if_none_exist)
     resource = parse_body(body, type_)
     resource.pop("id", None)
     check_valid(resource)
     for _ in range(3):
         id_ = str(uuid.uuid4())
         request = WriteRequest(
-            type_, id_, "create", content_builder(resource, id_), must_not_exist=True
+            type_,
+            id_,
+            "create",
+            content_builder(resource, id_),
+            must_not_exist=True,
+            index=index_entries(resource, id_),
         )
         try:
             result = await ctx.store.write(request)

@@ -20,10 +20,12 @@ from fhir_server.interactions.write import (
     check_valid,
     content_builder,
     describe,
+    index_entries,
     write_response,
 )
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest
 from resources import fhir_json
+from resources.definitions import element_repeats
 from resources.errors import FhirError, gone, invalid, not_found, precondition_failed
 from resources.fhirpath_patch import apply_fhirpath_patch
 
@@ -46,7 +48,12 @@ async def patch(ctx: Context, type_: str, id_: str, body: bytes) -> FhirResponse
         _check_identity(patched, type_, id_)
         check_valid(patched)
         request = WriteRequest(
-            type_, id_, "patch", content_builder(patched, id_), if_match=current.version
+            type_,
+            id_,
+            "patch",
+            content_builder(patched, id_),
+            if_match=current.version,
+            index=index_entries(patched, id_),
         )
         try:
             result = await ctx.store.write(request)
@@ -106,7 +113,7 @@ def _fhirpath_patcher(document: Any) -> Any:
         )
 
     def apply(resource: dict[str, Any]) -> dict[str, Any]:
-        return apply_fhirpath_patch(resource, document)
+        return apply_fhirpath_patch(resource, document, repeats=element_repeats)
 
     return apply
 

@@ -13,6 +13,7 @@ from fhir_server.interactions.write import (
     check_valid,
     content_builder,
     describe,
+    index_entries,
     parse_body,
     write_response,
 )
@@ -36,6 +37,7 @@ async def update(ctx: Context, type_: str, id_: str, body: bytes) -> FhirRespons
         "update",
         content_builder(resource, id_),
         if_match=parse_etag_version(if_match, "If-Match") if if_match else None,
+        index=index_entries(resource, id_),
     )
     try:
         result = await ctx.store.write(request)

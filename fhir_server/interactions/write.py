@@ -12,12 +12,14 @@ from typing import Any
 
 from fhir_server.headers import prefer_return
 from fhir_server.interactions.context import Context, FhirResponse, version_headers
-from fhir_server.storage.base import BuildContent, StoredVersion, WriteResult
+from fhir_server.storage.base import BuildContent, IndexEntries, StoredVersion, WriteResult
 from resources import fhir_json
 from resources.errors import FhirError, Issue, invalid, operation_outcome
+from resources.search.extract import indexer_for
 from resources.validation import validate
 
 _SERVER_META = ("versionId", "lastUpdated")
+_COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 
 def parse_body(body: bytes, type_: str) -> dict[str, Any]:
@@ -40,6 +42,16 @@ def check_valid(resource: dict[str, Any]) -> None:
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
         raise FhirError.from_issues(400, errors)
+
+
+def index_entries(resource: dict[str, Any], id_: str) -> IndexEntries:
+    """The search index rows and sort keys of a resource about to be stored."""
+    rows, sort_keys = indexer_for(resource["resourceType"]).index({**resource, "id": id_})
+    # _id and _lastUpdated are columns of the stored resource, not index rows
+    return IndexEntries(
+        [r for r in rows if r.code not in _COLUMN_PARAMS],
+        [k for k in sort_keys if k.code not in _COLUMN_PARAMS],
+    )
 
 
 def content_builder(resource: dict[str, Any], id_: str) -> BuildContent:

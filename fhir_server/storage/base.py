@@ -67,6 +67,9 @@ class WriteRequest:
     must_not_exist: bool = False
     index: IndexEntries | None = None
     """Search index rows and sort keys of the new version (None: index nothing)."""
+    unless_exists: SearchQuery | None = None
+    """Conditional create: checked atomically with the write; matches raise
+    :class:`ConditionMatched` and nothing is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,14 @@ class VersionConflict(Exception):
     def __init__(self, current: int | None) -> None:
         super().__init__(f"current version is {current}")
         self.current = current
+
+
+class ConditionMatched(Exception):
+    """A conditional create found matches (the resources found, at most two)."""
+
+    def __init__(self, matches: list[StoredVersion]) -> None:
+        super().__init__(f"{len(matches)} match(es)")
+        self.matches = matches
 
 
 class AlreadyExists(Exception):
@@ -130,6 +141,10 @@ class Store(Protocol):
 
     async def write(self, request: WriteRequest) -> WriteResult:
         """Apply one write atomically. Raises VersionConflict or AlreadyExists."""
+        ...
+
+    async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+        """Apply several writes in one transaction: all of them, or none."""
         ...
 
     async def history(self, query: HistoryQuery) -> HistoryPage: ...

@@ -8,6 +8,7 @@ direction, so a page costs the same wherever it is and stays stable while data c
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,12 +42,16 @@ class Cursor:
 def _encode_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"b": value.hex()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"f": repr(value)}
     if value is None or isinstance(value, str | int | float):
         return value
     raise TypeError(f"cannot encode {value!r} in a cursor")
 
 
 def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "f" in value:
+        return float(value["f"])
     if isinstance(value, dict):
         return bytes.fromhex(value["b"])
     if value is None or isinstance(value, str | int | float):

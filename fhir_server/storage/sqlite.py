@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
     AlreadyExists,
+    ConditionMatched,
     HistoryPage,
     HistoryQuery,
     StoredVersion,
@@ -224,12 +226,18 @@ class SQLiteStore:
     async def write(self, request: WriteRequest) -> WriteResult:
         return await self._in_writer(self._write_sync, request)
 
+    async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+        return await self._in_writer(self._write_batch_sync, requests)
+
     def _write_sync(self, request: WriteRequest) -> WriteResult:
+        return self._write_batch_sync([request])[0]
+
+    def _write_batch_sync(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         conn = self._writer
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = self._apply(conn, request)
+            result = [self._apply(conn, request) for request in requests]
         except BaseException:
             conn.execute("ROLLBACK")
             self._param_ids.forget()  # ids interned by the rolled-back transaction
@@ -243,6 +251,10 @@ class SQLiteStore:
         ).fetchone()
         previous = _row(row[1:]) if row else None
         pk = row[0] if row else None
+        if req.unless_exists is not None:
+            found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
+            if found.entries:
+                raise ConditionMatched(found.entries)
         if req.must_not_exist and previous is not None:
             raise AlreadyExists(f"{req.type}/{req.id}")
         if req.if_match is not None and (

@@ -128,9 +128,8 @@ def _number(prefix: str, column: str, value: float, low: float, high: float) -> 
         return f"{column} >= ?", [value]
     if prefix == "le":
         return f"{column} <= ?", [value]
-    if prefix == "ap":
-        margin = abs(value) * 0.1
-        return f"{column} >= ? AND {column} <= ?", [value - margin, value + margin]
+    if prefix == "ap":  # the parser widened low/high to the approximate range
+        return f"{column} >= ? AND {column} <= ?", [low, high]
     raise ValueError(prefix)
 
 
@@ -150,7 +149,9 @@ def _reference(m: ReferenceMatch) -> Sql:
         if m.identifier_value is not None:
             clauses.append("ident_value = ?")
             params.append(m.identifier_value)
-        if m.identifier_system is not None:
+        if m.identifier_system == "":
+            clauses.append("ident_system IS NULL")
+        elif m.identifier_system is not None:
             clauses.append("ident_system = ?")
             params.append(m.identifier_system)
         return " AND ".join(clauses), params

@@ -19,7 +19,7 @@ from typing import Any
 from fhir_server.storage.base import StoredVersion
 from fhir_server.storage.search_page import Cursor, SearchPage
 from fhir_server.storage.sqlite_index import TABLE_OF_TYPE, ParamIds
-from fhir_server.storage.sqlite_match import Sql, match_sql, range_sql
+from fhir_server.storage.sqlite_match import Sql, match_sql
 from resources.search.model import SearchParam
 from resources.search.query import (
     AnyOf,
@@ -67,15 +67,21 @@ class Compiler:
         marks = ",".join("?" * len(types))
         clauses = [f"{alias}.type IN ({marks})", f"{alias}.method != 'delete'"]
         params: list[Any] = list(types)
-        for condition in conditions:
-            sql, more = self.condition(alias, types, condition)
+        driver = _driver(conditions)
+        for index, condition in enumerate(conditions):
+            sql, more = self.condition(alias, types, condition, drive=index == driver)
             clauses.append(f"({sql})")
             params += more
         return " AND ".join(clauses), params
 
-    def condition(self, alias: str, types: Sequence[str], cond: Condition) -> Sql:
+    def condition(
+        self, alias: str, types: Sequence[str], cond: Condition, drive: bool = False
+    ) -> Sql:
+        """A predicate on ``alias``. The driving condition is an ``IN`` list the planner
+        starts from; the others are correlated ``EXISTS`` probes of the matched rows, so
+        no condition materialises every resource it matches."""
         if isinstance(cond, Clause):
-            return self._clause(alias, types, cond)
+            return self._clause(alias, types, cond, drive)
         if isinstance(cond, IdClause):
             marks = ",".join("?" * len(cond.ids))
             negate = "NOT " if cond.negate else ""
@@ -83,7 +89,7 @@ class Compiler:
         if isinstance(cond, LastUpdatedClause):
             return self._any_of([self._last_updated(alias, value) for value in cond.values])
         if isinstance(cond, ChainClause):
-            return self._chain(alias, types, cond)
+            return self._chain(alias, types, cond, drive)
         if isinstance(cond, HasClause):
             return self._has(alias, cond)
         if isinstance(cond, AnyOf):
@@ -96,7 +102,7 @@ class Compiler:
             return "0", []
         return " OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
 
-    def _clause(self, alias: str, types: Sequence[str], clause: Clause) -> Sql:
+    def _clause(self, alias: str, types: Sequence[str], clause: Clause, drive: bool) -> Sql:
         param = clause.param
         table = TABLE_OF_TYPE.get(param.type)
         pids = self.pids(types, param.code)
@@ -111,33 +117,44 @@ class Compiler:
         ors = " OR ".join(f"({sql})" for sql, _ in matches) or "0"
         params = [*pids, *(p for _, ps in matches for p in ps)]
         negate = "NOT " if clause.negate else ""
-        sub = f"SELECT res_pk FROM {table} WHERE {pid_sql} AND ({ors})"
-        return f"{alias}.pk {negate}IN ({sub})", params
+        if drive and not clause.negate:
+            sub = f"SELECT res_pk FROM {table} WHERE {pid_sql} AND ({ors})"
+            return f"{alias}.pk IN ({sub})", params
+        probe = f"SELECT 1 FROM {table} WHERE res_pk = {alias}.pk AND {pid_sql} AND ({ors})"
+        return f"{negate}EXISTS ({probe})", params
 
     @staticmethod
     def _last_updated(alias: str, value: DateMatch) -> Sql:
-        column = f"{alias}.last_updated"
-        # an instant is a point: treat it as the range [t, t] with an inclusive end
-        sql, params = range_sql(value.prefix, column, column, value.low, value.high)
-        if value.prefix in ("eq", "ne", "ge", "le", "ap"):
-            sql = sql.replace(f"{column} <= ?", f"{column} < ?")
-        if value.prefix in ("gt", "sa"):
-            sql = sql.replace(f"{column} > ?", f"{column} >= ?")
-        return sql, params
+        """``meta.lastUpdated`` is an instant: a point ``t`` against ``[low, high)``."""
+        t = f"{alias}.last_updated"
+        low, high = value.low, value.high
+        return {
+            "eq": (f"{t} >= ? AND {t} < ?", [low, high]),
+            "ap": (f"{t} >= ? AND {t} < ?", [low, high]),
+            "ne": (f"NOT ({t} >= ? AND {t} < ?)", [low, high]),
+            "gt": (f"{t} >= ?", [high]),
+            "sa": (f"{t} >= ?", [high]),
+            "lt": (f"{t} < ?", [low]),
+            "eb": (f"{t} < ?", [low]),
+            "ge": (f"{t} >= ?", [low]),
+            "le": (f"{t} < ?", [high]),
+        }[value.prefix]
 
-    def _chain(self, alias: str, types: Sequence[str], chain: ChainClause) -> Sql:
+    def _chain(self, alias: str, types: Sequence[str], chain: ChainClause, drive: bool) -> Sql:
         ref, target = self.alias("i"), self.alias("t")
         pids = self.pids(types, chain.param.code)
         if not pids or not chain.target_types:
             return "0", []
         inner_sql, inner_params = self.where(target, chain.target_types, [chain.inner])
-        sql = (
-            f"{alias}.pk IN (SELECT {ref}.res_pk FROM idx_reference {ref}"
+        join = (
+            f" FROM idx_reference {ref}"
             f" JOIN resource {target} ON {target}.type = {ref}.target_type"
             f" AND {target}.id = {ref}.target_id"
-            f" WHERE {ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql})"
+            f" WHERE {ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql}"
         )
-        return sql, [*pids, *inner_params]
+        if drive:
+            return f"{alias}.pk IN (SELECT {ref}.res_pk{join})", [*pids, *inner_params]
+        return f"EXISTS (SELECT 1{join} AND {ref}.res_pk = {alias}.pk)", [*pids, *inner_params]
 
     def _has(self, alias: str, has: HasClause) -> Sql:
         ref, source = self.alias("i"), self.alias("s")
@@ -196,6 +213,27 @@ class Compiler:
         if descending:
             return f"coalesce({sort_alias}.high, {NO_VALUE_DESC!r})"
         return f"coalesce({sort_alias}.low, x'ff')"
+
+
+_RANK_BY_TYPE = {"reference": 1, "token": 2, "string": 3, "uri": 3}
+
+
+def _rank(cond: Condition) -> int | None:
+    """How selective a condition usually is (lower drives); None: cannot drive."""
+    if isinstance(cond, IdClause):
+        return None if cond.negate else 0
+    if isinstance(cond, Clause):
+        if cond.negate or any(isinstance(v, MissingMatch) for v in cond.values):
+            return None
+        return _RANK_BY_TYPE.get(cond.param.type, 4)
+    if isinstance(cond, ChainClause):
+        return 5
+    return None
+
+
+def _driver(conditions: Sequence[Condition]) -> int | None:
+    ranked = [(rank, i) for i, c in enumerate(conditions) if (rank := _rank(c)) is not None]
+    return min(ranked)[1] if ranked else None
 
 
 def keyset(keys: Sequence[str], descending: Sequence[bool], cursor: Cursor) -> Sql:

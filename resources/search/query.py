@@ -39,14 +39,19 @@ class TokenMatch:
     """None: any code (``system|``)."""
     mode: Literal["eq", "text", "of-type", "in"] = "eq"
     text: str | None = None
-    """Normalized text for ``:text``."""
+    """Normalized text for ``:text``; for ``:of-type`` (``system|code|value``) the
+    Identifier.value as written, with ``system``/``code`` the Identifier.type coding."""
     codes: frozenset[tuple[str | None, str]] = frozenset()
     """``(system, code)`` pairs of an expanded value set for ``:in`` / ``:not-in``."""
 
 
 @dataclass(frozen=True, slots=True)
 class DateMatch:
-    """A date value with its prefix, as the half-open UTC range its precision covers."""
+    """A date value with its prefix, as the half-open UTC range its precision covers.
+
+    For ``ap`` the range is already widened by the approximation (10% of the gap between
+    now and the date, https://hl7.org/fhir/R4/search.html#prefix): match by overlap.
+    """
 
     prefix: Prefix
     low: str
@@ -55,7 +60,11 @@ class DateMatch:
 
 @dataclass(frozen=True, slots=True)
 class NumberMatch:
-    """A number with its prefix; ``low``/``high`` are the range its precision implies."""
+    """A number with its prefix; ``low``/``high`` are the range its precision implies.
+
+    For ``ap`` the range is already widened to ``value`` ± 10% (and at least the
+    precision range): match by overlap.
+    """
 
     prefix: Prefix
     value: float
@@ -65,7 +74,9 @@ class NumberMatch:
 
 @dataclass(frozen=True, slots=True)
 class QuantityMatch:
-    """``[prefix]number|system|code`` or ``number||code`` (code or unit, any system)."""
+    """``[prefix]number|system|code`` or ``number||code`` (code or unit, any system).
+
+    ``low``/``high`` as in :class:`NumberMatch` (widened for ``ap``)."""
 
     prefix: Prefix
     value: float
@@ -78,7 +89,15 @@ class QuantityMatch:
 @dataclass(frozen=True, slots=True)
 class ReferenceMatch:
     """``id``, ``Type/id``, an absolute URL, a canonical (``url|version``), or
-    ``:identifier`` (``system|value``)."""
+    ``:identifier`` (``system|value``).
+
+    A relative reference sets ``target_id`` (and ``target_type`` when written, given as
+    the ``:[type]`` modifier, or when the parameter has a single target); ``version``
+    comes from ``Type/id/_history/v``. An absolute URL or canonical sets ``url`` (and
+    ``version`` from ``url|version``) and nothing else: whether it names a resource on
+    this server is for the store to decide. ``identifier_system`` follows the token
+    rule (None: any system, ``""``: no system).
+    """
 
     target_type: str | None = None
     target_id: str | None = None
@@ -215,3 +234,5 @@ class SearchQuery:
     """The parameters that were applied, as they go into the ``self`` link."""
     ignored: list[tuple[str, str]] = field(default_factory=list)
     """Unknown/unsupported parameters dropped under ``handling=lenient``."""
+    cursor: str | None = None
+    """The paging cursor (``_cursor``), opaque to the parser and not in ``applied``."""
