@@ -302,3 +302,44 @@ async def test_last_updated_is_a_point_in_time(store, prefix, expected):
     )
     clause = LastUpdatedClause((DateMatch(prefix, b, end),))
     assert await ids(store, q("Patient", clause)) == expected
+
+
+async def test_selective_search_plan_does_not_scan_the_resource_table(tmp_path):
+    import sqlite3
+
+    from fhir_server.storage.sqlite_index import ParamIds
+    from fhir_server.storage.sqlite_search import Compiler, build_select
+
+    store = open_store(f"sqlite:///{tmp_path}/plan.sqlite3")
+    await store.open()
+    for n in range(50):
+        rows = [
+            ReferenceRow("subject", "Patient", f"p{n % 5}", None),
+            TokenRow("code", "s", f"c{n % 3}"),
+        ]
+        await put(
+            store, "Observation", f"o{n}", rows, [SortKey("date", f"2024-{n:02d}", f"2024-{n:02d}")]
+        )
+    await store.close()
+    query = q(
+        "Observation",
+        Clause(SUBJECT, (ReferenceMatch("Patient", "p1"),)),
+        Clause(CODE, (TokenMatch(system="s", code="c1"),)),
+        sort=(Sort(DATE, descending=True),),
+    )
+    conn = sqlite3.connect(tmp_path / "plan.sqlite3")
+    sql, params, _ = build_select(Compiler(conn, ParamIds()), query, None, 51)
+    plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    conn.close()
+    assert not any(step.startswith("SCAN") for step in plan), plan
+    assert any("idx_reference_match" in step for step in plan), plan
+
+
+async def test_hostile_search_values_are_only_data(client):
+    hostile = ["'; DROP TABLE resource; --", "x' OR '1'='1", "\\", "%", "_", "\x00"]
+    for value in hostile:
+        for param in ("name", "identifier", "_id", "organization", "birthdate"):
+            response = await client.get("Patient", params={param: value})
+            assert response.status_code in (200, 400), (param, value, response.text)
+    assert (await client.get("metadata")).status_code == 200
+    assert (await client.get("Patient/_history")).status_code == 200
