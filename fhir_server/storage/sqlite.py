@@ -237,7 +237,9 @@ class SQLiteStore:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = [self._apply(conn, request) for request in requests]
+            index = sqlite_index.IndexWriter(conn, self._param_ids)
+            result = [self._apply(conn, index, request) for request in requests]
+            index.flush()
         except BaseException:
             conn.execute("ROLLBACK")
             self._param_ids.forget()  # ids interned by the rolled-back transaction
@@ -245,13 +247,16 @@ class SQLiteStore:
         conn.execute("COMMIT")
         return result
 
-    def _apply(self, conn: sqlite3.Connection, req: WriteRequest) -> WriteResult:
+    def _apply(
+        self, conn: sqlite3.Connection, index: sqlite_index.IndexWriter, req: WriteRequest
+    ) -> WriteResult:
         row = conn.execute(
             f"SELECT pk, {_COLUMNS} FROM resource WHERE type=? AND id=?", (req.type, req.id)
         ).fetchone()
         previous = _row(row[1:]) if row else None
         pk = row[0] if row else None
         if req.unless_exists is not None:
+            index.flush()  # earlier writes of this transaction must be searchable
             found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
             if found.entries:
                 raise ConditionMatched(found.entries)
@@ -288,15 +293,14 @@ class SQLiteStore:
         ).lastrowid
         assert seq is not None
         conn.execute("UPDATE resource SET seq=? WHERE pk=?", (seq, pk))
-        self._reindex(conn, req, pk, fresh=previous is None)
+        self._reindex(index, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
         created = previous is None or previous.deleted
         return WriteResult(stored, created, previous)
 
-    def _reindex(self, conn: sqlite3.Connection, req: WriteRequest, pk: int, fresh: bool) -> None:
-        if not fresh:
-            sqlite_index.clear(conn, pk)
+    @staticmethod
+    def _reindex(index: sqlite_index.IndexWriter, req: WriteRequest, pk: int, fresh: bool) -> None:
         if req.index is not None and req.method != "delete":
-            sqlite_index.write(
-                conn, self._param_ids, req.type, pk, req.index.rows, req.index.sort_keys
-            )
+            index.replace(req.type, pk, req.index.rows, req.index.sort_keys, fresh)
+        elif not fresh:
+            index.discard(pk)

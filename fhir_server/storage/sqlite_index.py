@@ -47,8 +47,7 @@ CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_pk);
 CREATE TABLE IF NOT EXISTS idx_date (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (pid, low);
-CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pid, high);
+CREATE INDEX IF NOT EXISTS idx_date_match ON idx_date (pid, low, high);
 CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (res_pk);
 CREATE TABLE IF NOT EXISTS idx_number (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, value REAL NOT NULL, low REAL NOT NULL,
@@ -67,8 +66,7 @@ CREATE TABLE IF NOT EXISTS idx_reference (
     url TEXT, version TEXT, ident_system TEXT, ident_value TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_reference_match ON idx_reference (pid, target_id, target_type);
-CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (target_id, target_type);
-CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url);
+CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url) WHERE url IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_pk);
 CREATE TABLE IF NOT EXISTS idx_uri (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, value TEXT NOT NULL
@@ -87,8 +85,6 @@ CREATE TABLE IF NOT EXISTS idx_sort (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, low NOT NULL, high NOT NULL,
     PRIMARY KEY (res_pk, pid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_sort_low ON idx_sort (pid, low);
-CREATE INDEX IF NOT EXISTS idx_sort_high ON idx_sort (pid, high);
 """
 
 INDEX_TABLES = (
@@ -149,72 +145,76 @@ class ParamIds:
         return pid
 
 
-def clear(conn: sqlite3.Connection, pk: int) -> None:
-    for table in INDEX_TABLES:
-        conn.execute(f"DELETE FROM {table} WHERE res_pk=?", (pk,))
+class IndexWriter:
+    """Collects the index rows of one transaction and inserts them table by table
+    (one ``executemany`` per table per flush, not per resource)."""
+
+    def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
+        self._conn = conn
+        self._ids = ids
+        self._pending: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}
+
+    def replace(
+        self,
+        type_: str,
+        pk: int,
+        rows: Iterable[IndexRow],
+        sort_keys: Iterable[SortKey],
+        fresh: bool = False,
+    ) -> None:
+        """The rows of resource ``pk`` become these (stored ones are cleared now,
+        unless the resource is ``fresh``: new, so it has none)."""
+        if fresh:
+            self._pending.pop(pk, None)
+        else:
+            self.discard(pk)
+        ensure = self._ids.ensure
+        out = []
+        for row in rows:
+            table, values = _COLUMNS[type(row)](row)
+            out.append((table, (pk, ensure(self._conn, type_, row.code), *values)))
+        for key in sort_keys:
+            out.append(("idx_sort", (pk, ensure(self._conn, type_, key.code), key.low, key.high)))
+        self._pending[pk] = out
+
+    def discard(self, pk: int) -> None:
+        """Forget pending rows of ``pk`` and delete its stored rows."""
+        self._pending.pop(pk, None)
+        for table in INDEX_TABLES:
+            self._conn.execute(f"DELETE FROM {table} WHERE res_pk=?", (pk,))
+
+    def flush(self) -> None:
+        batches: dict[str, list[tuple[Any, ...]]] = {}
+        for rows in self._pending.values():
+            for table, values in rows:
+                batches.setdefault(table, []).append(values)
+        self._pending.clear()
+        for table, batch in batches.items():
+            marks = ",".join("?" * len(batch[0]))
+            verb = "INSERT OR REPLACE" if table == "idx_sort" else "INSERT"
+            self._conn.executemany(f"{verb} INTO {table} VALUES ({marks})", batch)
 
 
-def write(
-    conn: sqlite3.Connection,
-    ids: ParamIds,
-    type_: str,
-    pk: int,
-    rows: Iterable[IndexRow],
-    sort_keys: Iterable[SortKey],
-) -> None:
-    """Insert the index rows and sort keys of one resource."""
-    batches: dict[str, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        table, values = _columns(row)
-        pid = ids.ensure(conn, type_, row.code)
-        batches.setdefault(table, []).append((pk, pid, *values))
-    for key in sort_keys:
-        pid = ids.ensure(conn, type_, key.code)
-        batches.setdefault("idx_sort", []).append((pk, pid, key.low, key.high))
-    for table, batch in batches.items():
-        marks = ",".join("?" * len(batch[0]))
-        verb = "INSERT OR REPLACE" if table == "idx_sort" else "INSERT"
-        conn.executemany(f"{verb} INTO {table} VALUES ({marks})", batch)
-
-
-def _columns(row: IndexRow) -> tuple[str, tuple[Any, ...]]:
-    if isinstance(row, TokenRow):
-        return "idx_token", (
-            row.system,
-            row.value,
-            row.text,
-            row.type_system,
-            row.type_code,
-        )
-    if isinstance(row, StringRow):
-        return "idx_string", (row.normalized, row.exact)
-    if isinstance(row, DateRow):
-        return "idx_date", (row.low, row.high)
-    if isinstance(row, ReferenceRow):
-        return "idx_reference", (
-            row.target_type,
-            row.target_id,
-            row.url,
-            row.version,
-            row.identifier_system,
-            row.identifier_value,
-        )
-    if isinstance(row, QuantityRow):
-        return "idx_quantity", (
-            row.value,
-            row.low,
-            row.high,
-            row.system,
-            row.unit_code,
-            row.unit,
-        )
-    if isinstance(row, NumberRow):
-        return "idx_number", (row.value, row.low, row.high)
-    if isinstance(row, UriRow):
-        return "idx_uri", (row.value,)
-    if isinstance(row, CompositeRow):
-        return "idx_composite", composite_columns(row.parts)
-    raise TypeError(f"unknown index row {row!r}")
+_COLUMNS: dict[type, Any] = {
+    TokenRow: lambda r: (
+        "idx_token",
+        (r.system, r.value, r.text, r.type_system, r.type_code),
+    ),
+    StringRow: lambda r: ("idx_string", (r.normalized, r.exact)),
+    DateRow: lambda r: ("idx_date", (r.low, r.high)),
+    ReferenceRow: lambda r: (
+        "idx_reference",
+        (r.target_type, r.target_id, r.url, r.version, r.identifier_system, r.identifier_value),
+    ),
+    QuantityRow: lambda r: (
+        "idx_quantity",
+        (r.value, r.low, r.high, r.system, r.unit_code, r.unit),
+    ),
+    NumberRow: lambda r: ("idx_number", (r.value, r.low, r.high)),
+    UriRow: lambda r: ("idx_uri", (r.value,)),
+    CompositeRow: lambda r: ("idx_composite", composite_columns(r.parts)),
+}
+"""Row class -> (table, column values after res_pk and pid)."""
 
 
 def composite_columns(parts: Sequence[IndexRow]) -> tuple[Any, ...]:
