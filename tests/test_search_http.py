@@ -237,3 +237,30 @@ async def test_capability_statement_lists_search_parameters(clinic):
 async def test_absolute_reference_to_this_server_matches(clinic):
     bundle = (await clinic.get("Observation", params={"subject": f"{BASE}/Patient/pat2"})).json()
     assert ids(bundle) == ["obs3"]
+
+
+async def test_in_modifier_with_a_core_value_set(clinic):
+    body = {
+        "resourceType": "Observation",
+        "id": "cat1",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"text": "x"},
+    }
+    await put(clinic, body)
+    vs = "http://hl7.org/fhir/ValueSet/observation-category"
+    bundle = (await clinic.get("Observation", params={"category:in": vs})).json()
+    assert ids(bundle) == ["cat1"]
+    bundle = (await clinic.get("Observation", params={"category:not-in": vs})).json()
+    assert "cat1" not in ids(bundle) and "obs0" in ids(bundle)
+    unknown = await clinic.get("Observation", params={"category:in": "http://example.org/vs"})
+    assert unknown.status_code == 400
