@@ -264,3 +264,18 @@ async def test_in_modifier_with_a_core_value_set(clinic):
     assert "cat1" not in ids(bundle) and "obs0" in ids(bundle)
     unknown = await clinic.get("Observation", params={"category:in": "http://example.org/vs"})
     assert unknown.status_code == 400
+
+
+async def test_revinclude_wildcard_and_summary_modes(clinic):
+    bundle = (await clinic.get("Patient", params={"_id": "pat2", "_revinclude": "*"})).json()
+    assert ids(bundle) == ["pat2"] and ids(bundle, "include") == ["obs3"]
+    summary = (await clinic.get("Patient", params={"_id": "pat1", "_summary": "true"})).json()
+    resource = summary["entry"][0]["resource"]
+    assert resource["name"] and resource["birthDate"] == "1974-12-25"
+    assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+    data = (await clinic.get("Observation", params={"_id": "obs0", "_summary": "data"})).json()
+    assert "text" not in data["entry"][0]["resource"]
+    assert data["entry"][0]["resource"]["valueQuantity"]["value"] == 72
+    text = (await clinic.get("Observation", params={"_id": "obs0", "_summary": "text"})).json()
+    kept = set(text["entry"][0]["resource"])
+    assert kept <= {"resourceType", "id", "meta", "text", "status", "code"}

@@ -175,8 +175,10 @@ def test_include_target_outside_the_parameter_targets_is_400() -> None:
     assert names(parse_error("_include=Observation:subject:Practitioner"), "_include")
 
 
-def test_revinclude_wildcard_alone_is_unsupported() -> None:
-    assert parse("_revinclude=*").ignored == [("_revinclude", "*")]
+def test_revinclude_wildcard_alone_includes_referrers_of_any_type() -> None:
+    query = parse("_revinclude=*")
+    assert query.ignored == []
+    assert [(i.source_type, i.param, i.reverse) for i in query.includes] == [("*", None, True)]
 
 
 def test_include_with_an_unknown_modifier_is_unsupported() -> None:

@@ -395,10 +395,12 @@ def _revinclude_rows(
         f"SELECT {_COLUMNS.format(a='s')}, s.pk FROM idx_reference i"
         " JOIN resource s ON s.pk = i.res_pk"
         f" WHERE (i.target_type, i.target_id) IN (VALUES {pairs})"
-        " AND s.type = ? AND s.method != 'delete'"
+        " AND s.method != 'delete'"
     )
     params: list[Any] = [x for _, type_, id_ in targets for x in (type_, id_)]
-    params.append(include.source_type)
+    if include.source_type != "*":
+        sql += " AND s.type = ?"
+        params.append(include.source_type)
     if include.param is not None:
         pids = compiler.pids([include.source_type], include.param.code)
         if not pids:

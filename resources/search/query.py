@@ -209,7 +209,8 @@ class Sort:
 @dataclass(frozen=True, slots=True)
 class Include:
     """``_include=Observation:subject[:Patient]`` / ``_revinclude`` (``*`` = every
-    reference parameter of ``source_type``), with ``:iterate``."""
+    reference parameter of ``source_type``), with ``:iterate``. ``_revinclude=*`` is
+    ``source_type`` ``"*"``: referring resources of any type."""
 
     source_type: str
     param: SearchParam | None

@@ -154,8 +154,8 @@ class ResultParser:
 
     def _includes(self, name: str, value: str, reverse: bool, iterate: bool) -> list[Include]:
         if value == "*":
-            if reverse:
-                raise Unsupported(f"'{name}=*' is not supported (name the source type)")
+            if reverse:  # every resource that refers to a match, whatever its type
+                return [Include("*", None, reverse=True, iterate=iterate)]
             return [Include(t, None, iterate=iterate) for t in self.query.types]
         parts = value.split(":")
         if len(parts) not in (2, 3) or not all(parts):
