@@ -267,7 +267,7 @@ def check_assertions(
         for op, raw_value in assertion.items():
             if op == "path":
                 continue
-            regex = op in ("matches", "any_matches")
+            regex = op in ("matches", "any_matches", "not_matches")
             value = (
                 render(raw_value, variables, regex=regex)
                 if isinstance(raw_value, str)
@@ -301,6 +301,19 @@ def _one(items: list[Any], test: Any) -> bool:
     return len(items) == 1 and bool(test(items[0]))
 
 
+def _same_items(items: list[Any], wanted: list[Any]) -> bool:
+    """The same items as ``wanted`` in any order, each as often (a multiset)."""
+    if len(items) != len(wanted):
+        return False
+    left = list(wanted)
+    for item in items:
+        index = next((i for i, w in enumerate(left) if json_equal(item, w)), None)
+        if index is None:
+            return False
+        del left[index]
+    return True
+
+
 _OPS: dict[str, Any] = {
     "exists": lambda items, v: bool(items) == v,
     "absent": lambda items, v: not items,
@@ -309,11 +322,13 @@ _OPS: dict[str, Any] = {
     "not_equals": lambda items, v: _one(items, lambda x: not json_equal(x, v)),
     "in": lambda items, v: _one(items, lambda x: any(json_equal(x, w) for w in v)),
     "items": lambda items, v: json_equal(items, v),
+    "same_items": _same_items,
     "contains": lambda items, v: any(json_equal(x, v) for x in items),
     "contains_all": lambda items, v: all(any(json_equal(x, w) for x in items) for w in v),
     "not_contains": lambda items, v: not any(json_equal(x, v) for x in items),
     "matches": lambda items, v: bool(items) and all(re.search(v, text_of(x)) for x in items),
     "any_matches": lambda items, v: any(re.search(v, text_of(x)) for x in items),
+    "not_matches": lambda items, v: not any(re.search(v, text_of(x)) for x in items),
     "raw": lambda items, v: _one(items, lambda x: text_of(x) == v),
     "sorted": lambda items, v: _sorted(items, v),
     "unique": lambda items, v: len({text_of(x) for x in items}) == len(items),

@@ -2,9 +2,9 @@
 
 The cases check the RESTful API of https://hl7.org/fhir/R4/http.html: each case is a
 sequence of steps (one request, N concurrent requests, a paged request that follows
-``next`` links, or a pause), each with expectations on the response. A case stops at its
-first failing step, and the report names the step, the request and what was expected
-versus what came back.
+``next`` (or ``previous``) links, or a pause), each with expectations on the response.
+A case stops at its first failing step, and the report names the step, the request and
+what was expected versus what came back.
 
 Usage from code::
 
@@ -216,6 +216,7 @@ class _CaseRunner:
     async def _paginate(self, step: Mapping[str, Any]) -> None:
         spec, expect = step["paginate"], step["expect"]
         max_pages = spec.get("max_pages", _MAX_PAGES)
+        relation = spec.get("relation", "next")
         response = await self._send(spec["request"], self.variables)
         pages: list[Response] = []
         while True:
@@ -229,11 +230,11 @@ class _CaseRunner:
                     f"page {len(pages)}: expected at most {limit} entries, got {len(entries)}"
                 )
             _raise_if(failures, response)
-            links = evaluate(response.body, "link[?relation=next].url")
+            links = evaluate(response.body, f"link[?relation={relation}].url")
             if not links:
                 break
             if len(pages) >= max_pages:
-                raise StepFailure(f"more than {max_pages} pages; last next link {links[0]!r}")
+                raise StepFailure(f"more than {max_pages} pages; last {relation} link {links[0]!r}")
             url = urljoin(response.url, text_of(links[0]))
             response = await self._send({"method": "GET", "url": url}, {}, literal=True)
         merged = Response(

@@ -152,6 +152,13 @@ def test_subset_reports_the_json_path() -> None:
         ({"path": "entry.resource.meta.versionId", "sorted": "asc"}, False),
         ({"path": "entry.resource.id", "unique": True}, False),
         ({"path": "link.relation", "unique": True}, True),
+        ({"path": "entry.resource.meta.versionId", "same_items": ["1", "2", "1"]}, True),
+        ({"path": "entry.resource.meta.versionId", "same_items": ["1", "2"]}, False),
+        ({"path": "entry.resource.meta.versionId", "same_items": ["2", "2", "1"]}, False),
+        ({"path": "nothing", "same_items": []}, True),
+        ({"path": "entry.resource.id", "not_matches": "^q"}, True),
+        ({"path": "entry.resource.id", "not_matches": "^zz"}, False),
+        ({"path": "nothing", "not_matches": "x"}, True),
     ],
 )
 def test_assertion_operators(assertion: dict[str, Any], ok: bool) -> None:
@@ -283,8 +290,12 @@ class FakeServer:
                 "type": "history",
                 "entry": [{"resource": {"id": f"p{page}"}}],
             }
+            links = []
             if page < 3:
-                bundle["link"] = [{"relation": "next", "url": f"_history?page={page + 1}"}]
+                links.append({"relation": "next", "url": f"_history?page={page + 1}"})
+            if page > 1:
+                links.append({"relation": "previous", "url": f"_history?page={page - 1}"})
+            bundle["link"] = links
             return httpx.Response(200, json=bundle)
         kind, _, rid = path.partition("/")
         if kind != "Patient":
@@ -394,6 +405,38 @@ async def test_runner_paginates_next_links(tmp_path: Path) -> None:
     }
     report = await _run(tmp_path, [step])
     assert report.ok, report.table()
+
+
+async def test_runner_paginates_previous_links(tmp_path: Path) -> None:
+    step = {
+        "paginate": {
+            "request": {"method": "GET", "url": "_history?page=3"},
+            "relation": "previous",
+        },
+        "expect": {
+            "status": 200,
+            "pages": 3,
+            "assert": [{"path": "entry.resource.id", "items": ["p3", "p2", "p1"]}],
+        },
+    }
+    report = await _run(tmp_path, [step])
+    assert report.ok, report.table()
+
+
+def test_assertion_failure_shows_same_items_and_not_matches() -> None:
+    body = {"ids": ["a", "b"]}
+    assert check_assertions([{"path": "ids", "same_items": ["b", "c"]}], body, {}) == [
+        'ids: expected same_items ["b", "c"], got ["a", "b"]'
+    ]
+    assert check_assertions([{"path": "ids", "not_matches": "^{{x}}$"}], body, {"x": "a"}) == [
+        'ids: expected not_matches "^a$", got ["a", "b"]'
+    ]
+
+
+def test_case_note_is_allowed(tmp_path: Path) -> None:
+    document = _file([{"sleep": 0.01}])
+    document["cases"][0]["note"] = "why the expectations are what they are"
+    assert parse_file(_write(tmp_path, "demo.json", document))[0].name == "demo.one"
 
 
 async def test_runner_unknown_variable_fails_the_case(tmp_path: Path) -> None:

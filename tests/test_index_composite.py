@@ -41,7 +41,7 @@ BLOOD_PRESSURE = fhir_json.loads(
 
 
 def quantity(code: str, value: float) -> QuantityRow:
-    return QuantityRow(code, value, value - 0.5, value + 0.5, None, None, "mmHg")
+    return QuantityRow(code, value, value, value, None, None, "mmHg")
 
 
 def test_code_value_quantity_pairs_the_code_with_the_value() -> None:

@@ -38,10 +38,10 @@ def match_sql(match: Match) -> Sql:
     if isinstance(match, DateMatch):
         return range_sql(match.prefix, "low", "high", match.low, match.high)
     if isinstance(match, QuantityMatch):
-        sql, params = _number(match.prefix, "value", match.value, match.low, match.high)
+        sql, params = _number(match.prefix, "low", "high", match.value, match.low, match.high)
         return _with_units(sql, params, match)
     if isinstance(match, NumberMatch):
-        return _number(match.prefix, "value", match.value, match.low, match.high)
+        return _number(match.prefix, "low", "high", match.value, match.low, match.high)
     if isinstance(match, ReferenceMatch):
         return _reference(match)
     if isinstance(match, UriMatch):
@@ -52,12 +52,9 @@ def match_sql(match: Match) -> Sql:
 
 
 def _token(m: TokenMatch, s: str = "system", v: str = "value") -> Sql:
-    if m.mode == "text":
+    if m.mode == "text":  # a string search on the text: equal or starts with
         text = m.text or ""
-        return (
-            "(text >= ? AND text < ?) OR instr(text, ?) > 0",
-            [text, prefix_upper_bound(text), " " + text],
-        )
+        return "text >= ? AND text < ?", [text, prefix_upper_bound(text)]
     if m.mode == "in":
         if not m.codes:
             return "0", []
@@ -114,22 +111,28 @@ def range_sql(prefix: str, low: str, high: str, s_low: Any, s_high: Any) -> Sql:
     raise ValueError(prefix)
 
 
-def _number(prefix: str, column: str, value: float, low: float, high: float) -> Sql:
-    """A stored exact value against the search value's precision range."""
+def _number(prefix: str, low: str, high: str, value: float, s_low: float, s_high: float) -> Sql:
+    """A stored point (``low == high``) or range ``[low, high]`` against a search value
+    whose precision gives ``[s_low, s_high)``: eq/ne by containment in that range, the
+    order prefixes against the value itself, "the range above/below the search value"."""
     if prefix == "eq":
-        return f"{column} >= ? AND {column} < ?", [low, high]
+        return f"{low} >= ? AND {high} < ?", [s_low, s_high]
     if prefix == "ne":
-        return f"NOT ({column} >= ? AND {column} < ?)", [low, high]
-    if prefix in ("gt", "sa"):
-        return f"{column} > ?", [value]
-    if prefix in ("lt", "eb"):
-        return f"{column} < ?", [value]
+        return f"NOT ({low} >= ? AND {high} < ?)", [s_low, s_high]
+    if prefix == "gt":
+        return f"{high} > ?", [value]
+    if prefix == "lt":
+        return f"{low} < ?", [value]
     if prefix == "ge":
-        return f"{column} >= ?", [value]
+        return f"{high} >= ?", [value]
     if prefix == "le":
-        return f"{column} <= ?", [value]
-    if prefix == "ap":  # the parser widened low/high to the approximate range
-        return f"{column} >= ? AND {column} <= ?", [low, high]
+        return f"{low} <= ?", [value]
+    if prefix == "sa":
+        return f"{low} > ?", [value]
+    if prefix == "eb":
+        return f"{high} < ?", [value]
+    if prefix == "ap":  # the parser widened s_low/s_high to the approximate range
+        return f"{low} <= ? AND {high} >= ?", [s_high, s_low]
     raise ValueError(prefix)
 
 
@@ -155,6 +158,8 @@ def _reference(m: ReferenceMatch) -> Sql:
             clauses.append("ident_system = ?")
             params.append(m.identifier_system)
         return " AND ".join(clauses), params
+    if m.url is not None and m.below:
+        return "url >= ? AND url < ?", [m.url, prefix_upper_bound(m.url)]
     if m.url is not None:
         if m.version is not None:
             return "url = ? AND version = ?", [m.url, m.version]
@@ -192,7 +197,7 @@ def composite_sql(m: CompositeMatch) -> Sql:
 
 
 def _component(part: Match, n: int) -> Sql:
-    s, v, lo, hi, num = f"s{n}", f"v{n}", f"lo{n}", f"hi{n}", f"n{n}"
+    s, v, lo, hi = f"s{n}", f"v{n}", f"lo{n}", f"hi{n}"
     if isinstance(part, TokenMatch):
         return _token(part, s, v)
     if isinstance(part, ReferenceMatch):
@@ -202,7 +207,7 @@ def _component(part: Match, n: int) -> Sql:
             params.append(part.target_type)
         return " AND ".join(clauses), params
     if isinstance(part, QuantityMatch):
-        sql, params = _number(part.prefix, num, part.value, part.low, part.high)
+        sql, params = _number(part.prefix, lo, hi, part.value, part.low, part.high)
         if part.code is not None:
             sql += f" AND {v} = ?"
             params.append(part.code)
@@ -211,7 +216,7 @@ def _component(part: Match, n: int) -> Sql:
             params.append(part.system)
         return sql, params
     if isinstance(part, NumberMatch):
-        return _number(part.prefix, num, part.value, part.low, part.high)
+        return _number(part.prefix, lo, hi, part.value, part.low, part.high)
     if isinstance(part, DateMatch):
         return range_sql(part.prefix, lo, hi, part.low, part.high)
     if isinstance(part, StringMatch):

@@ -105,6 +105,8 @@ class ReferenceMatch:
     version: str | None = None
     identifier_system: str | None = None
     identifier_value: str | None = None
+    below: bool = False
+    """``:below``: ``url`` is a prefix (any version of the canonical, or URLs under it)."""
 
 
 @dataclass(frozen=True, slots=True)

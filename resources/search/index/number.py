@@ -1,13 +1,12 @@
 """Number search values (https://hl7.org/fhir/R4/search.html#number).
 
-A number is indexed as the range its precision implies (:mod:`resources.search.normalize`):
-a ``decimal`` ``100`` covers ``[99.5, 100.5)``, ``100.00`` covers ``[99.995, 100.005)``;
-``integer``/``positiveInt``/``unsignedInt`` values are exact points. JSON integers on
-decimal elements (``"value": 100``) are decimals written without a fraction.
+A stored number is a point: ``low == high == value``. The precision that matters is the
+search value's (``100`` searches ``[99.5, 100.5)``, :mod:`resources.search.normalize`),
+so a target ``100.4`` equals ``100`` and ``gt100`` means strictly greater.
 
-- ``Range`` (e.g. ``RiskAssessment.prediction.probability[x]``): one row from the low of
-  ``low.value`` to the high of ``high.value``, open ends to -/+ infinity; ``value`` is
-  ``low.value`` (else ``high.value``).
+- ``Range`` (e.g. ``RiskAssessment.prediction.probability[x]``): one row from
+  ``low.value`` to ``high.value`` ("the target is explicitly a range"), open ends to
+  -/+ infinity; ``value`` is ``low.value`` (else ``high.value``).
 - ``Quantity`` and its profiles: the ``value`` alone.
 
 Sort value: ``value``.
@@ -20,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from resources.search.model import NumberRow
-from resources.search.normalize import exact_range, implied_range, to_decimal
+from resources.search.normalize import exact_range, to_decimal
 
 Item = tuple[Any, str]
 
@@ -35,7 +34,7 @@ def number_bounds(value: object, type_name: str) -> tuple[float, float, float] |
     number = to_decimal(value)
     if number is None:
         return None
-    return exact_range(number) if type_name in INTEGER_TYPES else implied_range(number)
+    return exact_range(number)
 
 
 def range_bounds(value: dict[str, Any]) -> tuple[float, float, float] | None:
@@ -44,8 +43,8 @@ def range_bounds(value: dict[str, Any]) -> tuple[float, float, float] | None:
     high = _quantity_value(value.get("high"))
     if low is None and high is None:
         return None
-    low_bounds = implied_range(low) if low is not None else None
-    high_bounds = implied_range(high) if high is not None else None
+    low_bounds = exact_range(low) if low is not None else None
+    high_bounds = exact_range(high) if high is not None else None
     return (
         (low_bounds or high_bounds or (0.0,))[0],
         low_bounds[1] if low_bounds else float("-inf"),

@@ -29,7 +29,7 @@ MODIFIERS: dict[str, frozenset[str]] = {
     "date": frozenset(),
     "string": string.MODIFIERS,
     "token": token.MODIFIERS,
-    "reference": frozenset({"identifier"}),
+    "reference": frozenset({"identifier", "below"}),
     "quantity": frozenset(),
     "uri": uri.MODIFIERS,
     "composite": frozenset(),

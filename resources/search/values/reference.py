@@ -3,7 +3,8 @@
 ``[id]``, ``[type]/[id]`` (optionally ``/_history/[version]``), an absolute URL, or a
 canonical ``[url]|[version]`` (https://hl7.org/fhir/R4/search.html#versions). The
 ``:[type]`` modifier names the target type of a bare id; ``:identifier`` takes
-``[system]|[value]`` matched against ``Reference.identifier``.
+``[system]|[value]`` matched against ``Reference.identifier``; ``:below`` takes a canonical
+URL and matches all its versions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def parse_reference(
     """One (escaped) value; ``modifier`` is ``identifier``, a resource type, or None."""
     if modifier == "identifier":
         return _identifier(text, name)
+    if modifier == "below":
+        return _below(unescape(split(text, "|")[0]), name)
     parts = split(text, "|")
     if len(parts) > 2:
         raise bad(name, f"{unescape(text)!r} has more than one '|'")
@@ -59,6 +62,14 @@ def _relative(
     if not accepts(type_, targets):
         raise bad(name, f"{type_} is not a target of this parameter")
     return ReferenceMatch(target_type=type_, target_id=match["id"], version=match["version"])
+
+
+def _below(url: str, name: str) -> ReferenceMatch:
+    """``:below`` on a canonical: every version of it, and URLs under it
+    (https://hl7.org/fhir/R4/search.html#versions)."""
+    if not _ABSOLUTE.fullmatch(url):
+        raise bad(name, f"{url!r} is not an absolute URL (:below takes a canonical URL)")
+    return ReferenceMatch(url=url, below=True)
 
 
 def _canonical(url: str, version: str, name: str) -> ReferenceMatch:
