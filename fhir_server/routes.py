@@ -143,8 +143,8 @@ def _context(request: Request) -> Context:
     return Context(store, settings, base, request.headers, request.query_params.multi_items())
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes and 400 when empty."""
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -155,7 +155,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes and 400 when empty."""
+    body = await _bounded_body(request, limit)
     if not body.strip():
         raise invalid("The request has no body; a FHIR resource is required")
     return body
@@ -168,14 +173,7 @@ async def _form_body(request: Request, limit: int) -> bytes:
         raise FhirError(
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded"
         )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await _bounded_body(request, limit)
 
 
 def _too_large(limit: int) -> FhirError:

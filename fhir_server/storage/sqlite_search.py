@@ -375,16 +375,7 @@ def _include_rows(
         f" WHERE i.res_pk IN ({pk_marks}) AND t.method != 'delete'"
     )
     params: list[Any] = [pk for pk, _, _ in sources]
-    if include.param is not None:
-        pids = compiler.pids([include.source_type], include.param.code)
-        if not pids:
-            return []
-        sql += f" AND i.pid IN ({','.join('?' * len(pids))})"
-        params += pids
-    if include.target_type is not None:
-        sql += " AND t.type = ?"
-        params.append(include.target_type)
-    return compiler.conn.execute(sql, params).fetchall()
+    return _filtered_rows(compiler, include, sql, params, "t.type")
 
 
 def _revinclude_rows(
@@ -401,13 +392,20 @@ def _revinclude_rows(
     if include.source_type != "*":
         sql += " AND s.type = ?"
         params.append(include.source_type)
+    return _filtered_rows(compiler, include, sql, params, "i.target_type")
+
+
+def _filtered_rows(
+    compiler: Compiler, include: Include, sql: str, params: list[Any], target_column: str
+) -> list[Sequence[Any]]:
+    """Run an include query, narrowed to the include's parameter and target type."""
     if include.param is not None:
         pids = compiler.pids([include.source_type], include.param.code)
         if not pids:
             return []
         sql += f" AND i.pid IN ({','.join('?' * len(pids))})"
-        params += pids
+        params = [*params, *pids]
     if include.target_type is not None:
-        sql += " AND i.target_type = ?"
-        params.append(include.target_type)
+        sql += f" AND {target_column} = ?"
+        params = [*params, include.target_type]
     return compiler.conn.execute(sql, params).fetchall()
