@@ -11,6 +11,7 @@ for the bytes to store, so the stored JSON carries exactly the version the store
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,6 +107,11 @@ class AlreadyExists(Exception):
     """A create found the id taken (HTTP 409 / retry with another id)."""
 
 
+class TransactionsUnavailable(Exception):
+    """The store cannot apply several writes all-or-nothing (a MongoDB standalone
+    server has no transactions); nothing was written. The message says what to do."""
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """A history request at instance (type+id), type (type) or system level."""
@@ -170,9 +176,20 @@ def next_instant(previous: str | None) -> str:
 
 
 def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
-    """Create the store named by a storage URL (``sqlite:///path``)."""
+    """Create the store named by a storage URL: ``sqlite:///path``, ``mongodb://…`` or
+    ``mongodb+srv://…`` (a MongoDB connection string), or ``mongomock://[name]`` (an
+    in-memory MongoDB stand-in for tests and demos; needs the ``test`` extra)."""
     if url.startswith("sqlite:"):
         from fhir_server.storage.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url, synchronous=sqlite_synchronous)
-    raise ValueError(f"unsupported storage URL {url!r} (expected sqlite:///PATH)")
+    if url.startswith(("mongodb://", "mongodb+srv://", "mongomock:")):
+        if url.startswith("mongomock:") and importlib.util.find_spec("mongomock") is None:
+            raise ValueError("mongomock:// needs mongomock: pip install 'fhir-server[test]'")
+        from fhir_server.storage.mongo import MongoStore
+
+        return MongoStore.from_url(url)
+    raise ValueError(
+        f"unsupported storage URL {url!r} (expected sqlite:///PATH, mongodb://…,"
+        " mongodb+srv://… or mongomock://)"
+    )
