@@ -15,7 +15,8 @@ class Settings(BaseSettings):
 
     storage: str = Field(
         "sqlite:///data/fhir.sqlite3",
-        description="Storage URL: sqlite:///relative/path or sqlite:////absolute/path",
+        description="Storage URL: sqlite:///relative/path, sqlite:////absolute/path,"
+        " mongodb://… / mongodb+srv://… (MongoDB) or mongomock:// (in-memory stand-in)",
     )
     base_url: str | None = Field(
         None, description="Public FHIR base URL for links and Location (behind a proxy)"

@@ -855,7 +855,10 @@ def main(argv: list[str] | None = None) -> int:
     expansions = all_expansions(package)
     expansions_out = args.out.with_name(EXPANSIONS_NAME)
     write_expansions(expansions, expansions_out)
-    counts = {"expanded": len(expansions["valueSets"]), "unexpandable": len(expansions["unexpandable"])}
+    counts = {
+        "expanded": len(expansions["valueSets"]),
+        "unexpandable": len(expansions["unexpandable"]),
+    }
     print(f"wrote {expansions_out}: {json.dumps(counts)}", file=sys.stderr)
     return 0
 

@@ -11,8 +11,9 @@ import pytest
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 
-STORES = ["sqlite"]
-"""Every store the backend-parametrized tests run on."""
+STORES = ["sqlite", "mongomock"]
+"""Every store the backend-parametrized tests run on (MongoDB through the in-process
+stand-in; ``tests/test_mongo_store.py`` also runs on a real server when MONGODB_URI is set)."""
 
 BASE = "http://testserver/fhir"
 JSON = {"content-type": "application/fhir+json"}
@@ -21,6 +22,8 @@ JSON = {"content-type": "application/fhir+json"}
 def storage_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'fhir.sqlite3'}"
+    if kind == "mongomock":  # a fresh in-memory server per test
+        return f"mongomock://{tmp_path.name}-{id(tmp_path):x}/fhir"
     raise ValueError(kind)
 
 

@@ -4,7 +4,8 @@ One test per case and target, parametrized by case name, so a failure reads as t
 that broke and the step, request and expected-versus-actual the kit reports. The cases
 come from ``conformance/cases/`` and follow https://hl7.org/fhir/R4/http.html.
 
-- in-process: ``create_app`` on a fresh SQLite file, driven by ``httpx.ASGITransport``;
+- in-process: ``create_app`` on a fresh store of every kind (SQLite file, MongoDB
+  stand-in), driven by ``httpx.ASGITransport``;
 - live: ``fhir-server serve`` started once as a subprocess on a free port.
 """
 
@@ -26,6 +27,9 @@ import pytest
 import pytest_asyncio
 
 from conformance import load_cases, run
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from tests.conftest import STORES, storage_url
 
 CASES = {case.name: case for case in load_cases()}
 IN_PROCESS_BASE = "http://testserver/fhir"
@@ -34,14 +38,14 @@ STARTUP_SECONDS = 60.0
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def in_process_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    """The app on a fresh SQLite file, lifespan entered, behind an ASGI transport."""
-    app_module = pytest.importorskip("fhir_server.app")
-    config_module = pytest.importorskip("fhir_server.config")
-    db = tmp_path_factory.mktemp("conformance-in-process") / "db.sqlite3"
-    settings = config_module.Settings(storage=f"sqlite:///{db}", auth="off")
-    app = app_module.create_app(settings)
+@pytest_asyncio.fixture(scope="session", loop_scope="session", params=STORES)
+async def in_process_client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Any]:
+    """The app on a fresh store of each kind, lifespan entered, behind an ASGI transport."""
+    folder = tmp_path_factory.mktemp(f"conformance-{request.param}")
+    settings = Settings(storage=storage_url(request.param, folder), auth="off")
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -63,7 +67,7 @@ def _server_command() -> list[str]:
     found = shutil.which("fhir-server")
     if found:
         return [found]
-    pytest.skip("the fhir-server command is not installed")
+    return [sys.executable, "-m", "fhir_server.cli"]
 
 
 def _wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
