@@ -1,0 +1,60 @@
+"""The CapabilityStatement and the routes come from one support table
+(https://hl7.org/fhir/R4/capabilitystatement.html): what the statement lists is served,
+what it does not list is refused."""
+
+from __future__ import annotations
+
+import json
+
+from capability.support import support_table
+from tests.conftest import JSON
+
+_MINIMAL = {
+    "Patient": {},
+    "Observation": {"status": "final", "code": {"text": "x"}},
+    "Appointment": {"status": "booked", "participant": [{"status": "accepted"}]},
+    "CodeSystem": {"status": "draft", "content": "not-present"},
+}
+
+_PROBES = {
+    "read": ("GET", "{t}/x1"),
+    "vread": ("GET", "{t}/x1/_history/1"),
+    "history-instance": ("GET", "{t}/x1/_history"),
+    "history-type": ("GET", "{t}/_history"),
+    "search-type": ("GET", "{t}"),
+    "delete": ("DELETE", "{t}/nothing-here"),
+}
+
+
+async def test_every_listed_interaction_of_a_type_is_served(client):
+    statement = (await client.get("metadata")).json()
+    listed = {
+        r["type"]: {i["code"] for i in r["interaction"]} for r in statement["rest"][0]["resource"]
+    }
+    assert set(listed) == set(support_table().types)
+    for type_, fields in _MINIMAL.items():
+        body = json.dumps({"resourceType": type_, "id": "x1", **fields})
+        assert (await client.put(f"{type_}/x1", content=body, headers=JSON)).status_code == 201
+        for code, (method, path) in _PROBES.items():
+            assert code in listed[type_]
+            response = await client.request(method, path.format(t=type_))
+            assert response.status_code not in (404, 405), (type_, code, response.text)
+
+
+async def test_system_interactions_are_served(client):
+    statement = (await client.get("metadata")).json()
+    codes = {i["code"] for i in statement["rest"][0]["interaction"]}
+    assert {"history-system", "search-system"} <= codes
+    assert (await client.get("_history")).status_code == 200
+
+
+async def test_a_type_outside_the_table_is_refused_on_every_route(client):
+    assert "MedicinalProduct" not in support_table().types
+    for method, path in [
+        ("GET", "MedicinalProduct/1"),
+        ("GET", "MedicinalProduct"),
+        ("GET", "MedicinalProduct/_history"),
+    ]:
+        response = await client.request(method, path)
+        assert response.status_code == 404
+        assert response.json()["issue"][0]["code"] == "not-supported"
