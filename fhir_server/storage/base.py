@@ -175,6 +175,27 @@ def next_instant(previous: str | None) -> str:
     return current
 
 
+def check_preconditions(req: WriteRequest, previous: StoredVersion | None) -> WriteResult | None:
+    """The checks every store makes against the current version, inside its transaction:
+    raises AlreadyExists / VersionConflict; returns the no-op result of deleting something
+    absent or already deleted; None when the write goes ahead."""
+    if req.must_not_exist and previous is not None:
+        raise AlreadyExists(f"{req.type}/{req.id}")
+    if req.if_match is not None and (
+        previous is None or previous.deleted or previous.version != req.if_match
+    ):
+        raise VersionConflict(None if previous is None else previous.version)
+    if req.method == "delete" and (previous is None or previous.deleted):
+        return WriteResult(previous, False, previous, changed=False)
+    return None
+
+
+def next_version(previous: StoredVersion | None) -> tuple[int, str]:
+    """The new version number and ``lastUpdated`` (never before the previous one's)."""
+    version = 1 if previous is None else previous.version + 1
+    return version, next_instant(previous.last_updated if previous else None)
+
+
 def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
     """Create the store named by a storage URL: ``sqlite:///path``, ``mongodb://…`` or
     ``mongodb+srv://…`` (a MongoDB connection string), or ``mongomock://[name]`` (an

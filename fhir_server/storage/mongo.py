@@ -63,7 +63,8 @@ from fhir_server.storage.base import (
     VersionConflict,
     WriteRequest,
     WriteResult,
-    next_instant,
+    check_preconditions,
+    next_version,
 )
 from fhir_server.storage.mongo_index import STORED_FIELDS, stored_version
 from fhir_server.storage.search_page import Cursor, SearchPage
@@ -228,16 +229,10 @@ class MongoStore:
         previous = None if doc is None else stored_version(doc)
         if req.unless_exists is not None:
             await self._check_absent(req, session)
-        if req.must_not_exist and previous is not None:
-            raise AlreadyExists(key)
-        if req.if_match is not None and (
-            previous is None or previous.deleted or previous.version != req.if_match
-        ):
-            raise VersionConflict(None if previous is None else previous.version)
-        if req.method == "delete" and (previous is None or previous.deleted):
-            return WriteResult(previous, False, previous, changed=False)
-        version = 1 if previous is None else previous.version + 1
-        last_updated = next_instant(previous.last_updated if previous else None)
+        no_op = check_preconditions(req, previous)
+        if no_op is not None:
+            return no_op
+        version, last_updated = next_version(previous)
         content = None if req.build is None else req.build(version, last_updated)
         seq = await self._next_seq()
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)

@@ -24,15 +24,14 @@ from typing import Any
 
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
-    AlreadyExists,
     ConditionMatched,
     HistoryPage,
     HistoryQuery,
     StoredVersion,
-    VersionConflict,
     WriteRequest,
     WriteResult,
-    next_instant,
+    check_preconditions,
+    next_version,
 )
 from fhir_server.storage.search_page import Cursor, SearchPage
 from fhir_server.storage.sqlite_search import run_search
@@ -260,16 +259,10 @@ class SQLiteStore:
             found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
             if found.entries:
                 raise ConditionMatched(found.entries)
-        if req.must_not_exist and previous is not None:
-            raise AlreadyExists(f"{req.type}/{req.id}")
-        if req.if_match is not None and (
-            previous is None or previous.deleted or previous.version != req.if_match
-        ):
-            raise VersionConflict(None if previous is None else previous.version)
-        if req.method == "delete" and (previous is None or previous.deleted):
-            return WriteResult(previous, False, previous, changed=False)
-        version = 1 if previous is None else previous.version + 1
-        last_updated = next_instant(previous.last_updated if previous else None)
+        no_op = check_preconditions(req, previous)
+        if no_op is not None:
+            return no_op
+        version, last_updated = next_version(previous)
         content = None if req.build is None else req.build(version, last_updated)
         if pk is None:
             pk = conn.execute(
