@@ -28,7 +28,7 @@ TYPE_INTERACTIONS: tuple[str, ...] = (
 )
 """Type-level interaction codes (https://hl7.org/fhir/R4/valueset-type-restful-interaction.html)."""
 
-SYSTEM_INTERACTIONS: tuple[str, ...] = ("history-system", "search-system")
+SYSTEM_INTERACTIONS: tuple[str, ...] = ("transaction", "batch", "history-system", "search-system")
 """System-level interaction codes (https://hl7.org/fhir/R4/valueset-system-restful-interaction.html)."""
 
 

@@ -16,6 +16,7 @@ from capability.support import SupportTable, support_table
 from fhir_server.config import Settings
 from fhir_server.formats import pretty_requested, request_body_kind, response_media_type
 from fhir_server.interactions import Context, FhirResponse
+from fhir_server.interactions.bundle import batch_or_transaction
 from fhir_server.interactions.capabilities import capabilities
 from fhir_server.interactions.conditional import (
     conditional_delete,
@@ -44,6 +45,7 @@ FHIR_PREFIX = "/fhir"
 _ROUTES: tuple[tuple[str, str, str, Handler, str | None], ...] = (
     ("capabilities", "GET", "/metadata", capabilities, None),
     ("search-system", "GET", "", search_system, None),
+    ("transaction", "POST", "", batch_or_transaction, "json"),
     ("search-system", "POST", "/_search", search_system, "form"),
     ("history-system", "GET", "/_history", history, None),
     ("history-type", "GET", "/{type}/_history", history, None),

@@ -36,16 +36,16 @@ async def patch(ctx: Context, type_: str, id_: str, body: bytes) -> FhirResponse
     check_id(id_)
     kind = request_body_kind(ctx.header("content-type"), allow_json_patch=True)
     document = fhir_json.loads(body)
-    apply = _json_patcher(document) if kind == "json-patch" else _fhirpath_patcher(document)
+    apply = json_patcher(document) if kind == "json-patch" else fhirpath_patcher(document)
     if_match_header = ctx.header("if-match")
     if_match = parse_etag_version(if_match_header, "If-Match") if if_match_header else None
     for _ in range(_ATTEMPTS):
-        current = await _current(ctx, type_, id_)
+        current = await current_version(ctx, type_, id_)
         if if_match is not None and current.version != if_match:
             raise _conflict(type_, id_, if_match_header, current.version)
         assert current.content is not None
         patched = apply(fhir_json.loads_resource(current.content))
-        _check_identity(patched, type_, id_)
+        check_identity(patched, type_, id_)
         check_valid(patched)
         request = WriteRequest(
             type_,
@@ -66,7 +66,7 @@ async def patch(ctx: Context, type_: str, id_: str, body: bytes) -> FhirResponse
     raise FhirError(409, "conflict", f"{type_}/{id_} changed too often to patch; try again")
 
 
-async def _current(ctx: Context, type_: str, id_: str) -> StoredVersion:
+async def current_version(ctx: Context, type_: str, id_: str) -> StoredVersion:
     stored = await ctx.store.read(type_, id_)
     if stored is None:
         raise not_found(f"{type_}/{id_} is not known")
@@ -81,7 +81,7 @@ def _conflict(type_: str, id_: str, header: str | None, current: int | None) -> 
     )
 
 
-def _json_patcher(document: Any) -> Any:
+def json_patcher(document: Any) -> Any:
     if not isinstance(document, list):
         raise invalid("A JSON Patch body must be a JSON array of operations")
     try:
@@ -105,7 +105,7 @@ def _json_patcher(document: Any) -> Any:
     return apply
 
 
-def _fhirpath_patcher(document: Any) -> Any:
+def fhirpath_patcher(document: Any) -> Any:
     if not isinstance(document, dict) or document.get("resourceType") != "Parameters":
         raise invalid(
             "A FHIRPath Patch body must be a Parameters resource"
@@ -118,7 +118,7 @@ def _fhirpath_patcher(document: Any) -> Any:
     return apply
 
 
-def _check_identity(patched: dict[str, Any], type_: str, id_: str) -> None:
+def check_identity(patched: dict[str, Any], type_: str, id_: str) -> None:
     if patched.get("resourceType") != type_:
         raise FhirError(
             422, "processing", "A patch may not change the resourceType", ("resourceType",)
