@@ -1,11 +1,22 @@
-"""The ``fhir-server`` command: ``fhir-server serve [--host H] [--port P] [--storage URL]``."""
+"""The ``fhir-server`` command.
+
+- ``fhir-server serve [--host H] [--port P] [--storage URL]``: the FHIR API;
+- ``fhir-server import PATH… [--storage URL]``: load Bundles and NDJSON
+  (:mod:`fhir_server.bulk_import`);
+- ``fhir-server demo-data [--patients N] [--seed S]``: write a demo population
+  (:mod:`fhir_server.demo_data`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 from fhir_server.config import Settings
 
@@ -20,9 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--base-url", help="public FHIR base URL used in links")
     serve.add_argument("--auth", choices=["smart", "off"], help="authorization mode")
     serve.add_argument("--log-level", help="debug, info, warning, error")
+    _add_import(commands)
+    _add_demo_data(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "import":
+        return _import(args)
+    if args.command == "demo-data":
+        return _demo_data(args)
     return 2  # pragma: no cover - argparse enforces a command
 
 
@@ -59,6 +76,116 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _add_import(commands: Any) -> None:
+    cmd = commands.add_parser(
+        "import",
+        help="load Bundles, NDJSON files/folders and resource files into the store",
+        description="Import FHIR resources (Bundle JSON, NDJSON files or bulk-export folders,"
+        " single resource JSON). Resources keep their ids; unchanged resources are not"
+        " written again. Exit status 1 when some resources were invalid.",
+    )
+    cmd.add_argument("paths", nargs="+", metavar="PATH", help="file or folder")
+    _add_write_options(cmd)
+
+
+def _add_demo_data(commands: Any) -> None:
+    cmd = commands.add_parser(
+        "demo-data",
+        help="write a realistic, deterministic demo population for a patient portal",
+    )
+    cmd.add_argument("--patients", type=int, default=100, help="10 to 100000 (default 100)")
+    cmd.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    cmd.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        help="the date past and future events are placed around (default: today)",
+    )
+    cmd.add_argument(
+        "--ndjson",
+        metavar="DIR",
+        help="write NDJSON files (one per type) into DIR instead of the store",
+    )
+    _add_write_options(cmd)
+
+
+def _add_write_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
+    cmd.add_argument("--batch-size", type=int, default=1000, help="resources per transaction")
+    cmd.add_argument(
+        "--workers", type=int, default=0, help="processes that validate (default 0: inline)"
+    )
+    cmd.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(**({"storage": args.storage} if args.storage else {}))
+
+
+async def _with_store(settings: Settings, work: Any) -> Any:
+    from fhir_server.storage.base import open_store
+
+    store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _import(args: argparse.Namespace) -> int:
+    from fhir_server.bulk_import import import_paths
+
+    settings = _settings(args)
+    try:
+        report = asyncio.run(
+            _with_store(
+                settings,
+                lambda store: import_paths(
+                    store,
+                    args.paths,
+                    batch_size=args.batch_size,
+                    workers=args.workers,
+                    progress=not args.quiet,
+                ),
+            )
+        )
+    except FileNotFoundError as exc:
+        print(f"fhir-server import: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 1 if report.problem_count else 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from fhir_server import demo_data
+
+    if not 10 <= args.patients <= 100_000:
+        print("fhir-server demo-data: --patients must be 10 to 100000", file=sys.stderr)
+        return 2
+    population = demo_data.Population(args.patients, args.seed, args.today)
+    if args.ndjson:
+        counts = demo_data.write_ndjson(population, Path(args.ndjson))
+        for type_, n in sorted(counts.items()):
+            print(f"{type_:<28}{n:>11,}")
+        print(f"{sum(counts.values()):,} resources written to {args.ndjson}")
+        return 0
+    settings = _settings(args)
+    report = asyncio.run(
+        _with_store(
+            settings,
+            lambda store: demo_data.write_population(
+                store,
+                population,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                progress=not args.quiet,
+            ),
+        )
+    )
+    print(report.summary())
+    return 1 if report.problem_count else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,3 @@
+"""The parts of the demo population (see :mod:`fhir_server.demo_data`): ``codes``
+(terminology tables), ``layout`` (counts, ids, assignments), ``directory`` (clinics,
+practitioners, schedules, slots), ``patient`` and ``visits`` (one patient's record)."""

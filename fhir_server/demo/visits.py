@@ -1,0 +1,313 @@
+"""The visits of a demo patient: past appointments that became encounters, each with
+vital signs, a visit note and an invoice, some with a lab panel; and an upcoming booked
+appointment in a slot of the primary care practitioner's schedule.
+
+https://hl7.org/fhir/R4/appointment.html, https://hl7.org/fhir/R4/encounter.html,
+https://hl7.org/fhir/R4/observation-vitalsigns.html (vital-signs profile codes and UCUM
+units), https://hl7.org/fhir/R4/diagnosticreport.html,
+https://hl7.org/fhir/R4/documentreference.html, https://hl7.org/fhir/R4/invoice.html
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fhir_server.demo import codes as c
+from fhir_server.demo.layout import ref, when
+from fhir_server.demo.patient import Person, coding
+
+VITAL_SIGNS = coding(c.OBS_CATEGORY, "vital-signs", "Vital Signs")
+LABORATORY = coding(c.OBS_CATEGORY, "laboratory", "Laboratory")
+
+
+def visits(person: Person) -> Iterator[dict[str, Any]]:
+    rng = person.rng
+    count = rng.randint(1, 3) + (1 if person.conditions else 0)
+    starts = sorted((person.past(720, 7) for _ in range(count)), reverse=True)
+    lab_visit = rng.randrange(count) if rng.random() < 0.7 else None
+    for v, start in enumerate(starts, 1):
+        yield from _visit(person, v, start, with_labs=(v - 1) == lab_visit)
+    yield from _upcoming(person)
+
+
+def _visit(person: Person, v: int, start: datetime, with_labs: bool) -> Iterator[dict[str, Any]]:
+    rng = person.rng
+    reason = c.VISIT_REASONS[3] if person.age < 12 else rng.choice(c.VISIT_REASONS[:3])
+    end = start + timedelta(minutes=30)
+    location = ref("Location", person.layout.location_id(person.clinic))
+    appointment_id, encounter_id = person.sub_id("appt", v), person.sub_id("enc", v)
+    yield {
+        "resourceType": "Appointment",
+        "id": appointment_id,
+        "status": "fulfilled",
+        "serviceType": [
+            coding("http://terminology.hl7.org/CodeSystem/service-type", "124", "General Practice")
+        ],
+        "reasonCode": [coding(c.SNOMED, *reason)],
+        "description": reason[1],
+        "start": when(start),
+        "end": when(end),
+        "minutesDuration": 30,
+        "created": when(start - timedelta(days=rng.randint(3, 30))),
+        "participant": [
+            {"actor": person.ref, "required": "required", "status": "accepted"},
+            {"actor": person.doctor, "required": "required", "status": "accepted"},
+            {"actor": location, "required": "required", "status": "accepted"},
+        ],
+    }
+    yield {
+        "resourceType": "Encounter",
+        "id": encounter_id,
+        "status": "finished",
+        "class": {"system": c.V3_ACT, "code": "AMB", "display": "ambulatory"},
+        "type": [coding(c.SNOMED, *reason)],
+        "subject": person.ref,
+        "participant": [
+            {
+                "type": [
+                    coding(
+                        "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "PPRF",
+                        "primary performer",
+                    )
+                ],
+                "individual": person.doctor,
+            }
+        ],
+        "appointment": [ref("Appointment", appointment_id)],
+        "period": {"start": when(start), "end": when(end)},
+        "reasonCode": [coding(c.SNOMED, *reason)],
+        "location": [{"location": location}],
+        "serviceProvider": ref("Organization", person.layout.clinic_id(person.clinic)),
+    }
+    vitals = list(_vitals(person, v, start))
+    yield from vitals
+    labs = list(_labs(person, v, start)) if with_labs else []
+    yield from labs
+    yield _note(person, v, start, vitals)
+    yield _invoice(person, v, start, labs)
+
+
+def _quantity(value: Any, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": c.UCUM, "code": unit}
+
+
+def _number(rng: Any, low: float, high: float, decimals: int) -> Any:
+    value = rng.uniform(low, high)
+    return round(value) if decimals == 0 else Decimal(f"{value:.{decimals}f}")
+
+
+def _observation(
+    person: Person, id_: str, encounter: str, category: dict, code: tuple[str, str], at: datetime
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": id_,
+        "status": "final",
+        "category": [category],
+        "code": coding(c.LOINC, *code),
+        "subject": person.ref,
+        "encounter": ref("Encounter", encounter),
+        "effectiveDateTime": when(at),
+        "issued": when(at + timedelta(minutes=5)),
+        "performer": [person.doctor],
+    }
+
+
+def _range(unit: str, low: Any, high: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if low is not None:
+        out["low"] = _quantity(low, unit)
+    if high is not None:
+        out["high"] = _quantity(high, unit)
+    return out
+
+
+def _interpretation(value: Any, low: Any, high: Any) -> dict[str, Any]:
+    if low is not None and value < low:
+        return coding(c.INTERPRETATION, "L", "Low")
+    if high is not None and value > high:
+        return coding(c.INTERPRETATION, "H", "High")
+    return coding(c.INTERPRETATION, "N", "Normal")
+
+
+def _vitals(person: Person, v: int, at: datetime) -> Iterator[dict[str, Any]]:
+    rng, encounter = person.rng, person.sub_id("enc", v)
+    names = ["heart-rate", "resp-rate", "temperature", "oxygen", "weight"]
+    if person.age >= 18:
+        names += ["height", "bmi"]
+    for k, name in enumerate(names, 1):
+        code, display, unit, low, high, decimals, normal_low, normal_high = c.VITALS[name]
+        if name == "weight" and person.age < 18:
+            low, high = 3 + 3 * person.age, 6 + 4 * person.age
+        value = _number(rng, low, high, decimals)
+        obs = _observation(
+            person, f"{person.sub_id('vs', v)}-{k}", encounter, VITAL_SIGNS, (code, display), at
+        )
+        obs["valueQuantity"] = _quantity(value, unit)
+        if normal_low is not None or normal_high is not None:
+            obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
+        yield obs
+    bp = _observation(
+        person, f"{person.sub_id('vs', v)}-bp", encounter, VITAL_SIGNS, c.BLOOD_PRESSURE, at
+    )
+    bp["component"] = [
+        {
+            "code": coding(c.LOINC, code, display),
+            "valueQuantity": _quantity(rng.randint(low, high), "mm[Hg]"),
+            "referenceRange": [_range("mm[Hg]", normal_low, normal_high)],
+        }
+        for code, display, low, high, normal_low, normal_high in (c.SYSTOLIC, c.DIASTOLIC)
+    ]
+    yield bp
+
+
+def _labs(person: Person, v: int, at: datetime) -> Iterator[dict[str, Any]]:
+    rng, encounter = person.rng, person.sub_id("enc", v)
+    panel_code, panel_display, tests = rng.choice(c.LAB_PANELS)
+    results = []
+    for k, (code, display, unit, low, high, decimals, normal_low, normal_high) in enumerate(
+        tests, 1
+    ):
+        value = _number(rng, low, high, decimals)
+        id_ = f"{person.sub_id('lab', v)}-{k}"
+        obs = _observation(person, id_, encounter, LABORATORY, (code, display), at)
+        obs["valueQuantity"] = _quantity(value, unit)
+        obs["interpretation"] = [_interpretation(value, normal_low, normal_high)]
+        obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
+        results.append(obs)
+        yield obs
+    yield {
+        "resourceType": "DiagnosticReport",
+        "id": person.sub_id("dr", v),
+        "status": "final",
+        "category": [coding("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")],
+        "code": coding(c.LOINC, panel_code, panel_display),
+        "subject": person.ref,
+        "encounter": ref("Encounter", encounter),
+        "effectiveDateTime": when(at),
+        "issued": when(at + timedelta(hours=rng.randint(4, 48))),
+        "performer": [ref("Organization", person.layout.clinic_id(person.clinic))],
+        "result": [ref("Observation", o["id"], o["code"]["text"]) for o in results],
+    }
+
+
+def _note(person: Person, v: int, at: datetime, vitals: list[dict]) -> dict[str, Any]:
+    rng = person.rng
+    lines = [
+        f"Visit note for {person.given} {person.family}, {at:%B %d, %Y}.",
+        *rng.sample(c.NOTE_PHRASES, 3),
+        "Vitals: "
+        + ", ".join(
+            f"{o['code']['text']} {o['valueQuantity']['value']} {o['valueQuantity']['unit']}"
+            for o in vitals
+            if "valueQuantity" in o
+        )
+        + ".",
+    ]
+    text = "\n".join(lines).encode()
+    return {
+        "resourceType": "DocumentReference",
+        "id": person.sub_id("note", v),
+        "status": "current",
+        "docStatus": "final",
+        "type": coding(c.LOINC, "11506-3", "Progress note"),
+        "category": [
+            coding(
+                "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                "clinical-note",
+                "Clinical Note",
+            )
+        ],
+        "subject": person.ref,
+        "date": when(at + timedelta(minutes=45)),
+        "author": [person.doctor],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain; charset=utf-8",
+                    "language": "en-US",
+                    "data": base64.b64encode(text).decode(),
+                    "title": "Progress note",
+                    "creation": when(at + timedelta(minutes=45)),
+                }
+            }
+        ],
+        "context": {
+            "encounter": [ref("Encounter", person.sub_id("enc", v))],
+            "period": {"start": when(at), "end": when(at + timedelta(minutes=30))},
+        },
+    }
+
+
+def _invoice(person: Person, v: int, at: datetime, labs: list[dict]) -> dict[str, Any]:
+    visit = c.VISIT_CHARGES[2] if person.rng.random() < 0.2 else c.VISIT_CHARGES[person.n % 2]
+    charges = [visit]
+    if labs:
+        panel = next(r for r in labs if r["resourceType"] == "DiagnosticReport")
+        charges.append(c.LAB_CHARGES[panel["code"]["coding"][0]["code"]])
+    total = sum(Decimal(price) for *_, price in charges)
+    paid = at.date() < person.today - timedelta(days=60)
+    return {
+        "resourceType": "Invoice",
+        "id": person.sub_id("inv", v),
+        "identifier": [{"system": "urn:demo:invoice", "value": f"INV-{person.n:06d}-{v:02d}"}],
+        "status": "balanced" if paid else "issued",
+        "subject": person.ref,
+        "recipient": person.ref,
+        "date": when(at + timedelta(days=2)),
+        "participant": [{"actor": person.doctor}],
+        "issuer": ref("Organization", person.layout.clinic_id(person.clinic)),
+        "account": ref("Account", person.sub_id("acct", 1)),
+        "lineItem": [
+            {
+                "sequence": k,
+                "chargeItemCodeableConcept": coding(c.CPT, code, display),
+                "priceComponent": [
+                    {"type": "base", "amount": {"value": Decimal(price), "currency": "USD"}}
+                ],
+            }
+            for k, (code, display, price) in enumerate(charges, 1)
+        ],
+        "totalNet": {"value": total, "currency": "USD"},
+        "totalGross": {"value": total, "currency": "USD"},
+        "paymentTerms": "Due within 30 days of the invoice date.",
+    }
+
+
+def _upcoming(person: Person) -> Iterator[dict[str, Any]]:
+    layout = person.layout
+    slot = layout.future_slot(person.n)
+    if slot is None:
+        return
+    start = layout.slot_start(slot)
+    p = person.practitioner
+    yield {
+        "resourceType": "Appointment",
+        "id": person.sub_id("appt", 99),
+        "status": "booked",
+        "serviceType": [
+            coding("http://terminology.hl7.org/CodeSystem/service-type", "124", "General Practice")
+        ],
+        "reasonCode": [coding(c.SNOMED, *c.VISIT_REASONS[1])],
+        "description": "Follow-up visit",
+        "slot": [ref("Slot", layout.slot_id(p, slot))],
+        "start": when(start),
+        "end": when(start + timedelta(minutes=layout.slot_minutes)),
+        "minutesDuration": layout.slot_minutes,
+        "created": when(datetime(person.today.year, person.today.month, person.today.day, 9)),
+        "patientInstruction": "Please arrive 10 minutes early and bring your insurance card.",
+        "participant": [
+            {"actor": person.ref, "required": "required", "status": "accepted"},
+            {"actor": person.doctor, "required": "required", "status": "accepted"},
+            {
+                "actor": ref("Location", layout.location_id(person.clinic)),
+                "required": "required",
+                "status": "accepted",
+            },
+        ],
+    }
