@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReadPreference, ReturnDocument
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from fhir_server.storage import mongo_index, mongo_search
@@ -221,7 +221,8 @@ class MongoStore:
         if not self.transactions:
             return await apply_all(None)
         async with self.client.start_session() as session:
-            return await session.with_transaction(apply_all)
+            # a URL readPreference must not reach transactions: they read the primary
+            return await session.with_transaction(apply_all, read_preference=ReadPreference.PRIMARY)
 
     async def _apply(self, req: WriteRequest, session: Any) -> WriteResult:
         key = resource_key(req.type, req.id)

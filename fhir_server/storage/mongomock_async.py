@@ -186,7 +186,14 @@ class AsyncMockSession:
             self._undo = []
             self.client.gate.release()
 
-    async def with_transaction(self, callback: Callable[[AsyncMockSession], Awaitable[_T]]) -> _T:
+    async def with_transaction(
+        self,
+        callback: Callable[[AsyncMockSession], Awaitable[_T]],
+        read_concern: Any = None,
+        write_concern: Any = None,
+        read_preference: Any = None,
+    ) -> _T:
+        """Options are accepted as PyMongo's are; the stand-in has one node, so they are moot."""
         async with await self.start_transaction():
             return await callback(self)
 
