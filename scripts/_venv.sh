@@ -7,6 +7,10 @@ ensure_venv() {
         .venv/bin/python -m pip install --quiet --upgrade pip
     fi
     local stamp=".venv/.installed${extra}"
+    # an install with the test extra also serves the plain one
+    if [ -z "$extra" ] && [ -f ".venv/.installed[test]" ] && [ ! pyproject.toml -nt ".venv/.installed[test]" ]; then
+        return 0
+    fi
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         .venv/bin/python -m pip install --quiet -e ".${extra}"
         touch "$stamp"
