@@ -9,7 +9,6 @@ same criteria cannot both create.
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.interactions.context import Context, FhirResponse, version_headers
@@ -18,13 +17,12 @@ from fhir_server.interactions.patch import patch
 from fhir_server.interactions.update import update
 from fhir_server.interactions.write import (
     check_valid,
-    content_builder,
+    create_request,
     describe,
-    index_entries,
     parse_body,
     write_response,
 )
-from fhir_server.storage.base import ConditionMatched, StoredVersion, WriteRequest
+from fhir_server.storage.base import ConditionMatched, StoredVersion
 from resources import fhir_json
 from resources.errors import FhirError, Issue, invalid, operation_outcome
 from resources.search.parameters import search_params
@@ -61,16 +59,7 @@ async def conditional_create(ctx: Context, type_: str, body: bytes, header: str)
     resource = parse_body(body, type_)
     resource.pop("id", None)
     check_valid(resource)
-    id_ = str(uuid.uuid4())
-    request = WriteRequest(
-        type_,
-        id_,
-        "create",
-        content_builder(resource, id_),
-        must_not_exist=True,
-        index=index_entries(resource, id_),
-        unless_exists=query,
-    )
+    request = create_request(resource, unless_exists=query)
     try:
         result = await ctx.store.write(request)
     except ConditionMatched as matched:

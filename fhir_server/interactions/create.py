@@ -7,19 +7,16 @@ create (see ``conditional``).
 
 from __future__ import annotations
 
-import uuid
-
 from fhir_server.interactions.conditional import conditional_create
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.write import (
     check_valid,
-    content_builder,
+    create_request,
     describe,
-    index_entries,
     parse_body,
     write_response,
 )
-from fhir_server.storage.base import AlreadyExists, WriteRequest
+from fhir_server.storage.base import AlreadyExists
 
 
 async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
@@ -30,15 +27,7 @@ async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
     resource.pop("id", None)
     check_valid(resource)
     for _ in range(3):
-        id_ = str(uuid.uuid4())
-        request = WriteRequest(
-            type_,
-            id_,
-            "create",
-            content_builder(resource, id_),
-            must_not_exist=True,
-            index=index_entries(resource, id_),
-        )
+        request = create_request(resource)
         try:
             result = await ctx.store.write(request)
         except AlreadyExists:  # pragma: no cover - a uuid4 collision

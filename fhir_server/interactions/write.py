@@ -8,14 +8,22 @@ server), https://hl7.org/fhir/R4/http.html#ops (Prefer).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fhir_server.headers import prefer_return
 from fhir_server.interactions.context import Context, FhirResponse, version_headers
-from fhir_server.storage.base import BuildContent, IndexEntries, StoredVersion, WriteResult
+from fhir_server.storage.base import (
+    BuildContent,
+    IndexEntries,
+    StoredVersion,
+    WriteRequest,
+    WriteResult,
+)
 from resources import fhir_json
 from resources.errors import FhirError, Issue, invalid, operation_outcome
 from resources.search.extract import indexer_for
+from resources.search.query import SearchQuery
 from resources.validation import validate
 
 _SERVER_META = ("versionId", "lastUpdated")
@@ -51,6 +59,22 @@ def index_entries(resource: dict[str, Any], id_: str) -> IndexEntries:
     return IndexEntries(
         [r for r in rows if r.code not in _COLUMN_PARAMS],
         [k for k in sort_keys if k.code not in _COLUMN_PARAMS],
+    )
+
+
+def create_request(
+    resource: dict[str, Any], unless_exists: SearchQuery | None = None
+) -> WriteRequest:
+    """A create of ``resource`` under a new server-assigned id (a UUID)."""
+    id_ = str(uuid.uuid4())
+    return WriteRequest(
+        resource["resourceType"],
+        id_,
+        "create",
+        content_builder(resource, id_),
+        must_not_exist=True,
+        index=index_entries(resource, id_),
+        unless_exists=unless_exists,
     )
 
 
