@@ -8,6 +8,7 @@ request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,14 +16,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
 from fhir_server.routes import error_response, internal_error, register_routes
 from fhir_server.storage.base import open_store
 from resources.errors import FhirError
+from smart_auth.service import AuthConfig, SmartAuth
 
 log = logging.getLogger("fhir_server")
 access_log = logging.getLogger("fhir_server.access")
@@ -37,11 +41,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.open()
         app.state.store = store
         log.info("store open: %s", settings.storage)
-        if settings.auth == "off":
-            log.warning("AUTHORIZATION IS OFF: every request is served without a token")
+        auth = app.state.auth
+        if auth is not None:
+            await auth.open()
+            # expired codes, launch contexts, refresh tokens and revocations
+            await asyncio.to_thread(auth.store.purge_expired)
+        else:
+            log.warning(
+                "AUTHORIZATION IS OFF (FHIR_SERVER_AUTH=off): every request is served"
+                " without a token; never expose this server"
+            )
         try:
             yield
         finally:
+            if auth is not None:
+                await auth.close()
             await store.close()
             log.info("store closed")
 
@@ -53,11 +67,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.auth = _smart_auth(settings, app) if settings.auth == "smart" else None
+    if app.state.auth is not None:
+        app.include_router(app.state.auth.router)
     register_routes(app)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        # browser SMART apps (client-js) call /fhir, /auth/token and the discovery
+        # documents from their own origin with bearer tokens (no cookies: no credentials)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Location", "ETag", "Last-Modified", "Content-Location"],
+            max_age=3600,
+        )
     app.add_middleware(AccessLog)
     return app
+
+
+def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
+    config = AuthConfig(
+        storage_url=settings.storage,
+        base_url=settings.base_url,
+        access_token_lifetime=settings.access_token_lifetime,
+        offline_refresh_lifetime=settings.refresh_token_lifetime,
+        registration=settings.registration,
+        online_refresh_lifetime=settings.online_refresh_lifetime,
+        lockout_after=settings.lockout_after,
+        lockout_seconds=settings.lockout_seconds,
+    )
+    return SmartAuth(config, StoreHooks(lambda: app.state.store))
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -1,23 +1,30 @@
 """The ``fhir-server`` command.
 
-- ``fhir-server serve [--host H] [--port P] [--storage URL]``: the FHIR API;
+- ``fhir-server serve [--host H] [--port P] [--storage URL] [--workers N]``: the FHIR
+  API, in N processes (default: one per CPU core);
 - ``fhir-server import PATH… [--storage URL]``: load Bundles and NDJSON
   (:mod:`fhir_server.bulk_import`);
 - ``fhir-server demo-data [--patients N] [--seed S]``: write a demo population
-  (:mod:`fhir_server.demo_data`).
+  (:mod:`fhir_server.demo_data`);
+- ``fhir-server invite``, ``users create``, ``clients create|list``: SMART administration
+  (:mod:`fhir_server.cli_admin`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import logging
+import logging.config
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from fhir_server.cli_admin import add_admin_commands, run_admin
 from fhir_server.config import Settings
 
 
@@ -31,8 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--base-url", help="public FHIR base URL used in links")
     serve.add_argument("--auth", choices=["smart", "off"], help="authorization mode")
     serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default: the number of CPU cores)"
+    )
     _add_import(commands)
     _add_demo_data(commands)
+    add_admin_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -40,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _import(args)
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command in ("invite", "users", "clients", "keys"):
+        return run_admin(args)
     return 2  # pragma: no cover - argparse enforces a command
 
 
@@ -57,25 +70,52 @@ def _serve(args: argparse.Namespace) -> int:
             "base_url": args.base_url,
             "auth": args.auth,
             "log_level": args.log_level,
+            "workers": args.workers,
         }.items()
         if value is not None
     }
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "log_config": _log_config(settings.log_level),
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    workers = settings.workers
+    if workers > 1 and settings.storage.startswith("mongomock:"):
+        logging.config.dictConfig(options["log_config"])
+        logging.getLogger("fhir_server").warning(
+            "mongomock:// keeps its data inside one process: serving with 1 worker, not %d",
+            workers,
+        )
+        workers = 1
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Each worker process builds its own app (and opens its own store) from the
+    # environment, so the command-line settings travel as FHIR_SERVER_* variables.
+    for key, value in overrides.items():
+        os.environ[f"FHIR_SERVER_{key.upper()}"] = str(value)
+    uvicorn.run("fhir_server.app:create_app", factory=True, workers=workers, **options)
     return 0
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus the server's own loggers on stderr; applied in every
+    worker process (``logging.basicConfig`` in the parent does not reach them)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["fhir"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["fhir"] = {
+        "formatter": "fhir",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["fhir"], "level": level.upper()}
+    return config
 
 
 def _add_import(commands: Any) -> None:

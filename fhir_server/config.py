@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -23,8 +24,34 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Server processes (default: the number of CPU cores); each opens its"
+        " own store, all on one port",
+    )
     auth: Literal["smart", "off"] = Field(
-        "off", description="SMART authorization is not built yet; 'off' serves without tokens"
+        "smart",
+        description="'smart': every FHIR request needs a SMART access token; 'off': no"
+        " tokens at all (local development only)",
+    )
+    registration: Literal["off", "token", "open"] = Field(
+        "token",
+        description="RFC 7591 client registration: off, with an initial access token, or open",
+    )
+    access_token_lifetime: int = Field(300, ge=30, description="Access token lifetime (s)")
+    refresh_token_lifetime: int = Field(
+        90 * 24 * 3600, ge=60, description="offline_access refresh token lifetime (s)"
+    )
+    online_refresh_lifetime: int = Field(
+        8 * 3600, ge=60, description="online_access refresh token lifetime (s)"
+    )
+    lockout_after: int = Field(5, ge=1, description="Failed logins before an account locks")
+    lockout_seconds: int = Field(900, ge=1, description="How long a locked account stays locked")
+    cors_origins: str = Field(
+        "*",
+        description="Origins allowed to call the API from a browser (comma separated; '*' any):"
+        " SMART apps run in browsers and send bearer tokens, never cookies",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     default_page_size: int = Field(50, ge=1)

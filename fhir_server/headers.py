@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from resources.errors import invalid
 
@@ -43,8 +44,9 @@ def instant_to_datetime(instant: str) -> datetime:
     return datetime.fromisoformat(instant.replace("Z", "+00:00"))
 
 
+@lru_cache(maxsize=4096)
 def http_date(instant: str) -> str:
-    """RFC 9110 HTTP-date of a FHIR instant."""
+    """RFC 9110 HTTP-date of a FHIR instant (cached: every read and write sends one)."""
     return format_datetime(instant_to_datetime(instant).astimezone(UTC), usegmt=True)
 
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from capability.support import SupportTable, support_table
+from fhir_server.access import GuardedStore
 from fhir_server.config import Settings
 from fhir_server.formats import pretty_requested, request_body_kind, response_media_type
 from fhir_server.interactions import Context, FhirResponse
@@ -34,6 +35,8 @@ from fhir_server.storage.base import Store
 from resources import fhir_json
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, invalid
+from smart_auth.scopes import AccessPolicy
+from smart_auth.service import AuthError, SmartAuth
 
 log = logging.getLogger("fhir_server")
 
@@ -89,7 +92,7 @@ def _endpoint(
             media = response_media_type(
                 request.headers.get("accept"), request.query_params.get("_format")
             )
-            ctx = _context(request)
+            ctx = _context(request, code)
             kwargs = _path_arguments(table, code, request.path_params)
             if body_kind == "form":
                 kwargs["body"] = await _form_body(request, ctx.settings.max_body_bytes)
@@ -138,11 +141,34 @@ def require_type(table: SupportTable, type_: str, code: str) -> None:
         raise FhirError(405, "not-supported", f"{code} is not supported for {type_}")
 
 
-def _context(request: Request) -> Context:
+def _context(request: Request, code: str) -> Context:
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
-    base = settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
-    return Context(store, settings, base, request.headers, request.query_params.multi_items())
+    base = fhir_base_url(request)
+    auth = getattr(request.app.state, "auth", None)
+    if auth is not None and code != "capabilities":
+        store = GuardedStore(store, authenticate(auth, request, base))
+    params = request.query_params.multi_items()
+    return Context(store, settings, base, request.headers, params, auth)
+
+
+def fhir_base_url(request: Request) -> str:
+    """The public FHIR base URL: configured, or the one the request came to."""
+    settings: Settings = request.app.state.settings
+    return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
+
+
+def authenticate(auth: SmartAuth, request: Request, base: str) -> AccessPolicy:
+    """The caller's access policy from its bearer token; 401/403 OperationOutcomes with
+    ``WWW-Authenticate`` (https://www.rfc-editor.org/rfc/rfc6750#section-3) otherwise."""
+    try:
+        return auth.authenticate(request.headers.get("authorization"), base)
+    except AuthError as failure:
+        code = "login" if failure.status == 401 else "forbidden"
+        error = FhirError(failure.status, code, failure.message)
+        if failure.www_authenticate:
+            error.headers["WWW-Authenticate"] = failure.www_authenticate
+        raise error from None
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -22,13 +22,22 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A ``fhir-server serve`` process on a free port; stderr goes to a log file."""
+    """A ``fhir-server serve`` process on a free port; stderr goes to a log file.
 
-    def __init__(self, storage: str, log_path: Path, **env: str) -> None:
+    ``auth``: ``"off"`` (no tokens; the default here) or ``"smart"`` (the real
+    authorization server: every FHIR request then needs a token)."""
+
+    def __init__(self, storage: str, log_path: Path, auth: str = "off", **env: str) -> None:
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/fhir"
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.base = f"{self.origin}/fhir"
         self.log_path = log_path
-        environment = {**os.environ, "FHIR_SERVER_STORAGE": storage, "FHIR_SERVER_AUTH": "off"}
+        environment = {
+            **os.environ,
+            "FHIR_SERVER_STORAGE": storage,
+            "FHIR_SERVER_AUTH": auth,
+            "FHIR_SERVER_WORKERS": "1",
+        }
         environment.update(env)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -40,7 +49,7 @@ class LiveServer:
         )
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

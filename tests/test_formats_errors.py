@@ -148,7 +148,7 @@ async def test_unknown_endpoint_and_method_are_operation_outcomes(client):
 
 
 async def test_body_over_the_limit_is_413(tmp_path):
-    settings = Settings(storage=f"sqlite:///{tmp_path}/db.sqlite3", max_body_bytes=2048)
+    settings = Settings(storage=f"sqlite:///{tmp_path}/db.sqlite3", max_body_bytes=2048, auth="off")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -163,7 +163,7 @@ async def test_body_over_the_limit_is_413(tmp_path):
 
 
 async def test_unexpected_failure_is_500_without_internals(tmp_path, caplog):
-    settings = Settings(storage=f"sqlite:///{tmp_path}/db.sqlite3")
+    settings = Settings(storage=f"sqlite:///{tmp_path}/db.sqlite3", auth="off")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
 

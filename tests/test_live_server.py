@@ -3,9 +3,12 @@ one log line per request."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 
 import httpx
+import pytest
 
 from tests.live import LiveServer
 
@@ -61,3 +64,34 @@ def test_base_url_setting_is_used_in_links(tmp_path):
         assert response.headers["location"].startswith("https://fhir.example.org/r4/Patient/")
     finally:
         server.stop()
+
+
+def test_two_worker_processes_share_one_store_and_stop_on_sigterm(tmp_path):
+    server = LiveServer(
+        f"sqlite:///{tmp_path}/fhir.sqlite3", tmp_path / "server.log", FHIR_SERVER_WORKERS="2"
+    )
+    stored = {}
+    try:
+        # a new connection per request: the kernel hands them to either process
+        for n in range(20):
+            body = f'{{"resourceType":"Patient","birthDate":"19{n + 10}-01-01"}}'
+            response = httpx.post(f"{server.base}/Patient", content=body, headers=JSON)
+            assert response.status_code == 201
+            stored[response.json()["id"]] = response.text
+        for id_, text in stored.items():
+            response = httpx.get(f"{server.base}/Patient/{id_}")
+            assert response.status_code == 200
+            assert response.text == text
+        search = httpx.get(f"{server.base}/Patient", params={"_count": "100"})
+        assert search.json()["total"] == 20
+    finally:
+        code = server.stop(signal.SIGTERM)
+    log = server.log()
+    workers = re.findall(r"Started server process \[(\d+)\]", log)
+    assert len(workers) == 2
+    assert code in (0, -signal.SIGTERM)
+    assert log.count("store closed") == 2
+    assert log.count("Application shutdown complete") == 2
+    for pid in workers:  # no worker outlives the server
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)

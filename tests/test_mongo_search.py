@@ -26,8 +26,14 @@ from bson.binary import Binary
 
 from fhir_server.storage import mongo_search
 from fhir_server.storage.base import IndexEntries, WriteRequest, open_store
-from fhir_server.storage.mongo_index import INDEXES, encode, sort_field
-from fhir_server.storage.mongo_search import RESOURCES, compile_filter, run_search
+from fhir_server.storage.mongo_index import INDEXES, NO_VALUE_LAST, encode, sort_field
+from fhir_server.storage.mongo_search import (
+    RESOURCES,
+    compile_filter,
+    page_pipeline,
+    run_search,
+    sort_plan,
+)
 from fhir_server.storage.mongomock_async import AsyncMockClient
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
@@ -172,7 +178,8 @@ def test_encode_is_compact_and_codes_are_values():
     assert fields["i"]["cmp"] == [{"p": "combo", "s1": "s", "v1": "c", "l2": "a", "h2": "b"}]
     assert fields["s"]["name"] == {"lo": "eve", "hi": "eve"}
     assert fields["s"][sort_field("a.b$c")] == {"lo": 1.0, "hi": 2.0}
-    assert encode(IndexEntries()) == {"i": {}, "s": {}}
+    assert fields["s"]["date"] == {"lo": NO_VALUE_LAST, "hi": ""}  # stored sort: no value
+    assert encode(IndexEntries()) == {"i": {}, "s": {"date": {"lo": NO_VALUE_LAST, "hi": ""}}}
 
 
 @pytest.mark.parametrize("code", ["a.b", "$where", "x~y", "~", "", "ä", "a\x00b", "0"])
@@ -590,19 +597,30 @@ async def test_keyset_paging_forward_and_back(db):
 
 
 @pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize("param", [NAME, SearchParam("Patient", "n", "number", "Patient.n")])
+@pytest.mark.parametrize(
+    "param",
+    [
+        NAME,
+        SearchParam("Patient", "n", "number", "Patient.n"),
+        SearchParam("Patient", "date", "date", "Patient.date"),  # a stored sort key
+    ],
+)
 async def test_paging_walks_repeats_and_missing_values_in_order(db, descending, param):
     values: list[Any] = ["b", "a", None, "b", None, "c", "a", "b"]
     for n, value in enumerate(values):
         if value is not None and param.type == "number":
             value = float(ord(value))
+        elif value is not None and param.type == "date":
+            value = f"2024-01-0{ord(value) - ord('a') + 1}"
         keys = [] if value is None else [SortKey(param.code, value, value)]
         await put(db, "Patient", f"r{n}", sort=keys)
     query = q("Patient", sort=(Sort(param, descending=descending),))
     everything = await ids(db, query)
     present = [f"r{n}" for n, v in enumerate(values) if v is not None]
-    present.sort(key=lambda id_: values[int(id_[1:])], reverse=descending)  # stable: ties by id
-    assert everything == [*present, "r2", "r4"]
+    # ties by id, descending when the sort is (the whole order reversed, as an index walks)
+    present.sort(key=lambda id_: (values[int(id_[1:])], id_), reverse=descending)
+    missing = ["r4", "r2"] if descending else ["r2", "r4"]
+    assert everything == [*present, *missing]
     walked: list[str] = []
     pages = []
     page = await run_search(db, query, None, 3, False)
@@ -619,6 +637,58 @@ async def test_paging_walks_repeats_and_missing_values_in_order(db, descending, 
         page = await run_search(db, query, page.prev_cursor, 3, False)
         back = [e.id for e in page.entries] + back
     assert back + [e.id for e in pages[-1].entries] == everything
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [
+        (Sort(DATE),),
+        (Sort(DATE, descending=True),),
+        (Sort(None, special="_lastUpdated"),),
+        (Sort(None, descending=True, special="_lastUpdated"),),
+    ],
+)
+def test_common_sorts_are_the_order_of_an_index(sort):
+    """``_sort=date``, ``-date``, ``_lastUpdated`` and ``-_lastUpdated`` sort on stored
+    fields, in the order of one of the indexes or its exact reverse (ties by ``_id`` in
+    the same direction), and a next page starts with a bound on the first key: so MongoDB
+    can walk the index from the cursor and stop after a page rather than sort every
+    match. (The plan is checked here; that MongoDB's planner picks the index only with
+    ``explain`` on a real server, e.g. ``bench/search_bench.py --storage mongodb://``.)"""
+    plan = sort_plan(sort)
+    assert not plan.computed
+    spec = plan.spec()
+    assert len(set(spec.values())) == 1
+    order = (("type", 1), *((name, 1) for name in spec))
+    assert order in {tuple(m.document["key"].items()) for m in INDEXES}
+    cursor = Cursor(("2024-01-01", "Observation/a"), "next")
+    pipeline = page_pipeline({"type": "Observation"}, plan, cursor, 10, {})
+    assert [next(iter(stage)) for stage in pipeline] == ["$match", "$sort", "$limit", "$project"]
+    first, after = pipeline[0]["$match"]["$and"]
+    bound = after["$and"][0]
+    assert bound == {plan.fields[0]: {"$lte" if sort[0].descending else "$gte": "2024-01-01"}}
+
+
+async def test_a_date_sort_pages_resources_of_every_kind(db):
+    """Sorting on the stored ``date`` key: values, missing values (the stored sentinel)
+    and several types at once, forwards and back."""
+    for n, when in enumerate(["2024-03-01", None, "2024-01-01", "2024-02-01", None]):
+        keys = [] if when is None else [SortKey("date", when, when)]
+        await put(db, "Observation" if n % 2 else "Encounter", f"r{n}", sort=keys)
+    # ties by _id ("Encounter/r4" < "Observation/r1"), in the direction of the sort
+    cases = {False: ["r2", "r3", "r0", "r4", "r1"], True: ["r0", "r3", "r2", "r1", "r4"]}
+    for descending, expected in cases.items():
+        query = q("Observation,Encounter", sort=(Sort(DATE, descending=descending),))
+        pages = [await run_search(db, query, None, 2, False)]
+        while pages[-1].next_cursor is not None:
+            pages.append(await run_search(db, query, pages[-1].next_cursor, 2, False))
+        assert [e.id for page in pages for e in page.entries] == expected
+        back = pages[-1]
+        walked_back = [e.id for e in back.entries]
+        while back.prev_cursor is not None:
+            back = await run_search(db, query, back.prev_cursor, 2, False)
+            walked_back = [e.id for e in back.entries] + walked_back
+        assert walked_back == expected
 
 
 async def test_paging_without_sort_follows_resource_keys(db):

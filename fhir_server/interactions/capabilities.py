@@ -18,7 +18,13 @@ _PUBLISHED = "2026-11-25"
 
 
 async def capabilities(ctx: Context) -> FhirResponse:
-    return FhirResponse(200, capability_statement(ctx.base_url))
+    statement = capability_statement(ctx.base_url)
+    if ctx.auth is not None:
+        # SMART: rest.security with the service code and the oauth-uris extension
+        # (https://hl7.org/fhir/smart-app-launch/conformance.html#using-cors)
+        statement = {**statement, "rest": [{**statement["rest"][0]}]}
+        statement["rest"][0]["security"] = ctx.auth.security(ctx.base_url)
+    return FhirResponse(200, statement)
 
 
 @cache

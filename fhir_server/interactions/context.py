@@ -27,6 +27,8 @@ class Context:
     base_url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     params: list[tuple[str, str]] = field(default_factory=list)
+    auth: Any = None
+    """The SMART authorization server (``smart_auth.service.SmartAuth``) when enabled."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -21,6 +21,7 @@ from fhir_server.storage.base import (
     WriteResult,
 )
 from resources import fhir_json
+from resources.compartments import memberships
 from resources.errors import FhirError, Issue, invalid, operation_outcome
 from resources.search.extract import indexer_for
 from resources.search.query import SearchQuery
@@ -54,11 +55,13 @@ def check_valid(resource: dict[str, Any]) -> None:
 
 def index_entries(resource: dict[str, Any], id_: str) -> IndexEntries:
     """The search index rows and sort keys of a resource about to be stored."""
-    rows, sort_keys = indexer_for(resource["resourceType"]).index({**resource, "id": id_})
+    type_ = resource["resourceType"]
+    rows, sort_keys = indexer_for(type_).index({**resource, "id": id_})
     # _id and _lastUpdated are columns of the stored resource, not index rows
     return IndexEntries(
         [r for r in rows if r.code not in _COLUMN_PARAMS],
         [k for k in sort_keys if k.code not in _COLUMN_PARAMS],
+        memberships(type_, id_, rows, resource),
     )
 
 

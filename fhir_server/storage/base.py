@@ -22,7 +22,7 @@ from resources.search.model import IndexRow, SortKey
 
 if TYPE_CHECKING:
     from fhir_server.storage.search_page import Cursor, SearchPage
-    from resources.search.query import SearchQuery
+    from resources.search.query import AccessClause, SearchQuery
 
 Method = Literal["create", "update", "patch", "delete"]
 
@@ -50,6 +50,9 @@ class IndexEntries:
 
     rows: Sequence[IndexRow] = ()
     sort_keys: Sequence[SortKey] = ()
+    compartments: Sequence[str] = ()
+    """The Patient compartments the version is in (``"Patient/1"``): recorded with the
+    version, so access checks on reads, history and searches are query conditions."""
 
 
 BuildContent = Callable[[int, str], bytes]
@@ -71,6 +74,9 @@ class WriteRequest:
     unless_exists: SearchQuery | None = None
     """Conditional create: checked atomically with the write; matches raise
     :class:`ConditionMatched` and nothing is written."""
+    access: AccessClause | None = None
+    """The caller's grants: the version this write replaces must be visible under them
+    (checked inside the write transaction; :class:`AccessDenied` otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,11 @@ class AlreadyExists(Exception):
     """A create found the id taken (HTTP 409 / retry with another id)."""
 
 
+class AccessDenied(Exception):
+    """The version a write would replace is not visible under ``WriteRequest.access``;
+    nothing was written."""
+
+
 class TransactionsUnavailable(Exception):
     """The store cannot apply several writes all-or-nothing (a MongoDB standalone
     server has no transactions); nothing was written. The message says what to do."""
@@ -123,6 +134,9 @@ class HistoryQuery:
     at_end: str | None = None
     count: int = 50
     before_seq: int | None = None
+    access: AccessClause | None = None
+    """Only versions the caller may see (None: all). Grants with ``where`` conditions
+    (v2 granular scopes) need the current search index, so history ignores them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +153,16 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def read(self, type_: str, id_: str) -> StoredVersion | None:
-        """The current version (possibly a tombstone), or None if never stored."""
+    async def read(
+        self, type_: str, id_: str, access: AccessClause | None = None
+    ) -> StoredVersion | None:
+        """The current version (possibly a tombstone), or None if never stored or not
+        visible under ``access`` (whose grants with ``where`` conditions are ignored)."""
         ...
 
-    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None: ...
+    async def vread(
+        self, type_: str, id_: str, version: int, access: AccessClause | None = None
+    ) -> StoredVersion | None: ...
 
     async def write(self, request: WriteRequest) -> WriteResult:
         """Apply one write atomically. Raises VersionConflict or AlreadyExists."""

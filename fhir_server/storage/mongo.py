@@ -13,9 +13,8 @@ Collections:
 - ``history``: every version (``type, id, version, last_updated, ended, method, seq,
   content``), unique on ``(type, id, version)``; ``ended`` is when the next version
   replaced it, for ``_at``;
-- ``counters``: the global history ``seq`` (``$inc``);
-- ``locks``: one document per type that conditional creates write, so two concurrent
-  conditional creates on a type conflict and the second one re-checks its criteria.
+- ``counters``: the document ``history_seq`` (the last history ``seq`` handed out, ``n``,
+  and the latest ``last_updated``) and ``schema`` (which one-time migrations ran).
 
 A write first reads the resource document, then replaces it with a filter on the version
 it read (``{_id, version}``; a create inserts, relying on the unique ``_id``), then ends
@@ -28,10 +27,31 @@ document is rebuilt from the resource document by the next write if the process 
 between), but a batch of several writes raises :class:`TransactionsUnavailable` and a
 conditional create is not atomic with its check.
 
-The global ``seq`` is drawn outside the transaction (a counter inside it would make every
-write conflict with every other); it is drawn after the resource document is read, so a
-resource's versions always get increasing ``seq`` values. Numbers of aborted writes are
-skipped.
+History order is commit order (https://hl7.org/fhir/R4/http.html#history: newest first,
+followed with ``_since``). Each transaction takes its ``seq`` numbers (a block, one per
+write of the batch) and its ``lastUpdated`` from the ``history_seq`` document, in the
+transaction, after reading the resources it writes (:class:`_Clock`): ``$inc`` of the
+sequence and ``$max`` of the instant (now, and never before the previous version's).
+MongoDB lets only one transaction at a time write a document: a second one that writes
+it while the first is in progress, or after the first committed since the second's
+snapshot, fails with a ``WriteConflict`` (``TransientTransactionError``) and
+``with_transaction`` runs it again from the start (new snapshot, new reads, a new
+block). So write transactions commit one at a time in ``seq`` order, and a version that
+is visible never gets one with a smaller ``seq`` or an earlier ``lastUpdated`` committed
+behind it: a client paging back with ``_cursor`` or polling with ``_since`` (the newest
+``lastUpdated`` it has seen; the spec warns it may get boundary versions twice) misses
+nothing, whichever server process wrote and whatever their clocks say. The price: write
+transactions are serialised across the deployment, as the SQLite store's ``BEGIN
+IMMEDIATE`` serialises its writers; a batch holds the sequence once for all its writes.
+It also makes conditional creates safe: two overlapping transactions always conflict on
+the sequence, so the search of the second one runs again after the first committed.
+
+On a standalone server the sequence is the same document, updated by itself (no
+transaction) before the resource: ``seq`` and ``lastUpdated`` still grow with every
+write, and a resource's versions are in order, but a write that is slow between taking
+its ``seq`` and inserting its history entry becomes visible after writes with larger
+ones, so a client following the history can miss it. Run a replica set (one node will
+do) where clients follow the history.
 
 No user input becomes an operator: every filter here is built from typed values (the
 type, id and version strings and numbers of the request, instants made by the server),
@@ -42,7 +62,6 @@ never from a mapping a client sent, and resource bodies are stored as opaque byt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -50,25 +69,28 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReadPreference, ReturnDocument
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from fhir_server.storage import mongo_index, mongo_search
+from fhir_server.storage import base, mongo_index, mongo_search, mongo_setup
 from fhir_server.storage.base import (
+    AccessDenied,
     AlreadyExists,
     ConditionMatched,
     HistoryPage,
     HistoryQuery,
+    IndexEntries,
     StoredVersion,
     TransactionsUnavailable,
     VersionConflict,
     WriteRequest,
     WriteResult,
     check_preconditions,
-    next_version,
 )
+from fhir_server.storage.mongo_access import MEMBERS, access_filter
 from fhir_server.storage.mongo_index import STORED_FIELDS, stored_version
+from fhir_server.storage.mongo_setup import SEQUENCE
 from fhir_server.storage.search_page import Cursor, SearchPage
-from resources.search.query import SearchQuery
+from resources.search.query import AccessClause, SearchQuery
 
 log = logging.getLogger("fhir_server.storage.mongo")
 
@@ -84,8 +106,10 @@ _HISTORY_INDEXES = [
     IndexModel([("seq", DESCENDING)], name="history_seq"),
     IndexModel([("type", ASCENDING), ("seq", DESCENDING)], name="history_type_seq"),
     IndexModel([("last_updated", ASCENDING)], name="history_last_updated"),
+    # patient-context history: the versions in a compartment, newest first
+    IndexModel([(MEMBERS, ASCENDING), ("seq", DESCENDING)], name="history_member_seq"),
 ]
-_COLLECTIONS = ("resources", "history", "counters", "locks")
+_COLLECTIONS = ("resources", "history", "counters")
 _ATTEMPTS = 100
 """Plain (not If-Match) writes that lose a race re-read and try again, this many times."""
 
@@ -101,6 +125,49 @@ class _Retry(Exception):
     """A plain write lost a race with another writer: read again and retry."""
 
 
+class _Clock:
+    """The ``seq`` numbers and ``lastUpdated`` of the versions one attempt at a write (or
+    batch) makes, drawn from the ``history_seq`` document in its transaction.
+
+    The first write reserves a block of ``size`` numbers (unused ones are skipped) and
+    raises the document's instant to now, or to the previous version's if that is later;
+    every version of the attempt gets that instant. A later write of the attempt whose
+    previous version is later still (data written before this scheme) raises it again.
+    """
+
+    def __init__(self, counters: Any, session: Any, size: int) -> None:
+        self._counters = counters
+        self._session = session
+        self._size = size
+        self._next = 1
+        self._last = 0
+        self._instant = ""
+
+    async def tick(self, previous: StoredVersion | None) -> tuple[int, str]:
+        floor = "" if previous is None else previous.last_updated
+        if self._next > self._last:
+            doc = await self._counters.find_one_and_update(
+                {"_id": SEQUENCE},
+                {
+                    "$inc": {"n": self._size},
+                    "$max": {"last_updated": max(base.now_instant(), floor)},
+                },
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=self._session,
+            )
+            self._last = int(doc["n"])
+            self._next = self._last - self._size + 1
+            self._instant = str(doc["last_updated"])
+        elif floor > self._instant:
+            await self._counters.update_one(
+                {"_id": SEQUENCE}, {"$max": {"last_updated": floor}}, session=self._session
+            )
+            self._instant = floor
+        seq, self._next = self._next, self._next + 1
+        return seq, self._instant
+
+
 class MongoStore:
     """The production / scale-out store (replica set or sharded cluster)."""
 
@@ -114,6 +181,7 @@ class MongoStore:
         self.transactions = False
         self._resources = self.db["resources"]
         self._history = self.db["history"]
+        self._counters = self.db["counters"]
 
     @classmethod
     def from_url(cls, url: str, *, database: str | None = None) -> MongoStore:
@@ -144,40 +212,40 @@ class MongoStore:
         if not self.transactions:
             log.warning(
                 "MongoDB is a standalone server without transactions: transaction bundles"
-                " are refused and conditional creates are not atomic; run a replica set"
-                " (a single-node one will do) for both"
+                " are refused, conditional creates are not atomic, and a client following"
+                " the history can miss a version written concurrently; run a replica set"
+                " (a single-node one will do) for all three"
             )
-        await self._create_collections()
-        await self._history.create_indexes(_HISTORY_INDEXES)
-        await self._resources.create_indexes(mongo_index.INDEXES)
+        # idempotent, and safe when several server processes start at once (mongo_setup)
+        await mongo_setup.ensure_collections(self.db, _COLLECTIONS)
+        await mongo_setup.ensure_indexes(self._history, _HISTORY_INDEXES)
+        await mongo_setup.ensure_indexes(self._resources, mongo_index.INDEXES)
+        await mongo_setup.ensure_counter(self._counters)
+        await mongo_setup.migrate(self._resources, self._counters, self._history)
         log.info("MongoDB store open: %s (transactions: %s)", self.description, self.transactions)
-
-    async def _create_collections(self) -> None:
-        # explicitly, because creating a collection inside a transaction is restricted
-        existing = set(await self.db.list_collection_names())
-        for name in _COLLECTIONS:
-            if name not in existing:
-                with contextlib.suppress(CollectionInvalid):  # made by another process
-                    await self.db.create_collection(name)
 
     async def close(self) -> None:
         await self.client.close()
 
     # -- reads -----------------------------------------------------------------------
 
-    async def read(self, type_: str, id_: str) -> StoredVersion | None:
-        doc = await self._resources.find_one({"_id": resource_key(type_, id_)}, STORED_PROJECTION)
+    async def read(
+        self, type_: str, id_: str, access: AccessClause | None = None
+    ) -> StoredVersion | None:
+        where = await _restricted({"_id": resource_key(type_, id_)}, access)
+        doc = await self._resources.find_one(where, STORED_PROJECTION)
         return None if doc is None else stored_version(doc)
 
-    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None:
+    async def vread(
+        self, type_: str, id_: str, version: int, access: AccessClause | None = None
+    ) -> StoredVersion | None:
         resource_key(type_, id_)
-        doc = await self._history.find_one(
-            {"type": type_, "id": id_, "version": int(version)}, STORED_PROJECTION
-        )
+        where = await _restricted({"type": type_, "id": id_, "version": int(version)}, access)
+        doc = await self._history.find_one(where, STORED_PROJECTION)
         return None if doc is None else stored_version(doc)
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
-        where = _history_filter(query)
+        where = await _restricted(_history_filter(query), query.access)
         total = await self._history.count_documents(where)
         page_where = where
         if query.before_seq is not None:
@@ -216,7 +284,9 @@ class MongoStore:
 
     async def _run(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         async def apply_all(session: Any) -> list[WriteResult]:
-            return [await self._apply(request, session) for request in requests]
+            # a new clock per attempt: with_transaction may run this again from the start
+            clock = _Clock(self._counters, session, len(requests))
+            return [await self._apply(request, session, clock) for request in requests]
 
         if not self.transactions:
             return await apply_all(None)
@@ -224,49 +294,41 @@ class MongoStore:
             # a URL readPreference must not reach transactions: they read the primary
             return await session.with_transaction(apply_all, read_preference=ReadPreference.PRIMARY)
 
-    async def _apply(self, req: WriteRequest, session: Any) -> WriteResult:
+    async def _apply(self, req: WriteRequest, session: Any, clock: _Clock) -> WriteResult:
         key = resource_key(req.type, req.id)
-        doc = await self._resources.find_one({"_id": key}, STORED_PROJECTION, session=session)
+        projection = {**STORED_PROJECTION, MEMBERS: 1}
+        doc = await self._resources.find_one({"_id": key}, projection, session=session)
         previous = None if doc is None else stored_version(doc)
+        if req.access is not None and doc is not None:
+            visible = await _restricted({"_id": key}, req.access)
+            if await self._resources.find_one(visible, {"_id": 1}, session=session) is None:
+                raise AccessDenied(req)
         if req.unless_exists is not None:
             await self._check_absent(req, session)
         no_op = check_preconditions(req, previous)
         if no_op is not None:
             return no_op
-        version, last_updated = next_version(previous)
+        version = 1 if previous is None else previous.version + 1
+        seq, last_updated = await clock.tick(previous)
         content = None if req.build is None else req.build(version, last_updated)
-        seq = await self._next_seq()
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
-        await self._put_resource(req, stored, previous, session)
+        members = _members(req, doc)
+        await self._put_resource(req, stored, previous, session, members)
         if previous is not None:
             await self._end_version(previous, last_updated, session)
-        await self._add_history(stored, session)
+        await self._add_history(stored, session, members)
         return WriteResult(stored, previous is None or previous.deleted, previous)
 
     async def _check_absent(self, req: WriteRequest, session: Any) -> None:
-        """Conditional create: no match, checked so that concurrent ones serialise."""
+        """Conditional create: no match. In a transaction, the write that follows takes
+        the history sequence, so a concurrent conditional create conflicts with this one
+        and runs again, its search then seeing what this one wrote."""
         assert req.unless_exists is not None
-        if session is not None:  # concurrent conditional creates on a type conflict here
-            await self.db["locks"].update_one(
-                {"_id": f"conditional-create/{req.type}"},
-                {"$inc": {"n": 1}},
-                upsert=True,
-                session=session,
-            )
         found = await mongo_search.run_search(
             self.db, req.unless_exists, None, 2, False, session=session
         )
         if found.entries:
             raise ConditionMatched(found.entries)
-
-    async def _next_seq(self) -> int:
-        doc = await self.db["counters"].find_one_and_update(
-            {"_id": "history_seq"},
-            {"$inc": {"n": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return int(doc["n"])
 
     async def _put_resource(
         self,
@@ -274,10 +336,11 @@ class MongoStore:
         stored: StoredVersion,
         previous: StoredVersion | None,
         session: Any,
+        members: list[str],
     ) -> None:
         """The compare-and-set: insert a new resource, or replace the version we read."""
         key = resource_key(stored.type, stored.id)
-        doc = {"_id": key, **_version_fields(stored), **_index_fields(req)}
+        doc = {"_id": key, **_version_fields(stored), **_index_fields(req), MEMBERS: members}
         if previous is None:
             try:
                 await self._resources.insert_one(doc, session=session)
@@ -312,15 +375,30 @@ class MongoStore:
             session=session,
         )
 
-    async def _add_history(self, stored: StoredVersion, session: Any) -> None:
+    async def _add_history(self, stored: StoredVersion, session: Any, members: list[str]) -> None:
         try:
             await self._history.insert_one(
-                {**_version_fields(stored), "ended": None}, session=session
+                {**_version_fields(stored), "ended": None, MEMBERS: members}, session=session
             )
         except DuplicateKeyError:
             if session is not None:
                 raise
             # standalone: a later write already rebuilt it from the resource document
+
+
+def _members(req: WriteRequest, previous: dict[str, Any] | None) -> list[str]:
+    """The Patient compartments of the new version; a tombstone keeps the last version's."""
+    if req.method == "delete":
+        return list((previous or {}).get(MEMBERS) or [])
+    return list(req.index.compartments) if req.index is not None else []
+
+
+async def _restricted(where: dict[str, Any], access: AccessClause | None) -> dict[str, Any]:
+    """``where``, narrowed to what ``access`` lets the caller see (grants that carry
+    search conditions need the search index of the current version: ignored here)."""
+    if access is None or access.unrestricted:
+        return where
+    return {"$and": [where, await access_filter(access)]}
 
 
 def _version_fields(stored: StoredVersion) -> dict[str, Any]:
@@ -336,10 +414,11 @@ def _version_fields(stored: StoredVersion) -> dict[str, Any]:
 
 
 def _index_fields(req: WriteRequest) -> dict[str, Any]:
-    """The search index fields of the new version (none for a tombstone)."""
-    if req.index is None or req.method == "delete":
+    """The search index fields of the new version (none for a tombstone; without index
+    entries, still the stored sort keys' sentinels, so that every live document has them)."""
+    if req.method == "delete":
         return {}
-    fields = mongo_index.encode(req.index)
+    fields = mongo_index.encode(req.index or IndexEntries())
     clash = set(fields) & {"_id", *STORED_FIELDS}
     if clash:
         raise ValueError(f"index fields clash with the resource document: {sorted(clash)}")

@@ -25,10 +25,15 @@ MAX_ROUNDS = 4
 
 
 async def run_includes(
-    collection: Any, includes: Sequence[Include], matches: list[dict], session: Any = None
+    collection: Any,
+    includes: Sequence[Include],
+    matches: list[dict],
+    session: Any = None,
+    allowed: dict | None = None,
 ) -> list[StoredVersion]:
     """``_include`` / ``_revinclude`` of a page's matches, then (``:iterate``) of what
-    they included, for a few rounds and at most a thousand resources."""
+    they included, for a few rounds and at most a thousand resources; ``allowed`` (the
+    caller's access filter) narrows every follow-up query."""
     seen = {doc["_id"] for doc in matches}
     found: list[StoredVersion] = []
     frontier = matches
@@ -40,6 +45,8 @@ async def run_includes(
             where = _include_filter(include, frontier)
             if where is None:
                 continue
+            if allowed is not None:
+                where = {"$and": [where, allowed]}
             projection = dict.fromkeys((*STORED_FIELDS, REFS), 1)
             cursor = collection.find(
                 where, projection, sort=[("_id", 1)], limit=MAX_INCLUDED, session=session

@@ -30,7 +30,11 @@ field by its min/max element while mongomock compares whole lists. ``<field>`` i
 :func:`sort_field` of the code: the one place where a parameter code becomes part of a
 field name, so it is escaped to a safe alphabet. Documents without a value for a
 parameter have no ``s.<field>``; the search gives them a sentinel so they sort last in
-both directions (see ``mongo_search``).
+both directions (see ``mongo_search``). The exception are the :data:`STORED_SORTS`
+(``date``, the common clinical sort): every live document carries their keys, with the
+sentinels themselves (:data:`NO_VALUE_LAST` for ``lo``, ``""`` for ``hi``) when it has no
+value, so a search sorts on the stored fields and MongoDB can walk the ``sort_date_*``
+indexes instead of sorting every match.
 
 MongoDB reference: https://www.mongodb.com/docs/manual/core/indexes/index-types/index-multikey/
 """
@@ -78,6 +82,13 @@ KIND_OF_TYPE = {
 
 NUMERIC_SORT_TYPES = frozenset({"number", "quantity"})
 """Parameter types whose sort keys are doubles; every other type sorts by strings."""
+NO_VALUE_LAST = "\U0010ffff\U0010ffff"
+"""Sorts after every real string key (an ascending string sort puts no value last); ``""``
+sorts before all of them (the same for a descending sort)."""
+STORED_SORTS = frozenset({"date"})
+"""Codes of (``date``-typed) parameters whose sort keys every live document stores, with
+sentinels when it has no value, so that their sorts can use an index. ``date`` is a
+date parameter on each of the 60 R4 types that define it."""
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -102,7 +113,8 @@ def encode(entries: IndexEntries) -> dict[str, Any]:
     for row in entries.rows:
         kind, fields = _element(row)
         index.setdefault(kind, []).append(fields)
-    sort = {
+    sort = {sort_field(c): {"lo": NO_VALUE_LAST, "hi": ""} for c in sorted(STORED_SORTS)}
+    sort |= {
         sort_field(key.code): {"lo": _sort_value(key.low), "hi": _sort_value(key.high)}
         for key in entries.sort_keys
     }
@@ -207,6 +219,10 @@ INDEXES: list[IndexModel] = [
     _index("search_uri", "type", "i.uri.p", "i.uri.v"),
     _index("search_cmp", "type", "i.cmp.p", "i.cmp.v1", "i.cmp.s1"),
     _index("search_last_updated", "type", "last_updated", "_id"),
+    _index("sort_date_lo", "type", f"{SORT}.date.lo", "_id"),
+    _index("sort_date_hi", "type", f"{SORT}.date.hi", "_id"),
+    # patient-context access: the resources of a compartment (``m``, see mongo_access)
+    _index("member_type", "m", "type", "_id"),
 ]
 """The ``resources`` indexes the searches need, created by the store at start-up
 (``create_indexes`` is idempotent for identical definitions).
@@ -215,6 +231,13 @@ Each compound index has one array path (``i.<kind>``) and, with ``$elemMatch``, 
 compounds the bounds of ``p`` and the value field on the same element.
 ``search_ref_target`` serves ``_revinclude=*`` (any source type and parameter); ``_id``
 (``Type/id``) serves ``_id`` clauses, includes, ``_has`` results and the default order.
-Sort keys (``s.*``) are not indexed: a ``_sort`` orders the matches of the filter (see
-``mongo_search``).
+
+Sorts: ``search_last_updated`` serves ``_sort=_lastUpdated`` and ``sort_date_lo`` /
+``sort_date_hi`` serve ``_sort=date`` / ``_sort=-date`` (walked backwards, with ``_id``
+breaking ties in the same direction), so a broad sorted search reads one page of index
+entries instead of sorting all of its matches; MongoDB's planner still prefers a
+selective filter index (``patient=...``) and sorts its few matches. Other sort keys are
+not indexed (one index per parameter code would cost every write an index entry per
+index): a ``_sort`` on them sorts the matches of the filter, cheap for a selective search
+and costly for one matching much of a type (see ``mongo_search``).
 """

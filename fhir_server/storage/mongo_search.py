@@ -13,11 +13,18 @@
   the spec's min/max rule for repeating elements), copied into scalar fields by
   ``$addFields`` with ``$ifNull`` giving documents without a value a sentinel of the
   same BSON type that sorts after every real value in the requested direction, so they
-  come last both ways and the keyset comparisons stay within one type. ``_id``
-  (``Type/id``) breaks ties, so the order is total and paging is keyset paging on
-  ``(keys..., _id)``: no skip, same cost on every page, stable while data changes.
-  A single-type search is also bounded by its ``_id`` range (``"Type/" <= _id <
-  "Type0"``), so the default ``_id`` order walks the ``_id`` index.
+  come last both ways and the keyset comparisons stay within one type. The keys of
+  ``mongo_index.STORED_SORTS`` (``date``) already hold those sentinels, so they are
+  sorted on as stored, like ``last_updated`` (``_lastUpdated``) and ``id`` (``_id``):
+  a sort on stored fields alone can walk an index (``sort_date_*``,
+  ``search_last_updated``) and stop after one page. ``_id`` (``Type/id``) breaks ties,
+  ascending, or descending when every key is (so that the whole order is an index order
+  or its reverse); the order is total and paging is keyset paging on ``(keys..., _id)``:
+  no skip, same cost on every page, stable while data changes. The keyset filter also
+  bounds the first key on its own (``key0 >= cursor0`` going forward on an ascending
+  key), redundant but the form that gives an index scan its start. A single-type search
+  is also bounded by its ``_id`` range (``"Type/" <= _id < "Type0"``), so the default
+  ``_id`` order walks the ``_id`` index.
 - ``_include`` / ``_revinclude`` (with ``:iterate``) are follow-up queries on ``_id`` and
   on ``i.ref`` (``mongo_include``).
 
@@ -41,14 +48,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.storage.mongo_access import access_filter, member_condition
 from fhir_server.storage.mongo_include import run_includes
 from fhir_server.storage.mongo_index import (
     INDEX,
     KIND_OF_TYPE,
+    NO_VALUE_LAST,
     NUMERIC_SORT_TYPES,
     REFS,
     SORT,
     STORED_FIELDS,
+    STORED_SORTS,
     sort_field,
     stored_version,
 )
@@ -56,6 +66,7 @@ from fhir_server.storage.mongo_match import MATCH_NOTHING, alternatives, any_of
 from fhir_server.storage.search_page import Cursor, SearchPage
 from resources.errors import FhirError, invalid
 from resources.search.query import (
+    AccessClause,
     AnyOf,
     ChainClause,
     Clause,
@@ -73,8 +84,6 @@ RESOURCES = "resources"
 """The collection of current resource versions (tombstones included)."""
 MAX_JOIN_KEYS = 10_000
 """Most resources a chain or ``_has`` may match before the search is refused."""
-NO_VALUE_LAST = "\U0010ffff\U0010ffff"
-"""Sorts after every real string key (ascending sort on a string parameter)."""
 _NO_VALUE = {
     (False, False): NO_VALUE_LAST,
     (True, False): "",
@@ -96,6 +105,23 @@ class FilterCompiler:
 
     collection: Any
     session: Any = None
+    access: AccessClause | None = None
+    """Added to every resource the query selects: matches, chain and ``_has`` targets
+    (and, in ``run_search``, included resources)."""
+
+    async def access_filter(self) -> dict | None:
+        """The access filter (None when everything is visible)."""
+        if self.access is None or self.access.unrestricted:
+            return None
+        return await access_filter(self.access, self._granted)
+
+    async def _granted(self, types: Sequence[str], cond: Condition) -> dict:
+        """A granular scope's condition: compiled without the access filter itself."""
+        access, self.access = self.access, None
+        try:
+            return await self.condition(types, cond)
+        finally:
+            self.access = access
 
     async def filter(self, types: Sequence[str], conditions: Sequence[Condition]) -> dict:
         """Live (not deleted) resources of one of ``types`` meeting every condition."""
@@ -106,6 +132,13 @@ class FilterCompiler:
         if len(types) == 1:  # the same set, as a range the _id index serves (in _id order)
             where["_id"] = {"$gte": f"{types[0]}/", "$lt": f"{types[0]}0"}
         parts = [await self.condition(types, c) for c in conditions]
+        allowed = await self.access_filter()
+        if allowed is not None:
+            assert self.access is not None
+            members = member_condition(self.access, types)
+            if members is not None:
+                where.update(members)
+            parts.append(allowed)
         if parts:
             where["$and"] = parts
         return where
@@ -232,24 +265,35 @@ class SortPlan:
 def sort_plan(sort: Sequence[Sort]) -> SortPlan:
     plan = SortPlan()
     for item in sort:
+        end = "hi" if item.descending else "lo"
         if item.special == "_id":
             name = "id"
         elif item.special == "_lastUpdated":
             name = "last_updated"
         else:
             assert item.param is not None
-            name = f"_k{len(plan.computed)}"
-            end = "hi" if item.descending else "lo"
-            numeric = item.param.type in NUMERIC_SORT_TYPES
-            sentinel = _NO_VALUE[(item.descending, numeric)]
-            path = f"${SORT}.{sort_field(item.param.code)}.{end}"
-            plan.computed[name] = {"$ifNull": [path, {"$literal": sentinel}]}
+            path = f"{SORT}.{sort_field(item.param.code)}.{end}"
+            if item.param.code in STORED_SORTS and item.param.type == "date":
+                name = path  # stored with its sentinel: sorted on as it is
+            else:
+                name = f"_k{len(plan.computed)}"
+                numeric = item.param.type in NUMERIC_SORT_TYPES
+                sentinel = _NO_VALUE[(item.descending, numeric)]
+                plan.computed[name] = {"$ifNull": [f"${path}", {"$literal": sentinel}]}
         if name not in plan.fields:
             plan.fields.append(name)
             plan.descending.append(item.descending)
     plan.fields.append("_id")
-    plan.descending.append(False)
+    plan.descending.append(bool(plan.descending) and all(plan.descending))
     return plan
+
+
+def sort_value(doc: dict, name: str) -> Any:
+    """A plan field of a (projected) document; stored sort keys are dotted paths."""
+    value: Any = doc
+    for part in name.split(".") if name.startswith(f"{SORT}.") else (name,):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def keyset(plan: SortPlan, cursor: Cursor) -> dict:
@@ -263,7 +307,11 @@ def keyset(plan: SortPlan, cursor: Cursor) -> dict:
         after = (not plan.descending[i]) == forward
         branch[name] = {"$gt" if after else "$lt": cursor.key[i]}
         branches.append(branch)
-    return any_of(branches)
+    if len(branches) == 1:
+        return branches[0]
+    first_after = (not plan.descending[0]) == forward
+    bound = {plan.fields[0]: {"$gte" if first_after else "$lte": cursor.key[0]}}
+    return {"$and": [bound, any_of(branches)]}
 
 
 def _key_value(value: Any) -> bool:
@@ -302,14 +350,15 @@ async def run_search(
 ) -> SearchPage:
     """One page of a search, its links' cursors, the total and the included resources."""
     collection = db[RESOURCES]
-    where = await FilterCompiler(collection, session).filter(query.types, query.conditions)
+    compiler = FilterCompiler(collection, session, query.access)
+    where = await compiler.filter(query.types, query.conditions)
     total = None
     if with_total:
         total = await collection.count_documents(where, session=session)
     if count == 0:
         return SearchPage([], total)
     plan = sort_plan(query.sort)
-    projection = dict.fromkeys((*STORED_FIELDS, *plan.computed), 1)
+    projection = dict.fromkeys((*STORED_FIELDS, *plan.fields), 1)
     if query.includes:
         projection[REFS] = 1
     pipeline = page_pipeline(where, plan, cursor, count + 1, projection)
@@ -321,11 +370,13 @@ async def run_search(
         docs.reverse()
     page = SearchPage([stored_version(d) for d in docs], total)
     if docs:
-        keys = [tuple(d[name] for name in plan.fields) for d in docs]
+        keys = [tuple(sort_value(d, name) for name in plan.fields) for d in docs]
         if more or backwards:
             page.next_cursor = Cursor(keys[-1], "next")
         if (cursor is not None and not backwards) or (backwards and more):
             page.prev_cursor = Cursor(keys[0], "prev")
     if query.includes:
-        page.included = await run_includes(collection, query.includes, docs, session)
+        page.included = await run_includes(
+            collection, query.includes, docs, session, await compiler.access_filter()
+        )
     return page

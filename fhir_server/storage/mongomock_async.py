@@ -5,34 +5,51 @@ everything in memory.
 
 What it adds to mongomock:
 
-- awaitable collection methods, and cursors with ``to_list`` and ``async for``;
+- awaitable collection methods, and cursors with ``to_list`` and ``async for``; every
+  operation first yields to the event loop, so concurrent tasks interleave between
+  operations as concurrent clients of a server do;
 - ``admin.command("hello")`` answering as a replica set (or, with ``?standalone=true`` in
-  the URL, as a standalone server), so the store takes its transactional code path;
-- sessions and transactions (mongomock has none): a transaction holds a gate that
-  serialises transactions and makes every operation outside it wait until it ends, so
-  nobody sees a half-applied transaction; an abort replays an undo log of the
-  transaction's writes. Real MongoDB runs transactions concurrently under snapshot
-  isolation and reports conflicts as ``TransientTransactionError``: that path is only
-  exercised against a real server (``MONGODB_URI``);
-- every operation first yields to the event loop, so concurrent writers interleave
-  between operations (the store's compare-and-set, not the shim, must keep them apart).
+  the URL, as a standalone server, which refuses transactions as ``mongod`` does);
+- sessions and multi-document transactions (mongomock has none) with MongoDB's semantics
+  (``mongomock_session``): transactions run concurrently, each on a snapshot plus its own
+  writes, invisible until committed; writing a document that another transaction in
+  progress wrote, or that was written after the snapshot, is a ``WriteConflict``
+  (``TransientTransactionError``), and ``with_transaction`` retries as PyMongo's does; a
+  write outside transactions to a document that a transaction in progress has written
+  waits until that transaction ends;
+- collection and index creation that fail as a MongoDB server does when several clients
+  start at once: ``create_collection(check_exists=False)`` of an existing collection is
+  ``NamespaceExists`` (code 48; ``mongod`` before 7.0 answers so, later ones accept an
+  identical create), an index whose name or keys clash with an existing index of another
+  definition is ``IndexOptionsConflict`` (85) or ``IndexKeySpecsConflict`` (86).
 
 Named servers (``mongomock://NAME/DB``) live as long as the process, like a server that
-outlives a client: closing and reopening a store on the same name finds its data.
+outlives a client: closing and reopening a store on the same name finds its data, and
+several clients of one name are several clients of one server.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import mongomock
+from mongomock.filtering import filter_applies
+from pymongo.errors import CollectionInvalid
+
+from fhir_server.storage.mongomock_session import (
+    MISSING,
+    AsyncMockSession,
+    Server,
+    documents,
+    failure,
+)
 
 _T = TypeVar("_T")
-_SERVERS: dict[str, mongomock.MongoClient] = {}
-_GATES: dict[str, tuple[asyncio.AbstractEventLoop, _Gate]] = {}
+_SERVERS: dict[str, Server] = {}
 
 
 def parse_url(url: str) -> tuple[str, str, bool]:
@@ -51,45 +68,14 @@ def client_from_url(url: str) -> tuple[AsyncMockClient, str]:
     return AsyncMockClient(name, replica_set=replica_set), database
 
 
-class _Gate:
-    """One transaction at a time; operations outside it wait for it to end."""
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.owner: asyncio.Task[Any] | None = None
-
-    async def enter(self) -> None:
-        """Called before every operation: yield, and wait for another task's transaction."""
-        await asyncio.sleep(0)
-        if self.lock.locked() and self.owner is not asyncio.current_task():
-            async with self.lock:
-                pass
-
-    async def acquire(self) -> None:
-        await self.lock.acquire()
-        self.owner = asyncio.current_task()
-
-    def release(self) -> None:
-        self.owner = None
-        self.lock.release()
-
-
 class AsyncMockClient:
     """``AsyncMongoClient`` over a named mongomock server."""
 
     def __init__(self, name: str = "", *, replica_set: bool = True) -> None:
         self.name = name
         self.replica_set = replica_set
-        self.sync = _SERVERS.setdefault(name, mongomock.MongoClient())
-
-    @property
-    def gate(self) -> _Gate:
-        # asyncio locks belong to one event loop; tests run one loop per test
-        loop = asyncio.get_running_loop()
-        current = _GATES.get(self.name)
-        if current is None or current[0] is not loop:
-            current = _GATES[self.name] = (loop, _Gate())
-        return current[1]
+        self.server = _SERVERS.setdefault(name, Server())
+        self.sync = self.server.sync
 
     def __getitem__(self, name: str) -> AsyncMockDatabase:
         return AsyncMockDatabase(self, name)
@@ -105,7 +91,7 @@ class AsyncMockClient:
         return AsyncMockSession(self)
 
     async def drop_database(self, name_or_database: str) -> None:
-        await self.gate.enter()
+        await asyncio.sleep(0)
         self.sync.drop_database(name_or_database)
 
     async def close(self) -> None:
@@ -126,7 +112,7 @@ class AsyncMockDatabase:
 
     async def command(self, command: str) -> dict[str, Any]:
         """``hello`` and ``ping``; the shape of https://www.mongodb.com/docs/manual/reference/command/hello/"""
-        await self.client.gate.enter()
+        await asyncio.sleep(0)
         if command == "ping":
             return {"ok": 1.0}
         if command != "hello":
@@ -137,84 +123,21 @@ class AsyncMockDatabase:
         return reply
 
     async def list_collection_names(self) -> list[str]:
-        await self.client.gate.enter()
+        await asyncio.sleep(0)
         return list(self.sync.list_collection_names())
 
-    async def create_collection(self, name: str) -> AsyncMockCollection:
-        await self.client.gate.enter()
+    async def create_collection(
+        self, name: str, check_exists: bool | None = True
+    ) -> AsyncMockCollection:
+        """As PyMongo: ``CollectionInvalid`` when ``check_exists`` finds it; without the
+        check, the server's ``NamespaceExists`` of a ``mongod`` before 7.0."""
+        await asyncio.sleep(0)
+        if name in self.sync.list_collection_names():
+            if check_exists:
+                raise CollectionInvalid(f"collection {name} already exists")
+            raise failure(f"Collection {self.name}.{name} already exists.", 48, "NamespaceExists")
         self.sync.create_collection(name)
         return self[name]
-
-
-class AsyncMockSession:
-    """``AsyncClientSession``: a transaction holds the gate and keeps an undo log."""
-
-    def __init__(self, client: AsyncMockClient) -> None:
-        self.client = client
-        self.in_transaction = False
-        self._undo: list[Callable[[], object]] = []
-
-    async def __aenter__(self) -> AsyncMockSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.end_session()
-
-    async def end_session(self) -> None:
-        if self.in_transaction:
-            await self.abort_transaction()
-
-    async def start_transaction(self) -> _TransactionContext:
-        if self.in_transaction:
-            raise RuntimeError("transaction already in progress")
-        await self.client.gate.acquire()
-        self.in_transaction = True
-        self._undo = []
-        return _TransactionContext(self)
-
-    async def commit_transaction(self) -> None:
-        self._end()
-
-    async def abort_transaction(self) -> None:
-        for undo in reversed(self._undo):
-            undo()
-        self._end()
-
-    def _end(self) -> None:
-        if self.in_transaction:
-            self.in_transaction = False
-            self._undo = []
-            self.client.gate.release()
-
-    async def with_transaction(
-        self,
-        callback: Callable[[AsyncMockSession], Awaitable[_T]],
-        read_concern: Any = None,
-        write_concern: Any = None,
-        read_preference: Any = None,
-    ) -> _T:
-        """Options are accepted as PyMongo's are; the stand-in has one node, so they are moot."""
-        async with await self.start_transaction():
-            return await callback(self)
-
-    def record(self, undo: Callable[[], object]) -> None:
-        self._undo.append(undo)
-
-
-class _TransactionContext:
-    def __init__(self, session: AsyncMockSession) -> None:
-        self.session = session
-
-    async def __aenter__(self) -> _TransactionContext:
-        return self
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self.session.in_transaction:
-            return
-        if exc is None:
-            await self.session.commit_transaction()
-        else:
-            await self.session.abort_transaction()
 
 
 class AsyncMockCollection:
@@ -225,23 +148,75 @@ class AsyncMockCollection:
         self.name = name
         self.sync: mongomock.Collection = database.sync[name]
 
-    async def _enter(self, session: AsyncMockSession | None) -> AsyncMockSession | None:
-        """Wait our turn; the session when the operation is part of its transaction."""
-        if session is not None and session.in_transaction:
-            await asyncio.sleep(0)
-            return session
-        await self.database.client.gate.enter()
-        return None
+    def _transaction(self, session: Any) -> AsyncMockSession | None:
+        return session if isinstance(session, AsyncMockSession) and session.in_transaction else None
 
-    # -- writes (undone when their transaction aborts) ----------------------------------
+    def _view(self, session: Any) -> mongomock.Collection:
+        """What an operation reads: the transaction's view, or the committed data."""
+        txn = self._transaction(session)
+        return self.sync if txn is None else txn._view(self.database.name, self.name)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def _write(
+        self,
+        session: Any,
+        key_of: Callable[[mongomock.Collection], Any],
+        operation: Callable[[mongomock.Collection], _T],
+        created: Callable[[_T], Any] = lambda result: None,
+    ) -> _T:
+        """Run a one-document write: in a transaction after claiming its document; outside
+        one after any transaction writing that document has ended. ``key_of`` finds the
+        document's ``_id`` (or ``MISSING`` when unknown before the write, as for an insert
+        without ``_id``); ``created`` the ``_id`` of a document the write created."""
+        db, name = self.database.name, self.name
+        txn = self._transaction(session)
+        while True:
+            await asyncio.sleep(0)
+            view = self._view(session)
+            key = key_of(view)
+            if txn is not None:
+                if key is not MISSING:
+                    txn._claim(db, name, key)
+                result = operation(view)
+                new = created(result)
+                if new is not None and key is MISSING:
+                    txn._claim_created(db, name, new)
+                return result
+            owner = self.database.client.server.writers.get((db, name, key))
+            if owner is not None:  # MongoDB makes the write wait for the transaction
+                await owner._wait_ended()
+                continue
+            table = documents(self.database.client.sync, db, name)
+            if key in table:  # a transaction's snapshot may hold the old one
+                table[key] = copy.deepcopy(table[key])
+            self.database.client.server.changes += 1
+            return operation(view)
+
+    @staticmethod
+    def _matched(filter: Mapping[str, Any], upsert: bool) -> Callable[[Any], Any]:
+        def key_of(view: mongomock.Collection) -> Any:
+            named = filter.get("_id", MISSING)
+            if isinstance(named, str | int):  # one document to look at, not all of them
+                document = view._store._documents.get(named)
+                if document is not None and filter_applies(filter, document):
+                    return named
+            else:
+                found = view.find_one(filter, {"_id": 1})
+                if found is not None:
+                    return found["_id"]
+            return named if upsert and not isinstance(named, dict) else MISSING
+
+        return key_of
 
     async def insert_one(self, document: Mapping[str, Any], session: Any = None) -> Any:
-        txn = await self._enter(session)
-        result = self.sync.insert_one(dict(document))
-        if txn is not None:
-            inserted = result.inserted_id
-            txn.record(lambda: self.sync.delete_one({"_id": inserted}))
-        return result
+        data = dict(document)
+        return await self._write(
+            session,
+            lambda view: data.get("_id", MISSING),
+            lambda view: view.insert_one(data),
+            lambda result: result.inserted_id,
+        )
 
     async def replace_one(
         self,
@@ -250,11 +225,12 @@ class AsyncMockCollection:
         upsert: bool = False,
         session: Any = None,
     ) -> Any:
-        txn = await self._enter(session)
-        before = self._before(txn, filter)
-        result = self.sync.replace_one(filter, dict(replacement), upsert=upsert)
-        self._record_update(txn, before, result.upserted_id)
-        return result
+        return await self._write(
+            session,
+            self._matched(filter, upsert),
+            lambda view: view.replace_one(filter, dict(replacement), upsert=upsert),
+            lambda result: result.upserted_id,
+        )
 
     async def update_one(
         self,
@@ -263,11 +239,12 @@ class AsyncMockCollection:
         upsert: bool = False,
         session: Any = None,
     ) -> Any:
-        txn = await self._enter(session)
-        before = self._before(txn, filter)
-        result = self.sync.update_one(filter, update, upsert=upsert)
-        self._record_update(txn, before, result.upserted_id)
-        return result
+        return await self._write(
+            session,
+            self._matched(filter, upsert),
+            lambda view: view.update_one(filter, update, upsert=upsert),
+            lambda result: result.upserted_id,
+        )
 
     async def find_one_and_update(
         self,
@@ -278,42 +255,51 @@ class AsyncMockCollection:
         return_document: bool = False,
         session: Any = None,
     ) -> Any:
-        txn = await self._enter(session)
-        before = self._before(txn, filter)
-        result = self.sync.find_one_and_update(
-            filter, update, upsert=upsert, return_document=return_document
+        if upsert and self._transaction(session) and not isinstance(filter.get("_id"), str):
+            raise NotImplementedError("mongomock_async: an upsert in a transaction needs an _id")
+        return await self._write(
+            session,
+            self._matched(filter, upsert),
+            lambda view: view.find_one_and_update(
+                filter, update, upsert=upsert, return_document=return_document
+            ),
         )
-        if txn is not None:
-            upserted = None if before is not None or result is None else result["_id"]
-            self._record_update(txn, before, upserted)
-        return result
 
     async def delete_one(self, filter: Mapping[str, Any], session: Any = None) -> Any:
-        txn = await self._enter(session)
-        before = self._before(txn, filter)
-        result = self.sync.delete_one(filter)
-        if txn is not None and before is not None:
-            txn.record(lambda: self.sync.insert_one(before))
-        return result
+        return await self._write(
+            session, self._matched(filter, False), lambda view: view.delete_one(filter)
+        )
 
-    def _before(self, txn: AsyncMockSession | None, filter: Mapping[str, Any]) -> Any:
-        return None if txn is None else self.sync.find_one(filter)
-
-    def _record_update(self, txn: AsyncMockSession | None, before: Any, upserted: Any) -> None:
-        if txn is None:
-            return
-        if before is not None:
-            txn.record(lambda: self.sync.replace_one({"_id": before["_id"]}, before))
-        elif upserted is not None:
-            txn.record(lambda: self.sync.delete_one({"_id": upserted}))
+    async def update_many(
+        self, filter: Mapping[str, Any], update: Mapping[str, Any], session: Any = None
+    ) -> Any:
+        """Outside transactions only (the store's one-time migrations); waits for the
+        transactions writing any of the documents it matches."""
+        if self._transaction(session) is not None:
+            raise NotImplementedError("mongomock_async: update_many in a transaction")
+        server = self.database.client.server
+        while True:
+            await asyncio.sleep(0)
+            keys = [found["_id"] for found in self.sync.find(filter, {"_id": 1})]
+            owners = {server.writers.get((self.database.name, self.name, k)) for k in keys}
+            owners.discard(None)
+            if not owners:
+                break
+            for owner in owners:
+                await owner._wait_ended()
+        table = documents(self.database.client.sync, self.database.name, self.name)
+        for key in keys:
+            table[key] = copy.deepcopy(table[key])
+        server.changes += 1
+        return self.sync.update_many(filter, update)
 
     # -- reads ----------------------------------------------------------------------
 
     async def find_one(
         self, filter: Mapping[str, Any], projection: Any = None, session: Any = None, **kwargs: Any
     ) -> Any:
-        await self._enter(session)
-        return self.sync.find_one(filter, projection, **kwargs)
+        await asyncio.sleep(0)
+        return self._view(session).find_one(filter, projection, **kwargs)
 
     def find(
         self,
@@ -322,45 +308,72 @@ class AsyncMockCollection:
         session: Any = None,
         **kwargs: Any,
     ) -> AsyncMockCursor:
-        return AsyncMockCursor(self, session, lambda: self.sync.find(filter, projection, **kwargs))
+        return AsyncMockCursor(lambda: self._view(session).find(filter, projection, **kwargs))
 
     async def aggregate(
         self, pipeline: Sequence[Mapping[str, Any]], session: Any = None, **kwargs: Any
     ) -> AsyncMockCursor:
-        return AsyncMockCursor(self, session, lambda: self.sync.aggregate(list(pipeline)))
+        return AsyncMockCursor(lambda: self._view(session).aggregate(list(pipeline)))
 
     async def count_documents(
         self, filter: Mapping[str, Any], session: Any = None, **kwargs: Any
     ) -> int:
-        await self._enter(session)
-        return self.sync.count_documents(filter, **kwargs)
+        await asyncio.sleep(0)
+        return self._view(session).count_documents(filter, **kwargs)
 
     async def distinct(
         self, key: str, filter: Mapping[str, Any] | None = None, session: Any = None
     ) -> list[Any]:
-        await self._enter(session)
-        return self.sync.distinct(key, filter)
+        await asyncio.sleep(0)
+        return self._view(session).distinct(key, filter)
 
     # -- indexes --------------------------------------------------------------------
 
     async def create_indexes(self, indexes: Sequence[Any], session: Any = None) -> list[str]:
-        await self._enter(session)
+        """As ``createIndexes``: identical indexes are a no-op; an index clashing with an
+        existing one (same name, or same keys, with another definition) fails as MongoDB
+        does (https://www.mongodb.com/docs/manual/reference/command/createIndexes/)."""
+        await asyncio.sleep(0)
+        existing = self.sync.index_information()
+        for model in indexes:
+            _check_index(self.name, model.document, existing)
         return self.sync.create_indexes(list(indexes))
 
     async def index_information(self) -> dict[str, Any]:
-        await self._enter(None)
+        await asyncio.sleep(0)
         return self.sync.index_information()
+
+
+_INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
+
+
+def _check_index(collection: str, wanted: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
+    keys = list(wanted["key"].items())
+    options = {k: wanted[k] for k in _INDEX_OPTIONS if wanted.get(k)}
+    for name, info in existing.items():
+        same_keys = [tuple(k) for k in info["key"]] == keys
+        same_options = {k: info[k] for k in _INDEX_OPTIONS if info.get(k)} == options
+        if name == wanted["name"] and not same_keys:
+            raise failure(
+                f"An existing index has the same name as the requested index ({name} on"
+                f" {collection})",
+                86,
+                "IndexKeySpecsConflict",
+            )
+        if same_keys and not (name == wanted["name"] and same_options):
+            raise failure(
+                f"An equivalent index already exists with a different name or options"
+                f" ({name} on {collection})",
+                85,
+                "IndexOptionsConflict",
+            )
 
 
 class AsyncMockCursor:
     """``AsyncCursor`` / ``AsyncCommandCursor``: built lazily, read with ``to_list`` or
     ``async for``; ``sort``/``skip``/``limit`` chain as in PyMongo."""
 
-    def __init__(
-        self, collection: AsyncMockCollection, session: Any, make: Callable[[], Any]
-    ) -> None:
-        self._collection = collection
-        self._session = session
+    def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
         self._steps: list[tuple[str, tuple[Any, ...]]] = []
         self._items: list[Any] | None = None
@@ -379,7 +392,7 @@ class AsyncMockCursor:
 
     async def _load(self) -> list[Any]:
         if self._items is None:
-            await self._collection._enter(self._session)
+            await asyncio.sleep(0)
             cursor = self._make()
             for name, args in self._steps:
                 cursor = getattr(cursor, name)(*args)

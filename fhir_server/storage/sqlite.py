@@ -24,6 +24,7 @@ from typing import Any
 
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
+    AccessDenied,
     ConditionMatched,
     HistoryPage,
     HistoryQuery,
@@ -34,10 +35,14 @@ from fhir_server.storage.base import (
     next_version,
 )
 from fhir_server.storage.search_page import Cursor, SearchPage
+from fhir_server.storage.sqlite_access import MEMBER_SCHEMA, access_sql, member_driver
 from fhir_server.storage.sqlite_search import run_search
-from resources.search.query import SearchQuery
+from resources import fhir_json
+from resources.compartments import memberships
+from resources.search.extract import indexer_for
+from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -124,11 +129,18 @@ class SQLiteStore:
         self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-search")
 
     def _create_schema(self) -> sqlite3.Connection:
-        assert self._writer is not None
-        self._writer.executescript(_SCHEMA)
-        self._writer.executescript(sqlite_index.SCHEMA)
-        self._writer.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        return self._writer
+        conn = self._writer
+        assert conn is not None
+        old_version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.executescript(_SCHEMA)
+        conn.executescript(sqlite_index.SCHEMA)
+        conn.executescript(MEMBER_SCHEMA)
+        if 0 < old_version < 2:
+            conn.execute("BEGIN IMMEDIATE")
+            backfill_members(conn)
+            conn.execute("COMMIT")
+        conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        return conn
 
     async def close(self) -> None:
         if self._search_pool is not None:
@@ -158,16 +170,31 @@ class SQLiteStore:
 
     # -- reads -----------------------------------------------------------------------
 
-    async def read(self, type_: str, id_: str) -> StoredVersion | None:
-        rows = self._query(f"SELECT {_COLUMNS} FROM resource WHERE type=? AND id=?", (type_, id_))
+    async def read(
+        self, type_: str, id_: str, access: AccessClause | None = None
+    ) -> StoredVersion | None:
+        sql = f"SELECT {_COLUMNS} FROM resource WHERE type=? AND id=?"
+        params: tuple[Any, ...] = (type_, id_)
+        if access is not None:
+            access_where, access_params = access_sql("resource", access)
+            sql += f" AND ({access_where})"
+            params += tuple(access_params)
+        rows = self._query(sql, params)
         return _row(rows[0]) if rows else None
 
-    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None:
-        rows = self._query(
+    async def vread(
+        self, type_: str, id_: str, version: int, access: AccessClause | None = None
+    ) -> StoredVersion | None:
+        sql = (
             f"SELECT {_COLUMNS} FROM history"
-            " WHERE res_pk=(SELECT pk FROM resource WHERE type=? AND id=?) AND version=?",
-            (type_, id_, version),
+            " WHERE res_pk=(SELECT pk FROM resource WHERE type=? AND id=?) AND version=?"
         )
+        params: tuple[Any, ...] = (type_, id_, version)
+        if access is not None:
+            access_where, access_params = access_sql("history", access)
+            sql += f" AND ({access_where})"
+            params += tuple(access_params)
+        rows = self._query(sql, params)
         return _row(rows[0]) if rows else None
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
@@ -201,6 +228,15 @@ class SQLiteStore:
             # the version was current at some point of [at_start, at_end)
             clauses.append("last_updated < ? AND (ended IS NULL OR ended > ?)")
             params += [query.at_end, query.at_start]
+        if query.access is not None:
+            types = [query.type] if query.type is not None else None
+            members = member_driver("history", query.access, types)
+            if members is not None:
+                clauses.append(members[0])
+                params += members[1]
+            access_where, access_params = access_sql("history", query.access)
+            clauses.append(f"({access_where})")
+            params += access_params
         return (" AND ".join(clauses) or "1=1"), tuple(params)
 
     async def search(
@@ -259,6 +295,8 @@ class SQLiteStore:
             found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
             if found.entries:
                 raise ConditionMatched(found.entries)
+        if req.access is not None and pk is not None and not _visible(conn, pk, req.access):
+            raise AccessDenied(req)
         no_op = check_preconditions(req, previous)
         if no_op is not None:
             return no_op
@@ -286,6 +324,7 @@ class SQLiteStore:
         ).lastrowid
         assert seq is not None
         conn.execute("UPDATE resource SET seq=? WHERE pk=?", (seq, pk))
+        _record_members(conn, req, seq, previous)
         self._reindex(index, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
         created = previous is None or previous.deleted
@@ -297,3 +336,47 @@ class SQLiteStore:
             index.replace(req.type, pk, req.index.rows, req.index.sort_keys, fresh)
         elif not fresh:
             index.discard(pk)
+
+
+def _visible(conn: sqlite3.Connection, pk: int, access: AccessClause) -> bool:
+    """Whether the current version of resource ``pk`` is visible under ``access``."""
+    where, params = access_sql("resource", access)
+    sql = f"SELECT 1 FROM resource WHERE pk = ? AND ({where})"
+    return conn.execute(sql, (pk, *params)).fetchone() is not None
+
+
+def _record_members(
+    conn: sqlite3.Connection, req: WriteRequest, seq: int, previous: StoredVersion | None
+) -> None:
+    """The version's Patient compartments; a tombstone stays in its last version's."""
+    if req.method == "delete" and previous is not None:
+        conn.execute(
+            "INSERT INTO member (compartment, seq) SELECT compartment, ? FROM member WHERE seq = ?",
+            (seq, previous.seq),
+        )
+    elif req.index is not None and req.index.compartments:
+        conn.executemany(
+            "INSERT OR IGNORE INTO member (compartment, seq) VALUES (?, ?)",
+            [(c, seq) for c in req.index.compartments],
+        )
+
+
+def backfill_members(conn: sqlite3.Connection) -> None:
+    """Schema 1 to 2: record the compartments of every stored version (from its content;
+    a tombstone takes its previous version's)."""
+    last: dict[int, tuple[str, ...]] = {}
+    rows = conn.execute(
+        "SELECT seq, res_pk, type, id, content FROM history ORDER BY seq"
+    ).fetchall()
+    for seq, res_pk, type_, id_, content in rows:
+        if content is None:
+            found = last.get(res_pk, ())
+        else:
+            resource = fhir_json.loads(content)
+            index_rows, _ = indexer_for(type_).index(resource)
+            found = memberships(type_, id_, index_rows, resource)
+        last[res_pk] = found
+        conn.executemany(
+            "INSERT OR IGNORE INTO member (compartment, seq) VALUES (?, ?)",
+            [(c, seq) for c in found],
+        )

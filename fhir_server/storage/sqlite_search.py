@@ -18,10 +18,12 @@ from typing import Any
 
 from fhir_server.storage.base import StoredVersion
 from fhir_server.storage.search_page import Cursor, SearchPage
+from fhir_server.storage.sqlite_access import access_sql, member_driver
 from fhir_server.storage.sqlite_index import TABLE_OF_TYPE, ParamIds
 from fhir_server.storage.sqlite_match import Sql, match_sql
 from resources.search.model import SearchParam
 from resources.search.query import (
+    AccessClause,
     AnyOf,
     ChainClause,
     Clause,
@@ -50,6 +52,9 @@ class Compiler:
 
     conn: sqlite3.Connection
     ids: ParamIds
+    access: AccessClause | None = None
+    """Added to every resource the query selects: matches, chain and ``_has`` targets,
+    included resources."""
     _aliases: int = field(default=0)
 
     def alias(self, stem: str) -> str:
@@ -65,14 +70,46 @@ class Compiler:
     def where(self, alias: str, types: Sequence[str], conditions: Sequence[Condition]) -> Sql:
         """``alias`` is a live resource of one of ``types`` meeting every condition."""
         marks = ",".join("?" * len(types))
-        clauses = [f"{alias}.type IN ({marks})", f"{alias}.method != 'delete'"]
+        members = self.member_driver(alias, types)
+        driver = None if members is not None else _driver(conditions)
+        # with a driving condition, the type must not steer the plan to the (type, id)
+        # index (a walk over every resource of the type): unary + keeps it a filter
+        plus = "+" if driver is not None or members is not None else ""
+        clauses = [f"{plus}{alias}.type IN ({marks})", f"{alias}.method != 'delete'"]
         params: list[Any] = list(types)
-        driver = _driver(conditions)
+        if members is not None:
+            clauses.append(members[0])
+            params += members[1]
         for index, condition in enumerate(conditions):
             sql, more = self.condition(alias, types, condition, drive=index == driver)
             clauses.append(f"({sql})")
             params += more
+        access_where, access_params = self.access_where(alias)
+        if access_where:
+            clauses.append(f"({access_where})")
+            params += access_params
         return " AND ".join(clauses), params
+
+    def access_where(self, alias: str) -> Sql:
+        """The access predicate on ``alias`` ("" when everything is visible)."""
+        if self.access is None or self.access.unrestricted:
+            return "", []
+        return access_sql(alias, self.access, lambda types, cond: self._granted(alias, types, cond))
+
+    def member_driver(self, alias: str, types: Sequence[str]) -> Sql | None:
+        """The caller's compartments as the driving condition, when they limit every
+        type searched (see ``sqlite_access.member_driver``)."""
+        if self.access is None or self.access.unrestricted:
+            return None
+        return member_driver(alias, self.access, types)
+
+    def _granted(self, alias: str, types: Sequence[str], cond: Condition) -> Sql:
+        """A granular scope's condition: compiled without the access predicate itself."""
+        access, self.access = self.access, None
+        try:
+            return self.condition(alias, types, cond)
+        finally:
+            self.access = access
 
     def condition(
         self, alias: str, types: Sequence[str], cond: Condition, drive: bool = False
@@ -111,7 +148,10 @@ class Compiler:
         pid_sql = f"pid IN ({','.join('?' * len(pids))})" if pids else "0"
         missing = [v for v in clause.values if isinstance(v, MissingMatch)]
         if missing:
-            exists = f"EXISTS (SELECT 1 FROM {table} WHERE res_pk = {alias}.pk AND {pid_sql})"
+            exists = (
+                f"EXISTS (SELECT 1 FROM {table} INDEXED BY {table}_res"
+                f" WHERE res_pk = {alias}.pk AND {pid_sql})"
+            )
             return (f"NOT {exists}" if missing[0].missing else exists), list(pids)
         matches = [match_sql(value) for value in clause.values]
         ors = " OR ".join(f"({sql})" for sql, _ in matches) or "0"
@@ -120,7 +160,11 @@ class Compiler:
         if drive and not clause.negate:
             sub = f"SELECT res_pk FROM {table} WHERE {pid_sql} AND ({ors})"
             return f"{alias}.pk IN ({sub})", params
-        probe = f"SELECT 1 FROM {table} WHERE res_pk = {alias}.pk AND {pid_sql} AND ({ors})"
+        # a probe of one resource's rows: by res_pk, whatever the statistics say
+        probe = (
+            f"SELECT 1 FROM {table} INDEXED BY {table}_res"
+            f" WHERE res_pk = {alias}.pk AND {pid_sql} AND ({ors})"
+        )
         return f"{negate}EXISTS ({probe})", params
 
     @staticmethod
@@ -146,15 +190,21 @@ class Compiler:
         if not pids or not chain.target_types:
             return "0", []
         inner_sql, inner_params = self.where(target, chain.target_types, [chain.inner])
-        join = (
-            f" FROM idx_reference {ref}"
-            f" JOIN resource {target} ON {target}.type = {ref}.target_type"
-            f" AND {target}.id = {ref}.target_id"
-            f" WHERE {ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql}"
-        )
+        on = f"{target}.type = {ref}.target_type AND {target}.id = {ref}.target_id"
+        where = f"{ref}.pid IN ({','.join('?' * len(pids))}) AND {inner_sql}"
+        # CROSS JOIN fixes the loop order: driving, from the targets the inner condition
+        # finds to the references to them; probing, from one resource's references
         if drive:
-            return f"{alias}.pk IN (SELECT {ref}.res_pk{join})", [*pids, *inner_params]
-        return f"EXISTS (SELECT 1{join} AND {ref}.res_pk = {alias}.pk)", [*pids, *inner_params]
+            sql = (
+                f"{alias}.pk IN (SELECT {ref}.res_pk FROM resource {target}"
+                f" CROSS JOIN idx_reference {ref} ON {on} WHERE {where})"
+            )
+            return sql, [*pids, *inner_params]
+        sql = (
+            f"EXISTS (SELECT 1 FROM idx_reference {ref} INDEXED BY idx_reference_res"
+            f" CROSS JOIN resource {target} ON {on} WHERE {ref}.res_pk = {alias}.pk AND {where})"
+        )
+        return sql, [*pids, *inner_params]
 
     def _has(self, alias: str, has: HasClause) -> Sql:
         ref, source = self.alias("i"), self.alias("s")
@@ -299,7 +349,7 @@ def run_search(
     with_total: bool,
 ) -> SearchPage:
     """One page of a search, its links' cursors, total and included resources."""
-    compiler = Compiler(conn, ids)
+    compiler = Compiler(conn, ids, query.access)
     total = None
     if with_total:
         count_sql, count_params = build_count(compiler, query)
@@ -398,7 +448,13 @@ def _revinclude_rows(
 def _filtered_rows(
     compiler: Compiler, include: Include, sql: str, params: list[Any], target_column: str
 ) -> list[Sequence[Any]]:
-    """Run an include query, narrowed to the include's parameter and target type."""
+    """Run an include query, narrowed to the include's parameter and target type, and to
+    what the caller may see."""
+    alias = "t" if target_column == "t.type" else "s"
+    access_where, access_params = compiler.access_where(alias)
+    if access_where:
+        sql += f" AND ({access_where})"
+        params = [*params, *access_params]
     if include.param is not None:
         pids = compiler.pids([include.source_type], include.param.code)
         if not pids:

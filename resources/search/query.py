@@ -201,6 +201,41 @@ Condition = Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | An
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """What one access scope lets a caller see (SMART App Launch,
+    https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
+
+    A resource is granted when its type is one of ``types`` (None: any type), and, if
+    its type is one of ``member_types``, the version is a member of one of
+    ``compartments`` (``"Patient/123"``, membership recorded with each stored version,
+    see ``resources.compartments.memberships``), and it meets every condition of
+    ``where`` (a v2 granular scope's parameters; only with a single type).
+    ``compartments`` None means no compartment restriction.
+    """
+
+    types: frozenset[str] | None
+    compartments: tuple[str, ...] | None = None
+    member_types: frozenset[str] = frozenset()
+    where: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClause:
+    """The access policy as a query condition: a resource is visible when some grant
+    allows it (OR). No grants: nothing is visible. Stores apply it to every resource a
+    search touches: the matches, chained and ``_has`` targets, and included resources."""
+
+    grants: tuple[Grant, ...]
+
+    @property
+    def unrestricted(self) -> bool:
+        return any(
+            g.types is None and (g.compartments is None or not g.member_types) and not g.where
+            for g in self.grants
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Sort:
     param: SearchParam | None
     """None for ``_id`` / ``_lastUpdated`` (see ``special``)."""
@@ -239,3 +274,6 @@ class SearchQuery:
     """Unknown/unsupported parameters dropped under ``handling=lenient``."""
     cursor: str | None = None
     """The paging cursor (``_cursor``), opaque to the parser and not in ``applied``."""
+    access: AccessClause | None = None
+    """What the caller may see (None: everything); stores apply it to matches, chain and
+    ``_has`` targets and included resources alike."""

@@ -1,0 +1,182 @@
+"""Administration commands of the SMART authorization server
+(https://hl7.org/fhir/smart-app-launch/): what clinic staff and operators run.
+
+- ``fhir-server invite Patient/123 [--days N]``: a one-time activation code and link with
+  which the patient (or a caregiver, ``RelatedPerson/…``) registers a username and password;
+- ``fhir-server users create --username NAME [--fhir-user Patient/123]``: a user, the
+  password read from standard input;
+- ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
+  none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]``:
+  a client, printed as JSON with its ``client_id`` (and ``client_secret``);
+- ``fhir-server clients list``;
+- ``fhir-server keys rotate|list``: a new token signing key (the old one keeps verifying
+  the tokens it signed until they expire; other processes pick the new key up within a
+  minute).
+
+They write to the store named by ``--storage`` / ``FHIR_SERVER_STORAGE`` (the auth tables
+live next to the FHIR data) and print JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fhir_server.config import Settings
+
+
+def add_admin_commands(commands: Any) -> None:
+    invite = commands.add_parser(
+        "invite", help="one-time activation code for a Patient (or RelatedPerson) to register"
+    )
+    invite.add_argument(
+        "fhir_user",
+        metavar="Patient/ID",
+        help="Patient/<id>, RelatedPerson/<id> or Person/<id> (a caregiver of several)",
+    )
+    invite.add_argument("--days", type=float, default=7, help="valid for N days (default 7)")
+    _common(invite)
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="users_command", required=True
+    )
+    create_user = users.add_parser("create", help="create a user (password from stdin)")
+    create_user.add_argument("--username", required=True)
+    create_user.add_argument(
+        "--fhir-user", help="Patient/<id>, Practitioner/<id> or RelatedPerson/<id>"
+    )
+    _common(create_user)
+
+    clients = commands.add_parser("clients", help="manage OAuth clients").add_subparsers(
+        dest="clients_command", required=True
+    )
+    create_client = clients.add_parser("create", help="register a client; prints it as JSON")
+    create_client.add_argument("--name", required=True)
+    create_client.add_argument(
+        "--redirect-uri", action="append", default=[], help="repeat for several"
+    )
+    create_client.add_argument(
+        "--auth", required=True, choices=["none", "client_secret_basic", "private_key_jwt"]
+    )
+    create_client.add_argument("--jwks", type=Path, help="JWKS file (private_key_jwt)")
+    create_client.add_argument("--jwks-uri", help="JWKS URL (private_key_jwt)")
+    create_client.add_argument("--scope", help="the scopes the client may ask for")
+    _common(create_client)
+    list_clients = clients.add_parser("list", help="list clients (without secrets)")
+    _common(list_clients)
+
+    keys = commands.add_parser("keys", help="token signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    rotate = keys.add_parser(
+        "rotate",
+        help="create a new signing key; tokens signed with the old one stay valid until"
+        " they expire",
+    )
+    _common(rotate)
+    list_keys = keys.add_parser("list", help="list signing keys (public part only)")
+    _common(list_keys)
+
+
+def _common(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
+    cmd.add_argument("--base-url", help="public FHIR base URL, for links")
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    from smart_auth.admin import AdminError
+
+    settings = Settings(
+        **{
+            k: v
+            for k, v in {"storage": args.storage, "base_url": args.base_url}.items()
+            if v is not None
+        }
+    )
+    try:
+        result = _dispatch(args, settings)
+    except AdminError as error:
+        print(f"fhir-server {args.command}: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
+    from smart_auth import admin
+    from smart_auth.store import open_auth_store
+
+    if args.command == "invite":
+        _require_resource(settings, args.fhir_user)
+    store = open_auth_store(settings.storage)
+    try:
+        if args.command == "invite":
+            base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
+            return admin.create_invitation(
+                store, args.fhir_user, server_url=base, lifetime=int(args.days * 86400)
+            )
+        if args.command == "users":
+            password = _read_password()
+            return admin.create_user(store, args.username, password, args.fhir_user)
+        if args.command == "keys":
+            return _keys(store, args.keys_command, settings)
+        if args.clients_command == "list":
+            return admin.list_clients(store)
+        jwks = json.loads(args.jwks.read_text()) if args.jwks else None
+        return admin.create_client(
+            store,
+            args.name,
+            auth=args.auth,
+            redirect_uris=args.redirect_uri,
+            jwks=jwks,
+            jwks_uri=args.jwks_uri,
+            scope=args.scope,
+        )
+    finally:
+        store.close()
+
+
+def _keys(store: Any, command: str, settings: Settings) -> Any:
+    from smart_auth.keys import KeyManager
+
+    longest = settings.access_token_lifetime + 60
+    manager = KeyManager(store, max_token_lifetime=longest)
+    if command == "rotate":
+        key = manager.rotate()
+        return {"kid": key.thumbprint(), "note": "new tokens are signed with this key"}
+    return [
+        {"kid": r["kid"], "created": r.get("created"), "retired": r.get("retired")}
+        for r in store.list_keys()
+    ]
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _require_resource(settings: Settings, reference: str) -> None:
+    """An invitation is for a resource that exists."""
+    from smart_auth.admin import AdminError
+
+    type_, _, id_ = reference.partition("/")
+
+    async def exists() -> bool:
+        from fhir_server.storage.base import open_store
+
+        store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
+        await store.open()
+        try:
+            stored = await store.read(type_, id_)
+        finally:
+            await store.close()
+        return stored is not None and not stored.deleted
+
+    if type_ not in ("Patient", "RelatedPerson", "Person") or not id_ or not asyncio.run(exists()):
+        raise AdminError(f"{reference} is not a Patient, RelatedPerson or Person in this store")

@@ -1,0 +1,109 @@
+"""The access policy as SQL: SMART scopes compiled into the query of every read path
+(https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
+
+A :class:`~resources.search.query.AccessClause` is an OR of grants; each grant limits the
+resource type, the Patient compartments a version must be in (the ``member`` table,
+written with every version) and, for v2 granular scopes, search conditions on the
+current version. The predicate is added to the query that selects rows, so a page, a
+total, an included resource or a chained target is never filtered afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from resources.search.query import AccessClause, Condition, Grant
+
+Sql = tuple[str, list[Any]]
+
+MEMBER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS member (
+    compartment TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (compartment, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS member_by_seq ON member (seq);
+CREATE INDEX IF NOT EXISTS resource_by_seq ON resource (seq);
+"""
+"""``member(compartment, seq)``: version ``seq`` of the ``history`` table is in the
+compartment (``Patient/1``). The current version of a resource is ``resource.seq``."""
+
+WhereCompiler = Callable[[Sequence[str], Condition], Sql]
+
+
+def access_sql(alias: str, access: AccessClause, where: WhereCompiler | None = None) -> Sql:
+    """A predicate on ``alias`` (a ``resource`` or ``history`` row with ``type`` and
+    ``seq`` columns). Without ``where``, grants that carry search conditions grant
+    nothing (they need the current search index)."""
+    parts: list[Sql] = []
+    for grant in access.grants:
+        part = _grant_sql(alias, grant, where)
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        return "0", []
+    return " OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+
+def _grant_sql(alias: str, grant: Grant, where: WhereCompiler | None) -> Sql | None:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if grant.types is not None:
+        if not grant.types:
+            return None
+        types = sorted(grant.types)
+        clauses.append(f"{alias}.type IN ({_marks(types)})")
+        params += types
+    if grant.compartments is not None and grant.member_types:
+        member, member_params = _member_sql(alias, grant.compartments)
+        if grant.types is not None and grant.types <= grant.member_types:
+            clauses.append(member)
+            params += member_params
+        else:
+            member_types = sorted(grant.member_types)
+            clauses.append(f"({alias}.type NOT IN ({_marks(member_types)}) OR {member})")
+            params += [*member_types, *member_params]
+    if grant.where:
+        if where is None or grant.types is None:
+            return None
+        for condition in grant.where:
+            sql, more = where(sorted(grant.types), condition)
+            clauses.append(f"({sql})")
+            params += more
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _member_sql(alias: str, compartments: Sequence[str]) -> Sql:
+    if not compartments:
+        return "0", []
+    return (
+        f"EXISTS (SELECT 1 FROM member WHERE member.compartment IN ({_marks(compartments)})"
+        f" AND member.seq = {alias}.seq)",
+        list(compartments),
+    )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def member_driver(alias: str, access: AccessClause, types: Sequence[str] | None) -> Sql | None:
+    """When every grant limits ``types`` to compartments, the rows of those compartments
+    (a patient's record: hundreds of rows, where a type or a code can have millions) are
+    the place to start: ``alias.seq IN (…)``, a necessary condition to which the exact
+    predicate is added. None when some grant does not need membership for these types."""
+    if not access.grants or types is None:
+        return None
+    compartments: dict[str, None] = {}
+    for grant in access.grants:
+        if grant.compartments is None or not set(types) <= grant.member_types:
+            return None
+        compartments.update(dict.fromkeys(grant.compartments))
+    if not compartments:
+        return "0", []
+    marks = _marks(list(compartments))
+    return (
+        f"{alias}.seq IN (SELECT seq FROM member WHERE compartment IN ({marks}))",
+        list(compartments),
+    )

@@ -1,0 +1,112 @@
+"""Account activation from a staff invitation (issue 6, "People"): ``fhir-server invite
+Patient/123`` prints a one-time code and a link to ``/auth/activate``, where the patient
+chooses a username and a password (argon2-hashed, :mod:`smart_auth.passwords`). The code
+is stored hashed and used at most once (atomically, :meth:`AuthStore.use_invitation`),
+before it expires. The form is CSRF-protected like the sign-in pages
+(:mod:`smart_auth.pages`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from smart_auth.admin import normalize_code
+from smart_auth.pages import USERNAME, Pages, _text
+from smart_auth.passwords import hash_password, hash_secret
+from smart_auth.session import csrf_ok, new_session
+from smart_auth.store.base import DuplicateError, User
+
+
+class Activation:
+    """``/auth/activate``: a patient turns a one-time invitation code into an account."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.auth = pages.auth
+        self.minimum = pages.auth.config.min_password_length
+
+    async def form(self, request: Request) -> Response:
+        session = self.pages.load(request) or new_session()
+        code = request.query_params.get("code", "")[:200]
+        return self.pages.render(
+            request, "activate.html", session=session, code=code, minimum=self.minimum
+        )
+
+    async def submit(self, request: Request) -> Response:
+        session = self.pages.load(request)
+        form = await request.form()
+        if not csrf_ok(session, _text(form.get("csrf"))):
+            return self.pages.message(
+                request, "Form expired", "Reload the page and try again.", 403
+            )
+        assert session is not None
+        code = _text(form.get("code")).strip()
+        username = _text(form.get("username")).strip()
+        password = _text(form.get("password"))
+        error = await self.problem(code, username, password, _text(form.get("password2")))
+        if error is None:
+            password_hash = await run_in_threadpool(hash_password, password)
+            error = await run_in_threadpool(self.create, code, username, password_hash)
+        if error is not None:
+            return self.pages.render(
+                request,
+                "activate.html",
+                status=400,
+                session=session,
+                code=code,
+                username=username,
+                error=error,
+                minimum=self.minimum,
+            )
+        return self.pages.render(
+            request,
+            "message.html",
+            status=201,
+            title="Your account is ready",
+            text=f"You can now sign in as {username} from your health apps.",
+        )
+
+    async def problem(self, code: str, username: str, password: str, again: str) -> str | None:
+        minimum = self.auth.config.min_password_length
+        if not code:
+            return "Enter the activation code from your invitation."
+        if not USERNAME.fullmatch(username):
+            return "Choose a username of 3 to 64 letters, digits or . _ @ + -"
+        if len(password) < minimum or len(password) > 1024:
+            return f"Choose a password of at least {minimum} characters."
+        if password.lower() == username.lower():
+            return "The password must not be the username."
+        if password != again:
+            return "The two passwords differ."
+        if await run_in_threadpool(self.auth.store.find_user, username) is not None:
+            return "That username is taken: choose another."
+        return None
+
+    def create(self, code: str, username: str, password_hash: str) -> str | None:
+        store = self.auth.store
+        code_hash = hash_secret(normalize_code(code))
+        invitation = store.use_invitation(code_hash)
+        if invitation is None:
+            known = store.get_invitation(code_hash)
+            if known is None:
+                return "That activation code is not right."
+            if known.used_at is not None:
+                return "That activation code was already used."
+            return "That activation code has expired: ask for a new invitation."
+        user = User(
+            user_id=uuid.uuid4().hex,
+            username=username,
+            password_hash=password_hash,
+            fhir_user=invitation.fhir_user,
+            created_at=int(time.time()),
+        )
+        try:
+            store.add_user(user)
+        except DuplicateError:
+            return "That username is taken: ask for a new invitation."
+        return None

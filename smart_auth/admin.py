@@ -1,0 +1,154 @@
+"""Administration behind the command line (``fhir-server invite``, ``users create``,
+``clients create``): plain functions over an :class:`~smart_auth.store.base.AuthStore`
+that return what to print.
+
+Invitations follow the clinic workflow of issue 6: staff invite a Patient, the patient
+activates an account at ``/auth/activate`` with the one-time code (hashed in the store,
+single use, expiring). Clients are registered as in RFC 7591
+(https://www.rfc-editor.org/rfc/rfc7591#section-2): ``none`` (public),
+``client_secret_basic`` (the secret is shown once) or ``private_key_jwt`` (RFC 7523,
+with a JWKS).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from smart_auth.passwords import hash_password, hash_secret
+from smart_auth.registration import client_from_metadata, client_json, schema_problem
+from smart_auth.store.base import AuthStore, Invitation, User
+
+FHIR_USER = re.compile(r"(Patient|Practitioner|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}")
+USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+class AdminError(ValueError):
+    """A refused administration request (the message says why)."""
+
+
+def normalize_code(code: str) -> str:
+    """An activation code as stored: upper case, without spaces or dashes."""
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+def auth_base_url(server_url: str) -> str:
+    """``https://host/auth`` from the server's public URL or FHIR base."""
+    url = server_url.rstrip("/")
+    return (url.removesuffix("/fhir")) + "/auth"
+
+
+def create_invitation(
+    store: AuthStore,
+    fhir_user: str,
+    *,
+    server_url: str,
+    lifetime: int = 7 * 24 * 3600,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """A one-time activation code for a Patient (or RelatedPerson) and the link to
+    activate it: ``{"code", "link", "fhir_user", "expires_at"}`` (ISO 8601, UTC)."""
+    if not FHIR_USER.fullmatch(fhir_user) or not fhir_user.startswith(
+        ("Patient/", "RelatedPerson/", "Person/")
+    ):
+        raise AdminError("invite a Patient/<id>, RelatedPerson/<id> or Person/<id>")
+    if lifetime <= 0:
+        raise AdminError("the lifetime must be positive")
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(16))
+    code = "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+    now = int(time.time())
+    store.add_invitation(
+        Invitation(
+            code_hash=hash_secret(normalize_code(code)),
+            fhir_user=fhir_user,
+            expires_at=now + lifetime,
+            created_at=now,
+            created_by=created_by,
+        )
+    )
+    expires = datetime.fromtimestamp(now + lifetime, UTC).isoformat(timespec="seconds")
+    return {
+        "code": code,
+        "link": f"{auth_base_url(server_url)}/activate?code={code}",
+        "fhir_user": fhir_user,
+        "expires_at": expires.replace("+00:00", "Z"),
+    }
+
+
+def create_user(
+    store: AuthStore, username: str, password: str, fhir_user: str | None, *, min_length: int = 8
+) -> dict[str, Any]:
+    """Create a user (argon2 password hash); returns ``{"user_id", "username", "fhir_user"}``."""
+    if not USERNAME.fullmatch(username):
+        raise AdminError("a username is 3 to 64 letters, digits or . _ @ + -")
+    if fhir_user is not None and not FHIR_USER.fullmatch(fhir_user):
+        raise AdminError(
+            "--fhir-user must be Patient/<id>, Practitioner/<id>, RelatedPerson/<id> or Person/<id>"
+        )
+    if len(password) < min_length:
+        raise AdminError(f"the password needs at least {min_length} characters")
+    if store.find_user(username) is not None:
+        raise AdminError(f"the username {username} is taken")
+    user = User(
+        user_id=uuid.uuid4().hex,
+        username=username,
+        password_hash=hash_password(password),
+        fhir_user=fhir_user,
+        created_at=int(time.time()),
+    )
+    store.add_user(user)
+    return {"user_id": user.user_id, "username": username, "fhir_user": fhir_user}
+
+
+def create_client(
+    store: AuthStore,
+    name: str,
+    *,
+    auth: str,
+    redirect_uris: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    scope: str | None = None,
+) -> dict[str, Any]:
+    """Register a client; returns its RFC 7591 JSON with ``client_id`` and, for
+    ``client_secret_basic``, the ``client_secret`` (shown only now). A
+    ``private_key_jwt`` client with ``system/`` scopes may use client_credentials
+    (SMART Backend Services)."""
+    metadata: dict[str, Any] = {
+        "client_name": name,
+        "token_endpoint_auth_method": auth,
+        "redirect_uris": list(redirect_uris or []),
+    }
+    if jwks is not None:
+        metadata["jwks"] = jwks
+    if jwks_uri is not None:
+        metadata["jwks_uri"] = jwks_uri
+    if scope:
+        metadata["scope"] = scope
+    problem = schema_problem(metadata)
+    if problem:
+        raise AdminError(problem)
+    grants: list[str] = []
+    if metadata["redirect_uris"]:
+        grants += ["authorization_code", "refresh_token"]
+    if auth == "private_key_jwt" and scope and "system/" in scope:
+        grants.append("client_credentials")
+    if not grants:
+        raise AdminError("give --redirect-uri for an app, or private_key_jwt with system/ scopes")
+    metadata["grant_types"] = grants
+    try:
+        client, secret = client_from_metadata(metadata, allow_system=True)
+    except ValueError as error:
+        raise AdminError(str(error)) from error
+    store.add_client(client)
+    return client_json(client, secret)
+
+
+def list_clients(store: AuthStore) -> list[dict[str, Any]]:
+    """Every client (without secrets)."""
+    return [client_json(client, None) for client in store.list_clients()]

@@ -1,0 +1,172 @@
+"""``private_key_jwt`` client authentication (RFC 7523 section 2.2 and 3,
+https://www.rfc-editor.org/rfc/rfc7523#section-3) as SMART profiles it
+(https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html).
+
+The client signs an assertion with RS384 or ES384; its public keys come from its
+registered ``jwks`` or are fetched from its ``jwks_uri`` (cached, refetched when a kid is
+unknown). Checked: ``iss`` = ``sub`` = client_id, ``aud`` = the token endpoint URL (or
+the endpoint called), ``exp`` present and at most five minutes ahead, ``jti`` never seen
+before (kept in the auth store until the assertion expires, so a replay fails in any
+server process).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from smart_auth.models import ClientModel, safe_text
+from smart_auth.store.base import AuthStore
+
+ALGORITHMS = ["RS384", "ES384"]
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+LEEWAY = 10
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+JwksFetcher = Callable[[str], dict[str, Any]]
+
+
+def fetch_jwks(uri: str) -> dict[str, Any]:
+    """GET a JWKS document (https only, or loopback http for development)."""
+    parts = urlsplit(uri)
+    loopback = parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
+    if not (parts.scheme == "https" and parts.hostname) and not loopback:
+        raise ValueError("the jwks_uri must use https (http only on localhost)")
+    response = httpx.get(uri, timeout=5.0, follow_redirects=False)
+    response.raise_for_status()
+    data = response.json()
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS")
+    return data
+
+
+class JwksCache:
+    """Client key sets fetched from ``jwks_uri``: kept ``ttl`` seconds; an unknown kid
+    refetches at most once every ``min_refetch`` seconds."""
+
+    def __init__(self, fetch: JwksFetcher, ttl: float = 300.0, min_refetch: float = 10.0):
+        self.fetch = fetch
+        self.ttl = ttl
+        self.min_refetch = min_refetch
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, kid: str | None) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(uri)
+        if cached is not None:
+            fetched_at, jwks = cached
+            known = kid is None or any(k.get("kid") == kid for k in jwks.get("keys", []))
+            fresh = now - fetched_at < self.ttl
+            if fresh and (known or now - fetched_at < self.min_refetch):
+                return jwks
+        try:
+            jwks = self.fetch(uri)
+        except Exception as error:
+            raise InvalidClientError(
+                description=safe_text(f"Could not fetch the client jwks_uri: {error}")
+            ) from error
+        with self._lock:
+            self._cache[uri] = (now, jwks)
+        return jwks
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """Authlib's RFC 7523 client assertion, with SMART's rules."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, store: AuthStore, jwks: JwksCache, max_lifetime: int = 300) -> None:
+        super().__init__(validate_jti=True, leeway=LEEWAY)
+        self.store = store
+        self.jwks = jwks
+        self.max_lifetime = max_lifetime
+
+    def __call__(self, query_client: Callable[[str], Any], request: Any) -> Any:
+        data = request.form
+        assertion = data.get("client_assertion")
+        if not assertion:
+            return None
+        if data.get("client_assertion_type") != ASSERTION_TYPE:
+            raise InvalidClientError(description=f"client_assertion_type must be {ASSERTION_TYPE}")
+        headers, claims = self.extract_assertion(assertion)
+        if headers.get("alg") not in ALGORITHMS:
+            raise InvalidClientError(description="The assertion must be signed RS384 or ES384.")
+        client_id = claims.get("sub")
+        if not isinstance(client_id, str):
+            raise InvalidClientError(description="Missing or invalid claim: sub")
+        if data.get("client_id") not in (None, client_id):
+            raise InvalidClientError(description="client_id and the assertion sub differ.")
+        client: ClientModel | None = query_client(client_id)
+        if client is None:
+            raise InvalidClientError(description="The client does not exist on this server.")
+        if client.record.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD:
+            raise InvalidClientError(description="This client does not use private_key_jwt.")
+        jku = headers.get("jku")
+        if jku is not None and jku != client.record.jwks_uri:
+            raise InvalidClientError(description="The jku header is not the registered jwks_uri.")
+        keys = self._key_set(client, headers.get("kid"))
+        audiences = {request.token_url, request.uri.split("?")[0]}
+        try:
+            token = jwt.decode(assertion, keys, algorithms=ALGORITHMS)
+        except (JoseError, ValueError) as error:
+            raise InvalidClientError(
+                description=safe_text(f"Invalid client assertion: {error}")
+            ) from error
+        self._check_claims(token.claims, client_id, audiences)
+        request.client = client
+        return self.authenticate_client(client)
+
+    def _key_set(self, client: ClientModel, kid: str | None) -> KeySet:
+        record = client.record
+        if record.jwks:
+            jwks = record.jwks
+        elif record.jwks_uri:
+            jwks = self.jwks.get(record.jwks_uri, kid)
+        else:
+            raise InvalidClientError(description="The client has no registered keys.")
+        try:
+            keys = [k for k in jwks.get("keys", []) if k.get("kty") in ("RSA", "EC")]
+            return KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError, TypeError) as error:
+            raise InvalidClientError(description="The client keys are unusable.") from error
+
+    def _check_claims(self, claims: dict[str, Any], client_id: str, audiences: set[str]) -> None:
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self.leeway,
+            iss={"essential": True, "value": client_id},
+            sub={"essential": True, "value": client_id},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as error:
+            raise InvalidClientError(
+                description=safe_text(f"Invalid client assertion: {error}")
+            ) from error
+        aud = claims.get("aud")
+        aud_values = aud if isinstance(aud, list) else [aud]
+        if not any(isinstance(a, str) and a in audiences for a in aud_values):
+            raise InvalidClientError(description="The assertion aud must be the token URL.")
+        exp = claims["exp"]
+        now = int(time.time())
+        if not isinstance(exp, int) or exp > now + self.max_lifetime + LEEWAY:
+            raise InvalidClientError(description="The assertion exp is more than 5 minutes away.")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise InvalidClientError(description="Invalid claim: jti")
+        if not self.store.remember_jti(f"{client_id}:{jti}", exp + LEEWAY):
+            raise InvalidClientError(description="The assertion jti was used before.")

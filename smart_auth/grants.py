@@ -1,0 +1,234 @@
+"""The grants: authorization code with PKCE (RFC 6749 section 4.1, RFC 7636), refresh
+token with rotation (RFC 6749 section 6, RFC 9700 section 4.14.2) and client
+credentials for SMART Backend Services
+(https://hl7.org/fhir/smart-app-launch/backend-services.html).
+
+SMART App Launch 2.x (https://hl7.org/fhir/smart-app-launch/app-launch.html#request-4)
+adds to the authorization request: ``code_challenge`` with ``code_challenge_method=S256``
+for every client (``plain`` and a missing challenge are refused), ``aud`` equal to the
+FHIR base URL, and for an EHR launch the ``launch`` parameter naming a launch context.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
+from authlib.oauth2.rfc7636 import CodeChallenge
+
+from smart_auth.models import ClientModel, CodeModel, Grantee, RefreshModel, safe_text
+from smart_auth.passwords import hash_secret
+from smart_auth.scopes import ScopeError, narrow_scopes, parse_scopes
+from smart_auth.store.base import AuthorizationCode, LaunchContext
+
+APP_AUTH_METHODS = ["none", "client_secret_basic", "private_key_jwt"]
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only (SMART App Launch 2.x)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": CodeChallenge.CODE_CHALLENGE_METHODS["S256"]}
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+class SmartAuthorizationRequest:
+    """Extension of the authorization code grant: the SMART checks, run after Authlib
+    validated the client, the redirect URI and the scope (errors then go back to the
+    registered redirect URI)."""
+
+    def __call__(self, grant: grants.AuthorizationCodeGrant) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.validate)
+
+    def validate(self, grant: grants.AuthorizationCodeGrant, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        challenge = data.get("code_challenge")
+        method = data.get("code_challenge_method")
+        if not challenge:
+            raise InvalidRequestError("PKCE is required: send code_challenge (S256).")
+        if method != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        aud = data.get("aud")
+        if not aud:
+            raise InvalidRequestError("Missing aud: send the FHIR base URL.")
+        if not _same_url(aud, grant.request.fhir_base):
+            raise InvalidRequestError(safe_text(f"aud must be {grant.request.fhir_base}"))
+        launch = data.get("launch")
+        scope_words = (grant.request.scope or "").split()
+        if launch:
+            if "launch" not in scope_words:
+                raise InvalidScopeError("An EHR launch needs the launch scope.")
+            preset = getattr(grant.request, "preset_launch", None)
+            context = preset if preset is not None else grant.server.store.get_launch(launch)
+            if context is None or context.launch_id != launch:
+                raise InvalidRequestError("Unknown or expired launch context.")
+            grant.request.launch_context = context
+        elif "launch" in scope_words:
+            raise InvalidRequestError("The launch scope needs a launch parameter.")
+        try:
+            rules = parse_scopes(grant.request.scope or "").rules
+        except ScopeError as error:
+            raise InvalidScopeError(safe_text(str(error))) from error
+        if any(rule.context == "system" for rule in rules):
+            raise InvalidScopeError("system scopes are for backend services only.")
+
+
+def launch_context(grant: grants.AuthorizationCodeGrant) -> LaunchContext | None:
+    """The EHR launch context the validated request names, if any."""
+    return getattr(grant.request, "launch_context", None)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    """Authorization code grant over the auth store; codes are stored hashed and used
+    once (a second use revokes the refresh tokens issued from the code)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = APP_AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        grantee: Grantee = request.user
+        data = request.payload.data
+        now = int(time.time())
+        self.server.store.add_code(
+            AuthorizationCode(
+                code_hash=hash_secret(code),
+                client_id=request.client.client_id,
+                redirect_uri=request.payload.redirect_uri,
+                scope=grantee.granted_scope or request.scope,
+                user_id=grantee.user_id,
+                fhir_user=grantee.fhir_user,
+                patient=grantee.patient,
+                encounter=grantee.encounter,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                nonce=data.get("nonce"),
+                auth_time=grantee.auth_time,
+                expires_at=now + self.server.settings.code_lifetime,
+                state=data.get("state"),
+                audience=data.get("aud"),
+                created_at=now,
+            )
+        )
+
+    def query_authorization_code(self, code: str, client: ClientModel) -> CodeModel | None:
+        if not isinstance(code, str) or len(code) > 200:
+            return None
+        store = self.server.store
+        code_hash = hash_secret(code)
+        record = store.take_code(code_hash)
+        if record is None:
+            used = store.get_code(code_hash)
+            if used is not None and used.used_at is not None:
+                store.revoke_family(code_hash)  # RFC 6749 section 4.1.2: a replayed code
+            return None
+        if record.client_id != client.client_id:
+            return None
+        return CodeModel(record)
+
+    def delete_authorization_code(self, authorization_code: CodeModel) -> None:
+        """Already used up by :meth:`query_authorization_code`."""
+
+    def authenticate_user(self, authorization_code: CodeModel) -> Grantee | None:
+        record = authorization_code.record
+        if self.server.store.get_user(record.user_id) is None:
+            return None
+        return Grantee(
+            user_id=record.user_id,
+            fhir_user=record.fhir_user,
+            patient=record.patient,
+            encounter=record.encounter,
+            auth_time=record.auth_time,
+            nonce=record.nonce,
+        )
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client = self.request.client
+        code: CodeModel = self.request.authorization_code
+        grantee = self.authenticate_user(code)
+        if grantee is None:
+            raise InvalidGrantError("The user of this code no longer exists.")
+        self.request.user = grantee
+        body = self.server.issue_tokens(
+            self.request, client, grantee, code.get_scope(), family_id=code.record.code_hash
+        )
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh tokens are rotated on every use; presenting a rotated one again revokes
+    its family (RFC 9700 section 4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = APP_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshModel | None:
+        if not isinstance(refresh_token, str) or len(refresh_token) > 200:
+            return None
+        store = self.server.store
+        record = store.get_refresh(hash_secret(refresh_token))
+        if record is None:
+            return None
+        token = RefreshModel(record)
+        if record.replaced_by is not None:
+            store.revoke_family(record.family_id)
+            return None
+        if token.is_revoked() or token.is_expired():
+            return None
+        return token
+
+    def authenticate_user(self, refresh_token: RefreshModel) -> Grantee | None:
+        record = refresh_token.record
+        if not record.user_id or self.server.store.get_user(record.user_id) is None:
+            return None
+        return Grantee(
+            user_id=record.user_id,
+            fhir_user=record.fhir_user,
+            patient=record.patient,
+            encounter=record.encounter,
+            auth_time=record.auth_time,
+        )
+
+    def revoke_old_credential(self, refresh_token: RefreshModel) -> None:
+        """Done atomically by the rotation in :meth:`create_token_response`."""
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token: RefreshModel = self.request.refresh_token
+        grantee = self.authenticate_user(token)
+        if grantee is None:
+            raise InvalidGrantError("The user of this refresh token no longer exists.")
+        self.request.user = grantee
+        scope = self.request.payload.scope or token.get_scope()
+        body = self.server.issue_tokens(
+            self.request, self.request.client, grantee, scope, rotate=token.record
+        )
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """SMART Backend Services: ``private_key_jwt`` clients get ``system/`` scopes."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client: ClientModel = self.request.client
+        requested = self.request.payload.scope or ""
+        try:
+            granted = narrow_scopes(requested, client.record.scope)
+            rules = parse_scopes(granted).rules
+        except ScopeError as error:
+            raise InvalidScopeError(safe_text(str(error))) from error
+        system = [rule for rule in rules if rule.context == "system"]
+        kept = [word for word in granted.split() if word.startswith("system/")]
+        if not system or not kept:
+            raise InvalidScopeError("Ask for system/ scopes this client is registered for.")
+        body = self.server.issue_tokens(self.request, client, None, " ".join(kept))
+        return 200, body, self.TOKEN_RESPONSE_HEADER

@@ -1,0 +1,445 @@
+"""The browser side of the authorization code flow (RFC 6749 section 4.1, SMART App
+Launch 2.x https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code):
+authorization request -> login -> patient picker (when the user may act for several
+patients) -> consent -> redirect with the code; and account activation from a staff
+invitation.
+
+Plain server-rendered HTML forms (Jinja2) that work without JavaScript, with labels, a
+``lang`` and headings; every POST carries the session's CSRF token. State between the
+steps lives in the signed session cookie (:mod:`smart_auth.session`), never in server
+memory. A failed login counts against the account; ``lockout_after`` failures in a row
+lock it for ``lockout_seconds``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from smart_auth.grants import launch_context
+from smart_auth.models import Grantee
+from smart_auth.passwords import (
+    burn_password_check,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from smart_auth.scopes import ScopeError, parse_scope, parse_scopes, plain_words
+from smart_auth.server import RawResponse, SmartRequest
+from smart_auth.session import COOKIE_NAME, COOKIE_PATH, csrf_ok, new_session
+from smart_auth.store.base import LaunchContext, User
+
+if TYPE_CHECKING:
+    from smart_auth.service import SmartAuth
+
+OPTIONAL_OTHERS = {"offline_access", "online_access"}
+USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class Pages:
+    """Route handlers of the sign-in pages, bound to one :class:`SmartAuth`."""
+
+    def __init__(self, auth: SmartAuth) -> None:
+        self.auth = auth
+
+    # -- helpers --------------------------------------------------------------------------
+    def load(self, request: Request) -> dict[str, Any] | None:
+        return self.auth.codec().loads(request.cookies.get(COOKIE_NAME))
+
+    def url(self, request: Request, page: str) -> str:
+        return f"{self.auth.auth_base(self.auth.fhir_base(request))}/{page}"
+
+    def cookie_path(self, request: Request) -> str:
+        return urlsplit(self.auth.auth_base(self.auth.fhir_base(request))).path or COOKIE_PATH
+
+    def save(self, request: Request, response: Response, session: dict[str, Any]) -> Response:
+        secure = self.auth.fhir_base(request).startswith("https:")
+        response.set_cookie(
+            COOKIE_NAME,
+            self.auth.codec().dumps(session),
+            max_age=self.auth.config.session_lifetime,
+            path=self.cookie_path(request),
+            secure=secure,
+            httponly=True,
+            samesite="lax",
+        )
+        return response
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status: int = 200,
+        session: dict[str, Any] | None = None,
+        **context: Any,
+    ) -> Response:
+        page = self.auth.templates.get_template(template)
+        csrf = session.get("csrf") if session else None
+        html = page.render(csrf=csrf, **context)
+        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        if session is not None:
+            self.save(request, response, session)
+        return response
+
+    def message(self, request: Request, title: str, text: str, status: int = 400) -> Response:
+        return self.render(request, "message.html", status=status, title=title, text=text)
+
+    def expired(self, request: Request) -> Response:
+        return self.message(
+            request,
+            "Sign-in expired",
+            "This sign-in is no longer in progress: it took too long, or cookies are blocked."
+            " Go back to your app and start again.",
+        )
+
+    def redirect(
+        self, request: Request, url: str, session: dict[str, Any] | None = None
+    ) -> Response:
+        response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+        if session is not None:
+            self.save(request, response, session)
+        return response
+
+    def oauth_request(self, request: Request, params: list[tuple[str, str]]) -> SmartRequest:
+        base = self.auth.fhir_base(request)
+        return SmartRequest(
+            "GET",
+            str(request.url),
+            request.headers,
+            query=params,
+            fhir_base=base,
+            auth_base=self.auth.auth_base(base),
+        )
+
+    def app_error(
+        self, request: Request, session: dict[str, Any], error: str, description: str
+    ) -> Response:
+        """Send the user back to the app (its redirect URI was validated) with an error."""
+        params = dict(session["req"])
+        query = [("error", error), ("error_description", description)]
+        if params.get("state"):
+            query.append(("state", params["state"]))
+        response = RedirectResponse(
+            add_params_to_uri(params["redirect_uri"], query), status_code=303
+        )
+        self.save(request, response, {"csrf": session["csrf"]})
+        return response
+
+    async def validate(self, request: Request, session: dict[str, Any]) -> Any:
+        """Authlib's validation of the stored authorization request (the grant)."""
+        req = self.oauth_request(request, [tuple(p) for p in session["req"]])
+        if session.get("launch"):
+            req.preset_launch = LaunchContext(**session["launch"])
+        return await run_in_threadpool(self.auth.oauth().get_consent_grant, req)
+
+    def error_response(self, request: Request, error: OAuth2Error) -> Response:
+        if error.redirect_uri:
+            status, _, headers = error()
+            return RawResponse(status, "", list(headers)).to_response()
+        return self.message(
+            request,
+            "This sign-in request cannot be completed",
+            f"{error.error}: {error.description or 'invalid request'}",
+        )
+
+    # -- authorization request ---------------------------------------------------------------
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":
+            from smart_auth.routes import read_form
+
+            form = await read_form(request)
+            if isinstance(form, Response):
+                return form
+            params = form
+        else:
+            params = request.query_params.multi_items()
+        req = self.oauth_request(request, params)
+        try:
+            grant = await run_in_threadpool(self.auth.oauth().get_consent_grant, req)
+        except OAuth2Error as error:
+            return self.error_response(request, error)
+        old = self.load(request) or {}
+        session = new_session()
+        if old.get("csrf"):
+            session["csrf"] = old["csrf"]
+        session["req"] = [list(p) for p in params]
+        session["scope"] = grant.request.scope
+        session["client"] = grant.client.record.name or grant.client.client_id
+        context = launch_context(grant)
+        if context is not None:
+            session["launch"] = {
+                "launch_id": context.launch_id,
+                "patient": context.patient,
+                "encounter": context.encounter,
+                "expires_at": context.expires_at,
+            }
+        if dict(params).get("prompt") == "none":
+            return self.app_error(request, session, "login_required", "The user must sign in.")
+        return self.redirect(request, self.url(request, "login"), session)
+
+    # -- login ---------------------------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        session = self.load(request)
+        if not session or "req" not in session:
+            return self.expired(request)
+        return self.render(request, "login.html", session=session, client=session["client"])
+
+    async def login(self, request: Request) -> Response:
+        session = self.load(request)
+        if not session or "req" not in session:
+            return self.expired(request)
+        form = await request.form()
+        if not csrf_ok(session, _text(form.get("csrf"))):
+            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+        username = _text(form.get("username")).strip()
+        password = _text(form.get("password"))
+        user, problem = await self.check_password(username, password)
+        if user is None:
+            status = 429 if problem == "locked" else 401
+            text = (
+                "This account is locked after too many failed sign-ins."
+                f" Try again in {max(1, self.auth.config.lockout_seconds // 60)} minutes."
+                if problem == "locked"
+                else "The username or password is not right."
+            )
+            return self.render(
+                request,
+                "login.html",
+                status=status,
+                session=session,
+                client=session["client"],
+                error=text,
+                username=username,
+            )
+        session.update(uid=user.user_id, fhir_user=user.fhir_user, auth_time=int(time.time()))
+        return await self.after_login(request, session)
+
+    async def check_password(self, username: str, password: str) -> tuple[User | None, str]:
+        store = self.auth.store
+        config = self.auth.config
+        if not username or not password or len(password) > 1024:
+            return None, "wrong"
+        user = await run_in_threadpool(store.find_user, username)
+        if user is None:
+            await run_in_threadpool(burn_password_check, password)
+            return None, "wrong"
+        if user.locked_until > time.time():
+            return None, "locked"
+        if not await run_in_threadpool(verify_password, user.password_hash, password):
+            updated = await run_in_threadpool(
+                store.record_login_failure,
+                user.user_id,
+                config.lockout_after,
+                config.lockout_seconds,
+            )
+            locked = updated is not None and updated.locked_until > time.time()
+            return None, "locked" if locked else "wrong"
+        await run_in_threadpool(store.reset_login_failures, user.user_id)
+        if needs_rehash(user.password_hash):
+            new_hash = await run_in_threadpool(hash_password, password)
+            await run_in_threadpool(store.update_password, user.user_id, new_hash)
+        return user, "ok"
+
+    async def after_login(self, request: Request, session: dict[str, Any]) -> Response:
+        fhir_user = session.get("fhir_user")
+        staff = _is_staff(fhir_user)
+        launch = session.get("launch")
+        if launch and launch.get("patient"):
+            if not staff:
+                choices = await self.choices(fhir_user, None)
+                if launch["patient"] not in {c.id for c in choices}:
+                    return self.app_error(
+                        request,
+                        session,
+                        "access_denied",
+                        "This user may not open that patient record.",
+                    )
+            session["patient"] = launch["patient"]
+            session["encounter"] = launch.get("encounter")
+        elif _needs_patient(session["scope"]):
+            choices = await self.choices(fhir_user, None)
+            if not choices and not staff:
+                return self.app_error(
+                    request, session, "access_denied", "No patient record is linked to this user."
+                )
+            if len(choices) == 1 and not staff:
+                session["patient"] = choices[0].id
+            else:
+                return self.redirect(request, self.url(request, "patient"), session)
+        return self.redirect(request, self.url(request, "consent"), session)
+
+    async def choices(self, fhir_user: str | None, query: str | None) -> list[Any]:
+        if not fhir_user:
+            return []
+        return list(await self.auth.hooks.patients_for(fhir_user, query))
+
+    # -- patient picker --------------------------------------------------------------------------
+    async def picker_form(self, request: Request) -> Response:
+        session = self.load(request)
+        if not session or "req" not in session or "uid" not in session:
+            return self.expired(request)
+        query = request.query_params.get("q", "").strip()[:100] or None
+        choices = await self.choices(session.get("fhir_user"), query)
+        return self.render(
+            request,
+            "picker.html",
+            session=session,
+            client=session["client"],
+            choices=choices,
+            query=query or "",
+            searchable=_is_staff(session.get("fhir_user")),
+        )
+
+    async def pick(self, request: Request) -> Response:
+        session = self.load(request)
+        if not session or "req" not in session or "uid" not in session:
+            return self.expired(request)
+        form = await request.form()
+        if not csrf_ok(session, _text(form.get("csrf"))):
+            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+        query = _text(form.get("q")).strip()[:100] or None
+        chosen = _text(form.get("patient"))
+        choices = await self.choices(session.get("fhir_user"), query)
+        if chosen not in {c.id for c in choices}:
+            return self.render(
+                request,
+                "picker.html",
+                status=400,
+                session=session,
+                client=session["client"],
+                choices=choices,
+                query=query or "",
+                searchable=_is_staff(session.get("fhir_user")),
+                error="Choose one of the patients listed.",
+            )
+        session["patient"] = chosen
+        return self.redirect(request, self.url(request, "consent"), session)
+
+    # -- consent -------------------------------------------------------------------------------
+    def ready_for_consent(self, session: dict[str, Any] | None) -> bool:
+        if not session or "req" not in session or "uid" not in session:
+            return False
+        return "patient" in session or not _needs_patient(session["scope"])
+
+    async def consent_form(self, request: Request) -> Response:
+        session = self.load(request)
+        if not self.ready_for_consent(session):
+            return self.expired(request)
+        assert session is not None
+        try:
+            grant = await self.validate(request, session)
+        except OAuth2Error as error:
+            return self.error_response(request, error)
+        patient_name = None
+        if session.get("patient"):
+            patient_name = await self.auth.hooks.display(f"Patient/{session['patient']}")
+        return self.render(
+            request,
+            "consent.html",
+            session=session,
+            client=session["client"],
+            items=_consent_items(grant.request.scope),
+            patient=patient_name or session.get("patient"),
+        )
+
+    async def consent(self, request: Request) -> Response:
+        session = self.load(request)
+        if not self.ready_for_consent(session):
+            return self.expired(request)
+        assert session is not None
+        form = await request.form()
+        if not csrf_ok(session, _text(form.get("csrf"))):
+            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+        try:
+            grant = await self.validate(request, session)
+        except OAuth2Error as error:
+            return self.error_response(request, error)
+        grantee = None
+        if form.get("decision") == "allow":
+            ticked = {_text(v) for v in form.getlist("scope")}
+            granted = [
+                word
+                for word in grant.request.scope.split()
+                if not _optional(word) or word in ticked
+            ]
+            grantee = Grantee(
+                user_id=session["uid"],
+                fhir_user=session.get("fhir_user"),
+                patient=session.get("patient"),
+                encounter=session.get("encounter"),
+                auth_time=session.get("auth_time"),
+                granted_scope=" ".join(granted),
+            )
+        result = await run_in_threadpool(
+            self.auth.oauth().create_authorization_response, grant.request, grantee, grant
+        )
+        response = result.to_response()
+        self.save(request, response, {"csrf": session["csrf"]})
+        return response
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _is_staff(fhir_user: str | None) -> bool:
+    return bool(fhir_user) and str(fhir_user).startswith("Practitioner/")
+
+
+def _needs_patient(scope: str) -> bool:
+    try:
+        granted = parse_scopes(scope)
+    except ScopeError:
+        return False
+    return "launch/patient" in granted.others or any(
+        rule.context == "patient" for rule in granted.rules
+    )
+
+
+def _optional(word: str) -> bool:
+    try:
+        return word in OPTIONAL_OTHERS or parse_scope(word) is not None
+    except ScopeError:
+        return False
+
+
+def _consent_items(scope: str) -> list[dict[str, Any]]:
+    return [
+        {"scope": word, "words": plain_words(word), "optional": _optional(word), "n": n}
+        for n, word in enumerate(scope.split())
+    ]
+
+
+def add_routes(auth: SmartAuth, router: APIRouter) -> None:
+    from smart_auth.activation import Activation
+
+    pages = Pages(auth)
+    activation = Activation(pages)
+    router.add_api_route("/auth/authorize", pages.authorize, methods=["GET", "POST"])
+    router.add_api_route("/auth/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/auth/login", pages.login, methods=["POST"])
+    router.add_api_route("/auth/patient", pages.picker_form, methods=["GET"])
+    router.add_api_route("/auth/patient", pages.pick, methods=["POST"])
+    router.add_api_route("/auth/consent", pages.consent_form, methods=["GET"])
+    router.add_api_route("/auth/consent", pages.consent, methods=["POST"])
+    router.add_api_route("/auth/activate", activation.form, methods=["GET"])
+    router.add_api_route("/auth/activate", activation.submit, methods=["POST"])
