@@ -153,11 +153,23 @@ class SQLiteStore:
             self._reader.close()
             self._reader = None
         if self._writer is not None:
+            await self._in_writer(self._optimize)
             await self._in_writer(self._writer.close)
             self._writer = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def _optimize(self) -> None:
+        """Planner statistics for the tables that changed (``PRAGMA optimize``, bounded
+        by ``analysis_limit``: cheap at close). The search SQL does not depend on them
+        for its plan, but they help the rest."""
+        assert self._writer is not None
+        try:
+            self._writer.execute("PRAGMA analysis_limit=1000")
+            self._writer.execute("PRAGMA optimize")
+        except sqlite3.Error:  # e.g. the file went read-only: statistics are optional
+            pass
 
     async def _in_writer(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store is not open"

@@ -297,3 +297,14 @@ class AuthStore(Protocol):
     def purge_expired(self, now: int | None = None) -> None:
         """Delete expired codes, launch contexts, refresh tokens, revocations and jtis."""
         ...
+
+
+RECORDS: dict[type, tuple[str, str]] = {
+    Client: ("auth_clients", "client_id"),
+    User: ("auth_users", "user_id"),
+    Invitation: ("auth_invitations", "code_hash"),
+    LaunchContext: ("auth_launches", "launch_id"),
+    AuthorizationCode: ("auth_codes", "code_hash"),
+    RefreshToken: ("auth_refresh_tokens", "token_hash"),
+}
+"""Each record type: its table (SQLite) or collection (MongoDB), and its key field."""

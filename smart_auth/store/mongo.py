@@ -24,6 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from smart_auth.store.base import (
+    RECORDS,
     AuthorizationCode,
     Client,
     DuplicateError,
@@ -37,14 +38,7 @@ from smart_auth.store.base import (
 
 R = TypeVar("R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken)
 
-_COLLECTIONS: dict[type, tuple[str, str]] = {
-    Client: ("auth_clients", "client_id"),
-    User: ("auth_users", "user_id"),
-    Invitation: ("auth_invitations", "code_hash"),
-    LaunchContext: ("auth_launches", "launch_id"),
-    AuthorizationCode: ("auth_codes", "code_hash"),
-    RefreshToken: ("auth_refresh_tokens", "token_hash"),
-}
+_COLLECTIONS = RECORDS
 _AFTER = ReturnDocument.AFTER
 _MOCK_SERVERS: dict[str, tuple[Any, threading.RLock]] = {}
 _MOCK_LOCK = threading.Lock()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smart_auth.store.base import (
+    RECORDS,
     AuthorizationCode,
     Client,
     DuplicateError,
@@ -34,14 +35,7 @@ from smart_auth.store.base import (
 
 R = TypeVar("R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken)
 
-_TABLES: dict[type, tuple[str, str]] = {
-    Client: ("auth_clients", "client_id"),
-    User: ("auth_users", "user_id"),
-    Invitation: ("auth_invitations", "code_hash"),
-    LaunchContext: ("auth_launches", "launch_id"),
-    AuthorizationCode: ("auth_codes", "code_hash"),
-    RefreshToken: ("auth_refresh_tokens", "token_hash"),
-}
+_TABLES = RECORDS
 _JSON_FIELDS = frozenset({"redirect_uris", "grant_types", "jwks", "metadata"})
 _BOOL_FIELDS = frozenset({"revoked"})
 _EXTRA_COLUMNS = {"auth_users": ("username_key",)}
