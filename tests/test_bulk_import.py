@@ -172,6 +172,95 @@ async def test_invalid_bundle_entry_is_reported_by_index(store: Store, tmp_path:
     assert report.problems[0][0] == f"{path}#entry[1]"
 
 
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def _practitioners_bundle() -> dict[str, Any]:
+    """Like Synthea's practitionerInformation*.json: conditional creates by NPI."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:0000000{n}-0000-4000-8000-000000000000",
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "identifier": [{"system": NPI, "value": f"99990{n}"}],
+                    "name": [{"family": f"Doc{n}"}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Practitioner",
+                    "ifNoneExist": f"identifier={NPI}|99990{n}",
+                },
+            }
+            for n in (1, 2)
+        ],
+    }
+
+
+def _patient_bundle(npi: str) -> dict[str, Any]:
+    """Like a Synthea patient bundle: placeholders and a conditional reference."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{PATIENT_UUID}",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Syn"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:uuid:0f5c2a8e-0000-4000-8000-0000000000e1",
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {"code": "AMB"},
+                    "subject": {"reference": f"urn:uuid:{PATIENT_UUID}"},
+                    "participant": [
+                        {"individual": {"reference": f"Practitioner?identifier={NPI}|{npi}"}}
+                    ],
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize("order", ["practitioners imported before", "one import, same batch"])
+async def test_bundle_conditional_references_are_resolved(
+    store: Store, tmp_path: Path, order: str
+) -> None:
+    practitioners = tmp_path / "practitionerInformation1.json"
+    practitioners.write_text(json.dumps(_practitioners_bundle()), encoding="utf-8")
+    patients = tmp_path / "Syn_Patient.json"
+    patients.write_text(json.dumps(_patient_bundle("999902")), encoding="utf-8")
+    if order == "practitioners imported before":
+        assert (await import_paths(store, [practitioners])).problem_count == 0
+        report = await import_paths(store, [patients])
+    else:  # one import: the practitioners are in the same batch, not written yet
+        report = await import_paths(store, [practitioners, patients])
+    assert report.problem_count == 0, report.problems
+    encounter = await store.read("Encounter", "0f5c2a8e-0000-4000-8000-0000000000e1")
+    assert encounter is not None and encounter.content is not None
+    individual = json.loads(encounter.content)["participant"][0]["individual"]["reference"]
+    doc2 = await store.read("Practitioner", "00000002-0000-4000-8000-000000000000")
+    assert doc2 is not None
+    assert individual == "Practitioner/00000002-0000-4000-8000-000000000000"
+
+
+async def test_unresolvable_conditional_reference_is_reported(store: Store, tmp_path: Path) -> None:
+    practitioners = tmp_path / "practitionerInformation1.json"
+    practitioners.write_text(json.dumps(_practitioners_bundle()), encoding="utf-8")
+    patients = tmp_path / "Syn_Patient.json"
+    patients.write_text(json.dumps(_patient_bundle("123")), encoding="utf-8")
+    report = await import_paths(store, [practitioners, patients])
+    assert [where for where, _ in report.problems] == [f"{patients}#entry[1]"]
+    assert "matches no resource" in report.problems[0][1]
+    assert await store.read("Encounter", "0f5c2a8e-0000-4000-8000-0000000000e1") is None
+    assert await store.read("Patient", PATIENT_UUID) is not None
+
+
 async def test_single_resource_file(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "patient.json"
     path.write_text(json.dumps(patient("single")), encoding="utf-8")

@@ -6,7 +6,9 @@ deterministic id derived from the placeholder (the uuid itself, or the oid digit
 every reference to the placeholder anywhere in the bundle (nested elements, extensions,
 contained resources, links in the narrative) becomes ``Type/id``. Entries of any bundle
 type (batch, transaction, collection, searchset, …) are imported as updates by id;
-``DELETE`` and ``GET`` entries and entries without a resource are skipped.
+``DELETE`` and ``GET`` entries and entries without a resource are skipped. Conditional
+references (``Practitioner?identifier=…``, as in Synthea's patient bundles) are resolved
+by the importer against the store (see ``pipeline.Importer``).
 """
 
 from __future__ import annotations

@@ -20,14 +20,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fhir_server.bulk_import.report import ImportReport, Progress
 from fhir_server.bulk_import.sources import Item
 from fhir_server.interactions.context import check_id
+from fhir_server.interactions.references import (
+    conditional_reference,
+    iter_references,
+    rewrite_references,
+)
 from fhir_server.interactions.write import check_valid, content_builder, index_entries, with_meta
-from fhir_server.storage.base import Store, TransactionsUnavailable, WriteRequest
+from fhir_server.storage.base import Store, StoredVersion, TransactionsUnavailable, WriteRequest
 from resources import fhir_json
 from resources.errors import FhirError
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+from resources.terminology import value_set_codes
 
 BATCH_SIZE = 1000
 
@@ -94,6 +103,9 @@ class Importer:
         self.progress = progress
         self.report = ImportReport()
         self._single_writes = False
+        self._pending: asyncio.Task[None] | None = None
+        self._resolved: dict[str, str] = {}
+        """Conditional references (``Practitioner?identifier=…``) already resolved."""
 
     async def run(self, items: Iterable[Item]) -> ImportReport:
         loop = asyncio.get_running_loop()
@@ -104,6 +116,7 @@ class Importer:
             pending: asyncio.Task[None] | None = None
             checks = self._checks(pool, batches)
             for batch, checked in checks:
+                self._pending = pending
                 requests = await self._requests(batch, await checked)
                 if pending is not None:
                     await pending  # one batch is written while the next is prepared
@@ -174,6 +187,7 @@ class Importer:
                 if "id" not in resource:
                     resource = {**resource, "id": check.id}
             try:
+                await self._resolve_conditional(resource, latest)
                 request = _request(check.type, check.id, resource)
             except FhirError as exc:
                 report.problem(item.where, _message(exc), check.type)
@@ -185,6 +199,61 @@ class Importer:
         if self.progress is not None:
             self.progress.advance(len(batch), nbytes)
         return await self._changed(latest)
+
+    async def _resolve_conditional(
+        self,
+        resource: dict[str, Any],
+        latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]],
+    ) -> None:
+        """Rewrite ``Type?criteria`` references to the one resource each finds
+        (https://hl7.org/fhir/R4/http.html#trules), as a transaction would. A target
+        not found yet may be in what this import has not written yet: that is written
+        first, then searched again."""
+        mapping: dict[str, str] = {}
+        for reference in set(iter_references(resource)):
+            split = conditional_reference(reference)
+            if split is None:
+                continue
+            target = self._resolved.get(reference)
+            if target is None:
+                found = await self._find(*split)
+                if not found and (latest or self._pending is not None):
+                    await self._flush(latest)
+                    found = await self._find(*split)
+                if len(found) != 1:
+                    what = "no resource" if not found else "more than one resource"
+                    raise FhirError(
+                        412,
+                        "not-found" if not found else "multiple-matches",
+                        f"the conditional reference {reference!r} matches {what}",
+                    )
+                target = self._resolved[reference] = f"{split[0]}/{found[0].id}"
+            mapping[reference] = target
+        if mapping:
+            rewrite_references(resource, mapping.get)
+
+    async def _find(self, type_: str, query: str) -> list[StoredVersion]:
+        search = parse_search(
+            [type_],
+            parse_qsl(query, keep_blank_values=True),
+            strict=True,
+            params_for=search_params,
+            max_count=2,
+            default_count=2,
+            value_set=value_set_codes,
+        )
+        return (await self.store.search(search, None, 2, False)).entries
+
+    async def _flush(
+        self, latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]]
+    ) -> None:
+        """Write what is pending and what this batch has so far."""
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        if latest:
+            await self._write(await self._changed(latest))
+            latest.clear()
 
     async def _changed(
         self, latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]]
