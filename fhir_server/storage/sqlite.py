@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS history (
     content BLOB,
     UNIQUE (res_pk, version)
 );
+-- the live resources of a type in pk order: counts and unsorted pages of a broad search
+CREATE INDEX IF NOT EXISTS resource_live ON resource (type) WHERE method != 'delete';
 CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
 """

@@ -420,7 +420,7 @@ def _include_rows(
         return []
     pk_marks = ",".join("?" * len(sources))
     sql = (
-        f"SELECT {_COLUMNS.format(a='t')}, t.pk FROM idx_reference i"
+        f"SELECT {_COLUMNS.format(a='t')}, t.pk FROM idx_reference i INDEXED BY idx_reference_res"
         " JOIN resource t ON t.type = i.target_type AND t.id = i.target_id"
         f" WHERE i.res_pk IN ({pk_marks}) AND t.method != 'delete'"
     )
