@@ -268,16 +268,21 @@ class Compiler:
 _RANK_BY_TYPE = {"reference": 1, "token": 2, "string": 3, "uri": 3}
 
 
-def _rank(cond: Condition) -> int | None:
-    """How selective a condition usually is (lower drives); None: cannot drive."""
+def _rank(cond: Condition) -> float | None:
+    """How selective a condition usually is (lower drives); None: cannot drive.
+    Identifiers name one resource; a chain is about as selective as its inner
+    condition (``patient.identifier=…`` finds one patient's resources)."""
     if isinstance(cond, IdClause):
         return None if cond.negate else 0
     if isinstance(cond, Clause):
         if cond.negate or any(isinstance(v, MissingMatch) for v in cond.values):
             return None
+        if cond.param.type == "token" and cond.param.code == "identifier":
+            return 1
         return _RANK_BY_TYPE.get(cond.param.type, 4)
     if isinstance(cond, ChainClause):
-        return 5
+        inner = _rank(cond.inner)
+        return 5 if inner is None else inner + 0.5
     return None
 
 
