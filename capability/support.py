@@ -59,7 +59,8 @@ class SupportTable:
 
 @cache
 def support_table() -> SupportTable:
-    """Every R4 resource type the validator covers, with every implemented interaction."""
+    """Every R4 resource type the validator covers (all 146), with every implemented
+    interaction and all the type's R4 search parameters."""
     covered = [name for name in sorted(RESOURCE_TYPES) if validator_covers(name)]
     references = {name: _reference_codes(name) for name in covered}
     types = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 from capability.support import support_table
+from resources import definitions
+from resources.search.parameters import search_params
 from tests.conftest import JSON
 
 _MINIMAL = {
@@ -14,6 +16,9 @@ _MINIMAL = {
     "Observation": {"status": "final", "code": {"text": "x"}},
     "Appointment": {"status": "booked", "participant": [{"status": "accepted"}]},
     "CodeSystem": {"status": "draft", "content": "not-present"},
+    "MedicinalProduct": {"name": [{"productName": "Acme 10 mg"}]},
+    "SubstanceSpecification": {"description": "x"},
+    "EvidenceVariable": {"status": "draft", "characteristic": [{"definitionCanonical": "x"}]},
 }
 
 _PROBES = {
@@ -48,13 +53,21 @@ async def test_system_interactions_are_served(client):
     assert (await client.get("_history")).status_code == 200
 
 
+def test_every_r4_type_is_in_the_table_with_all_its_search_parameters() -> None:
+    table = support_table().types
+    assert set(table) == definitions.RESOURCE_TYPES and len(table) == 146
+    for type_, support in table.items():
+        assert {p.code for p in support.search_params} == set(search_params(type_)), type_
+    assert {p.code for p in table["MedicinalProductAuthorization"].search_params} >= {
+        "country", "holder", "identifier", "status", "subject"
+    }  # fmt: skip
+    assert "MedicinalProductAuthorization:subject" in table["MedicinalProduct"].search_rev_include
+
+
 async def test_a_type_outside_the_table_is_refused_on_every_route(client):
-    assert "MedicinalProduct" not in support_table().types
-    for method, path in [
-        ("GET", "MedicinalProduct/1"),
-        ("GET", "MedicinalProduct"),
-        ("GET", "MedicinalProduct/_history"),
-    ]:
-        response = await client.request(method, path)
-        assert response.status_code == 404
-        assert response.json()["issue"][0]["code"] == "not-supported"
+    for type_ in ("SubscriptionTopic", "Citation"):  # R4B, not R4
+        assert type_ not in support_table().types
+        for method, path in [("GET", "{t}/1"), ("GET", "{t}"), ("GET", "{t}/_history")]:
+            response = await client.request(method, path.format(t=type_))
+            assert response.status_code == 404
+            assert response.json()["issue"][0]["code"] == "not-supported"

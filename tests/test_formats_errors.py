@@ -10,6 +10,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from resources.definitions import RESOURCE_TYPES
 from tests.conftest import BASE, JSON
 
 PATIENT = b'{"resourceType":"Patient","active":true}'
@@ -201,4 +202,5 @@ async def test_capability_statement(client):
     } <= codes
     assert {"code": "history-system"} in rest["interaction"]
     types = {r["type"] for r in rest["resource"]}
-    assert "MedicinalProduct" not in types and "SubscriptionTopic" not in types
+    assert types == RESOURCE_TYPES and "MedicinalProduct" in types  # every R4 type
+    assert "SubscriptionTopic" not in types  # R4B

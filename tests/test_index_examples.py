@@ -1,6 +1,6 @@
-"""Index extraction over the official R4 examples of the portal's resource types
-(https://hl7.org/fhir/R4/search.html): it never fails, the native navigators agree with
-fhirpathpy, and it is fast.
+"""Index extraction over the official R4 examples of the portal's resource types and of the
+R4 types the R4B models lack (https://hl7.org/fhir/R4/search.html): it never fails, the
+native navigators agree with fhirpathpy, and it is fast.
 
 The examples come from ``hl7.fhir.r4.examples`` (``scripts/fetch_r4_examples.sh``).
 Measure with ``.venv/bin/pytest tests/test_index_examples.py -k speed -s``.
@@ -20,8 +20,9 @@ from resources import fhir_json
 from resources.search.extract import Indexer, indexer_for
 from resources.search.model import IndexRow, SearchParam
 from resources.search.parameters import search_params
-from tests.test_r4_examples import PORTAL_TYPES, examples_of
+from tests.test_r4_examples import PORTAL_TYPES, R4_ONLY_TYPES, examples_of
 
+TYPES = PORTAL_TYPES + sorted(R4_ONLY_TYPES)
 LENIENT = (" as ", ".as(", "hasExtension")
 """Where the native evaluator is deliberately more lenient than fhirpathpy: ``as`` over a
 collection of several items filters it (fhirpathpy raises), ``as(DateTime)`` means the
@@ -49,7 +50,7 @@ def expressions(param: SearchParam) -> str:
     return " ".join([param.expression or "", *(c.expression for c in param.components)])
 
 
-@pytest.mark.parametrize("type_", PORTAL_TYPES)
+@pytest.mark.parametrize("type_", TYPES)
 def test_every_official_example_is_indexed(type_: str) -> None:
     indexer = indexer_for(type_)
     for resource in examples(type_):
@@ -57,7 +58,7 @@ def test_every_official_example_is_indexed(type_: str) -> None:
         assert any(row.code == "_id" for row in rows), resource.get("id")
 
 
-@pytest.mark.parametrize("type_", PORTAL_TYPES)
+@pytest.mark.parametrize("type_", TYPES)
 def test_native_navigation_agrees_with_fhirpathpy(type_: str) -> None:
     params = search_params(type_)
     for resource in examples(type_):

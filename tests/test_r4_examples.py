@@ -1,5 +1,6 @@
-"""The official R4 examples of the resource types a patient portal uses are accepted by
-``PUT`` and read back unchanged apart from ``meta.versionId`` / ``meta.lastUpdated``
+"""The official R4 examples of the resource types a patient portal uses, and of the R4
+types the fhir.resources R4B models lack or redesigned, are accepted by ``PUT`` and read
+back unchanged apart from ``meta.versionId`` / ``meta.lastUpdated``
 (https://hl7.org/fhir/R4/http.html#update, lossless storage).
 
 The examples come from the npm package ``hl7.fhir.r4.examples@4.0.1``, fetched by
@@ -14,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from resources import fhir_json
@@ -52,6 +54,32 @@ PORTAL_TYPES = [
     "Task",
 ]
 
+R4_ONLY_TYPES = {
+    "EffectEvidenceSynthesis": 1,
+    "Evidence": 1,
+    "EvidenceVariable": 1,
+    "MedicinalProduct": 1,
+    "MedicinalProductAuthorization": 1,
+    "MedicinalProductContraindication": 1,
+    "MedicinalProductIndication": 1,
+    "MedicinalProductIngredient": 1,
+    "MedicinalProductInteraction": 1,
+    "MedicinalProductManufactured": 1,
+    "MedicinalProductPackaged": 1,
+    "MedicinalProductPharmaceutical": 1,
+    "MedicinalProductUndesirableEffect": 1,
+    "RiskEvidenceSynthesis": 1,
+    "SubstanceNucleicAcid": 0,
+    "SubstancePolymer": 0,
+    "SubstanceProtein": 0,
+    "SubstanceReferenceInformation": 0,
+    "SubstanceSourceMaterial": 0,
+    "SubstanceSpecification": 1,
+}
+"""The R4 resource types that the fhir.resources R4B models lack (``Evidence`` and
+``EvidenceVariable``: redesigned in R4B), which the server refused while it validated with
+those models, with the number of official examples of each (none of them invalid)."""
+
 
 def _ensure_examples() -> Path:
     if not (EXAMPLES / "package.json").exists():
@@ -89,8 +117,8 @@ def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("type_", PORTAL_TYPES)
-async def test_official_examples_round_trip(client, type_: str) -> None:
+async def round_trip(client: httpx.AsyncClient, type_: str) -> tuple[int, dict[str, Any]]:
+    """PUT every official example of a type and read it back: (accepted, rejected)."""
     accepted, rejected = 0, {}
     for path in examples_of(type_):
         raw = path.read_bytes()
@@ -108,4 +136,15 @@ async def test_official_examples_round_trip(client, type_: str) -> None:
         ), path.name
         accepted += 1
     print(f"{type_}: {accepted} accepted, {len(rejected)} rejected as known invalid {rejected}")
+    return accepted, rejected
+
+
+@pytest.mark.parametrize("type_", PORTAL_TYPES)
+async def test_official_examples_round_trip(client, type_: str) -> None:
+    accepted, _rejected = await round_trip(client, type_)
     assert accepted > 0
+
+
+@pytest.mark.parametrize("type_", sorted(R4_ONLY_TYPES))
+async def test_official_examples_of_the_types_r4b_lacks_round_trip(client, type_: str) -> None:
+    assert await round_trip(client, type_) == (R4_ONLY_TYPES[type_], {})

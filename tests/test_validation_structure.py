@@ -8,7 +8,8 @@ Primitive formats: https://hl7.org/fhir/R4/datatypes.html#primitive
 Each test here fails when the check it names is missing. ``tests/test_validation.py``
 holds the rest of the validator's behaviour; the structure is also compared, element by
 element, with the fhir.resources R4B models corrected to R4 (``r4_models``), which the
-validator used before.
+validator used before, and with client-py's R4 models (``fhirclient``), which also have the
+R4 types the R4B models lack.
 """
 
 from __future__ import annotations
@@ -19,12 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhirclient.models.fhirabstractbase import FHIRAbstractBase
+from fhirclient.models.fhirdate import FHIRDate
+from fhirclient.models.fhirelementfactory import FHIRElementFactory
+from fhirclient.models.resource import Resource as FhirResource
 
 from resources import definitions
 from resources.errors import Issue
 from resources.validation import r4_models, validate, validator_covers
-from resources.validation.primitives import STRING, fast_check, format_check, kind_of, late_check
+from resources.validation.primitives import (
+    BOOLEAN,
+    COMPLEX,
+    DECIMAL,
+    INTEGER,
+    RESOURCE,
+    STRING,
+    fast_check,
+    format_check,
+    kind_of,
+    late_check,
+)
 from resources.validation.structure import shape
+from tests.test_r4_examples import R4_ONLY_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 UUID_V1 = "urn:uuid:c232ab00-9414-11ec-b3c8-9f6bdeced846"
@@ -235,9 +252,11 @@ def test_contained_resource_in_a_bundle_entry() -> None:
     assert problem(bundle(entry)) == ("structure", "Bundle.entry[0].resource.contained[0].gender")
 
 
-def test_contained_resource_of_a_type_not_covered() -> None:
-    resource = observation(contained=[{"resourceType": "MedicinalProduct", "id": "m"}])
-    assert problem(resource) == ("not-supported", "Observation.contained[0].resourceType")
+def test_contained_resource_of_a_type_the_r4b_models_lack() -> None:
+    product = {"resourceType": "MedicinalProduct", "id": "m", "name": [{"productName": "x"}]}
+    assert validate(observation(contained=[product])) == []
+    resource = observation(contained=[{**product, "name": [{"productName": 1}]}])
+    assert problem(resource) == ("structure", "Observation.contained[0].name[0].productName")
 
 
 def test_contained_resource_must_be_an_object() -> None:
@@ -347,9 +366,10 @@ def test_quick_check_passes_only_valid_values(type_: str) -> None:
 # --------------------------------------------------------------------------- the structure itself
 
 
-def test_covers_the_same_types_as_before() -> None:
-    for type_ in definitions.RESOURCE_TYPES:
-        assert validator_covers(type_) == r4_models.validator_covers(type_), type_
+def test_covers_every_r4_type_the_r4b_models_covered_and_the_others() -> None:
+    assert all(validator_covers(t) for t in definitions.RESOURCE_TYPES)
+    lacking = {t for t in definitions.RESOURCE_TYPES if not r4_models.validator_covers(t)}
+    assert lacking == set(R4_ONLY_TYPES)
 
 
 def _model_scopes() -> list[tuple[type, str]]:
@@ -404,6 +424,70 @@ def test_structure_agrees_with_the_r4b_models_corrected_to_r4() -> None:
     scopes = _model_scopes()
     assert len(scopes) > 500
     differences = {path: d for cls, path in scopes if (d := _differences(cls, path))}
+    assert differences == {}
+
+
+_KINDS = {
+    BOOLEAN: "boolean", INTEGER: "integer", DECIMAL: "decimal", STRING: "string",
+    COMPLEX: "complex", RESOURCE: "resource",
+}  # fmt: skip
+_CLIENT_PY_PRIMITIVES = {bool: "boolean", int: "integer", float: "decimal", str: "string"}
+
+
+def _kind_of_client_py(type_: Any) -> str:
+    if issubclass(type_, FHIRDate):  # date, dateTime, instant, time
+        return "string"
+    if not issubclass(type_, FHIRAbstractBase):
+        return _CLIENT_PY_PRIMITIVES[type_]
+    return "resource" if issubclass(type_, FhirResource) else "complex"
+
+
+def _client_py_class(type_: str) -> type:
+    cls = type(FHIRElementFactory.instantiate(type_, None))
+    assert cls.resource_type == type_
+    return cls
+
+
+def _client_py_differences(cls: type, path: str, seen: set[tuple[type, str]]) -> dict:
+    """How the compiled shapes at ``path`` and below differ from client-py's R4 models
+    (``elementProperties()``: name, JSON name, type, is list, choice, required)."""
+    if (cls, path) in seen:
+        return {}
+    seen.add((cls, path))
+    compiled = shape(path)
+    model = {p[1]: p for p in cls().elementProperties()}
+    out: dict[str, Any] = {}
+    found = []
+    if set(model) != set(compiled.values):
+        found.append(("properties", sorted(set(model) ^ set(compiled.values))))
+    for name in set(model) & set(compiled.values):
+        slot, (_, _, type_, many, choice, required) = compiled.values[name], model[name]
+        pairs = {
+            "many": (slot.many, many),
+            "choice": (slot.choice, choice),
+            "required": (slot.required, required and choice is None),
+            "kind": (_KINDS[slot.kind], _kind_of_client_py(type_)),
+        }
+        found.extend((name, what, a, b) for what, (a, b) in pairs.items() if a != b)
+        if _kind_of_client_py(type_) == "complex" and slot.shape is not None:
+            out.update(_client_py_differences(type_, slot.shape.path, seen))
+    required_choices = {p[4] for p in model.values() if p[4] and p[5]}
+    if required_choices != set(compiled.required_choices):
+        found.append(("required choices", sorted(required_choices), compiled.required_choices))
+    if found:
+        out[path] = found
+    return out
+
+
+def test_structure_agrees_with_client_py_r4_models() -> None:
+    """client-py's models are generated from the R4 4.0.1 StructureDefinitions: a reading
+    of the structure independent of ours, which has the types the R4B models lack."""
+    seen: set[tuple[type, str]] = set()
+    differences: dict[str, Any] = {}
+    for type_ in sorted(definitions.RESOURCE_TYPES):
+        differences.update(_client_py_differences(_client_py_class(type_), type_, seen))
+    assert len(seen) > 600
+    assert {path.split(".")[0] for _cls, path in seen} >= set(R4_ONLY_TYPES)
     assert differences == {}
 
 

@@ -13,6 +13,10 @@ https://hl7.org/fhir/R4/validation.html: the JSON representation
 - ``walk``: one pass over the JSON against the structure;
 - ``validator``: ``validate()``.
 
+Every R4 resource type is covered (``validator_covers``), the R4 types the fhir.resources
+R4B models lack (``MedicinalProduct``, ``SubstanceSpecification`` ...) or redesigned
+(``Evidence``, ``EvidenceVariable``) included.
+
 ``r4_models`` reads the same structure from the fhir.resources R4B models, corrected to R4
 (the validator used it before it had its own structure); only the tests use it now, to
 compare the two (fhir.resources is a test dependency).

@@ -34,21 +34,6 @@ from resources.validation.primitives import (
 
 __all__ = ["COMPLEX", "RESOURCE", "Shape", "Slot", "shape", "validator_covers"]
 
-# R4 resource types the validator does not accept (yet): the R4 types that the
-# fhir.resources R4B models lack or redesigned, which the validator rejected while it used
-# them. The structure below covers them too; taking one off this list accepts it.
-NOT_COVERED = frozenset(
-    {
-        "EffectEvidenceSynthesis", "Evidence", "EvidenceVariable", "MedicinalProduct",
-        "MedicinalProductAuthorization", "MedicinalProductContraindication",
-        "MedicinalProductIndication", "MedicinalProductIngredient",
-        "MedicinalProductInteraction", "MedicinalProductManufactured",
-        "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
-        "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
-        "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
-        "SubstanceSourceMaterial", "SubstanceSpecification",
-    }
-)  # fmt: skip
 _BACKBONES = frozenset({"BackboneElement", "Element"})
 
 
@@ -119,12 +104,10 @@ def shape(path: str) -> Shape:
 
 
 def validator_covers(resource_type: Any) -> bool:
-    """True when ``resource_type`` is an R4 resource type this validator accepts."""
-    return (
-        isinstance(resource_type, str)
-        and resource_type in definitions.resource_types()
-        and resource_type not in NOT_COVERED
-    )
+    """True when ``resource_type`` is an R4 resource type this validator accepts: every
+    one of them, the types whose structure the R4B models lacked or redesigned
+    (``MedicinalProduct``, ``Evidence`` ...) included."""
+    return definitions.is_resource_type(resource_type)
 
 
 def _compile(path: str) -> Shape:

@@ -35,7 +35,7 @@ from resources.validation.primitives import (
     json_type_problem,
     outside,
 )
-from resources.validation.structure import Shape, Slot, shape, validator_covers
+from resources.validation.structure import Shape, Slot, shape
 
 _RESOURCE, _ELEMENT, _COMPANION = range(3)  # what an object is, for ele-1 and resourceType
 _STEP = re.compile(r"[.\[]")
@@ -79,8 +79,6 @@ class Walk:
             self.add("structure", where, "resourceType must be a JSON string")
         elif not definitions.is_resource_type(resource_type):
             self.add("structure", where, f"{resource_type!r} is not an R4 resource type")
-        elif not validator_covers(resource_type):
-            self.add("not-supported", where, f"{resource_type} resources cannot be validated")
         else:
             self.object(node, shape(resource_type), expr or resource_type, _RESOURCE)
 
