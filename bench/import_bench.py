@@ -10,7 +10,11 @@ resident memory of the child (``os.wait4`` rusage; with workers, the largest pro
 Targets (issue 5, on a 2-core machine): at least 2,000 resources/s, peak memory under
 500 MB for 100,000 resources.
 
-Usage: ``python bench/import_bench.py --patients 2000 [--workers 0 2]``
+With ``--workers N`` the import prepares resources (parse, validate, index, serialise)
+in N worker processes and the main process only writes; on 2 cores 1 worker is fastest
+(the writing process keeps the other core busy; ``default_workers()`` = cores - 1).
+
+Usage: ``python bench/import_bench.py --patients 2000 [--workers 0 1 2]``
 Prints a table and writes ``bench/results/import-sqlite.json``.
 """
 
@@ -69,7 +73,7 @@ def run_import(folder: Path, db: Path, workers: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=400)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 

@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         "--ingest-bundles", type=int, default=2000, help="at most this many Bundles per run"
     )
     parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--import-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--import-workers", type=int, default=None, help="default: fhir-server import's own"
+    )
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--no-raw", action="store_true", help="skip the raw limit")
     parser.add_argument("--no-auth-off", action="store_true", help="skip the auth-off reads")
@@ -212,11 +214,13 @@ def _cli(arguments: list[str]) -> str:
     return done.stdout
 
 
-def _import(ndjson: Path, storage: str, workers: int, resources: int) -> dict[str, Any]:
+def _import(ndjson: Path, storage: str, workers: int | None, resources: int) -> dict[str, Any]:
     """``fhir-server import`` in a child process: resources/s and the peak RSS of its
     process tree (sampled from /proc every 0.1 s)."""
     command = [sys.executable, "-m", "fhir_server.cli", "import", str(ndjson)]
-    command += ["--storage", storage, "--quiet", "--workers", str(workers)]
+    command += ["--storage", storage, "--quiet"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     print(f"importing into {storage} ...", flush=True)
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
@@ -234,7 +238,7 @@ def _import(ndjson: Path, storage: str, workers: int, resources: int) -> dict[st
     print(f"import: {resources:,} resources in {seconds:.1f} s ({rate:,.0f}/s)", flush=True)
     return {
         "scenario": "import",
-        "workers": workers,
+        "workers": workers if workers is not None else "default",
         "auth": "-",
         "seconds": round(seconds, 2),
         "resources": resources,

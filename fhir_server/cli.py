@@ -154,7 +154,10 @@ def _add_write_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
     cmd.add_argument("--batch-size", type=int, default=1000, help="resources per transaction")
     cmd.add_argument(
-        "--workers", type=int, default=0, help="processes that validate (default 0: inline)"
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that parse, validate and index (default: cores - 1; 0: inline)",
     )
     cmd.add_argument("--quiet", action="store_true", help="no progress line")
 

@@ -83,7 +83,7 @@ async def write_population(
     population: Population,
     *,
     batch_size: int = 1000,
-    workers: int = 0,
+    workers: int | None = 0,
     progress: bool = False,
 ) -> ImportReport:
     """Store the population through the import path (validated, batched, idempotent)."""

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from fhir_server.app import create_app
-from fhir_server.bulk_import.pipeline import check_item
+from fhir_server.bulk_import.prepare import prepare_item
 from fhir_server.config import Settings
 from fhir_server.demo_data import Population, write_ndjson, write_population
 from fhir_server.storage.base import open_store
@@ -83,7 +83,7 @@ def test_every_reference_resolves(population: list[dict[str, Any]]) -> None:
 def test_every_resource_validates(population: list[dict[str, Any]]) -> None:
     problems = []
     for resource in population:
-        checked = check_item(fhir_json.dumps(resource))
+        checked = prepare_item(fhir_json.dumps(resource))
         if checked.error:
             problems.append((resource["id"], checked.error))
     assert problems == []

@@ -7,7 +7,8 @@ a summary per type, and idempotence (ids are kept; unchanged resources are not w
   it came from);
 - :mod:`~fhir_server.bulk_import.bundles`: Bundle entries, ``urn:uuid:`` placeholders
   resolved;
-- :mod:`~fhir_server.bulk_import.pipeline`: validate, index, compare, write in batches;
+- :mod:`~fhir_server.bulk_import.prepare`: parse, validate, index, serialise (in workers);
+- :mod:`~fhir_server.bulk_import.pipeline`: resolve, compare, write in batches;
 - :mod:`~fhir_server.bulk_import.report`: counts, problems, progress.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fhir_server.bulk_import.pipeline import BATCH_SIZE, Importer
+from fhir_server.bulk_import.pipeline import BATCH_SIZE, Importer, default_workers
 from fhir_server.bulk_import.report import ImportReport, Progress
 from fhir_server.bulk_import.sources import find_files, read_items, resource_items, total_bytes
 from fhir_server.storage.base import Store
@@ -30,12 +31,15 @@ async def import_paths(
     paths: Sequence[str | Path],
     *,
     batch_size: int = BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     progress: bool = False,
 ) -> ImportReport:
-    """Import every Bundle, NDJSON and resource file named by ``paths`` into ``store``."""
+    """Import every Bundle, NDJSON and resource file named by ``paths`` into ``store``
+    (``workers``: processes that prepare resources; None: :func:`default_workers`)."""
     files = find_files(paths)
     bar = Progress(total_bytes(files), enabled=progress)
+    if workers is None:
+        workers = default_workers()
     importer = Importer(store, batch_size=batch_size, workers=workers, progress=bar)
     return await importer.run(read_items(files))
 
@@ -46,10 +50,13 @@ async def import_resources(
     *,
     where: str = "resource",
     batch_size: int = BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = 0,
     progress: bool = False,
 ) -> ImportReport:
-    """Import resources made in this process (validated and written like a file's)."""
+    """Import resources made in this process (validated and written like a file's;
+    ``workers`` None: :func:`default_workers`)."""
+    if workers is None:
+        workers = default_workers()
     bar = Progress(0, enabled=progress)
     importer = Importer(store, batch_size=batch_size, workers=workers, progress=bar)
     return await importer.run(resource_items(resources, where))

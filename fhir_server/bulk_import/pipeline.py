@@ -2,35 +2,42 @@
 
 Each resource goes the way of an API update (https://hl7.org/fhir/R4/http.html#update):
 parsed losslessly, validated with ``check_valid``, indexed with ``index_entries`` and
-stored with ``content_builder``, by its own id, through the store's ``write_batch`` (one
-transaction per batch). A resource whose content equals the stored current version
-(the bytes it would be stored as, apart from ``meta.versionId`` and
+stored by its own id through the store's ``write_batch`` (one transaction per batch); see
+:mod:`~fhir_server.bulk_import.prepare`. A resource whose content equals the stored
+current version (the bytes it would be stored as, apart from ``meta.versionId`` and
 ``meta.lastUpdated``) is not written again, so a second import of the same files makes no
-new versions. With ``workers`` > 0, validation (the costliest step) runs in a process
-pool while the main process indexes and writes; the next batch is prepared while the
-store commits the previous one.
+new versions. With ``workers`` > 0, all of that preparation runs in a process pool (two
+batches ahead) and the main process only resolves conditional references, compares and
+writes; the next batch is prepared while the store commits the previous one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import gc
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fhir_server.bulk_import.prepare import (
+    Prepared,
+    message,
+    prepare_chunk,
+    prepare_item,
+    start_worker,
+    unpack,
+)
 from fhir_server.bulk_import.report import ImportReport, Progress
 from fhir_server.bulk_import.sources import Item
-from fhir_server.interactions.context import check_id
 from fhir_server.interactions.references import (
     conditional_reference,
     iter_references,
     rewrite_references,
 )
-from fhir_server.interactions.write import check_valid, content_builder, index_entries, with_meta
+from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import Store, StoredVersion, TransactionsUnavailable, WriteRequest
 from resources import fhir_json
 from resources.errors import FhirError
@@ -40,50 +47,19 @@ from resources.terminology import value_set_codes
 
 BATCH_SIZE = 1000
 
-
-@dataclass(slots=True)
-class Checked:
-    """An item after parsing and validation: its type and id, or what is wrong."""
-
-    type: str | None
-    id: str | None
-    error: str | None = None
-    resource: dict[str, Any] | None = None
+_Latest = dict[tuple[str, str], WriteRequest]
+"""The writes of the batch being prepared, by (type, id): the last one of each wins."""
 
 
-def check_item(data: bytes, keep: bool = True) -> Checked:
-    """Parse and validate one resource (runs in a worker process when there are some)."""
-    type_: str | None = None
+def default_workers() -> int:
+    """Worker processes when none are asked for: one per core the process may use but
+    one, which the writing process keeps busy (its thread in SQLite runs without the
+    GIL); none on a single core. On 2 cores, 1 worker imports faster than 2."""
     try:
-        resource = fhir_json.loads_resource(data)
-        found = resource.get("resourceType")
-        type_ = found if isinstance(found, str) else None
-        if type_ is None:
-            return Checked(None, None, "the resource has no resourceType")
-        id_ = resource.get("id")
-        if id_ is None:  # derive one from the content, so that a re-import finds it
-            id_ = hashlib.sha256(fhir_json.dumps(resource)).hexdigest()[:32]
-            resource = {**resource, "id": id_}
-        if not isinstance(id_, str):
-            return Checked(type_, None, "id must be a string")
-        check_id(id_)
-        check_valid(resource)
-    except FhirError as exc:
-        return Checked(type_, None, _message(exc))
-    return Checked(type_, id_, None, resource if keep else None)
-
-
-def check_chunk(chunk: Sequence[bytes]) -> list[Checked]:
-    """Validate a chunk in a worker; the resources are parsed again by the writer."""
-    return [check_item(data, keep=False) for data in chunk]
-
-
-def _message(exc: FhirError) -> str:
-    parts = []
-    for issue in exc.issues:
-        where = f"{', '.join(issue.expression)}: " if issue.expression else ""
-        parts.append(f"{where}{issue.diagnostics}")
-    return "; ".join(parts) or exc.diagnostics
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(cores - 1, 0)
 
 
 class Importer:
@@ -111,13 +87,16 @@ class Importer:
         loop = asyncio.get_running_loop()
         start = loop.time()
         batches = _batches(iter(items), self.batch_size)
-        pool: Executor | None = ProcessPoolExecutor(self.workers) if self.workers > 0 else None
+        gc.collect()
+        gc.freeze()  # what is loaded by now stays: spare the cyclic GC scanning it
+        pool: Executor | None = None
+        if self.workers > 0:
+            pool = ProcessPoolExecutor(self.workers, initializer=start_worker)
         try:
             pending: asyncio.Task[None] | None = None
-            checks = self._checks(pool, batches)
-            for batch, checked in checks:
+            for batch, prepared in self._prepared(pool, batches):
                 self._pending = pending
-                requests = await self._requests(batch, await checked)
+                requests = await self._requests(batch, await prepared)
                 if pending is not None:
                     await pending  # one batch is written while the next is prepared
                 pending = asyncio.create_task(self._write(requests))
@@ -126,48 +105,50 @@ class Importer:
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            gc.unfreeze()
             if self.progress is not None:
                 self.progress.close()
         self.report.seconds = loop.time() - start
         return self.report
 
-    def _checks(
+    def _prepared(
         self, pool: Executor | None, batches: Iterator[list[Item]]
-    ) -> Iterator[tuple[list[Item], asyncio.Future[list[Checked]]]]:
-        """Each batch with its validation under way (two batches ahead with a pool)."""
+    ) -> Iterator[tuple[list[Item], asyncio.Future[list[Prepared]]]]:
+        """Each batch with its preparation under way (two batches ahead with a pool)."""
         loop = asyncio.get_running_loop()
         if pool is None:
             for batch in batches:
-                future: asyncio.Future[list[Checked]] = loop.create_future()
-                future.set_result([check_item(i.data) for i in batch if i.data is not None])
+                future: asyncio.Future[list[Prepared]] = loop.create_future()
+                future.set_result([prepare_item(i.data) for i in batch if i.data is not None])
                 yield batch, future
             return
-        ahead: list[tuple[list[Item], asyncio.Future[list[Checked]]]] = []
+        ahead: list[tuple[list[Item], asyncio.Future[list[Prepared]]]] = []
         for batch in batches:
             ahead.append((batch, self._submit(pool, batch)))
             if len(ahead) > 2:
                 yield ahead.pop(0)
         yield from ahead
 
-    def _submit(self, pool: Executor, batch: list[Item]) -> asyncio.Future[list[Checked]]:
+    def _submit(self, pool: Executor, batch: list[Item]) -> asyncio.Future[list[Prepared]]:
         loop = asyncio.get_running_loop()
         data = [item.data for item in batch if item.data is not None]
-        size = max(1, -(-len(data) // self.workers))
+        # several chunks per worker: the first results arrive (and are unpacked) early
+        size = max(1, -(-len(data) // (self.workers * 4)))
         parts = [
-            asyncio.wrap_future(pool.submit(check_chunk, data[i : i + size]), loop=loop)
+            asyncio.wrap_future(pool.submit(prepare_chunk, data[i : i + size]), loop=loop)
             for i in range(0, len(data), size)
         ]
 
-        async def gather() -> list[Checked]:
-            return [c for part in await asyncio.gather(*parts) for c in part]
+        async def gather() -> list[Prepared]:
+            return [unpack(packed) for part in await asyncio.gather(*parts) for packed in part]
 
         return asyncio.ensure_future(gather())
 
-    async def _requests(self, batch: list[Item], checked: list[Checked]) -> list[WriteRequest]:
+    async def _requests(self, batch: list[Item], prepared: list[Prepared]) -> list[WriteRequest]:
         """The writes of a batch: valid resources that differ from what is stored."""
         report = self.report
-        results = iter(checked)
-        latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]] = {}
+        results = iter(prepared)
+        latest: _Latest = {}
         nbytes = 0
         for item in batch:
             nbytes += item.size
@@ -177,33 +158,50 @@ class Importer:
                 elif item.error is not None:
                     report.problem(item.where, item.error)
                 continue
-            check = next(results)
-            if check.error is not None or check.id is None or check.type is None:
-                report.problem(item.where, check.error or "invalid", check.type)
+            ready = next(results)
+            type_, id_ = ready.type, ready.id
+            if ready.error is not None or id_ is None or type_ is None:
+                report.problem(item.where, ready.error or "invalid", type_)
                 continue
-            resource = check.resource
-            if resource is None:  # validated in a worker: parse again here
-                resource = fhir_json.loads_resource(item.data)
-                if "id" not in resource:
-                    resource = {**resource, "id": check.id}
-            try:
-                await self._resolve_conditional(resource, latest)
-                request = _request(check.type, check.id, resource)
-            except FhirError as exc:
-                report.problem(item.where, _message(exc), check.type)
-                continue
-            key = (check.type, check.id)
+            if ready.conditional:
+                try:
+                    request = await self._conditional_request(item.data, ready, latest)
+                except FhirError as exc:
+                    report.problem(item.where, message(exc), type_)
+                    continue
+            else:
+                request = ready.request()
+            key = (type_, id_)
             if key in latest:  # the same resource twice in one batch: the last one wins
-                report.count(check.type, "unchanged")
-            latest[key] = (resource, request)
+                report.count(type_, "unchanged")
+            latest[key] = request
         if self.progress is not None:
             self.progress.advance(len(batch), nbytes)
         return await self._changed(latest)
 
+    async def _conditional_request(
+        self, data: bytes, ready: Prepared, latest: _Latest
+    ) -> WriteRequest:
+        """The write of a resource with conditional references, once they are resolved."""
+        assert ready.type is not None and ready.id is not None
+        resource = ready.resource
+        if resource is None:  # prepared in a worker: parse again here (validated there)
+            resource = fhir_json.loads_resource(data)
+            if "id" not in resource:
+                resource = {**resource, "id": ready.id}
+        await self._resolve_conditional(resource, latest)
+        return WriteRequest(
+            ready.type,
+            ready.id,
+            "update",
+            content_builder(resource, ready.id),
+            index=index_entries(resource, ready.id),
+        )
+
     async def _resolve_conditional(
         self,
         resource: dict[str, Any],
-        latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]],
+        latest: _Latest,
     ) -> None:
         """Rewrite ``Type?criteria`` references to the one resource each finds
         (https://hl7.org/fhir/R4/http.html#trules), as a transaction would. A target
@@ -244,9 +242,7 @@ class Importer:
         )
         return (await self.store.search(search, None, 2, False)).entries
 
-    async def _flush(
-        self, latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]]
-    ) -> None:
+    async def _flush(self, latest: _Latest) -> None:
         """Write what is pending and what this batch has so far."""
         if self._pending is not None:
             await self._pending
@@ -255,15 +251,13 @@ class Importer:
             await self._write(await self._changed(latest))
             latest.clear()
 
-    async def _changed(
-        self, latest: dict[tuple[str, str], tuple[dict[str, Any], WriteRequest]]
-    ) -> list[WriteRequest]:
+    async def _changed(self, latest: _Latest) -> list[WriteRequest]:
         requests = []
-        for (type_, id_), (resource, request) in latest.items():
+        for (type_, id_), request in latest.items():
             stored = await self.store.read(type_, id_)
             if stored is not None and not stored.deleted and stored.content is not None:
-                same = with_meta(resource, id_, stored.version, stored.last_updated)
-                if fhir_json.dumps(same) == stored.content:
+                assert request.build is not None
+                if request.build(stored.version, stored.last_updated) == stored.content:
                     self.report.count(type_, "unchanged")
                     continue
             requests.append(request)
@@ -284,12 +278,6 @@ class Importer:
         for request in requests:
             result = await self.store.write(request)
             self.report.count(request.type, "created" if result.created else "updated")
-
-
-def _request(type_: str, id_: str, resource: dict[str, Any]) -> WriteRequest:
-    return WriteRequest(
-        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
-    )
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -105,6 +105,8 @@ class SQLiteStore:
         self._search_pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._search_conns: list[sqlite3.Connection] = []
+        self._next_seq = 0
+        """The seq of the last version written (in the writer's transaction)."""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -286,6 +288,9 @@ class SQLiteStore:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # history.seq is the rowid: given here as SQLite would (max + 1), so the
+            # resource row is written once, with the seq of its new version
+            self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
             index = sqlite_index.IndexWriter(conn, self._param_ids)
             result = [self._apply(conn, index, request) for request in requests]
             index.flush()
@@ -316,28 +321,28 @@ class SQLiteStore:
             return no_op
         version, last_updated = next_version(previous)
         content = None if req.build is None else req.build(version, last_updated)
+        seq = self._next_seq = self._next_seq + 1
         if pk is None:
             pk = conn.execute(
-                f"INSERT INTO resource ({_COLUMNS}) VALUES (?,?,?,?,?,?,0)",
-                (req.type, req.id, version, last_updated, req.method, content),
+                f"INSERT INTO resource ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (req.type, req.id, version, last_updated, req.method, content, seq),
             ).lastrowid
             assert pk is not None
         else:
             conn.execute(
-                "UPDATE resource SET version=?, last_updated=?, method=?, content=? WHERE pk=?",
-                (version, last_updated, req.method, content, pk),
+                "UPDATE resource SET version=?, last_updated=?, method=?, content=?, seq=?"
+                " WHERE pk=?",
+                (version, last_updated, req.method, content, seq, pk),
             )
             conn.execute(
                 "UPDATE history SET ended=? WHERE res_pk=? AND version=?",
                 (last_updated, pk, version - 1),
             )
-        seq = conn.execute(
-            "INSERT INTO history (res_pk, type, id, version, last_updated, method, content)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (pk, req.type, req.id, version, last_updated, req.method, content),
-        ).lastrowid
-        assert seq is not None
-        conn.execute("UPDATE resource SET seq=? WHERE pk=?", (seq, pk))
+        conn.execute(
+            "INSERT INTO history (seq, res_pk, type, id, version, last_updated, method, content)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (seq, pk, req.type, req.id, version, last_updated, req.method, content),
+        )
         _record_members(conn, req, seq, previous)
         self._reindex(index, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
@@ -369,10 +374,14 @@ def _record_members(
             (seq, previous.seq),
         )
     elif req.index is not None and req.index.compartments:
-        conn.executemany(
-            "INSERT OR IGNORE INTO member (compartment, seq) VALUES (?, ?)",
-            [(c, seq) for c in req.index.compartments],
-        )
+        compartments = req.index.compartments
+        if len(compartments) == 1:
+            conn.execute(_INSERT_MEMBER, (compartments[0], seq))
+        else:
+            conn.executemany(_INSERT_MEMBER, [(c, seq) for c in compartments])
+
+
+_INSERT_MEMBER = "INSERT OR IGNORE INTO member (compartment, seq) VALUES (?, ?)"
 
 
 def backfill_members(conn: sqlite3.Connection) -> None:

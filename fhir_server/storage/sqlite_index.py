@@ -13,6 +13,13 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from resources.search.index.packed import (
+    COMPOSITE,
+    ROW_CLASSES,
+    PackedRows,
+    PackedSortKeys,
+    unpack_row,
+)
 from resources.search.model import (
     CompositeRow,
     DateRow,
@@ -118,9 +125,11 @@ class ParamIds:
 
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], int] = {}
+        self._by_type: dict[str, dict[str, int]] = {}
 
     def forget(self) -> None:
         self._ids = {}
+        self._by_type = {}
 
     def lookup(self, conn: sqlite3.Connection, type_: str, code: str) -> int | None:
         key = (type_, code)
@@ -144,6 +153,20 @@ class ParamIds:
             assert pid is not None
         return pid
 
+    def of_type(self, type_: str) -> dict[str, int]:
+        """The pids of ``type_`` interned so far, by code (see :meth:`ensure_all`)."""
+        found = self._by_type.get(type_)
+        if found is None:
+            found = self._by_type[type_] = {}
+        return found
+
+    def ensure_all(self, conn: sqlite3.Connection, type_: str, codes: Iterable[str]) -> None:
+        """Intern ``codes`` of ``type_`` (in the writer's transaction) into :meth:`of_type`."""
+        known = self.of_type(type_)
+        for code in codes:
+            if code not in known:
+                known[code] = self.ensure(conn, type_, code)
+
 
 class IndexWriter:
     """Collects the index rows of one transaction and inserts them table by table
@@ -152,69 +175,122 @@ class IndexWriter:
     def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
         self._conn = conn
         self._ids = ids
-        self._pending: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}
+        self._tables: dict[str, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
+        self._pending: set[int] = set()
+        """The resources with rows in ``_tables`` (not yet inserted)."""
+        self._by_kind = [self._tables[_TABLE_OF_ROW[cls]] for cls in ROW_CLASSES]
 
     def replace(
         self,
         type_: str,
         pk: int,
-        rows: Iterable[IndexRow],
-        sort_keys: Iterable[SortKey],
+        rows: Sequence[IndexRow],
+        sort_keys: Sequence[SortKey],
         fresh: bool = False,
     ) -> None:
         """The rows of resource ``pk`` become these (stored ones are cleared now,
         unless the resource is ``fresh``: new, so it has none)."""
-        if fresh:
-            self._pending.pop(pk, None)
-        else:
+        if not fresh:
             self.discard(pk)
-        ensure = self._ids.ensure
-        out = []
-        for row in rows:
-            table, values = _COLUMNS[type(row)](row)
-            out.append((table, (pk, ensure(self._conn, type_, row.code), *values)))
-        for key in sort_keys:
-            out.append(("idx_sort", (pk, ensure(self._conn, type_, key.code), key.low, key.high)))
-        self._pending[pk] = out
+        elif pk in self._pending:
+            self._drop_pending(pk)
+        pids = self._ids.of_type(type_)
+        tables = self._tables
+        try:
+            if isinstance(rows, PackedRows):  # tuples from an import's workers
+                by_kind = self._by_kind
+                for packed in rows.packed:
+                    kind = packed[0]
+                    if kind == COMPOSITE:
+                        parts = tuple(unpack_row(part) for part in packed[2])
+                        values = (pk, pids[packed[1]], *composite_columns(parts))
+                        tables["idx_composite"].append(values)
+                    else:
+                        by_kind[kind].append((pk, pids[packed[1]], *packed[2:]))
+            else:
+                columns = _ROW_COLUMNS
+                for row in rows:
+                    table, values = columns[type(row)](row, pk, pids[row.code])
+                    tables[table].append(values)
+            sort = tables["idx_sort"]
+            if isinstance(sort_keys, PackedSortKeys):
+                for code, low, high in sort_keys.packed:
+                    sort.append((pk, pids[code], low, high))
+            else:
+                for key in sort_keys:
+                    sort.append((pk, pids[key.code], key.low, key.high))
+        except KeyError:  # a code not interned yet: intern, then start over
+            self._drop_pending(pk)
+            codes = [r.code for r in rows] + [k.code for k in sort_keys]  # (unpacks)
+            self._ids.ensure_all(self._conn, type_, codes)
+            self.replace(type_, pk, rows, sort_keys, fresh=True)
+            return
+        self._pending.add(pk)
 
     def discard(self, pk: int) -> None:
         """Forget pending rows of ``pk`` and delete its stored rows."""
-        self._pending.pop(pk, None)
+        if pk in self._pending:
+            self._drop_pending(pk)
         for table in INDEX_TABLES:
             self._conn.execute(f"DELETE FROM {table} WHERE res_pk=?", (pk,))
 
+    def _drop_pending(self, pk: int) -> None:
+        for rows in self._tables.values():
+            if rows:
+                rows[:] = [r for r in rows if r[0] != pk]
+        self._pending.discard(pk)
+
     def flush(self) -> None:
-        batches: dict[str, list[tuple[Any, ...]]] = {}
-        for rows in self._pending.values():
-            for table, values in rows:
-                batches.setdefault(table, []).append(values)
-        self._pending.clear()
-        for table, batch in batches.items():
+        for table, batch in self._tables.items():
+            if not batch:
+                continue
             marks = ",".join("?" * len(batch[0]))
             verb = "INSERT OR REPLACE" if table == "idx_sort" else "INSERT"
             self._conn.executemany(f"{verb} INTO {table} VALUES ({marks})", batch)
+            batch.clear()
+        self._pending.clear()
 
 
-_COLUMNS: dict[type, Any] = {
-    TokenRow: lambda r: (
-        "idx_token",
-        (r.system, r.value, r.text, r.type_system, r.type_code),
-    ),
-    StringRow: lambda r: ("idx_string", (r.normalized, r.exact)),
-    DateRow: lambda r: ("idx_date", (r.low, r.high)),
-    ReferenceRow: lambda r: (
-        "idx_reference",
-        (r.target_type, r.target_id, r.url, r.version, r.identifier_system, r.identifier_value),
-    ),
-    QuantityRow: lambda r: (
-        "idx_quantity",
-        (r.value, r.low, r.high, r.system, r.unit_code, r.unit),
-    ),
-    NumberRow: lambda r: ("idx_number", (r.value, r.low, r.high)),
-    UriRow: lambda r: ("idx_uri", (r.value,)),
-    CompositeRow: lambda r: ("idx_composite", composite_columns(r.parts)),
+_TABLE_OF_ROW: dict[type, str] = {
+    TokenRow: "idx_token",
+    StringRow: "idx_string",
+    DateRow: "idx_date",
+    ReferenceRow: "idx_reference",
+    QuantityRow: "idx_quantity",
+    NumberRow: "idx_number",
+    UriRow: "idx_uri",
+    CompositeRow: "idx_composite",
 }
-"""Row class -> (table, column values after res_pk and pid)."""
+
+_ROW_COLUMNS: dict[type, Any] = {
+    TokenRow: lambda r, pk, pid: (
+        "idx_token",
+        (pk, pid, r.system, r.value, r.text, r.type_system, r.type_code),
+    ),
+    StringRow: lambda r, pk, pid: ("idx_string", (pk, pid, r.normalized, r.exact)),
+    DateRow: lambda r, pk, pid: ("idx_date", (pk, pid, r.low, r.high)),
+    ReferenceRow: lambda r, pk, pid: (
+        "idx_reference",
+        (
+            pk,
+            pid,
+            r.target_type,
+            r.target_id,
+            r.url,
+            r.version,
+            r.identifier_system,
+            r.identifier_value,
+        ),
+    ),
+    QuantityRow: lambda r, pk, pid: (
+        "idx_quantity",
+        (pk, pid, r.value, r.low, r.high, r.system, r.unit_code, r.unit),
+    ),
+    NumberRow: lambda r, pk, pid: ("idx_number", (pk, pid, r.value, r.low, r.high)),
+    UriRow: lambda r, pk, pid: ("idx_uri", (pk, pid, r.value)),
+    CompositeRow: lambda r, pk, pid: ("idx_composite", (pk, pid, *composite_columns(r.parts))),
+}
+"""Row class -> (table, its column values: res_pk, pid, then the row's)."""
 
 
 def composite_columns(parts: Sequence[IndexRow]) -> tuple[Any, ...]:

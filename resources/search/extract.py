@@ -36,16 +36,26 @@ from resources.search.fhirpath import Items, compile_path
 from resources.search.index import elements
 from resources.search.index.composite import CompiledComponent, PartsCache, composite_rows
 from resources.search.index.date import date_rows
+from resources.search.index.entry_keys import entry_keys
 from resources.search.index.number import number_rows
+from resources.search.index.path_parser import Binary, Ident, Node, Unsupported, parse
 from resources.search.index.quantity import quantity_rows
 from resources.search.index.reference import reference_rows, reference_sort_value
 from resources.search.index.string import string_rows
 from resources.search.index.token import code_systems, token_rows, token_rows_with_systems
 from resources.search.index.uri import uri_rows
-from resources.search.model import IndexRow, ParamType, SearchParam, SortKey
+from resources.search.model import Component, IndexRow, ParamType, SearchParam, SortKey
 
 RowsFn = Callable[[str, Iterable[tuple[Any, str]]], Sequence[IndexRow]]
 SortFn = Callable[[str, Sequence[Any]], SortKey | None]
+_Step = tuple[
+    str,
+    Callable[[Items, dict[str, Any]], Items],
+    RowsFn,
+    tuple[CompiledComponent, ...],
+    SortFn | None,
+]
+"""One parameter's evaluation: code, expression, rows, composite components, sort key."""
 
 ROWS: dict[str, RowsFn] = {
     "string": string_rows,
@@ -64,12 +74,19 @@ _ALWAYS: dict[str, tuple[ParamType, str]] = {
 }
 
 
+Applies = Callable[[frozenset[str]], bool]
+
+_MAX_SHAPES = 1024
+"""Resource shapes whose plan an :class:`Indexer` remembers (then it starts again)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     code: str
     type: ParamType
     run: Callable[[Items, dict[str, Any]], Items]
-    entry_keys: tuple[str, ...] | None
+    applies: Applies | None
+    """Whether a resource with these top-level keys can have values (None: it can)."""
     native: bool
     rows: RowsFn
     components: tuple[CompiledComponent, ...] = ()
@@ -84,9 +101,12 @@ class Indexer:
         resource_type: str | None = None,
         *,
         native: bool = True,
+        skip_absent: bool = True,
     ) -> None:
         """Compile ``params`` (all of ``resource_type``). ``native=False`` evaluates every
-        expression with fhirpathpy instead (slow; for checking the native navigators)."""
+        expression with fhirpathpy instead (slow; for checking the native navigators);
+        ``skip_absent=False`` evaluates every parameter on every resource, even those
+        whose entry keys it lacks (for checking that skipping changes nothing)."""
         if resource_type is None:
             resource_type = next((p.resource_type for p in params.values()), "Resource")
         self.resource_type = resource_type
@@ -100,8 +120,15 @@ class Indexer:
                 compiled.append(_compile(param, resource_type, native))  # type: ignore[arg-type]
         self._params: tuple[_Compiled, ...] = tuple(compiled)
         self._plan = tuple(
-            (c.code, c.entry_keys, c.run, c.rows, c.components, SORT.get(c.type)) for c in compiled
+            (
+                c.applies if skip_absent else None,
+                (c.code, c.run, c.rows, c.components, SORT.get(c.type)),
+            )
+            for c in compiled
         )
+        self._plans: dict[tuple[str, ...], tuple[_Step, ...]] = {}
+        """The parameters that can have values, by the keys of a resource (its shape):
+        resources of one type come in few shapes."""
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -119,13 +146,11 @@ class Indexer:
         keys: list[SortKey] = []
         root = [(resource, self.resource_type)]
         cache: PartsCache = {}
-        for code, entry_keys, run, extract, components, sort_key in self._plan:
-            if entry_keys is not None:
-                for key in entry_keys:
-                    if key in resource:
-                        break
-                else:
-                    continue
+        shape = tuple(resource)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plan_for(shape)
+        for code, run, extract, components, sort_key in plan:
             items = run(root, resource)
             if not items:
                 continue
@@ -143,6 +168,15 @@ class Indexer:
                 if key is not None:
                     keys.append(key)
         return rows, keys
+
+    def _plan_for(self, shape: tuple[str, ...]) -> tuple[_Step, ...]:
+        """The steps of the parameters whose entry keys a resource of this shape has."""
+        present = frozenset(shape)
+        plan = tuple(step for applies, step in self._plan if applies is None or applies(present))
+        if len(self._plans) >= _MAX_SHAPES:
+            self._plans.clear()
+        self._plans[shape] = plan
+        return plan
 
     def extract(self, resource: dict[str, Any]) -> list[IndexRow]:
         return self.index(resource)[0]
@@ -171,7 +205,7 @@ def _compile(param: SearchParam, resource_type: str, native: bool) -> _Compiled 
     if not expression or param_type == "special":
         return None
     path = compile_path(expression, resource_type, native=native)
-    keys = tuple(sorted(path.entry_keys)) if path.entry_keys is not None else None
+    applies = _any_key(path.entry_keys)
     if param_type == "composite":
         if not param.components or any(c.type not in ROWS for c in param.components):
             return None
@@ -183,12 +217,53 @@ def _compile(param: SearchParam, resource_type: str, native: bool) -> _Compiled 
             for c, p in zip(param.components, paths, strict=True)
         )
         all_native = path.native and all(p.native for p in paths)
-        return _Compiled(param.code, param_type, path.run, keys, all_native, _no_rows, components)
+        if applies is None:
+            applies = _composite_applies(expression, param.components, resource_type)
+        return _Compiled(
+            param.code, param_type, path.run, applies, all_native, _no_rows, components
+        )
     rows = _rows_for(param_type, expression)
     if rows is None:
         return None
     extractor = _with_extensions(rows, expression)
-    return _Compiled(param.code, param_type, path.run, keys, path.native, extractor)
+    return _Compiled(param.code, param_type, path.run, applies, path.native, extractor)
+
+
+def _any_key(keys: frozenset[str] | None) -> Applies | None:
+    if keys is None:
+        return None
+    return lambda present: not keys.isdisjoint(present)
+
+
+def _composite_applies(
+    expression: str, components: Sequence[Component], resource_type: str
+) -> Applies | None:
+    """For a composite whose elements include the resource itself (``Observation``,
+    ``Observation | Observation.component``): a row needs a value of every component on
+    one element, so on the resource each component's entry keys must be there; other
+    elements need their own entry keys."""
+    try:
+        branches: list[list[frozenset[str]]] = []  # any branch; in a branch, every set
+        for branch in _union_branches(parse(expression)):
+            keys = entry_keys(branch, resource_type)
+            if keys is None and isinstance(branch, Ident) and branch.name == resource_type:
+                each = [entry_keys(parse(c.expression), resource_type) for c in components]
+                branches.append([k for k in each if k is not None])
+            elif keys is None:
+                return None
+            else:
+                branches.append([keys])
+    except Unsupported:
+        return None
+    return lambda present: any(
+        all(not keys.isdisjoint(present) for keys in every) for every in branches
+    )
+
+
+def _union_branches(node: Node) -> list[Node]:
+    if isinstance(node, Binary) and node.op == "|":
+        return [*_union_branches(node.left), *_union_branches(node.right)]
+    return [node]
 
 
 def _rows_for(param_type: str, expression: str) -> RowsFn | None:
@@ -232,6 +307,9 @@ def _date_sort(code: str, rows: Sequence[Any]) -> SortKey | None:
 
 def _values_sort(value: Callable[[Any], Any]) -> SortFn:
     def sort_key(code: str, rows: Sequence[Any]) -> SortKey | None:
+        if len(rows) == 1:
+            one = value(rows[0])
+            return None if one is None else SortKey(code, one, one)
         values = [v for r in rows if (v := value(r)) is not None]
         if not values:
             return None

@@ -13,8 +13,9 @@ matched by a composite value (``system|code$...``) and are left out.
 
 Speed: all components are navigated before any row is built, so an Observation without
 a ``valueCodeableConcept`` costs ``code-value-concept`` two navigations and no rows; and
-the rows of a component are shared, within one resource, by every composite that has the
-same component on the same element (``code`` in the four ``code-value-*`` parameters).
+the values of a component are extracted once per resource and element, and shared by
+every composite with a component of the same expression there (``code`` in the
+``code-value-*`` and ``combo-code-value-*`` parameters), under each one's code.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
+from resources.search.index.packed import FIELDS, KIND, ROW_CLASSES
 from resources.search.model import CompositeRow, IndexRow, TokenRow
 
 Item = tuple[Any, str]
 Items = list[Item]
 RowsFn = Callable[[str, Iterable[Item]], Sequence[IndexRow]]
 RunFn = Callable[[Items, dict[str, Any]], Items]
-PartsCache = dict[tuple[str, str, int], list[IndexRow]]
-"""(component code, expression, id(element)) -> that component's rows, per resource."""
+PartsCache = dict[tuple[str, RowsFn, int], tuple[str, list[IndexRow]]]
+"""(expression, rows function, id(element)) -> the code and rows of the first component
+with them, per resource: another composite's component with the same expression on the
+same element (``code`` of ``code-value-quantity`` and ``combo-code-value-quantity``)
+takes the same values under its own code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +73,23 @@ def composite_rows(
 def _parts(
     component: CompiledComponent, values: Items, element: Item, cache: PartsCache
 ) -> list[IndexRow]:
-    key = (component.code, component.expression, id(element[0]))
-    parts = cache.get(key)
-    if parts is None:
+    key = (component.expression, component.rows, id(element[0]))
+    cached = cache.get(key)
+    if cached is None:
         parts = [
             row
             for row in component.rows(component.code, values)
             if not (isinstance(row, TokenRow) and row.value is None and row.system is None)
         ]
-        cache[key] = parts
-    return parts
+        cache[key] = (component.code, parts)
+        return parts
+    code, parts = cached
+    if code == component.code:
+        return parts
+    return [_recoded(row, component.code) for row in parts]
+
+
+def _recoded(row: IndexRow, code: str) -> IndexRow:
+    """The same values under another parameter code (a component of another composite)."""
+    kind = KIND[type(row)]
+    return ROW_CLASSES[kind](code, *FIELDS[kind](row)[1:])  # type: ignore[no-any-return]

@@ -49,6 +49,9 @@ def _entry_keys(node: Node, context_type: str) -> frozenset[str] | None:
     if isinstance(node, Call) and node.target is not None and node.name == "extension":
         keys = _entry_keys(node.target, context_type)
         return frozenset({"extension"}) if keys is _CONTEXT else keys
+    typed = _typed_keys(node, context_type)
+    if typed is not None:
+        return typed
     navigating = isinstance(node, Call) and node.target is not None and node.name in _NAVIGATING
     if navigating or isinstance(node, Index) or (isinstance(node, TypeOp) and node.op == "as"):
         keys = _entry_keys(node.target, context_type)  # type: ignore[union-attr, arg-type]
@@ -59,3 +62,29 @@ def _entry_keys(node: Node, context_type: str) -> frozenset[str] | None:
             return None
         return left | right
     return None
+
+
+def _typed_keys(node: Node, context_type: str) -> frozenset[str] | None:
+    """``value.as(Quantity)``, ``(Observation.value as Quantity)``, ``.ofType(…)`` on an
+    element of the context: only the keys of the choices of that type (``valueQuantity``),
+    as the native evaluator navigates them; None for anything else."""
+    if isinstance(node, Call) and node.name in ("as", "ofType") and len(node.args) == 1:
+        target, argument = node.target, node.args[0]
+        type_name = argument.name if isinstance(argument, Ident) else None
+    elif isinstance(node, TypeOp) and node.op == "as":
+        target, type_name = node.target, node.type_name
+    else:
+        return None
+    if type_name is None:
+        return None
+    on_context = isinstance(target, Member) and (
+        _entry_keys(target.target, context_type) is _CONTEXT
+    )
+    if not (on_context or (isinstance(target, Ident) and not target.name[:1].isupper())):
+        return None
+    name = target.name  # type: ignore[union-attr]
+    return frozenset(
+        key
+        for key, child_type in elements.child_slots(context_type, name)
+        if elements.is_subtype(child_type, type_name)
+    )
