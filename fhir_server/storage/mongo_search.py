@@ -352,10 +352,8 @@ async def run_search(
     collection = db[RESOURCES]
     compiler = FilterCompiler(collection, session, query.access)
     where = await compiler.filter(query.types, query.conditions)
-    total = None
-    if with_total:
-        total = await collection.count_documents(where, session=session)
     if count == 0:
+        total = await collection.count_documents(where, session=session) if with_total else None
         return SearchPage([], total)
     plan = sort_plan(query.sort)
     projection = dict.fromkeys((*STORED_FIELDS, *plan.fields), 1)
@@ -365,6 +363,13 @@ async def run_search(
     docs = await (await collection.aggregate(pipeline, session=session)).to_list(None)
     more = len(docs) > count
     docs = docs[:count]
+    total = None
+    if with_total:
+        # a first page that holds every match is its own count (no second query)
+        if cursor is None and not more:
+            total = len(docs)
+        else:
+            total = await collection.count_documents(where, session=session)
     backwards = cursor is not None and cursor.direction == "prev"
     if backwards:
         docs.reverse()

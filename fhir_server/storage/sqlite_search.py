@@ -80,8 +80,17 @@ class Compiler:
         if members is not None:
             clauses.append(members[0])
             params += members[1]
+        # the probes that look at the index rows only go inside the driving sub-select,
+        # so a resource row is read only for candidates that pass them all
+        inside = [] if driver is None else [i for i, c in enumerate(conditions) if _by_pk(c)]
         for index, condition in enumerate(conditions):
-            sql, more = self.condition(alias, types, condition, drive=index == driver)
+            if index == driver:
+                filters = [c for i, c in enumerate(conditions) if i in inside and i != index]
+                sql, more = self.condition(alias, types, condition, True, filters)
+            elif index not in inside:
+                sql, more = self.condition(alias, types, condition)
+            else:
+                continue
             clauses.append(f"({sql})")
             params += more
         access_where, access_params = self.access_where(alias)
@@ -112,13 +121,22 @@ class Compiler:
             self.access = access
 
     def condition(
-        self, alias: str, types: Sequence[str], cond: Condition, drive: bool = False
+        self,
+        alias: str,
+        types: Sequence[str],
+        cond: Condition,
+        drive: bool = False,
+        filters: Sequence[Condition] = (),
+        pk: str | None = None,
     ) -> Sql:
         """A predicate on ``alias``. The driving condition is an ``IN`` list the planner
-        starts from; the others are correlated ``EXISTS`` probes of the matched rows, so
-        no condition materialises every resource it matches."""
+        starts from (``filters``, conditions for which :func:`_by_pk` holds, are probed
+        inside it); the others are correlated ``EXISTS`` probes of the matched rows, so
+        no condition materialises every resource it matches. ``pk`` is the expression
+        of the resource's ``pk`` (default ``alias.pk``)."""
+        pk = pk or f"{alias}.pk"
         if isinstance(cond, Clause):
-            return self._clause(alias, types, cond, drive)
+            return self._clause(alias, types, cond, drive, filters, pk)
         if isinstance(cond, IdClause):
             marks = ",".join("?" * len(cond.ids))
             negate = "NOT " if cond.negate else ""
@@ -126,11 +144,11 @@ class Compiler:
         if isinstance(cond, LastUpdatedClause):
             return self._any_of([self._last_updated(alias, value) for value in cond.values])
         if isinstance(cond, ChainClause):
-            return self._chain(alias, types, cond, drive)
+            return self._chain(alias, types, cond, drive, filters, pk)
         if isinstance(cond, HasClause):
             return self._has(alias, cond)
         if isinstance(cond, AnyOf):
-            return self._any_of([self.condition(alias, types, c) for c in cond.conditions])
+            return self._any_of([self.condition(alias, types, c, pk=pk) for c in cond.conditions])
         raise TypeError(f"unknown condition {cond!r}")
 
     @staticmethod
@@ -139,7 +157,26 @@ class Compiler:
             return "0", []
         return " OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
 
-    def _clause(self, alias: str, types: Sequence[str], clause: Clause, drive: bool) -> Sql:
+    def _filters(
+        self, alias: str, types: Sequence[str], filters: Sequence[Condition], pk: str
+    ) -> Sql:
+        """`` AND``-prefixed probes of ``filters`` on the resource whose pk is ``pk``."""
+        sql, params = "", []
+        for condition in filters:
+            more_sql, more = self.condition(alias, types, condition, pk=pk)
+            sql += f" AND ({more_sql})"
+            params += more
+        return sql, params
+
+    def _clause(
+        self,
+        alias: str,
+        types: Sequence[str],
+        clause: Clause,
+        drive: bool,
+        filters: Sequence[Condition],
+        pk: str,
+    ) -> Sql:
         param = clause.param
         table = TABLE_OF_TYPE.get(param.type)
         pids = self.pids(types, param.code)
@@ -150,7 +187,7 @@ class Compiler:
         if missing:
             exists = (
                 f"EXISTS (SELECT 1 FROM {table} INDEXED BY {table}_res"
-                f" WHERE res_pk = {alias}.pk AND {pid_sql})"
+                f" WHERE res_pk = {pk} AND {pid_sql})"
             )
             return (f"NOT {exists}" if missing[0].missing else exists), list(pids)
         matches = [match_sql(value) for value in clause.values]
@@ -158,12 +195,17 @@ class Compiler:
         params = [*pids, *(p for _, ps in matches for p in ps)]
         negate = "NOT " if clause.negate else ""
         if drive and not clause.negate:
-            sub = f"SELECT res_pk FROM {table} WHERE {pid_sql} AND ({ors})"
-            return f"{alias}.pk IN ({sub})", params
+            driving = self.alias("d")
+            more_sql, more = self._filters(alias, types, filters, f"{driving}.res_pk")
+            sub = (
+                f"SELECT {driving}.res_pk FROM {table} {driving}"
+                f" WHERE {pid_sql} AND ({ors}){more_sql}"
+            )
+            return f"{pk} IN ({sub})", [*params, *more]
         # a probe of one resource's rows: by res_pk, whatever the statistics say
         probe = (
             f"SELECT 1 FROM {table} INDEXED BY {table}_res"
-            f" WHERE res_pk = {alias}.pk AND {pid_sql} AND ({ors})"
+            f" WHERE res_pk = {pk} AND {pid_sql} AND ({ors})"
         )
         return f"{negate}EXISTS ({probe})", params
 
@@ -184,7 +226,15 @@ class Compiler:
             "le": (f"{t} < ?", [high]),
         }[value.prefix]
 
-    def _chain(self, alias: str, types: Sequence[str], chain: ChainClause, drive: bool) -> Sql:
+    def _chain(
+        self,
+        alias: str,
+        types: Sequence[str],
+        chain: ChainClause,
+        drive: bool,
+        filters: Sequence[Condition],
+        pk: str,
+    ) -> Sql:
         ref, target = self.alias("i"), self.alias("t")
         pids = self.pids(types, chain.param.code)
         if not pids or not chain.target_types:
@@ -195,14 +245,15 @@ class Compiler:
         # CROSS JOIN fixes the loop order: driving, from the targets the inner condition
         # finds to the references to them; probing, from one resource's references
         if drive:
+            more_sql, more = self._filters(alias, types, filters, f"{ref}.res_pk")
             sql = (
-                f"{alias}.pk IN (SELECT {ref}.res_pk FROM resource {target}"
-                f" CROSS JOIN idx_reference {ref} ON {on} WHERE {where})"
+                f"{pk} IN (SELECT {ref}.res_pk FROM resource {target}"
+                f" CROSS JOIN idx_reference {ref} ON {on} WHERE {where}{more_sql})"
             )
-            return sql, [*pids, *inner_params]
+            return sql, [*pids, *inner_params, *more]
         sql = (
             f"EXISTS (SELECT 1 FROM idx_reference {ref} INDEXED BY idx_reference_res"
-            f" CROSS JOIN resource {target} ON {on} WHERE {ref}.res_pk = {alias}.pk AND {where})"
+            f" CROSS JOIN resource {target} ON {on} WHERE {ref}.res_pk = {pk} AND {where})"
         )
         return sql, [*pids, *inner_params]
 
@@ -286,6 +337,18 @@ def _rank(cond: Condition) -> float | None:
     return None
 
 
+def _by_pk(cond: Condition) -> bool:
+    """Whether the condition's probe needs the resource's ``pk`` only (index rows, not
+    the resource row), so it can be checked inside the driving sub-select."""
+    if isinstance(cond, Clause):
+        return TABLE_OF_TYPE.get(cond.param.type) is not None
+    if isinstance(cond, ChainClause):
+        return True
+    if isinstance(cond, AnyOf):
+        return all(_by_pk(c) for c in cond.conditions)
+    return False
+
+
 def _driver(conditions: Sequence[Condition]) -> int | None:
     ranked = [(rank, i) for i, c in enumerate(conditions) if (rank := _rank(c)) is not None]
     return min(ranked)[1] if ranked else None
@@ -345,6 +408,11 @@ def build_count(compiler: Compiler, query: SearchQuery) -> Sql:
     return f"SELECT count(*) FROM resource r WHERE {where_sql}", params
 
 
+def _count(compiler: Compiler, query: SearchQuery) -> int:
+    count_sql, count_params = build_count(compiler, query)
+    return int(compiler.conn.execute(count_sql, count_params).fetchone()[0])
+
+
 def run_search(
     conn: sqlite3.Connection,
     ids: ParamIds,
@@ -355,15 +423,15 @@ def run_search(
 ) -> SearchPage:
     """One page of a search, its links' cursors, total and included resources."""
     compiler = Compiler(conn, ids, query.access)
-    total = None
-    if with_total:
-        count_sql, count_params = build_count(compiler, query)
-        total = conn.execute(count_sql, count_params).fetchone()[0]
     if count == 0:
-        return SearchPage([], total)
+        return SearchPage([], _count(compiler, query) if with_total else None)
     sql, params, _ = build_select(compiler, query, cursor, count + 1)
     rows = conn.execute(sql, params).fetchall()
     more = len(rows) > count
+    total = None
+    if with_total:
+        # a first page that holds every match is its own count (no second query)
+        total = len(rows) if cursor is None and not more else _count(compiler, query)
     rows = rows[:count]
     backwards = cursor is not None and cursor.direction == "prev"
     if backwards:
