@@ -42,7 +42,7 @@ from resources.compartments import memberships
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -142,6 +142,12 @@ class SQLiteStore:
         if 0 < old_version < 2:
             conn.execute("BEGIN IMMEDIATE")
             backfill_members(conn)
+            conn.execute("COMMIT")
+        if 0 < old_version < 3:
+            # v3: the per-resource index of each index table is (res_pk, pid), so that a
+            # probe of one parameter seeks to its rows instead of reading all of them
+            conn.execute("BEGIN IMMEDIATE")
+            sqlite_index.rebuild_res_indexes(conn)
             conn.execute("COMMIT")
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn

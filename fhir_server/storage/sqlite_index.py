@@ -9,6 +9,7 @@ rows, a delete removes them.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -44,42 +45,42 @@ CREATE TABLE IF NOT EXISTS idx_string (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_string_match ON idx_string (pid, norm);
-CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (res_pk);
+CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_token (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, system TEXT, value TEXT, text TEXT,
     type_system TEXT, type_code TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_token_match ON idx_token (pid, value, system);
-CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_pk);
+CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_date (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_date_match ON idx_date (pid, low, high);
-CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (res_pk);
+CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_number (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, value REAL NOT NULL, low REAL NOT NULL,
     high REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_number_match ON idx_number (pid, value);
-CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (res_pk);
+CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_quantity (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, value REAL NOT NULL, low REAL NOT NULL,
     high REAL NOT NULL, system TEXT, code TEXT, unit TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_quantity_match ON idx_quantity (pid, code, value);
-CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (res_pk);
+CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_reference (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, target_type TEXT, target_id TEXT,
     url TEXT, version TEXT, ident_system TEXT, ident_value TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_reference_match ON idx_reference (pid, target_id, target_type);
 CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url) WHERE url IS NOT NULL;
-CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_pk);
+CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_uri (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_uri_match ON idx_uri (pid, value);
-CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (res_pk);
+CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_composite (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL,
     s1 TEXT, v1 TEXT, lo1, hi1, n1,
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS idx_composite (
     s3 TEXT, v3 TEXT, lo3, hi3, n3
 );
 CREATE INDEX IF NOT EXISTS idx_composite_match ON idx_composite (pid, v1, s1);
-CREATE INDEX IF NOT EXISTS idx_composite_res ON idx_composite (res_pk);
+CREATE INDEX IF NOT EXISTS idx_composite_res ON idx_composite (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_sort (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, low NOT NULL, high NOT NULL,
     PRIMARY KEY (res_pk, pid)
@@ -105,6 +106,21 @@ INDEX_TABLES = (
     "idx_composite",
     "idx_sort",
 )
+
+
+def rebuild_res_indexes(conn: sqlite3.Connection) -> None:
+    """Stores made before schema v3 had ``idx_*_res`` on ``(res_pk)`` alone: rebuilt on
+    ``(res_pk, pid)`` (inside the caller's transaction)."""
+    for table in INDEX_TABLES:
+        if table == "idx_sort":  # its primary key is (res_pk, pid) already
+            continue
+        log.info("rebuilding index %s_res on (res_pk, pid)", table)
+        conn.execute(f"DROP INDEX IF EXISTS {table}_res")
+        conn.execute(f"CREATE INDEX {table}_res ON {table} (res_pk, pid)")
+
+
+log = logging.getLogger("fhir_server.storage")
+
 
 TABLE_OF_TYPE = {
     "string": "idx_string",
