@@ -15,8 +15,10 @@ process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,6 +93,12 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
+INLINE_BUDGET = 0.005
+"""Seconds a search may run on the event loop before it moves to a thread."""
+_PROGRESS_STEPS = 1000
+"""SQLite virtual-machine steps between checks of the budget."""
+
+
 class SQLiteStore:
     """The embedded default store."""
 
@@ -105,6 +113,9 @@ class SQLiteStore:
         self._search_pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._search_conns: list[sqlite3.Connection] = []
+        self._inline: sqlite3.Connection | None = None
+        self._deadline = math.inf
+        """When the search running on the event loop's connection is stopped."""
         self._next_seq = 0
         """The seq of the last version written (in the writer's transaction)."""
 
@@ -130,6 +141,8 @@ class SQLiteStore:
         self._writer = await self._in_writer(self._connect)
         await self._in_writer(self._create_schema)
         self._reader = self._connect()
+        self._inline = self._connect()
+        self._inline.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
         self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-search")
 
     def _create_schema(self) -> sqlite3.Connection:
@@ -162,6 +175,9 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._writer is not None:
             await self._in_writer(self._optimize)
             await self._in_writer(self._writer.close)
@@ -264,10 +280,30 @@ class SQLiteStore:
     async def search(
         self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
     ) -> SearchPage:
-        assert self._search_pool is not None, "store is not open"
+        """Run on the event loop's own connection, within :data:`INLINE_BUDGET`; a
+        search that needs longer is stopped there and run again on a thread.
+
+        Most searches take well under a millisecond of SQLite time, and handing them to
+        a thread costs more than that (the hop, and the two threads contending for the
+        GIL: ~0.5 ms of CPU per search, measured with ``bench/profile.py --cpu``); the
+        budget keeps a costly search from holding up the other requests for more than a
+        few milliseconds."""
+        assert self._search_pool is not None and self._inline is not None, "store is not open"
+        self._deadline = time.perf_counter() + INLINE_BUDGET
+        try:
+            return run_search(self._inline, self._param_ids, query, cursor, count, with_total)
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_INTERRUPT:
+                raise
+        finally:
+            self._deadline = math.inf
         return await asyncio.get_running_loop().run_in_executor(
             self._search_pool, self._search_sync, query, cursor, count, with_total
         )
+
+    def _over_budget(self) -> bool:
+        """SQLite's progress handler on the inline connection: true stops the statement."""
+        return time.perf_counter() > self._deadline
 
     def _search_sync(
         self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool

@@ -1,0 +1,88 @@
+"""SQLite searches run on the event loop's connection within a time budget; one that
+needs longer is stopped and answered from a thread instead, with the same result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server.interactions.write import content_builder, index_entries
+from fhir_server.storage import sqlite as sqlite_store
+from fhir_server.storage.base import WriteRequest, open_store
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+
+
+def _put(resource: dict[str, Any]) -> WriteRequest:
+    type_, id_ = resource["resourceType"], resource["id"]
+    return WriteRequest(
+        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
+    )
+
+
+def _query(items: list[tuple[str, str]]) -> Any:
+    return parse_search(
+        ["Observation"],
+        items,
+        strict=True,
+        params_for=search_params,
+        max_count=100,
+        default_count=5,
+    )
+
+
+async def _answers(url: str) -> tuple[list[Any], int]:
+    store = open_store(url)
+    await store.open()
+    try:
+        answers = []
+        for items in (
+            [("patient", "p1"), ("_sort", "-date")],
+            [("code", "http://loinc.org|1-8"), ("_sort", "date")],
+            [("patient.identifier", "urn:mrn|m1")],
+        ):
+            page = await store.search(_query(items), None, 5, True)
+            answers.append((page.total, [e.id for e in page.entries], page.next_cursor is not None))
+        return answers, len(store._search_conns)
+    finally:
+        await store.close()
+
+
+async def test_over_budget_searches_move_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fhir.sqlite3'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        patient = {
+            "resourceType": "Patient",
+            "id": "p1",
+            "identifier": [{"system": "urn:mrn", "value": "m1"}],
+        }
+        await store.write(_put(patient))
+        for n in range(12):
+            observation = {
+                "resourceType": "Observation",
+                "id": f"o{n}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]},
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": f"2024-01-{n + 1:02d}",
+            }
+            await store.write(_put(observation))
+    finally:
+        await store.close()
+
+    inline, threads = await _answers(url)
+    assert threads == 0  # every search fitted the budget on the event loop
+    assert inline[0] == (12, ["o11", "o10", "o9", "o8", "o7"], True)
+
+    # always over budget, checked at every step of SQLite's virtual machine
+    monkeypatch.setattr(sqlite_store, "INLINE_BUDGET", -1.0)
+    monkeypatch.setattr(sqlite_store, "_PROGRESS_STEPS", 1)
+    moved, threads = await _answers(url)
+    assert threads >= 1  # answered from the thread pool's connections
+    assert moved == inline
