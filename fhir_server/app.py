@@ -23,13 +23,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
-from fhir_server.routes import error_response, internal_error, register_routes
+from fhir_server.routes import (
+    FhirDispatch,
+    Routes,
+    error_response,
+    internal_error,
+    log_access,
+    register_routes,
+)
 from fhir_server.storage.base import open_store
 from resources.errors import FhirError
 from smart_auth.service import AuthConfig, SmartAuth
 
 log = logging.getLogger("fhir_server")
-access_log = logging.getLogger("fhir_server.access")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.close()
             log.info("store closed")
 
-    app = FastAPI(
+    app = FhirServerApp(
         title="FHIR R4 server",
         version="0.1.0",
         lifespan=lifespan,
@@ -70,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = _smart_auth(settings, app) if settings.auth == "smart" else None
     if app.state.auth is not None:
         app.include_router(app.state.auth.router)
-    register_routes(app)
+    app.fhir_routes = register_routes(app)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
@@ -121,6 +127,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(internal_error())
 
 
+class FhirServerApp(FastAPI):
+    """The FastAPI application with the outer :class:`FhirDispatch` in front of its
+    middleware (Starlette builds the stack on the first request; this wraps it)."""
+
+    fhir_routes: Routes = {}
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FhirDispatch(super().build_middleware_stack(), self.fhir_routes, outer=True)
+
+
 class AccessLog:
     """One log line per request: method, path, status, milliseconds."""
 
@@ -143,7 +159,4 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            query = scope.get("query_string", b"").decode("latin-1")
-            path = scope["path"] + (f"?{query}" if query else "")
-            elapsed = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], path, status, elapsed)
+            log_access(scope, status, started)

@@ -6,11 +6,14 @@ type the table does not list for that interaction.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from capability.support import SupportTable, support_table
 from fhir_server.access import GuardedStore
@@ -39,6 +42,7 @@ from smart_auth.scopes import AccessPolicy
 from smart_auth.service import AuthError, SmartAuth
 
 log = logging.getLogger("fhir_server")
+access_log = logging.getLogger("fhir_server.access")
 
 Handler = Callable[..., Awaitable[FhirResponse]]
 
@@ -68,19 +72,127 @@ _ROUTES: tuple[tuple[str, str, str, Handler, str | None], ...] = (
 )
 
 
-def register_routes(app: FastAPI) -> None:
+def register_routes(app: FastAPI) -> Routes:
+    """The FHIR routes: on the FastAPI router (so they are documented and answer whatever
+    the fast dispatch leaves), and in a :class:`FhirDispatch` placed in front of it;
+    returned for the outer dispatch (see :class:`FhirDispatch`)."""
     table = support_table()
     offered = {code for t in table.types.values() for code in t.interactions}
     offered |= set(table.system_interactions) | {"capabilities"}
+    dispatch: dict[tuple[str, int], list[_Template]] = {}
     for code, method, path, handler, body in _ROUTES:
         if code in offered:
+            endpoint = _endpoint(table, code, handler, body)
             app.add_api_route(
                 FHIR_PREFIX + path,
-                _endpoint(table, code, handler, body),
+                endpoint,
                 methods=[method],
                 name=code,
                 include_in_schema=True,
             )
+            template = _Template.parse(path, endpoint)
+            dispatch.setdefault((method, len(template.segments)), []).append(template)
+    app.add_middleware(FhirDispatch, templates=dispatch)
+    return dispatch
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A route path below ``/fhir`` as segments: literals, or ``{name}`` parameters."""
+
+    segments: tuple[tuple[str, bool], ...]
+    """(literal or parameter name, is a parameter)"""
+    endpoint: Callable[[Request], Awaitable[Response]]
+
+    @classmethod
+    def parse(cls, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> _Template:
+        parts = path.split("/")[1:] if path else []
+        segments = tuple(
+            (part[1:-1], True) if part.startswith("{") else (part, False) for part in parts
+        )
+        return cls(segments, endpoint)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        params: dict[str, str] = {}
+        for (text, is_param), part in zip(self.segments, parts, strict=True):
+            if is_param:
+                params[text] = part
+            elif text != part:
+                return None
+        return params
+
+
+_SYSTEM_SEGMENTS = frozenset({"metadata", "_history", "_search"})
+
+
+Routes = dict[tuple[str, int], list[_Template]]
+"""(method, number of segments) -> the route templates, most specific first."""
+
+
+class FhirDispatch:
+    """Finds the FHIR route of a request by its segments (one dict lookup and a few
+    string comparisons) instead of the framework's walk through every route's regular
+    expression and its dependency solving: the same endpoints, a shorter path.
+
+    It claims only ``/fhir`` paths whose first segment is a resource type or a
+    system-level literal, and only when a route matches; anything else (unknown types,
+    wrong methods, ``/fhir/.well-known/...``, trailing slashes) goes on to the FastAPI
+    router, which answers it as before.
+
+    Two are installed. The inner one sits inside the application's middleware (CORS,
+    access log). The outer one (``outer=True``) sits in front of all middleware and
+    takes the requests that need none of it: those without an ``Origin`` header (so
+    no CORS answer is due); it writes their access-log line itself. The endpoints
+    catch every exception themselves, so no error middleware is needed in front of
+    them.
+    """
+
+    def __init__(self, app: ASGIApp, templates: Routes, outer: bool = False) -> None:
+        self.app = app
+        self.templates = templates
+        self.outer = outer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not (self.outer and _has_origin(scope)):
+            found = self._route(scope)
+            if found is not None:
+                endpoint, params = found
+                scope["path_params"] = params
+                if not self.outer:
+                    response = await endpoint(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
+                started = time.perf_counter()
+                status = 500
+                try:
+                    response = await endpoint(Request(scope, receive))
+                    status = response.status_code
+                    await response(scope, receive, send)
+                finally:
+                    log_access(scope, status, started)
+                return
+        await self.app(scope, receive, send)
+
+    def _route(
+        self, scope: Scope
+    ) -> tuple[Callable[[Request], Awaitable[Response]], dict[str, str]] | None:
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root + "/"):  # mounted below a prefix (--root-path)
+            path = path[len(root) :]
+        if path == FHIR_PREFIX:
+            parts: list[str] = []
+        elif path.startswith(FHIR_PREFIX + "/"):
+            parts = path[len(FHIR_PREFIX) + 1 :].split("/")
+            if "" in parts or (parts[0] not in RESOURCE_TYPES and parts[0] not in _SYSTEM_SEGMENTS):
+                return None
+        else:
+            return None
+        for template in self.templates.get((scope["method"], len(parts)), ()):
+            params = template.match(parts)
+            if params is not None:
+                return template.endpoint, params
+        return None
 
 
 def _endpoint(
@@ -152,10 +264,42 @@ def _context(request: Request, code: str) -> Context:
     return Context(store, settings, base, request.headers, params, auth)
 
 
+def _has_origin(scope: Scope) -> bool:
+    return any(name == b"origin" for name, _ in scope["headers"])
+
+
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """One access-log line: method, path and query, status, milliseconds."""
+    if access_log.isEnabledFor(logging.INFO):
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope["path"] + (f"?{query}" if query else "")
+        elapsed = (time.perf_counter() - started) * 1000
+        access_log.info("%s %s %d %.1fms", scope["method"], path, status, elapsed)
+
+
 def fhir_base_url(request: Request) -> str:
     """The public FHIR base URL: configured, or the one the request came to."""
     settings: Settings = request.app.state.settings
-    return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
+    if settings.base_url:
+        return settings.base_url
+    scope = request.scope
+    key = (scope.get("scheme"), scope.get("server"), scope.get("root_path"), _host(scope))
+    found = _BASE_URLS.get(key)
+    if found is None:
+        if len(_BASE_URLS) >= 64:  # the Host header is the client's: keep the cache small
+            _BASE_URLS.clear()
+        found = _BASE_URLS[key] = str(request.base_url).rstrip("/") + FHIR_PREFIX
+    return found
+
+
+_BASE_URLS: dict[tuple[Any, ...], str] = {}
+
+
+def _host(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value
+    return None
 
 
 def authenticate(auth: SmartAuth, request: Request, base: str) -> AccessPolicy:
