@@ -22,8 +22,11 @@ _DATE_TIME = re.compile(
 
 def format_instant(moment: datetime) -> str:
     """UTC instant text with milliseconds, e.g. ``2024-03-05T10:00:00.000Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_range(text: str, name: str = "value") -> tuple[datetime, datetime]:

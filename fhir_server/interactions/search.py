@@ -97,6 +97,8 @@ def _local(cond: Condition, base: str) -> Condition:
     """References given as absolute URLs on this server match ``Type/id`` references."""
     if isinstance(cond, Clause):
         values = tuple(_local_match(v, base) for v in cond.values)
+        if all(new is old for new, old in zip(values, cond.values, strict=True)):
+            return cond
         return replace(cond, values=values)
     if isinstance(cond, ChainClause | HasClause):
         return replace(cond, inner=_local(cond.inner, base))

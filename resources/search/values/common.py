@@ -45,6 +45,8 @@ class Context:
 
 def split(text: str, separator: str) -> list[str]:
     """Split on ``separator`` where it is not escaped; the parts keep their escapes."""
+    if "\\" not in text:
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     index = 0
@@ -66,7 +68,7 @@ def split(text: str, separator: str) -> list[str]:
 
 def unescape(text: str) -> str:
     """The value a (separator-free) part stands for."""
-    return _ESCAPED.sub(r"\1", text)
+    return _ESCAPED.sub(r"\1", text) if "\\" in text else text
 
 
 def bad(name: str, message: str) -> FhirError:
