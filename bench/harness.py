@@ -97,6 +97,23 @@ def _peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) each thread of ``pid`` has used so far: the main
+    thread, and the others summed by name (``/proc/PID/task/TID/stat``; Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main thread" if task.name == str(pid) else "other threads"
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        used[name] = used.get(name, 0.0) + seconds
+    return used
+
+
 @dataclass
 class ServerProcess:
     """An HTTP server process (and its worker processes) on 127.0.0.1:``port``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,13 +32,14 @@ from bench.harness import (  # noqa: E402
     ensure_wrk,
     free_port,
     run_wrk,
+    thread_cpu,
 )
 
 _SITE = re.compile(r" \(/.*?/site-packages/")
 _LINE = re.compile(r":\d+\)$")
 
 
-def summarize(stacks: Path, top: int) -> str:
+def summarize(stacks: Path, top: int, all_threads: bool = False) -> str:
     """Inclusive and self shares per function of py-spy's raw (collapsed) output, over the
     samples of the event-loop thread (the thread pools are counted apart: py-spy cannot
     always tell their idle waits from work)."""
@@ -49,7 +51,7 @@ def summarize(stacks: Path, top: int) -> str:
         if not stack:
             continue
         n = int(count)
-        if "Thread._bootstrap" in stack:
+        if "Thread._bootstrap" in stack and not all_threads:
             other += n
             continue
         total += n
@@ -57,7 +59,8 @@ def summarize(stacks: Path, top: int) -> str:
         for frame in set(frames):
             inclusive[frame] += n
         own[frames[-1]] += n
-    lines = [f"{total} samples of the event-loop thread ({other} of other threads)", ""]
+    sampled = "every thread holding the GIL" if all_threads else "the event-loop thread"
+    lines = [f"{total} samples of {sampled} ({other} of other threads)", ""]
     lines += ["inclusive:"]
     lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
     lines += ["", "self:"]
@@ -75,9 +78,15 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=50)
     parser.add_argument("--log-level", default="info", help="the server's log level")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="no py-spy: CPU time per request of each server thread and of wrk",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
+    if not args.cpu and not Path(spy).exists():
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     wrk = ensure_wrk()
     workdir = Path(args.workdir).resolve()
@@ -97,9 +106,12 @@ def main() -> int:
         stacks = workdir / f"profile-{args.mode}.txt"
         record = [spy, "record", "-p", str(server.process.pid), "-f", "raw", "-o", str(stacks)]
         record += ["-r", str(args.rate), "-d", str(int(args.seconds)), "--nonblocking"]
+        record += ["--gil"] if args.gil else []
         load = Load(args.connections, args.seconds + 2)
         datafile = workdir / "data.txt"
         run_wrk(wrk, server.url, args.mode, datafile, Load(args.connections, 2), token=token)
+        if args.cpu:
+            return _cpu(server.process.pid, wrk, server.url, args, datafile, token)
         spying = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         result = run_wrk(wrk, server.url, args.mode, datafile, load, token=token)
@@ -110,7 +122,35 @@ def main() -> int:
         f"{args.mode}, auth {args.auth}: {result['requests_per_s']:,.0f} req/s under py-spy,"
         f" p50 {result['p50_ms']} ms, {result['errors']} errors\n"
     )
-    print(summarize(stacks, args.top))
+    print(summarize(stacks, args.top, all_threads=args.gil))
+    return 0
+
+
+def _cpu(
+    pid: int, wrk: str, url: str, args: argparse.Namespace, datafile: Path, token: str | None
+) -> int:
+    """Where the CPU of a request goes: each server thread's and wrk's, per request."""
+    before = thread_cpu(pid)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = run_wrk(
+        wrk, url, args.mode, datafile, Load(args.connections, args.seconds), token=token
+    )
+    elapsed = time.perf_counter() - started
+    after = thread_cpu(pid)
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = max(1, round(result["requests_per_s"] * args.seconds))
+    print(
+        f"{args.mode}, auth {args.auth}: {result['requests_per_s']:,.0f} req/s,"
+        f" p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors\n"
+    )
+    print(f"{'CPU of':<22}{'us/request':>12}{'cores':>8}")
+    rows = {name: after[name] - before.get(name, 0.0) for name in after}
+    wrk_seconds = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
+    rows["wrk (load generator)"] = wrk_seconds
+    for name, seconds in sorted(rows.items(), key=lambda item: -item[1]):
+        if seconds > 0:
+            print(f"{name:<22}{seconds / requests * 1e6:>12,.0f}{seconds / elapsed:>8.2f}")
     return 0
 
 
