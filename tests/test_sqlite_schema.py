@@ -9,7 +9,7 @@ from typing import Any
 
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import WriteRequest, open_store
-from fhir_server.storage.sqlite_index import INDEX_TABLES
+from fhir_server.storage.sqlite_index import INDEX_TABLES, res_index_columns
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 
@@ -64,6 +64,10 @@ def _res_index_columns(path: Path) -> dict[str, list[str]]:
         conn.close()
 
 
+def _expected() -> dict[str, list[str]]:
+    return {t: list(res_index_columns(t)) for t in INDEX_TABLES if t != "idx_sort"}
+
+
 async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path) -> None:
     path = tmp_path / "fhir.sqlite3"
     url = f"sqlite:///{path}"
@@ -80,7 +84,8 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     finally:
         await store.close()
     assert await _search_ids(url) == ["o3", "o1"]
-    assert set(map(tuple, _res_index_columns(path).values())) == {("res_pk", "pid")}
+    assert _res_index_columns(path) == _expected()
+    assert _res_index_columns(path)["idx_token"] == ["res_pk", "pid", "value", "system"]
 
     # what schema 2 had: the per-resource indexes on res_pk alone
     conn = sqlite3.connect(path)
@@ -94,7 +99,7 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     assert set(map(tuple, _res_index_columns(path).values())) == {("res_pk",)}
 
     assert await _search_ids(url) == ["o3", "o1"]
-    assert set(map(tuple, _res_index_columns(path).values())) == {("res_pk", "pid")}
+    assert _res_index_columns(path) == _expected()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS idx_token (
     type_system TEXT, type_code TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_token_match ON idx_token (pid, value, system);
-CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_pk, pid);
+CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_pk, pid, value, system);
 CREATE TABLE IF NOT EXISTS idx_date (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL
 );
@@ -108,15 +108,25 @@ INDEX_TABLES = (
 )
 
 
+RES_INDEX_COLUMNS = {"idx_token": ("res_pk", "pid", "value", "system")}
+"""Columns of ``idx_*_res`` beyond ``(res_pk, pid)``: token probes (the most frequent)
+are answered from the index alone, without reading the table's rows."""
+
+
+def res_index_columns(table: str) -> tuple[str, ...]:
+    return RES_INDEX_COLUMNS.get(table, ("res_pk", "pid"))
+
+
 def rebuild_res_indexes(conn: sqlite3.Connection) -> None:
     """Stores made before schema v3 had ``idx_*_res`` on ``(res_pk)`` alone: rebuilt on
-    ``(res_pk, pid)`` (inside the caller's transaction)."""
+    :func:`res_index_columns` (inside the caller's transaction)."""
     for table in INDEX_TABLES:
         if table == "idx_sort":  # its primary key is (res_pk, pid) already
             continue
-        log.info("rebuilding index %s_res on (res_pk, pid)", table)
+        columns = ", ".join(res_index_columns(table))
+        log.info("rebuilding index %s_res on (%s)", table, columns)
         conn.execute(f"DROP INDEX IF EXISTS {table}_res")
-        conn.execute(f"CREATE INDEX {table}_res ON {table} (res_pk, pid)")
+        conn.execute(f"CREATE INDEX {table}_res ON {table} ({columns})")
 
 
 log = logging.getLogger("fhir_server.storage")
