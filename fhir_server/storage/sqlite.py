@@ -4,7 +4,10 @@ Implements the versioning rules of https://hl7.org/fhir/R4/http.html#versioning:
 ``resource`` holds the current version of each logical resource (tombstones included),
 ``history`` every version ever written, both updated in one transaction. Writes run on
 one dedicated thread with ``BEGIN IMMEDIATE`` (SQLite's write lock also serialises other
-processes); the version check inside that transaction makes ``If-Match`` an atomic
+processes); the processes of one server (``serve --workers N``) first queue on an
+``flock`` of ``<file>-writer.lock``, because SQLite's own busy handler polls with sleeps
+of up to 100 ms and lets a waiting writer starve (a CRUD mix on 2 workers had a p99 of
+1.25 s at 1M resources); the version check inside that transaction makes ``If-Match`` an atomic
 compare-and-set. Reads are short indexed lookups run on the calling thread with their own
 connection (WAL lets readers proceed during a write).
 
@@ -16,13 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
 
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
@@ -114,6 +124,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._search_conns: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
         self._deadline = math.inf
         """When the search running on the event loop's connection is stopped."""
         self._next_seq = 0
@@ -137,6 +148,10 @@ class SQLiteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # e.g. a read-only folder: SQLite's own locking still holds
+            self._lock_fd = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._in_writer(self._connect)
         await self._in_writer(self._create_schema)
@@ -185,6 +200,9 @@ class SQLiteStore:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _optimize(self) -> None:
         """Planner statistics for the tables that changed (``PRAGMA optimize``, bounded
@@ -328,6 +346,26 @@ class SQLiteStore:
     def _write_batch_sync(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         conn = self._writer
         assert conn is not None
+        with self._writer_turn():
+            return self._write_transaction(conn, requests)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's turn to write: an exclusive ``flock`` on the lock file, which
+        the kernel hands to waiting writers as it is released (no polling)."""
+        fd = self._lock_fd
+        if fd is None or fcntl is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write_transaction(
+        self, conn: sqlite3.Connection, requests: Sequence[WriteRequest]
+    ) -> list[WriteResult]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # history.seq is the rowid: given here as SQLite would (max + 1), so the
