@@ -12,6 +12,7 @@ for the bytes to store, so the stored JSON carries exactly the version the store
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,8 +183,19 @@ class Store(Protocol):
 
 
 def now_instant() -> str:
-    """The current time as a FHIR instant in UTC with millisecond precision."""
-    return format_instant(datetime.now(UTC))
+    """The current time as a FHIR instant in UTC with millisecond precision (the text up
+    to the seconds is formatted once per second)."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second, prefix = _second
+    if whole != second:
+        prefix = format_instant(datetime.fromtimestamp(whole, UTC))[:-5]
+        _second = (whole, prefix)
+    return f"{prefix}.{int((now - whole) * 1000):03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def next_instant(previous: str | None) -> str:
