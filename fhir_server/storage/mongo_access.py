@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from resources.definitions import RESOURCE_TYPES
 from resources.search.query import AccessClause, Condition, Grant
 
 MEMBERS = "m"
@@ -47,7 +48,10 @@ async def _grant_filter(grant: Grant, where: WhereCompiler | None) -> dict | Non
         if grant.types is not None and grant.types <= grant.member_types:
             parts.append(member)
         else:
-            parts.append({"$or": [{"type": {"$nin": sorted(grant.member_types)}}, member]})
+            # the types outside the compartment as an $in of names (point bounds on the
+            # type indexes), not a $nin (the complement of ranges)
+            outside = sorted(set(RESOURCE_TYPES) - grant.member_types)
+            parts.append({"$or": [{"type": {"$in": outside}}, member]})
     if grant.where:
         if where is None or grant.types is None:
             return None

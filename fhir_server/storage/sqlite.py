@@ -47,7 +47,12 @@ from fhir_server.storage.base import (
     next_version,
 )
 from fhir_server.storage.search_page import Cursor, SearchPage
-from fhir_server.storage.sqlite_access import MEMBER_SCHEMA, access_sql, member_driver
+from fhir_server.storage.sqlite_access import (
+    MEMBER_SCHEMA,
+    access_sql,
+    any_type_driver,
+    member_driver,
+)
 from fhir_server.storage.sqlite_search import run_search
 from resources import fhir_json
 from resources.compartments import memberships
@@ -260,8 +265,10 @@ class SQLiteStore:
         if query.before_seq is not None:
             page_where += " AND seq < ?"
             page_params = (*params, query.before_seq)
+        # the page's seqs first (sorted without the content), then their rows
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM history WHERE {page_where} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
+            f" WHERE {page_where} ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC",
             (*page_params, query.count + 1),
         )
         entries = [_row(r) for r in rows[: query.count]]
@@ -287,8 +294,10 @@ class SQLiteStore:
         if query.access is not None:
             types = [query.type] if query.type is not None else None
             members = member_driver("history", query.access, types)
+            if members is None and types is None:
+                members = any_type_driver("history", query.access)
             if members is not None:
-                clauses.append(members[0])
+                clauses.append(f"({members[0]})")
                 params += members[1]
             access_where, access_params = access_sql("history", query.access)
             clauses.append(f"({access_where})")
