@@ -1,8 +1,10 @@
-"""SQLite searches run on the event loop's connection within a time budget; one that
-needs longer is stopped and answered from a thread instead, with the same result."""
+"""SQLite concurrency: searches run on the event loop's connection within a time budget
+(one that needs longer is stopped and answered from a thread instead, with the same
+result), and the writers of several processes take turns."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage import sqlite as sqlite_store
-from fhir_server.storage.base import WriteRequest, open_store
+from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 
@@ -86,3 +88,35 @@ async def test_over_budget_searches_move_to_a_thread(
     moved, threads = await _answers(url)
     assert threads >= 1  # answered from the thread pool's connections
     assert moved == inline
+
+
+async def test_two_stores_on_one_file_write_in_turn(tmp_path: Path) -> None:
+    """Two stores on one file (as the processes of ``serve --workers 2`` are) take turns
+    through the writer lock file and SQLite's lock: every write lands, versions in order."""
+    url = f"sqlite:///{tmp_path / 'fhir.sqlite3'}"
+    first, second = open_store(url), open_store(url)
+    await first.open()
+    await second.open()
+    try:
+        assert (tmp_path / "fhir.sqlite3-writer.lock").exists()
+
+        async def writes(store: Any, owner: str) -> None:
+            for n in range(15):
+                patient = {
+                    "resourceType": "Patient",
+                    "id": "shared",
+                    "name": [{"text": f"{owner}{n}"}],
+                }
+                await store.write(_put(patient))
+                await store.write(_put({"resourceType": "Patient", "id": f"{owner}-{n}"}))
+
+        await asyncio.gather(writes(first, "a"), writes(second, "b"))
+        shared = await first.read("Patient", "shared")
+        assert shared is not None and shared.version == 30
+        history = await second.history(HistoryQuery(type="Patient", id="shared", count=100))
+        assert [v.version for v in history.entries] == list(range(30, 0, -1))
+        everything = await first.history(HistoryQuery(count=100))
+        assert everything.total == 60
+    finally:
+        await first.close()
+        await second.close()
