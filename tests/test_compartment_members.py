@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
-from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import WriteRequest, open_store
 from fhir_server.storage.mongo import MongoStore
 from resources.compartments import memberships, patient_member_types
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, Grant
-
-
-def _put(resource: dict[str, Any]) -> WriteRequest:
-    type_, id_ = resource["resourceType"], resource["id"]
-    return WriteRequest(
-        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
-    )
-
+from tests.store_support import put
 
 OBS = {
     "resourceType": "Observation",
@@ -50,9 +41,9 @@ async def _write_versions(url: str) -> None:
     store = open_store(url)
     await store.open()
     try:
-        await store.write(_put(OBS))
+        await store.write(put(OBS))
         moved = {**OBS, "subject": {"reference": "Patient/p3"}, "performer": []}
-        await store.write(_put(moved))
+        await store.write(put(moved))
         await store.write(WriteRequest("Observation", "o1", "delete"))
     finally:
         await store.close()

@@ -10,29 +10,9 @@ from typing import Any
 
 import pytest
 
-from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage import sqlite as sqlite_store
-from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
-from resources.search.parameters import search_params
-from resources.search.parse import parse_search
-
-
-def _put(resource: dict[str, Any]) -> WriteRequest:
-    type_, id_ = resource["resourceType"], resource["id"]
-    return WriteRequest(
-        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
-    )
-
-
-def _query(items: list[tuple[str, str]]) -> Any:
-    return parse_search(
-        ["Observation"],
-        items,
-        strict=True,
-        params_for=search_params,
-        max_count=100,
-        default_count=5,
-    )
+from fhir_server.storage.base import HistoryQuery, open_store
+from tests.store_support import observation_query, put
 
 
 async def _answers(url: str) -> tuple[list[Any], int]:
@@ -45,7 +25,7 @@ async def _answers(url: str) -> tuple[list[Any], int]:
             [("code", "http://loinc.org|1-8"), ("_sort", "date")],
             [("patient.identifier", "urn:mrn|m1")],
         ):
-            page = await store.search(_query(items), None, 5, True)
+            page = await store.search(observation_query(items), None, 5, True)
             answers.append((page.total, [e.id for e in page.entries], page.next_cursor is not None))
         return answers, len(store._search_conns)
     finally:
@@ -64,7 +44,7 @@ async def test_over_budget_searches_move_to_a_thread(
             "id": "p1",
             "identifier": [{"system": "urn:mrn", "value": "m1"}],
         }
-        await store.write(_put(patient))
+        await store.write(put(patient))
         for n in range(12):
             observation = {
                 "resourceType": "Observation",
@@ -74,7 +54,7 @@ async def test_over_budget_searches_move_to_a_thread(
                 "subject": {"reference": "Patient/p1"},
                 "effectiveDateTime": f"2024-01-{n + 1:02d}",
             }
-            await store.write(_put(observation))
+            await store.write(put(observation))
     finally:
         await store.close()
 
@@ -107,8 +87,8 @@ async def test_two_stores_on_one_file_write_in_turn(tmp_path: Path) -> None:
                     "id": "shared",
                     "name": [{"text": f"{owner}{n}"}],
                 }
-                await store.write(_put(patient))
-                await store.write(_put({"resourceType": "Patient", "id": f"{owner}-{n}"}))
+                await store.write(put(patient))
+                await store.write(put({"resourceType": "Patient", "id": f"{owner}-{n}"}))
 
         await asyncio.gather(writes(first, "a"), writes(second, "b"))
         shared = await first.read("Patient", "shared")

@@ -9,18 +9,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
+from fhir_server.storage.base import HistoryQuery, open_store
 from fhir_server.storage.sqlite import SQLiteStore
 from resources.compartments import patient_member_types
 from resources.search.query import AccessClause, Grant
-
-
-def _put(resource: dict[str, Any]) -> WriteRequest:
-    type_, id_ = resource["resourceType"], resource["id"]
-    return WriteRequest(
-        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
-    )
+from tests.store_support import put
 
 
 def _observation(id_: str, patient: str) -> dict[str, Any]:
@@ -47,9 +40,9 @@ async def test_patient_system_history_reads_its_rows_by_index(tmp_path: Path) ->
             _observation("o2", "p2"),
             _observation("o3", "p1"),
         ]:
-            await store.write(_put(resource))
-        await store.write(_put({**_observation("o3", "p1"), "status": "amended"}))
-        await store.write(_put({**_observation("o2", "p2"), "status": "amended"}))
+            await store.write(put(resource))
+        await store.write(put({**_observation("o3", "p1"), "status": "amended"}))
+        await store.write(put({**_observation("o2", "p2"), "status": "amended"}))
 
         p1 = AccessClause((Grant(None, ("Patient/p1",), patient_member_types()),))
         page = await store.history(HistoryQuery(access=p1, count=3))
