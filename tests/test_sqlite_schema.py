@@ -7,18 +7,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.storage.base import WriteRequest, open_store
-from fhir_server.storage.sqlite_index import INDEX_TABLES, res_index_columns
-from resources.search.parameters import search_params
-from resources.search.parse import parse_search
-
-
-def _put(resource: dict[str, Any]) -> WriteRequest:
-    type_, id_ = resource["resourceType"], resource["id"]
-    return WriteRequest(
-        type_, id_, "update", content_builder(resource, id_), index=index_entries(resource, id_)
-    )
+from fhir_server.storage.base import open_store
+from fhir_server.storage.sqlite_index import (
+    INDEX_TABLES,
+    TOKEN_MATCH_COLUMNS,
+    res_index_columns,
+)
+from tests.store_support import observation_query, put
 
 
 def _observation(id_: str, patient: str, code: str) -> dict[str, Any]:
@@ -37,19 +32,20 @@ async def _search_ids(url: str) -> list[str]:
     await store.open()
     try:
         items = [("patient", "p1"), ("code", "http://loinc.org|1-8"), ("_sort", "-date")]
-        query = parse_search(
-            ["Observation"],
-            items,
-            strict=True,
-            params_for=search_params,
-            max_count=100,
-            default_count=10,
-        )
+        query = observation_query(items)
         page = await store.search(query, None, 10, True)
         assert page.total == len(page.entries)
         return [entry.id for entry in page.entries]
     finally:
         await store.close()
+
+
+def _columns(path: Path, index: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
+    finally:
+        conn.close()
 
 
 def _res_index_columns(path: Path) -> dict[str, list[str]]:
@@ -80,12 +76,13 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
             ("o3", "p1", "1-8"),
             ("o4", "p2", "1-8"),
         ]:
-            await store.write(_put(_observation(id_, patient, code)))
+            await store.write(put(_observation(id_, patient, code)))
     finally:
         await store.close()
     assert await _search_ids(url) == ["o3", "o1"]
     assert _res_index_columns(path) == _expected()
     assert _res_index_columns(path)["idx_token"] == ["res_pk", "pid", "value", "system"]
+    assert _columns(path, "idx_token_match") == list(TOKEN_MATCH_COLUMNS)
 
     # what schema 2 had: the per-resource indexes on res_pk alone
     conn = sqlite3.connect(path)
@@ -93,6 +90,8 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
         if table != "idx_sort":
             conn.execute(f"DROP INDEX {table}_res")
             conn.execute(f"CREATE INDEX {table}_res ON {table} (res_pk)")
+    conn.execute("DROP INDEX idx_token_match")
+    conn.execute("CREATE INDEX idx_token_match ON idx_token (pid, value, system)")
     conn.execute("PRAGMA user_version=2")
     conn.commit()
     conn.close()
@@ -100,6 +99,7 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
 
     assert await _search_ids(url) == ["o3", "o1"]
     assert _res_index_columns(path) == _expected()
+    assert _columns(path, "idx_token_match") == list(TOKEN_MATCH_COLUMNS)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()

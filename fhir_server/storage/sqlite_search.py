@@ -157,6 +157,40 @@ class Compiler:
             return "0", []
         return " OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
 
+    def driving_select(
+        self, alias: str, types: Sequence[str], clause: Clause, filters: Sequence[Condition]
+    ) -> Sql | None:
+        """``SELECT res_pk`` of the index rows ``clause`` matches that pass ``filters``
+        (None when the clause cannot drive: a negation, ``:missing``, no index table)."""
+        table = TABLE_OF_TYPE.get(clause.param.type)
+        if table is None or clause.negate:
+            return None
+        if any(isinstance(v, MissingMatch) for v in clause.values):
+            return None
+        pids = self.pids(types, clause.param.code)
+        pid_sql = f"pid IN ({','.join('?' * len(pids))})" if pids else "0"
+        matches = [match_sql(value) for value in clause.values]
+        ors = " OR ".join(f"({sql})" for sql, _ in matches) or "0"
+        params = [*pids, *(p for _, ps in matches for p in ps)]
+        return self._driving(alias, types, table, pid_sql, ors, params, filters)
+
+    def _driving(
+        self,
+        alias: str,
+        types: Sequence[str],
+        table: str,
+        pid_sql: str,
+        ors: str,
+        params: list[Any],
+        filters: Sequence[Condition],
+    ) -> Sql:
+        driving = self.alias("d")
+        more_sql, more = self._filters(alias, types, filters, f"{driving}.res_pk")
+        sub = (
+            f"SELECT {driving}.res_pk FROM {table} {driving} WHERE {pid_sql} AND ({ors}){more_sql}"
+        )
+        return sub, [*params, *more]
+
     def _filters(
         self, alias: str, types: Sequence[str], filters: Sequence[Condition], pk: str
     ) -> Sql:
@@ -195,13 +229,8 @@ class Compiler:
         params = [*pids, *(p for _, ps in matches for p in ps)]
         negate = "NOT " if clause.negate else ""
         if drive and not clause.negate:
-            driving = self.alias("d")
-            more_sql, more = self._filters(alias, types, filters, f"{driving}.res_pk")
-            sub = (
-                f"SELECT {driving}.res_pk FROM {table} {driving}"
-                f" WHERE {pid_sql} AND ({ors}){more_sql}"
-            )
-            return f"{pk} IN ({sub})", [*params, *more]
+            sub, sub_params = self._driving(alias, types, table, pid_sql, ors, params, filters)
+            return f"{pk} IN ({sub})", sub_params
         # a probe of one resource's rows: by res_pk, whatever the statistics say
         probe = (
             f"SELECT 1 FROM {table} INDEXED BY {table}_res"
@@ -404,8 +433,35 @@ def build_select(
 
 
 def build_count(compiler: Compiler, query: SearchQuery) -> Sql:
+    index_only = _index_count(compiler, query)
+    if index_only is not None:
+        return index_only
     where_sql, params = compiler.where("r", query.types, query.conditions)
     return f"SELECT count(*) FROM resource r WHERE {where_sql}", params
+
+
+def _index_count(compiler: Compiler, query: SearchQuery) -> Sql | None:
+    """The total from the index rows alone, when one parameter drives and every other
+    condition is a probe of index rows: index rows exist only for the live current
+    version of a resource (a delete discards them) and a parameter id belongs to one
+    type, so the resource rows need not be read (``Observation?code=`` with 56,729 matches
+    at 1M resources: 327 ms warm, 3.9 s cold, through the resource rows). Not with access
+    limits (they look at the resource's compartments) or a chain driving."""
+    if compiler.access is not None and not compiler.access.unrestricted:
+        return None
+    driver = _driver(query.conditions)
+    if driver is None or not isinstance(query.conditions[driver], Clause):
+        return None
+    if not all(_by_pk(c) for c in query.conditions):
+        return None
+    others = [c for i, c in enumerate(query.conditions) if i != driver]
+    clause = query.conditions[driver]
+    assert isinstance(clause, Clause)
+    driving = compiler.driving_select("r", query.types, clause, others)
+    if driving is None:
+        return None
+    sub, params = driving
+    return f"SELECT count(DISTINCT res_pk) FROM ({sub})", params
 
 
 def _count(compiler: Compiler, query: SearchQuery) -> int:
