@@ -7,12 +7,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.storage.base import open_store
+from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
 from fhir_server.storage.sqlite_index import (
     INDEX_TABLES,
     TOKEN_MATCH_COLUMNS,
     res_index_columns,
 )
+from resources import fhir_json
 from tests.store_support import observation_query, put
 
 
@@ -101,5 +102,83 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     assert _res_index_columns(path) == _expected()
     assert _columns(path, "idx_token_match") == list(TOKEN_MATCH_COLUMNS)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
+
+
+def _stored_twice(path: Path) -> int:
+    """History rows holding a content that is also the current content in ``resource``."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT count(*) FROM history JOIN resource ON resource.seq = history.seq"
+            " WHERE history.content IS NOT NULL"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def _versions(url: str, id_: str) -> list[tuple[int, str, str | None]]:
+    """(version, method, code) of each version: from history, then each by vread."""
+    store = open_store(url)
+    await store.open()
+    try:
+        page = await store.history(HistoryQuery(type="Observation", id=id_, count=10))
+        found = []
+        for entry in page.entries:
+            vread = await store.vread("Observation", id_, entry.version)
+            assert vread is not None and vread.content == entry.content
+            code = None
+            if entry.content is not None:
+                code = fhir_json.loads(entry.content)["code"]["coding"][0]["code"]
+            found.append((entry.version, entry.method, code))
+        return found
+    finally:
+        await store.close()
+
+
+async def test_a_version_content_is_stored_once(tmp_path: Path) -> None:
+    """Schema 4: a current version's content is only in ``resource``; it moves to its
+    ``history`` row when replaced. History, vread and search give the same answers as
+    before, and a schema-3 file (every content twice) is brought to that on start-up."""
+    path = tmp_path / "fhir.sqlite3"
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.write(put(_observation("o1", "p1", "1-8")))
+        await store.write(put(_observation("o1", "p1", "2-6")))
+        await store.write(put(_observation("o1", "p1", "1-8")))
+        await store.write(put(_observation("o2", "p1", "2-6")))
+        await store.write(put(_observation("o3", "p1", "1-8")))
+        await store.write(WriteRequest("Observation", "o3", "delete", None))
+        await store.write(put(_observation("o3", "p1", "2-6")))
+        await store.write(put(_observation("o4", "p1", "2-6")))
+        await store.write(WriteRequest("Observation", "o4", "delete", None))
+    finally:
+        await store.close()
+    o1 = [(3, "update", "1-8"), (2, "update", "2-6"), (1, "update", "1-8")]
+    o3 = [(3, "update", "2-6"), (2, "delete", None), (1, "update", "1-8")]
+    o4 = [(2, "delete", None), (1, "update", "2-6")]
+    assert _stored_twice(path) == 0
+    assert await _versions(url, "o1") == o1
+    assert await _versions(url, "o3") == o3
+    assert await _versions(url, "o4") == o4
+    assert await _search_ids(url) == ["o1"]
+
+    # what schema 3 wrote: the current content in history too
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "UPDATE history SET content = (SELECT content FROM resource WHERE resource.seq ="
+        " history.seq) WHERE seq IN (SELECT seq FROM resource)"
+    )
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+    assert _stored_twice(path) == 3
+
+    assert await _versions(url, "o1") == o1
+    assert _stored_twice(path) == 0
+    assert await _versions(url, "o3") == o3
+    assert await _versions(url, "o4") == o4
+    assert await _search_ids(url) == ["o1"]

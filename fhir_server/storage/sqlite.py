@@ -2,14 +2,17 @@
 
 Implements the versioning rules of https://hl7.org/fhir/R4/http.html#versioning:
 ``resource`` holds the current version of each logical resource (tombstones included),
-``history`` every version ever written, both updated in one transaction. Writes run on
-one dedicated thread with ``BEGIN IMMEDIATE`` (SQLite's write lock also serialises other
-processes); the processes of one server (``serve --workers N``) first queue on an
-``flock`` of ``<file>-writer.lock``, because SQLite's own busy handler polls with sleeps
-of up to 100 ms and lets a waiting writer starve (a CRUD mix on 2 workers had a p99 of
-1.25 s at 1M resources); the version check inside that transaction makes ``If-Match`` an atomic
-compare-and-set. Reads are short indexed lookups run on the calling thread with their own
-connection (WAL lets readers proceed during a write).
+``history`` a row for every version ever written, both updated in one transaction. A
+version's content is stored once: in ``resource`` while it is current (the row every read
+and search takes it from), moved to its ``history`` row when a newer version replaces it
+(schema 4; before, every current content was stored twice, a quarter of a 1M-resource
+file). Writes run on one dedicated thread with ``BEGIN IMMEDIATE`` (SQLite's write lock
+also serialises other processes); the processes of one server (``serve --workers N``)
+first queue on an ``flock`` of ``<file>-writer.lock``, because SQLite's own busy handler
+polls with sleeps of up to 100 ms and lets a waiting writer starve (a CRUD mix on 2
+workers had a p99 of 1.25 s at 1M resources); the version check inside that transaction
+makes ``If-Match`` an atomic compare-and-set. Reads are short indexed lookups run on the
+calling thread with their own connection (WAL lets readers proceed during a write).
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash (``kill -9``) of the server
 process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
@@ -59,7 +62,7 @@ from resources.compartments import memberships
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -82,7 +85,7 @@ CREATE TABLE IF NOT EXISTS history (
     last_updated TEXT NOT NULL,
     ended TEXT,
     method TEXT NOT NULL,
-    content BLOB,
+    content BLOB,  -- NULL while the version is current: its content is resource.content
     UNIQUE (res_pk, version)
 );
 -- the live resources of a type in pk order: counts and unsorted pages of a broad search
@@ -92,6 +95,12 @@ CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
 """
 
 _COLUMNS = "type, id, version, last_updated, method, content, seq"
+_HISTORY_COLUMNS = (
+    "type, id, version, last_updated, method, CASE WHEN content IS NULL AND method != 'delete'"
+    " THEN (SELECT r.content FROM resource r WHERE r.pk = history.res_pk AND r.seq = history.seq)"
+    " ELSE content END, seq"
+)
+"""A history row's columns, its content taken from ``resource`` while it is current."""
 
 
 def _row(row: tuple[Any, ...]) -> StoredVersion:
@@ -182,6 +191,15 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             sqlite_index.rebuild_res_indexes(conn)
             conn.execute("COMMIT")
+        if 0 < old_version < 4:
+            # v4: a current version's content only in resource (the freed pages are reused
+            # by later writes; VACUUM gives them back to the file system)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE history SET content = NULL WHERE seq IN (SELECT seq FROM resource)"
+                " AND content IS NOT NULL"
+            )
+            conn.execute("COMMIT")
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn
 
@@ -247,7 +265,7 @@ class SQLiteStore:
         self, type_: str, id_: str, version: int, access: AccessClause | None = None
     ) -> StoredVersion | None:
         sql = (
-            f"SELECT {_COLUMNS} FROM history"
+            f"SELECT {_HISTORY_COLUMNS} FROM history"
             " WHERE res_pk=(SELECT pk FROM resource WHERE type=? AND id=?) AND version=?"
         )
         params: tuple[Any, ...] = (type_, id_, version)
@@ -267,7 +285,7 @@ class SQLiteStore:
             page_params = (*params, query.before_seq)
         # the page's seqs first (sorted without the content), then their rows
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
             f" WHERE {page_where} ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC",
             (*page_params, query.count + 1),
         )
@@ -423,14 +441,16 @@ class SQLiteStore:
                 " WHERE pk=?",
                 (version, last_updated, req.method, content, seq, pk),
             )
+            # the replaced version's content moves to its history row
+            assert previous is not None
             conn.execute(
-                "UPDATE history SET ended=? WHERE res_pk=? AND version=?",
-                (last_updated, pk, version - 1),
+                "UPDATE history SET ended=?, content=? WHERE seq=?",
+                (last_updated, previous.content, previous.seq),
             )
         conn.execute(
-            "INSERT INTO history (seq, res_pk, type, id, version, last_updated, method, content)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (seq, pk, req.type, req.id, version, last_updated, req.method, content),
+            "INSERT INTO history (seq, res_pk, type, id, version, last_updated, method)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (seq, pk, req.type, req.id, version, last_updated, req.method),
         )
         _record_members(conn, req, seq, previous)
         self._reindex(index, req, pk, fresh=previous is None)
