@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.app import create_app
+    from fhir_server.http_protocol import CoalescingHttpToolsProtocol
 
     overrides = {
         key: value
@@ -81,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level.lower(),
         "log_config": _log_config(settings.log_level),
         "access_log": False,
+        "http": CoalescingHttpToolsProtocol,
         "timeout_graceful_shutdown": 10,
     }
     workers = settings.workers
