@@ -31,6 +31,7 @@ from bench.harness import (  # noqa: E402
     ServerProcess,
     ensure_wrk,
     free_port,
+    read_into_page_cache,
     run_wrk,
     thread_cpu,
 )
@@ -84,6 +85,11 @@ def main() -> int:
         action="store_true",
         help="no py-spy: CPU time per request of each server thread and of wrk",
     )
+    parser.add_argument(
+        "--no-page-cache",
+        action="store_true",
+        help="do not read the SQLite file into the OS page cache first",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not args.cpu and not Path(spy).exists():
@@ -96,6 +102,8 @@ def main() -> int:
     command += ["--workers", "1", "--storage", storage, "--auth", args.auth]
     env = {"FHIR_SERVER_LOG_LEVEL": args.log_level}
     server = ServerProcess(command, port, "/fhir/metadata", workdir / "profile.log", env)
+    if not args.no_page_cache:
+        read_into_page_cache(storage)
     server.start()
     try:
         token = None

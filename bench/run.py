@@ -59,6 +59,7 @@ from bench.harness import (  # noqa: E402
     ensure_wrk,
     free_port,
     process_tree,
+    read_into_page_cache,
     run_wrk,
 )
 from bench.report import print_table, targets  # noqa: E402
@@ -364,19 +365,7 @@ class _Bench:
         half-evicted file measures the disk."""
         if self.args.no_page_cache:
             return
-        text = str(storage)
-        path = Path(text[len("sqlite:///") :] if text.startswith("sqlite:///") else text)
-        if not path.exists():
-            return
-        started = time.perf_counter()
-        size = 0
-        for name in (path, path.with_name(path.name + "-wal")):
-            if name.exists():
-                with name.open("rb", buffering=0) as file:
-                    while chunk := file.read(1 << 24):
-                        size += len(chunk)
-        seconds = time.perf_counter() - started
-        print(f"page cache: read {size / 1e9:.1f} GB of {path.name} in {seconds:.1f} s", flush=True)
+        read_into_page_cache(storage)
 
     def raw(self, db: Path, workers: int) -> dict[str, Any]:
         self.page_cache(db)
