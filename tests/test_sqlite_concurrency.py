@@ -1,6 +1,6 @@
-"""SQLite concurrency: searches run on the event loop's connection within a time budget
-(one that needs longer is stopped and answered from a thread instead, with the same
-result), and the writers of several processes take turns."""
+"""SQLite concurrency: searches and history pages run on the event loop's connection
+within a time budget (one that needs longer is stopped and answered from a thread
+instead, with the same result), and the writers of several processes take turns."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ async def _answers(url: str) -> tuple[list[Any], int]:
         ):
             page = await store.search(observation_query(items), None, 5, True)
             answers.append((page.total, [e.id for e in page.entries], page.next_cursor is not None))
+        for query in (HistoryQuery(type="Observation", count=4), HistoryQuery(count=4)):
+            history = await store.history(query)
+            more = await store.history(
+                HistoryQuery(type=query.type, count=4, before_seq=history.next_before_seq)
+            )
+            answers.append(
+                (history.total, [(e.id, e.version) for e in history.entries + more.entries])
+            )
         return answers, len(store._search_conns)
     finally:
         await store.close()
@@ -61,6 +69,8 @@ async def test_over_budget_searches_move_to_a_thread(
     inline, threads = await _answers(url)
     assert threads == 0  # every search fitted the budget on the event loop
     assert inline[0] == (12, ["o11", "o10", "o9", "o8", "o7"], True)
+    assert inline[3] == (12, [(f"o{n}", 1) for n in range(11, 3, -1)])
+    assert inline[4][0] == 13  # and the patient
 
     # always over budget, checked at every step of SQLite's virtual machine
     monkeypatch.setattr(sqlite_store, "INLINE_BUDGET", -1.0)

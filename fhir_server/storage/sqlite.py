@@ -26,11 +26,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     import fcntl
@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS history (
 );
 -- the live resources of a type in pk order: counts and unsorted pages of a broad search
 CREATE INDEX IF NOT EXISTS resource_live ON resource (type) WHERE method != 'delete';
+-- _lastUpdated ranges and sorts ("what changed since", the sync of an EHR or an app)
+CREATE INDEX IF NOT EXISTS resource_updated ON resource (type, last_updated)
+    WHERE method != 'delete';
 CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
 """
@@ -117,8 +120,10 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
+_T = TypeVar("_T")
+
 INLINE_BUDGET = 0.005
-"""Seconds a search may run on the event loop before it moves to a thread."""
+"""Seconds a search (or history page) may run on the event loop before it moves to a thread."""
 _PROGRESS_STEPS = 1000
 """SQLite virtual-machine steps between checks of the budget."""
 
@@ -277,18 +282,23 @@ class SQLiteStore:
         return _row(rows[0]) if rows else None
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
+        """Within the event loop's budget, like a search: the total of a type's or the
+        system's history counts every version (570k for Observation at 1M resources)."""
+        return await self._budgeted(self._history_sync, query)
+
+    def _history_sync(self, conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:
         where, params = self._history_filter(query)
-        total = self._query(f"SELECT count(*) FROM history WHERE {where}", params)[0][0]
+        total = conn.execute(f"SELECT count(*) FROM history WHERE {where}", params).fetchone()[0]
         page_where, page_params = where, params
         if query.before_seq is not None:
             page_where += " AND seq < ?"
             page_params = (*params, query.before_seq)
         # the page's seqs first (sorted without the content), then their rows
-        rows = self._query(
+        rows = conn.execute(
             f"SELECT {_HISTORY_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
             f" WHERE {page_where} ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC",
             (*page_params, query.count + 1),
-        )
+        ).fetchall()
         entries = [_row(r) for r in rows[: query.count]]
         more = len(rows) > query.count
         return HistoryPage(entries, total, entries[-1].seq if more and entries else None)
@@ -325,39 +335,42 @@ class SQLiteStore:
     async def search(
         self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
     ) -> SearchPage:
-        """Run on the event loop's own connection, within :data:`INLINE_BUDGET`; a
-        search that needs longer is stopped there and run again on a thread.
+        return await self._budgeted(
+            lambda conn: run_search(conn, self._param_ids, query, cursor, count, with_total)
+        )
+
+    async def _budgeted(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(connection, *args)`` on the event loop's own connection, within
+        :data:`INLINE_BUDGET`; stopped there and run again on a thread when it needs longer.
 
         Most searches take well under a millisecond of SQLite time, and handing them to
         a thread costs more than that (the hop, and the two threads contending for the
         GIL: ~0.5 ms of CPU per search, measured with ``bench/profile.py --cpu``); the
-        budget keeps a costly search from holding up the other requests for more than a
-        few milliseconds."""
+        budget keeps a costly query from holding up the other requests for more than a
+        few milliseconds. ``fn`` only reads (a stopped statement changes nothing)."""
         assert self._search_pool is not None and self._inline is not None, "store is not open"
         self._deadline = time.perf_counter() + INLINE_BUDGET
         try:
-            return run_search(self._inline, self._param_ids, query, cursor, count, with_total)
+            return fn(self._inline, *args)
         except sqlite3.OperationalError as error:
             if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_INTERRUPT:
                 raise
         finally:
             self._deadline = math.inf
         return await asyncio.get_running_loop().run_in_executor(
-            self._search_pool, self._search_sync, query, cursor, count, with_total
+            self._search_pool, self._on_thread, fn, args
         )
 
     def _over_budget(self) -> bool:
         """SQLite's progress handler on the inline connection: true stops the statement."""
         return time.perf_counter() > self._deadline
 
-    def _search_sync(
-        self, query: SearchQuery, cursor: Cursor | None, count: int, with_total: bool
-    ) -> SearchPage:
+    def _on_thread(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
             self._search_conns.append(conn)
-        return run_search(conn, self._param_ids, query, cursor, count, with_total)
+        return fn(conn, *args)
 
     # -- writes ----------------------------------------------------------------------
 
