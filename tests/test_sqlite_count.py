@@ -9,11 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.storage.base import WriteRequest, open_store
-from fhir_server.storage.sqlite import SQLiteStore
+from fhir_server.storage.base import WriteRequest
 from fhir_server.storage.sqlite_search import Compiler, build_count
 from resources.search.query import AccessClause, Grant
-from tests.store_support import observation_query, put
+from tests.store_support import observation_query, put, sqlite_store
 
 
 def _observation(id_: str, codes: list[str], status: str = "final") -> dict[str, Any]:
@@ -28,10 +27,7 @@ def _observation(id_: str, codes: list[str], status: str = "final") -> dict[str,
 
 async def test_index_only_totals_match_the_resources(tmp_path: Path) -> None:
     path = tmp_path / "fhir.sqlite3"
-    store = open_store(f"sqlite:///{path}")
-    await store.open()
-    try:
-        assert isinstance(store, SQLiteStore)
+    async with sqlite_store(path) as store:
         await store.write(put(_observation("a", ["1-8"])))
         await store.write(put(_observation("b", ["1-8", "1-8"])))  # matches twice
         await store.write(put(_observation("c", ["1-8"], "amended")))
@@ -70,5 +66,3 @@ async def test_index_only_totals_match_the_resources(tmp_path: Path) -> None:
             assert conn.execute(sql, params).fetchone()[0] == 1
         finally:
             conn.close()
-    finally:
-        await store.close()

@@ -9,11 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.storage.base import HistoryQuery, open_store
-from fhir_server.storage.sqlite import SQLiteStore
+from fhir_server.storage.base import HistoryQuery
 from resources.compartments import patient_member_types
 from resources.search.query import AccessClause, Grant
-from tests.store_support import put
+from tests.store_support import put, sqlite_store
 
 
 def _observation(id_: str, patient: str) -> dict[str, Any]:
@@ -28,10 +27,7 @@ def _observation(id_: str, patient: str) -> dict[str, Any]:
 
 async def test_patient_system_history_reads_its_rows_by_index(tmp_path: Path) -> None:
     path = tmp_path / "fhir.sqlite3"
-    store = open_store(f"sqlite:///{path}")
-    await store.open()
-    try:
-        assert isinstance(store, SQLiteStore)
+    async with sqlite_store(path) as store:
         for resource in [
             {"resourceType": "Patient", "id": "p1"},
             {"resourceType": "Patient", "id": "p2"},
@@ -63,8 +59,6 @@ async def test_patient_system_history_reads_its_rows_by_index(tmp_path: Path) ->
         assert rest.next_before_seq is None
 
         where, params = store._history_filter(HistoryQuery(access=p1))
-    finally:
-        await store.close()
 
     conn = sqlite3.connect(path)
     try:

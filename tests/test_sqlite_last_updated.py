@@ -10,10 +10,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_server.storage.base import WriteRequest, open_store
+from fhir_server.storage.base import WriteRequest
 from fhir_server.storage.sqlite import SQLiteStore
 from fhir_server.storage.sqlite_search import Compiler, build_select
-from tests.store_support import observation_query, put
+from tests.store_support import observation_query, put, sqlite_store
 
 
 def _observation(id_: str) -> dict[str, Any]:
@@ -34,10 +34,7 @@ def _plan(conn: sqlite3.Connection, store: SQLiteStore, items: list[tuple[str, s
 
 async def test_last_updated_ranges_and_sorts_use_the_index(tmp_path: Path) -> None:
     path = tmp_path / "fhir.sqlite3"
-    store = open_store(f"sqlite:///{path}")
-    await store.open()
-    try:
-        assert isinstance(store, SQLiteStore)
+    async with sqlite_store(path) as store:
         written = []
         for n in range(12):
             result = await store.write(put(_observation(f"o{n}")))
@@ -77,5 +74,3 @@ async def test_last_updated_ranges_and_sorts_use_the_index(tmp_path: Path) -> No
                 assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # no sort of every row
         finally:
             conn.close()
-    finally:
-        await store.close()
