@@ -5,10 +5,12 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 from fhir_server.config import Settings
 from fhir_server.headers import etag, http_date
@@ -69,3 +71,21 @@ def version_headers(ctx: Context, stored: StoredVersion) -> dict[str, str]:
         "Last-Modified": http_date(stored.last_updated),
         "Location": ctx.url(stored.type, stored.id, "_history", str(stored.version)),
     }
+
+
+def bundle_id() -> str:
+    """A new id for a Bundle the server assembles (a searchset, a history): 128 random
+    bits in hex. It only has to be unique; ``uuid4`` reads the OS's random source on
+    every call (~5 us of a 700 us search)."""
+    return f"{random.getrandbits(128):032x}"
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def query_string(params: Sequence[tuple[str, str]]) -> str:
+    """``urllib.parse.urlencode(params)``, the same text, quoting only what needs it."""
+    return "&".join(
+        f"{k if _UNRESERVED(k) else quote_plus(k)}={v if _UNRESERVED(v) else quote_plus(v)}"
+        for k, v in params
+    )

@@ -8,14 +8,18 @@ stays the same while new versions are written.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from fhir_server.headers import etag
-from fhir_server.interactions.context import Context, FhirResponse, check_id
+from fhir_server.interactions.context import (
+    Context,
+    FhirResponse,
+    bundle_id,
+    check_id,
+    query_string,
+)
 from fhir_server.storage.base import HistoryQuery, StoredVersion, now_instant
 from resources.errors import invalid, not_found
 from resources.fhir_datetime import parse_range_text
@@ -39,7 +43,7 @@ async def history(ctx: Context, type_: str | None = None, id_: str | None = None
         links.append({"relation": "next", "url": _link(ctx, path, applied, page.next_before_seq)})
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": bundle_id(),
         "meta": {"lastUpdated": now_instant()},
         "type": "history",
         "total": page.total,
@@ -82,7 +86,7 @@ def _positive_int(value: str, name: str) -> int:
 def _link(ctx: Context, path: str, applied: list, before: int | None) -> str:
     params = list(applied) + ([("_cursor", str(before))] if before is not None else [])
     url = ctx.url(path)
-    return f"{url}?{urlencode(params)}" if params else url
+    return f"{url}?{query_string(params)}" if params else url
 
 
 def _entry(ctx: Context, stored: StoredVersion) -> dict[str, Any]:

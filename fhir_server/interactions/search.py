@@ -8,17 +8,22 @@ Bundle is built from stored bytes, with ``self`` (only the parameters that were 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import orjson
 
 from capability.support import support_table
 from fhir_server.headers import prefer_handling
-from fhir_server.interactions.context import Context, FhirResponse, check_id
+from fhir_server.interactions.context import (
+    Context,
+    FhirResponse,
+    bundle_id,
+    check_id,
+    query_string,
+)
 from fhir_server.interactions.subsetting import subset
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor, SearchPage
@@ -169,7 +174,7 @@ def _bundle(
 ) -> dict[str, Any]:
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": bundle_id(),
         "meta": {"lastUpdated": now_instant()},
         "type": "searchset",
     }
@@ -195,7 +200,7 @@ def _links(
     def url(c: Cursor | None) -> str:
         params = [*applied, *([("_cursor", c.encode())] if c is not None else [])]
         base = ctx.url(path) if path else ctx.base_url
-        return f"{base}?{urlencode(params)}" if params else base
+        return f"{base}?{query_string(params)}" if params else base
 
     links = [{"relation": "self", "url": url(cursor)}]
     if cursor is not None:
