@@ -6,6 +6,8 @@
   (:mod:`fhir_server.bulk_import`);
 - ``fhir-server demo-data [--patients N] [--seed S]``: write a demo population
   (:mod:`fhir_server.demo_data`);
+- ``fhir-server compact [--storage URL]``: a SQLite file brought to the current schema and
+  rewritten without its free pages;
 - ``fhir-server invite``, ``users create``, ``clients create|list``: SMART administration
   (:mod:`fhir_server.cli_admin`).
 """
@@ -43,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_import(commands)
     _add_demo_data(commands)
+    compact = commands.add_parser(
+        "compact",
+        help="SQLite: bring the file to the current schema and give free pages back"
+        " (stop the server first)",
+    )
+    compact.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
     add_admin_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -51,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _import(args)
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command == "compact":
+        return _compact(args)
     if args.command in ("invite", "users", "clients", "keys"):
         return run_admin(args)
     return 2  # pragma: no cover - argparse enforces a command
@@ -231,6 +241,35 @@ def _demo_data(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     return 1 if report.problem_count else 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from fhir_server.storage.sqlite import path_from_url, vacuum
+
+    settings = _settings(args)
+    if not settings.storage.startswith("sqlite:"):
+        print(
+            "fhir-server compact: only SQLite stores (MongoDB reuses freed space itself;"
+            " see its compact command)",
+            file=sys.stderr,
+        )
+        return 2
+    path = path_from_url(settings.storage)
+    if not path.is_file():
+        print(f"fhir-server compact: no SQLite file at {path}", file=sys.stderr)
+        return 2
+    before = path.stat().st_size
+    asyncio.run(_with_store(settings, lambda store: asyncio.sleep(0)))  # schema migrations
+    try:
+        vacuum(path)
+    except sqlite3.OperationalError as exc:
+        print(f"fhir-server compact: {exc} (is a server using the file?)", file=sys.stderr)
+        return 1
+    after = path.stat().st_size
+    print(f"{path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

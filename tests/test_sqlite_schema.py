@@ -3,10 +3,14 @@ server is brought up to date on start-up, and its searches keep their answers.""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fhir_server import cli
 from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
 from fhir_server.storage.sqlite_index import (
     INDEX_TABLES,
@@ -106,6 +110,19 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     conn.close()
 
 
+def _as_schema_3(path: Path) -> None:
+    """What schema 3 wrote: every current content in ``history`` too."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "UPDATE history SET content = (SELECT content FROM resource WHERE resource.seq ="
+        " history.seq) WHERE seq IN (SELECT seq FROM resource)"
+    )
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
 def _stored_twice(path: Path) -> int:
     """History rows holding a content that is also the current content in ``resource``."""
     conn = sqlite3.connect(path)
@@ -166,15 +183,7 @@ async def test_a_version_content_is_stored_once(tmp_path: Path) -> None:
     assert await _versions(url, "o4") == o4
     assert await _search_ids(url) == ["o1"]
 
-    # what schema 3 wrote: the current content in history too
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "UPDATE history SET content = (SELECT content FROM resource WHERE resource.seq ="
-        " history.seq) WHERE seq IN (SELECT seq FROM resource)"
-    )
-    conn.execute("PRAGMA user_version=3")
-    conn.commit()
-    conn.close()
+    _as_schema_3(path)
     assert _stored_twice(path) == 3
 
     assert await _versions(url, "o1") == o1
@@ -182,3 +191,40 @@ async def test_a_version_content_is_stored_once(tmp_path: Path) -> None:
     assert await _versions(url, "o3") == o3
     assert await _versions(url, "o4") == o4
     assert await _search_ids(url) == ["o1"]
+
+
+def test_compact_converts_and_gives_the_space_back(tmp_path: Path) -> None:
+    """``fhir-server compact``: a schema-3 file (every current content twice) is converted
+    and rewritten smaller, with the same versions."""
+    path = tmp_path / "fhir.sqlite3"
+    url = f"sqlite:///{path}"
+
+    async def fill() -> None:
+        store = open_store(url)
+        await store.open()
+        try:
+            for n in range(300):
+                observation = _observation(f"o{n}", "p1", "1-8")
+                observation["note"] = [{"text": f"note {n} " + "x" * 2000}]
+                await store.write(put(observation))
+            await store.write(put(_observation("o1", "p1", "2-6")))
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    _as_schema_3(path)
+    before = path.stat().st_size
+    assert _stored_twice(path) == 300
+
+    assert cli.main(["compact", "--storage", url]) == 0
+    assert _stored_twice(path) == 0
+    assert path.stat().st_size < before * 0.7
+    assert asyncio.run(_versions(url, "o1")) == [(2, "update", "2-6"), (1, "update", "1-8")]
+    assert asyncio.run(_versions(url, "o299")) == [(1, "update", "1-8")]
+
+
+def test_compact_needs_a_sqlite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compact", "--storage", f"sqlite:///{tmp_path / 'none.sqlite3'}"]) == 2
+    assert "no SQLite file" in capsys.readouterr().err
+    assert cli.main(["compact", "--storage", "mongomock://x"]) == 2
+    assert "only SQLite stores" in capsys.readouterr().err

@@ -479,6 +479,18 @@ class SQLiteStore:
             index.discard(pk)
 
 
+def vacuum(path: Path) -> None:
+    """Rewrite the file without its free pages (SQLite's ``VACUUM``), e.g. after the
+    schema-4 conversion freed the duplicated contents. Rewrites every page: run it with
+    the server stopped (a running server's writes would wait for it)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    try:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 def _visible(conn: sqlite3.Connection, pk: int, access: AccessClause) -> bool:
     """Whether the current version of resource ``pk`` is visible under ``access``."""
     where, params = access_sql("resource", access)
