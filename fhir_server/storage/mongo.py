@@ -12,18 +12,17 @@ Collections:
   search index fields from ``mongo_index.encode`` (none on a tombstone);
 - ``history``: every version (``type, id, version, last_updated, ended, method, seq,
   content``), unique on ``(type, id, version)``; ``ended`` is when the next version
-  replaced it, for ``_at``. A version's content is stored once: the current version's is
-  in its resource document (its history document has none), and moves to its history
-  document when a newer version replaces it (documents written before this kept both
-  copies, which reads accept);
+  replaced it, for ``_at``. Reads also accept a current version's history document
+  without ``content`` (taking it from the resource document): the first step of storing
+  a content once, as the SQLite store does. Writers keep both copies until every
+  server that may share a database reads that form (a server of an earlier release
+  would lose a content it replaces; see ``MongoStore._with_contents``);
 - ``counters``: the document ``history_seq`` (the last history ``seq`` handed out, ``n``,
   and the latest ``last_updated``) and ``schema`` (which one-time migrations ran).
 
 A write first reads the resource document, then replaces it with a filter on the version
 it read (``{_id, version}``; a create inserts, relying on the unique ``_id``), then ends
-the previous history version (giving it its content) and inserts the new one. Without
-transactions the replaced version's content is written to its history document before
-the compare-and-set, so a process that dies in between loses nothing. On a replica set or sharded
+the previous history version and inserts the new one. On a replica set or sharded
 cluster a write, or a whole batch, runs in one transaction
 (https://www.mongodb.com/docs/manual/core/transactions/) and conflicts are retried by
 ``with_transaction``. On a standalone server there are no transactions: a single write
@@ -262,8 +261,10 @@ class MongoStore:
         return HistoryPage(entries, total, entries[-1].seq if more and entries else None)
 
     async def _with_contents(self, docs: list[dict[str, Any]]) -> list[StoredVersion]:
-        """History documents as versions, a current version's content taken from its
-        resource document (one query for the page)."""
+        """History documents as versions; a current version's document may hold no
+        content (the form a later release writes), which is then its resource document's
+        (one query for the page). A version replaced since has its content in its
+        history document by then: read again from there."""
         current = [d for d in docs if d.get("content") is None and d["method"] != "delete"]
         if current:
             keys = [resource_key(d["type"], d["id"]) for d in current]
@@ -276,7 +277,6 @@ class MongoStore:
                 if resource is not None and resource.get("version") == doc["version"]:
                     doc["content"] = resource.get("content")
                     continue
-                # replaced since: its content is in its history document by now
                 where = {"type": doc["type"], "id": doc["id"], "version": doc["version"]}
                 again = await self._history.find_one(where, {"content": 1})
                 doc["content"] = (again or {}).get("content")
@@ -339,8 +339,6 @@ class MongoStore:
         content = None if req.build is None else req.build(version, last_updated)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
         members = _members(req, doc)
-        if previous is not None and session is None and previous.content is not None:
-            await self._keep_content(previous)
         await self._put_resource(req, stored, previous, session, members)
         if previous is not None:
             await self._end_version(previous, last_updated, session)
@@ -387,40 +385,26 @@ class MongoStore:
             raise VersionConflict(None if current is None else current.version)
         raise _Retry
 
-    async def _keep_content(self, previous: StoredVersion) -> None:
-        """Standalone: the version about to be replaced gets its content in its history
-        document first (harmless if the compare-and-set then loses: it is that version's
-        content either way)."""
-        await self._history.update_one(
-            {"type": previous.type, "id": previous.id, "version": previous.version},
-            {"$set": {"content": previous.content}},
-        )
-
     async def _end_version(self, previous: StoredVersion, ended: str, session: Any) -> None:
-        """Mark the replaced version ended and give it its content (in a transaction; a
-        standalone write did that before its compare-and-set); rebuild its history
-        document if it is missing (a standalone write whose process died between its
-        steps)."""
+        """Mark the replaced version ended; rebuild its history document if it is missing
+        (a standalone write whose process died between its two steps)."""
         fields = _version_fields(previous)
-        on_insert = {k: fields[k] for k in ("last_updated", "method", "seq")}
-        changes: dict[str, Any] = {"ended": ended}
-        if session is None:
-            on_insert["content"] = previous.content
-        else:
-            changes["content"] = previous.content
         await self._history.update_one(
             {"type": previous.type, "id": previous.id, "version": previous.version},
-            {"$set": changes, "$setOnInsert": on_insert},
+            {
+                "$set": {"ended": ended},
+                "$setOnInsert": {
+                    k: fields[k] for k in ("last_updated", "method", "seq", "content")
+                },
+            },
             upsert=True,
             session=session,
         )
 
     async def _add_history(self, stored: StoredVersion, session: Any, members: list[str]) -> None:
         try:
-            fields = _version_fields(stored)
-            del fields["content"]  # in the resource document while this version is current
             await self._history.insert_one(
-                {**fields, "ended": None, MEMBERS: members}, session=session
+                {**_version_fields(stored), "ended": None, MEMBERS: members}, session=session
             )
         except DuplicateKeyError:
             if session is not None:
