@@ -18,7 +18,7 @@ from fhir_server.storage.sqlite_index import (
     res_index_columns,
 )
 from resources import fhir_json
-from tests.store_support import observation_query, put
+from tests.store_support import observation_query, put, sqlite_store
 
 
 def _observation(id_: str, patient: str, code: str) -> dict[str, Any]:
@@ -228,3 +228,33 @@ def test_compact_needs_a_sqlite_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "no SQLite file" in capsys.readouterr().err
     assert cli.main(["compact", "--storage", "mongomock://x"]) == 2
     assert "only SQLite stores" in capsys.readouterr().err
+
+
+async def test_a_replaced_content_cannot_be_dropped_and_newer_files_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A server of an earlier release writing to a schema-4 file would end a version
+    without moving its content out of ``resource`` (it would be lost): the file refuses
+    that write. A file of a newer schema than this server knows is not opened."""
+    path = tmp_path / "fhir.sqlite3"
+    url = f"sqlite:///{path}"
+    async with sqlite_store(path) as store:
+        await store.write(put(_observation("o1", "p1", "1-8")))
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="needs its content"):
+            # what schema 3's writer did when it replaced a version
+            conn.execute("UPDATE history SET ended = '2030-01-01' WHERE version = 1")
+        conn.rollback()
+    finally:
+        conn.close()
+    assert await _versions(url, "o1") == [(1, "update", "1-8")]
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    newer = open_store(url)
+    with pytest.raises(RuntimeError, match="schema 99, written by a newer fhir-server"):
+        await newer.open()
+    await newer.close()

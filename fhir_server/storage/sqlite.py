@@ -93,6 +93,11 @@ CREATE INDEX IF NOT EXISTS resource_live ON resource (type) WHERE method != 'del
 -- _lastUpdated ranges and sorts ("what changed since", the sync of an EHR or an app)
 CREATE INDEX IF NOT EXISTS resource_updated ON resource (type, last_updated)
     WHERE method != 'delete';
+-- schema 4 keeps a current content only in resource: a server of an earlier release still
+-- writing to the file would end a version without moving its content there (lost): refused
+CREATE TRIGGER IF NOT EXISTS history_keeps_content BEFORE UPDATE OF ended ON history
+    WHEN NEW.content IS NULL AND NEW.method != 'delete'
+    BEGIN SELECT RAISE(ABORT, 'schema 4: a replaced version needs its content'); END;
 CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
 """
@@ -180,9 +185,21 @@ class SQLiteStore:
         self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-search")
 
     def _create_schema(self) -> sqlite3.Connection:
+        """Create or migrate the schema, in this process's turn to write: the processes
+        of one server start together, and each migration step must run once, on the
+        version it was written for."""
+        with self._writer_turn():
+            return self._migrate()
+
+    def _migrate(self) -> sqlite3.Connection:
         conn = self._writer
         assert conn is not None
         old_version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if old_version > _SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema {old_version}, written by a newer fhir-server; this"
+                f" one knows schema {_SCHEMA_VERSION} (upgrade it instead)"
+            )
         conn.executescript(_SCHEMA)
         conn.executescript(sqlite_index.SCHEMA)
         conn.executescript(MEMBER_SCHEMA)
