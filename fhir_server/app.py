@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.open()
         app.state.store = store
         log.info("store open: %s", settings.storage)
+        app.check_telemetry()
         auth = app.state.auth
         if auth is not None:
             await auth.open()
@@ -145,9 +146,32 @@ class FhirServerApp(FastAPI):
     middleware (Starlette builds the stack on the first request; this wraps it)."""
 
     fhir_routes: Routes = {}
+    telemetry_off = False
+    """Set at start-up when no OpenTelemetry provider is configured (see
+    :meth:`check_telemetry`)."""
 
     def build_middleware_stack(self) -> ASGIApp:
         return FhirDispatch(super().build_middleware_stack(), self.fhir_routes, outer=True)
+
+    def check_telemetry(self) -> None:
+        """FastAPI traces requests when an OpenTelemetry tracer or meter provider is
+        configured, and asks on every request (environment lookups included). The
+        providers are configured by then (by ``opentelemetry-instrument`` or FastAPI's
+        own start-up): when there are none, requests skip the question."""
+        native = getattr(self, "_native_telemetry", None)
+        enabled = getattr(native, "enabled", None)
+        self.telemetry_off = callable(enabled) and not enabled()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.telemetry_off and scope["type"] == "http":
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            scope["app"] = self
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class AccessLog:

@@ -7,8 +7,6 @@ OperationOutcome.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from resources.errors import FhirError
 
 FHIR_JSON = "application/fhir+json"
@@ -62,7 +60,3 @@ def response_media_type(accept: str | None, format_param: str | None) -> str:
     if acceptable and acceptable[0] == "application/json":
         return "application/json"
     return FHIR_JSON
-
-
-def pretty_requested(params: Mapping[str, str]) -> bool:
-    return params.get("_pretty", "").lower() == "true"

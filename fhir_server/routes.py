@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from capability.support import SupportTable, support_table
 from fhir_server.access import GuardedStore
 from fhir_server.config import Settings
-from fhir_server.formats import pretty_requested, request_body_kind, response_media_type
+from fhir_server.formats import request_body_kind, response_media_type
 from fhir_server.interactions import Context, FhirResponse
 from fhir_server.interactions.bundle import batch_or_transaction
 from fhir_server.interactions.capabilities import capabilities
@@ -199,12 +200,11 @@ def _endpoint(
     table: SupportTable, code: str, handler: Handler, body_kind: str | None
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        pretty = pretty_requested(request.query_params)
+        params = query_items(request.scope)
+        pretty = _last(params, "_pretty").lower() == "true"
         try:
-            media = response_media_type(
-                request.headers.get("accept"), request.query_params.get("_format")
-            )
-            ctx = _context(request, code)
+            media = response_media_type(request.headers.get("accept"), _last(params, "_format"))
+            ctx = _context(request, code, params)
             kwargs = _path_arguments(table, code, request.path_params)
             if body_kind == "form":
                 kwargs["body"] = await _form_body(request, ctx.settings.max_body_bytes)
@@ -253,14 +253,43 @@ def require_type(table: SupportTable, type_: str, code: str) -> None:
         raise FhirError(405, "not-supported", f"{code} is not supported for {type_}")
 
 
-def _context(request: Request, code: str) -> Context:
+def query_items(scope: Scope) -> list[tuple[str, str]]:
+    """The query parameters in order: what Starlette's ``QueryParams`` reads, that is
+    ``parse_qsl(..., keep_blank_values=True)`` (``&``-separated, empty fields skipped,
+    ``+`` as space, UTF-8 percent-decoding), decoding only the parts that need it."""
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return []
+    items = []
+    for field in raw.decode("latin-1").split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            items.append((_unquote(name), _unquote(value)))
+    return items
+
+
+def _unquote(text: str) -> str:
+    if "%" in text or "+" in text:
+        return unquote(text.replace("+", " "))
+    return text
+
+
+def _last(params: list[tuple[str, str]], name: str) -> str:
+    """The last value of ``name`` ("" when absent), as ``QueryParams.get`` would give."""
+    found = ""
+    for key, value in params:
+        if key == name:
+            found = value
+    return found
+
+
+def _context(request: Request, code: str, params: list[tuple[str, str]]) -> Context:
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     base = fhir_base_url(request)
     auth = getattr(request.app.state, "auth", None)
     if auth is not None and code != "capabilities":
         store = GuardedStore(store, authenticate(auth, request, base))
-    params = request.query_params.multi_items()
     return Context(store, settings, base, request.headers, params, auth)
 
 

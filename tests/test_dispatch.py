@@ -5,12 +5,15 @@ it must answer exactly what the router would, and leave the rest to it
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.routes import query_items
 from tests.conftest import BASE, JSON
 
 PATIENT = b'{"resourceType":"Patient","active":true}'
@@ -121,3 +124,45 @@ async def test_requests_with_and_without_origin(tmp_path: Path, caplog):
             missing = await http.get("/fhir/Patient/nope")
             assert missing.status_code == 404
             assert _outcome(missing) == "not-found"
+
+
+def test_query_items_read_as_parse_qsl():
+    """The endpoints' own query parsing gives exactly what ``parse_qsl`` (Starlette's
+    ``QueryParams``) gives, on random strings of the characters that matter."""
+    alphabet = ["a", "b", "=", "&", "+", "%", "%2", "%41", "%C3%A9", "%zz", "%20", " ", "é", "|"]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        raw = text.encode("utf-8")
+        expected = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+        assert query_items({"query_string": raw}) == expected, text
+
+
+async def test_pretty_and_format_take_the_last_value(client):
+    created = await client.post("Patient", content=PATIENT, headers=JSON)
+    id_ = created.json()["id"]
+    pretty = await client.get(f"Patient/{id_}?_pretty=false&_pretty=TRUE")
+    assert pretty.status_code == 200
+    assert pretty.text.startswith('{\n  "resourceType"')
+    plain = await client.get(f"Patient/{id_}?_pretty=true&_pretty=false")
+    assert plain.text.startswith('{"resourceType"')
+    refused = await client.get(f"Patient/{id_}?_format=json&_format=xml")
+    assert refused.status_code == 406
+    chosen = await client.get(f"Patient/{id_}?_format=xml&_format=application/json")
+    assert chosen.headers["content-type"].startswith("application/json")
+
+
+async def test_telemetry_is_asked_once_at_start_up(tmp_path: Path, monkeypatch):
+    """FastAPI's per-request OpenTelemetry check is skipped when no provider is
+    configured at start-up, and kept when one is."""
+    settings = Settings(storage=f"sqlite:///{tmp_path / 'fhir.sqlite3'}", auth="off")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert app.telemetry_off
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            assert (await http.get("/fhir/Patient")).status_code == 200
+    traced = create_app(settings)
+    monkeypatch.setattr(traced._native_telemetry, "enabled", lambda: True)
+    async with traced.router.lifespan_context(traced):
+        assert not traced.telemetry_off

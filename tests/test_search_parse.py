@@ -3,18 +3,24 @@ bad input, and what goes into the ``self`` link (https://hl7.org/fhir/R4/search.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
 from resources.search.query import (
     Clause,
     DateMatch,
     IdClause,
     LastUpdatedClause,
+    SearchQuery,
     StringMatch,
     TokenMatch,
     UriMatch,
 )
-from tests.test_search_parse_registry import names, parse, parse_error
+from tests.test_search_parse_registry import NOW, names, parse, parse_error
 
 # -- combining: https://hl7.org/fhir/R4/search.html#combining --------------------------
 
@@ -220,3 +226,49 @@ def test_string_normalization_is_the_index_one() -> None:
     (found,) = parse("name=ÅNGSTRÖM  Zoë", ("Patient",)).conditions
     assert isinstance(found, Clause)
     assert found.values == (StringMatch(normalize_string("ÅNGSTRÖM  Zoë")),)
+
+
+# -- the memo of parsed conditions (resources.search.parse._CONDITIONS) ----------------
+
+
+def _parse_with(params, query: str, now: datetime) -> SearchQuery:
+    return parse_search(
+        ["Observation"],
+        [tuple(part.split("=", 1)) for part in query.split("&")],  # type: ignore[misc]
+        strict=False,
+        params_for=params,
+        max_count=100,
+        default_count=20,
+        now=now,
+    )
+
+
+def test_a_repeated_search_parses_to_the_same_query() -> None:
+    first = _parse_with(search_params, "code=http://loinc.org|1234-5&subject=Patient/1", NOW)
+    again = _parse_with(search_params, "code=http://loinc.org|1234-5&subject=Patient/1", NOW)
+    assert again.conditions == first.conditions
+    assert again.applied == first.applied
+    assert again.conditions is not first.conditions  # the query's own list
+
+
+def test_approximate_dates_follow_the_time_of_each_search() -> None:
+    """``ap`` widens a date by 10% of its distance from now: never taken from the memo."""
+    early = _parse_with(search_params, "date=ap2000-01-01", datetime(2010, 1, 1, tzinfo=UTC))
+    late = _parse_with(search_params, "date=ap2000-01-01", datetime(2030, 1, 1, tzinfo=UTC))
+    (early_match,) = early.conditions[0].values  # type: ignore[union-attr]
+    (late_match,) = late.conditions[0].values  # type: ignore[union-attr]
+    assert early_match.prefix == late_match.prefix == "ap"
+    assert late_match.low < early_match.low  # further from now: a wider range
+
+
+def test_the_memo_belongs_to_the_parameter_definitions_given() -> None:
+    """The same text under other definitions (another ``params_for``) is parsed again."""
+    as_token = _parse_with(search_params, "code=abc", NOW)
+    (clause,) = as_token.conditions
+    assert clause.param.type == "token"  # type: ignore[union-attr]
+    token = search_params("Observation")["code"]
+    as_string = dict(search_params("Observation"))
+    as_string["code"] = replace(token, type="string")
+    (clause,) = _parse_with(lambda t: as_string, "code=abc", NOW).conditions
+    assert clause.param.type == "string"  # type: ignore[union-attr]
+    assert clause.values == (StringMatch("abc"),)  # type: ignore[union-attr]

@@ -101,6 +101,8 @@ def compartment_condition(compartment: str, id_: str, type_: str) -> Condition:
 def _local(cond: Condition, base: str) -> Condition:
     """References given as absolute URLs on this server match ``Type/id`` references."""
     if isinstance(cond, Clause):
+        if cond.param.type != "reference":
+            return cond
         values = tuple(_local_match(v, base) for v in cond.values)
         if all(new is old for new, old in zip(values, cond.values, strict=True)):
             return cond

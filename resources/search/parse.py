@@ -86,7 +86,12 @@ def parse_search(
     parameters and modifiers. ``now`` (default: the current time) anchors ``ap`` on dates.
     """
     moment = now or datetime.now(UTC)
-    ctx = Context(_safe(params_for), value_set, moment.replace(tzinfo=moment.tzinfo or UTC))
+    ctx = Context(
+        _safe(params_for),
+        value_set,
+        moment.replace(tzinfo=moment.tzinfo or UTC),
+        (params_for, value_set),
+    )
     query = SearchQuery(types=tuple(resource_types))
     results = ResultParser(query, lambda types, code: _lookup(types, code, ctx), strict, max_count)
     for name, value in items:
@@ -112,14 +117,37 @@ def _add(query: SearchQuery, results: ResultParser, name: str, value: str, ctx: 
     if code == "_type":
         _check_type(query.types, name, value)
         return
-    alternatives = [part for part in split(value, ",") if part]
-    try:
-        condition = _condition(query.types, name, name, alternatives, ctx)
-    except _DeadEnd as exc:
-        raise bad(name, str(exc)) from None
-    if alternatives:
-        query.conditions.append(condition)
-        query.applied.append((name, ",".join(alternatives)))
+    # "ap" (approximately) is the one prefix whose meaning depends on the time of the search
+    key = (*ctx.memo, query.types, name, value) if "ap" not in value else None
+    found = _CONDITIONS.get(key) if key is not None else None
+    if found is None:
+        alternatives = [part for part in split(value, ",") if part]
+        try:
+            condition = _condition(query.types, name, name, alternatives, ctx)
+        except _DeadEnd as exc:
+            raise bad(name, str(exc)) from None
+        found = (condition, ",".join(alternatives)) if alternatives else (None, "")
+        if key is not None:
+            _remember(_CONDITIONS, key, found)
+    if found[0] is not None:
+        query.conditions.append(found[0])
+        query.applied.append((name, found[1]))
+
+
+_MEMO_SIZE = 4096
+_CONDITIONS: dict[tuple[object, ...], tuple[Condition | None, str]] = {}
+"""The conditions of recent (parameter, value) pairs per resource types: a condition is
+immutable and depends only on them and the lookups (``Context.memo``), so the codes,
+sort keys and ids that searches repeat are parsed once."""
+_PARAMS: dict[tuple[object, ...], SearchParam] = {}
+"""The parameter of recent codes per resource types (see :func:`_lookup`)."""
+
+
+def _remember(memo: dict[tuple[object, ...], Any], key: tuple[object, ...], value: Any) -> None:
+    """Keep ``value`` under ``key``; the oldest entry goes when the memo is full."""
+    if len(memo) >= _MEMO_SIZE:
+        del memo[next(iter(memo))]
+    memo[key] = value
 
 
 def _check_type(types: Sequence[str], name: str, value: str) -> None:
@@ -233,6 +261,15 @@ def _has(types: Sequence[str], name: str, label: str, values: list[str], ctx: Co
 
 def _lookup(types: Sequence[str], code: str, ctx: Context) -> SearchParam:
     """The parameter ``code`` as it applies to all of ``types``."""
+    key = (*ctx.memo, tuple(types), code)
+    param = _PARAMS.get(key)
+    if param is None:
+        param = _lookup_types(types, code, ctx)
+        _remember(_PARAMS, key, param)
+    return param
+
+
+def _lookup_types(types: Sequence[str], code: str, ctx: Context) -> SearchParam:
     found: list[SearchParam] = []
     for type_ in types or ("Resource",):
         param = _param_of(type_, code, ctx)

@@ -41,6 +41,9 @@ class Context:
     params_for: Callable[[str], Mapping[str, SearchParam]]
     value_set: ValueSetLookup | None
     now: datetime
+    memo: tuple[object, ...] = ()
+    """What the parse of a value depends on besides the value (the lookups as given by
+    the caller): the key prefix of :mod:`resources.search.parse`'s memo."""
 
 
 def split(text: str, separator: str) -> list[str]:
