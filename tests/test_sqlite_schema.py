@@ -14,6 +14,7 @@ from fhir_server import cli
 from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
 from fhir_server.storage.sqlite_index import (
     INDEX_TABLES,
+    REFERENCE_MATCH_COLUMNS,
     TOKEN_MATCH_COLUMNS,
     res_index_columns,
 )
@@ -106,8 +107,37 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     assert _res_index_columns(path) == _expected()
     assert _columns(path, "idx_token_match") == list(TOKEN_MATCH_COLUMNS)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
+
+
+async def test_schema_4_files_get_the_covering_reference_index(tmp_path: Path) -> None:
+    """v5: ``idx_reference_match`` holds ``res_pk``, and the searches it drives read no
+    table rows (the plan says COVERING INDEX)."""
+    path = tmp_path / "fhir.sqlite3"
+    url = f"sqlite:///{path}"
+    async with sqlite_store(path) as store:
+        for id_, patient, code in [("o1", "p1", "1-8"), ("o2", "p1", "2-6"), ("o3", "p2", "1-8")]:
+            await store.write(put(_observation(id_, patient, code)))
+    assert _columns(path, "idx_reference_match") == list(REFERENCE_MATCH_COLUMNS)
+
+    conn = sqlite3.connect(path)  # what schema 4 had
+    conn.execute("DROP INDEX idx_reference_match")
+    conn.execute("CREATE INDEX idx_reference_match ON idx_reference (pid, target_id, target_type)")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+
+    assert await _search_ids(url) == ["o1"]
+    assert _columns(path, "idx_reference_match") == list(REFERENCE_MATCH_COLUMNS)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT res_pk FROM idx_reference"
+        " WHERE pid = 1 AND target_id = 'p1' AND target_type = 'Patient'"
+    ).fetchall()
+    conn.close()
+    assert any("COVERING INDEX idx_reference_match" in row[3] for row in plan), plan
 
 
 def _as_schema_3(path: Path) -> None:

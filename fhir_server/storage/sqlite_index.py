@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS idx_reference (
     res_pk INTEGER NOT NULL, pid INTEGER NOT NULL, target_type TEXT, target_id TEXT,
     url TEXT, version TEXT, ident_system TEXT, ident_value TEXT
 );
-CREATE INDEX IF NOT EXISTS idx_reference_match ON idx_reference (pid, target_id, target_type);
+CREATE INDEX IF NOT EXISTS idx_reference_match
+    ON idx_reference (pid, target_id, target_type, res_pk);
 CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url) WHERE url IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_pk, pid);
 CREATE TABLE IF NOT EXISTS idx_uri (
@@ -120,6 +121,22 @@ def res_index_columns(table: str) -> tuple[str, ...]:
 TOKEN_MATCH_COLUMNS = ("pid", "value", "system", "res_pk")
 """``idx_token_match``: with ``res_pk``, a count of the resources a token matches is read
 from the index alone (``Observation?code=`` with 56,729 matches at 1M: 633 -> 25 ms)."""
+
+
+REFERENCE_MATCH_COLUMNS = ("pid", "target_id", "target_type", "res_pk")
+"""``idx_reference_match``: with ``res_pk``, the resources that refer to a target (a
+patient's resources, the driving condition of most portal searches) are read from the
+index alone, without a seek into the table per row (``Observation?patient=&code=`` at
+1M resources, 20,000 random searches: 94-104 -> 73-82 us of SQLite time)."""
+
+
+def rebuild_reference_match(conn: sqlite3.Connection) -> None:
+    """Stores made before schema v5 had ``idx_reference_match`` without ``res_pk``:
+    rebuilt on :data:`REFERENCE_MATCH_COLUMNS` (inside the caller's transaction)."""
+    columns = ", ".join(REFERENCE_MATCH_COLUMNS)
+    log.info("rebuilding index idx_reference_match on (%s)", columns)
+    conn.execute("DROP INDEX IF EXISTS idx_reference_match")
+    conn.execute(f"CREATE INDEX idx_reference_match ON idx_reference ({columns})")
 
 
 def rebuild_res_indexes(conn: sqlite3.Connection) -> None:
