@@ -144,9 +144,10 @@ _PARAMS: dict[tuple[object, ...], SearchParam] = {}
 
 
 def _remember(memo: dict[tuple[object, ...], Any], key: tuple[object, ...], value: Any) -> None:
-    """Keep ``value`` under ``key``; the oldest entry goes when the memo is full."""
+    """Keep ``value`` under ``key``; a full memo starts again (evicting one entry at a
+    time would cost a walk over the dict's deleted slots on every search that adds one)."""
     if len(memo) >= _MEMO_SIZE:
-        del memo[next(iter(memo))]
+        memo.clear()
     memo[key] = value
 
 
