@@ -272,3 +272,14 @@ def test_the_memo_belongs_to_the_parameter_definitions_given() -> None:
     (clause,) = _parse_with(lambda t: as_string, "code=abc", NOW).conditions
     assert clause.param.type == "string"  # type: ignore[union-attr]
     assert clause.values == (StringMatch("abc"),)  # type: ignore[union-attr]
+
+
+def test_long_values_are_not_kept() -> None:
+    """The memo's size stays bounded whatever a client sends: long texts are parsed
+    every time and never stored."""
+    from resources.search import parse as parse_module
+
+    long_id = "a" * 60 + "," + ",".join(f"id-{n:05d}" for n in range(2000))
+    query = _parse_with(search_params, f"_id={long_id}", NOW)
+    assert len(query.conditions[0].ids) == 2001  # type: ignore[union-attr]
+    assert not any(long_id in key for key in parse_module._CONDITIONS)

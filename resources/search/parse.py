@@ -117,8 +117,10 @@ def _add(query: SearchQuery, results: ResultParser, name: str, value: str, ctx: 
     if code == "_type":
         _check_type(query.types, name, value)
         return
-    # "ap" (approximately) is the one prefix whose meaning depends on the time of the search
-    key = (*ctx.memo, query.types, name, value) if "ap" not in value else None
+    # "ap" (approximately) is the one prefix whose meaning depends on the time of the
+    # search; long values (a client's to choose) are not kept
+    memo = len(name) + len(value) <= _MEMO_TEXT and "ap" not in value
+    key = (*ctx.memo, query.types, name, value) if memo else None
     found = _CONDITIONS.get(key) if key is not None else None
     if found is None:
         alternatives = [part for part in split(value, ",") if part]
@@ -135,6 +137,9 @@ def _add(query: SearchQuery, results: ResultParser, name: str, value: str, ctx: 
 
 
 _MEMO_SIZE = 4096
+_MEMO_TEXT = 256
+"""The longest parameter (name and value) whose condition is memoized: the memo holds at
+most ``_MEMO_SIZE`` short texts, whatever clients send."""
 _CONDITIONS: dict[tuple[object, ...], tuple[Condition | None, str]] = {}
 """The conditions of recent (parameter, value) pairs per resource types: a condition is
 immutable and depends only on them and the lookups (``Context.memo``), so the codes,
