@@ -411,6 +411,9 @@ def build_select(
     limit: int,
 ) -> tuple[str, list[Any], int]:
     """The page query: columns, then the sort key values; returns (sql, params, n_keys)."""
+    top = _index_top(compiler, query, cursor, limit)
+    if top is not None:
+        return top
     alias = "r"
     where_sql, where_params = compiler.where(alias, query.types, query.conditions)
     joins, keys, join_params, descending = compiler.sort_terms(alias, query.types, query.sort)
@@ -432,21 +435,55 @@ def build_select(
     return sql, [*params, limit], len(keys)
 
 
-def build_count(compiler: Compiler, query: SearchQuery) -> Sql:
-    index_only = _index_count(compiler, query)
-    if index_only is not None:
-        return index_only
-    where_sql, params = compiler.where("r", query.types, query.conditions)
-    return f"SELECT count(*) FROM resource r WHERE {where_sql}", params
+def _index_top(
+    compiler: Compiler, query: SearchQuery, cursor: Cursor | None, limit: int
+) -> tuple[str, list[Any], int] | None:
+    """The page from the index rows, the resource rows read for the page only: when the
+    index rows alone decide the matches (as for :func:`_index_count`) and every sort key
+    is an ``idx_sort`` value. The matches' keys are ranked first and only the page's
+    resources are read, instead of reading the resource row of every match to rank it.
+    ``Observation?code=`` of a code ~120k resources have, at 1M: ``_sort=-date`` 463 ->
+    242 ms, ``_sort=date`` 707 -> 345 ms, two codes 657 -> 436 ms."""
+    if not query.sort or any(item.special is not None for item in query.sort):
+        # _id and _lastUpdated are columns of the resource row; unsorted pages (by pk)
+        # come sooner from the resource rows in pk order than from de-duplicated index
+        # rows when several values are ORed
+        return None
+    driving = _index_driving(compiler, query)
+    if driving is None:
+        return None
+    sub, sub_params = driving
+    joins, keys, join_params, descending = compiler.sort_terms("t", query.types, query.sort)
+    where, ks_params = "", []
+    if cursor is not None:
+        if len(cursor.key) != len(keys):
+            from resources.errors import invalid
+
+            raise invalid("The paging cursor does not belong to this search", "_cursor")
+        ks_sql, ks_params = keyset(keys, descending, cursor)
+        where = f" WHERE {ks_sql}"
+    reverse = cursor is not None and cursor.direction == "prev"
+    named = [f"{key} AS s{i}" for i, key in enumerate(keys)]
+    inner = (
+        f"SELECT {', '.join(named)} FROM (SELECT DISTINCT res_pk AS pk FROM ({sub})) t"
+        f" {' '.join(joins)}{where} ORDER BY {order_by(keys, descending, reverse)} LIMIT ?"
+    )
+    outer_keys = [f"top.s{i}" for i in range(len(keys))]
+    sql = (
+        f"SELECT {_COLUMNS.format(a='r')}, r.pk, {', '.join(outer_keys)} FROM ({inner}) top"
+        f" CROSS JOIN resource r ON r.pk = top.s{len(keys) - 1}"
+        f" ORDER BY {order_by(outer_keys, descending, reverse)}"
+    )
+    return sql, [*sub_params, *join_params, *ks_params, limit], len(keys)
 
 
-def _index_count(compiler: Compiler, query: SearchQuery) -> Sql | None:
-    """The total from the index rows alone, when one parameter drives and every other
-    condition is a probe of index rows: index rows exist only for the live current
-    version of a resource (a delete discards them) and a parameter id belongs to one
-    type, so the resource rows need not be read (``Observation?code=`` with 56,729 matches
-    at 1M resources: 327 ms warm, 3.9 s cold, through the resource rows). Not with access
-    limits (they look at the resource's compartments) or a chain driving."""
+def _index_driving(compiler: Compiler, query: SearchQuery) -> Sql | None:
+    """``SELECT res_pk`` of the index rows that decide the matches by themselves (one
+    row or more per match), or None when the resource rows are needed: index rows exist
+    only for the live current version of a resource (a delete discards them) and a
+    parameter id belongs to one type, so the type and liveness need no resource row when
+    one parameter drives and every other condition is a probe of index rows. Not with
+    access limits (they look at the resource's compartments) or a chain driving."""
     if compiler.access is not None and not compiler.access.unrestricted:
         return None
     driver = _driver(query.conditions)
@@ -457,7 +494,22 @@ def _index_count(compiler: Compiler, query: SearchQuery) -> Sql | None:
     others = [c for i, c in enumerate(query.conditions) if i != driver]
     clause = query.conditions[driver]
     assert isinstance(clause, Clause)
-    driving = compiler.driving_select("r", query.types, clause, others)
+    return compiler.driving_select("r", query.types, clause, others)
+
+
+def build_count(compiler: Compiler, query: SearchQuery) -> Sql:
+    index_only = _index_count(compiler, query)
+    if index_only is not None:
+        return index_only
+    where_sql, params = compiler.where("r", query.types, query.conditions)
+    return f"SELECT count(*) FROM resource r WHERE {where_sql}", params
+
+
+def _index_count(compiler: Compiler, query: SearchQuery) -> Sql | None:
+    """The total from the index rows alone (see :func:`_index_driving`):
+    ``Observation?code=`` with 56,729 matches at 1M resources: 327 ms warm, 3.9 s cold,
+    through the resource rows."""
+    driving = _index_driving(compiler, query)
     if driving is None:
         return None
     sub, params = driving
