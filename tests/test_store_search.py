@@ -12,6 +12,7 @@ import pytest
 from fhir_server.storage.base import IndexEntries, Store, WriteRequest, open_store
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
+from resources.errors import FhirError
 from resources.search.model import (
     DateRow,
     IndexRow,
@@ -408,3 +409,20 @@ async def test_broad_sorted_pages_from_index_rows_agree_with_the_resource_rows(s
             assert len(forward) == len(set(forward)) == len(dated) + len(undated)
         page = await store.search(from_index, None, 5, True)
         assert page.total == len(dated) + len(undated)
+
+
+async def test_a_cursor_of_another_search_is_refused(store):
+    """A cursor carries the sort key of its search: given to a search sorted otherwise it
+    is a 400, whether the page comes from the index rows or the resource rows."""
+    await put(store, "Observation", "a", [TokenRow("code", "s", "c1")])
+    codes = Clause(CODE, (TokenMatch(system="s", code="c1"),))
+    unsorted = q("Observation", codes)
+    foreign = Cursor(("2024-01-01", "2024-01-02", 1), "next")
+    for query in (
+        q("Observation", codes, sort=(Sort(DATE, descending=True),)),
+        q("Observation", codes, IdClause(("x",), negate=True), sort=(Sort(DATE),)),
+        unsorted,
+    ):
+        with pytest.raises(FhirError) as info:
+            await store.search(query, foreign, 5, False)
+        assert info.value.status == 400

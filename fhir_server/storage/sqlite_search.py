@@ -21,6 +21,7 @@ from fhir_server.storage.search_page import Cursor, SearchPage
 from fhir_server.storage.sqlite_access import access_sql, member_driver
 from fhir_server.storage.sqlite_index import TABLE_OF_TYPE, ParamIds
 from fhir_server.storage.sqlite_match import Sql, match_sql
+from resources.errors import invalid
 from resources.search.model import SearchParam
 from resources.search.query import (
     AccessClause,
@@ -384,7 +385,10 @@ def _driver(conditions: Sequence[Condition]) -> int | None:
 
 
 def keyset(keys: Sequence[str], descending: Sequence[bool], cursor: Cursor) -> Sql:
-    """Rows strictly after (``next``) or before (``prev``) the cursor's key."""
+    """Rows strictly after (``next``) or before (``prev``) the cursor's key; a 400 for a
+    cursor of another search (a key of another length)."""
+    if len(cursor.key) != len(keys):
+        raise invalid("The paging cursor does not belong to this search", "_cursor")
     forward = cursor.direction == "next"
     ors: list[str] = []
     params: list[Any] = []
@@ -419,10 +423,6 @@ def build_select(
     joins, keys, join_params, descending = compiler.sort_terms(alias, query.types, query.sort)
     params = [*join_params, *where_params]
     if cursor is not None:
-        if len(cursor.key) != len(keys):
-            from resources.errors import invalid
-
-            raise invalid("The paging cursor does not belong to this search", "_cursor")
         ks_sql, ks_params = keyset(keys, descending, cursor)
         where_sql += f" AND ({ks_sql})"
         params += ks_params
@@ -456,10 +456,6 @@ def _index_top(
     joins, keys, join_params, descending = compiler.sort_terms("t", query.types, query.sort)
     where, ks_params = "", []
     if cursor is not None:
-        if len(cursor.key) != len(keys):
-            from resources.errors import invalid
-
-            raise invalid("The paging cursor does not belong to this search", "_cursor")
         ks_sql, ks_params = keyset(keys, descending, cursor)
         where = f" WHERE {ks_sql}"
     reverse = cursor is not None and cursor.direction == "prev"
