@@ -252,7 +252,8 @@ def sqlite_size(path: Path) -> dict[str, Any]:
 
 def sqlite_plan(path: Path, items: list[tuple[str, str]]) -> list[str]:
     from fhir_server.storage.sqlite_index import ParamIds
-    from fhir_server.storage.sqlite_search import Compiler, build_select
+    from fhir_server.storage.sqlite_page import build_select
+    from fhir_server.storage.sqlite_search import Compiler
 
     conn = sqlite3.connect(path)
     try:

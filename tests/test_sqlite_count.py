@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.storage.base import WriteRequest
-from fhir_server.storage.sqlite_search import Compiler, build_count
+from fhir_server.storage.sqlite_page import build_count
+from fhir_server.storage.sqlite_search import Compiler
 from resources.search.query import AccessClause, Grant
 from tests.store_support import observation_query, put, sqlite_store
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from fhir_server.storage.base import WriteRequest
 from fhir_server.storage.sqlite import SQLiteStore
-from fhir_server.storage.sqlite_search import Compiler, build_select
+from fhir_server.storage.sqlite_page import build_select
+from fhir_server.storage.sqlite_search import Compiler
 from tests.store_support import observation_query, put, sqlite_store
 
 

@@ -310,7 +310,8 @@ async def test_selective_search_plan_does_not_scan_the_resource_table(tmp_path):
     import sqlite3
 
     from fhir_server.storage.sqlite_index import ParamIds
-    from fhir_server.storage.sqlite_search import Compiler, build_select
+    from fhir_server.storage.sqlite_page import build_select
+    from fhir_server.storage.sqlite_search import Compiler
 
     store = open_store(f"sqlite:///{tmp_path}/plan.sqlite3")
     await store.open()

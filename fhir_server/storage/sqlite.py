@@ -56,7 +56,7 @@ from fhir_server.storage.sqlite_access import (
     any_type_driver,
     member_driver,
 )
-from fhir_server.storage.sqlite_search import run_search
+from fhir_server.storage.sqlite_page import run_search
 from resources import fhir_json
 from resources.compartments import memberships
 from resources.search.extract import indexer_for
