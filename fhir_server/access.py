@@ -16,10 +16,20 @@ so the filter is part of each query, never applied to its results:
 - search (also the criteria of conditional interactions and references in bundles):
   ``s``; included resources follow the same grants.
 - create ``c``, update ``u``, patch ``u`` (and ``r`` to read the current version), delete
-  ``d``: the new content must be in the caller's compartment, and the version it replaces
-  must be visible to the caller (checked by the store inside its write transaction).
+  ``d``; see :func:`write_access` for what a patient-context token may write.
 
-A type the token has no scope for at all, for the interaction, is 403 ``forbidden``.
+Patient-context tokens (``patient/`` scopes, and ``user/`` scopes of a patient or a
+caregiver) read the Patient compartment's types when the resource is in the patient's
+compartment; the directory and definitional types of
+``resources.compartments.DIRECTORY_TYPES`` when they refer to no other patient; any other
+type (Task, PaymentReconciliation, ...) only when it refers to that patient and to no
+other (default-deny). ``user/`` scopes of a user without a ``fhirUser`` grant nothing;
+those of staff (a Practitioner or PractitionerRole) are not limited to a compartment.
+
+A type the token has no scope for at all, for the interaction, is 403 ``forbidden``. A
+write to a resource the caller cannot read is answered as for one that does not exist
+(``404``; a delete: "nothing to delete"), so ids of other patients' resources do not
+leak; one the caller can read but not change is ``403``.
 Granular scopes (``patient/Observation.rs?category=laboratory``) apply to searches and
 reads of current versions; history, vread and writes honour them by refusing (they need
 the current search index).
@@ -43,11 +53,14 @@ from fhir_server.storage.base import (
 from fhir_server.storage.search_page import Cursor, SearchPage
 from resources import fhir_json
 from resources.compartments import (
+    ACCESS_GRANTING_TYPES,
+    DIRECTORY_TYPES,
     MEMBERSHIP_COMPARTMENT,
     SECURED_BY_CONTEXT,
     patient_member_types,
+    patient_references,
 )
-from resources.errors import FhirError
+from resources.errors import FhirError, not_found
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 from resources.search.query import AccessClause, Condition, Grant, IdClause, SearchQuery
@@ -90,13 +103,14 @@ def compile_access(policy: PolicyLike, letter: str) -> AccessClause:
 def _grant(policy: PolicyLike, rule: ScopeRuleLike) -> Grant | None:
     types = None if rule.resource_type == "*" else frozenset({rule.resource_type})
     compartments = _compartments(policy, rule.context)
-    member_types = patient_member_types() if compartments is not None else frozenset()
     where: tuple[Condition, ...] = ()
     if rule.params:
         if types is None:
             return None  # a granular filter needs one type's parameters
         where = tuple(_granular(rule.resource_type, rule.params))
-    return Grant(types, compartments, member_types, where)
+    if compartments is None:
+        return Grant(types, None, frozenset(), where)
+    return Grant(types, compartments, patient_member_types(), where, DIRECTORY_TYPES)
 
 
 def _compartments(policy: PolicyLike, context: str) -> tuple[str, ...] | None:
@@ -107,13 +121,19 @@ def _compartments(policy: PolicyLike, context: str) -> tuple[str, ...] | None:
         return (f"{MEMBERSHIP_COMPARTMENT}/{policy.patient}",) if policy.patient else ()
     # user/ scopes: what the user is - a patient sees its own compartment, a caregiver
     # (RelatedPerson, or a Person linking several) the patient it launched for; staff
-    # see everything the scope names
+    # see everything the scope names; a user who is none of these sees nothing
     user = policy.fhir_user or ""
     if user.startswith("Patient/"):
         return (user,)
     if user.startswith(("RelatedPerson/", "Person/")):
         return (f"{MEMBERSHIP_COMPARTMENT}/{policy.patient}",) if policy.patient else ()
-    return None
+    if user.startswith(_STAFF):
+        return None
+    return ()
+
+
+_STAFF = ("Practitioner/", "PractitionerRole/")
+"""``fhirUser`` kinds whose ``user/`` scopes are not limited to a patient's compartment."""
 
 
 def _granular(type_: str, params: Sequence[tuple[str, str]]) -> list[Condition]:
@@ -129,15 +149,41 @@ def _granular(type_: str, params: Sequence[tuple[str, str]]) -> list[Condition]:
     return list(query.conditions)
 
 
-def allows_content(clause: AccessClause, type_: str, compartments: Iterable[str]) -> bool:
-    """Whether a new version of ``type_`` in ``compartments`` may be written."""
-    members = set(compartments)
+def write_access(clause: AccessClause, type_: str, method: str) -> AccessClause:
+    """The grants of ``clause`` (for the write's letter) under which a ``method`` of
+    ``type_`` may change a resource, as the clause the version it replaces must be
+    visible under. A patient-context grant (issue: a patient changing other people's
+    data) never writes directory types nor those that grant access (Person,
+    RelatedPerson), never deletes a Patient, and changes a version only when it belongs
+    to the patient in context and to no other patient (the version it replaces must be
+    a member of the patient's compartment and of no other one)."""
+    grants: list[Grant] = []
     for grant in clause.grants:
         if grant.where or (grant.types is not None and type_ not in grant.types):
-            continue
-        if grant.compartments is None or type_ not in grant.member_types:
+            continue  # granular scopes do not write (they need the current index)
+        if grant.compartments is None:
+            grants.append(grant)
+        elif type_ not in _READ_ONLY and not (method == "delete" and type_ == "Patient"):
+            grants.append(Grant(frozenset({type_}), grant.compartments))
+    return AccessClause(tuple(grants))
+
+
+_READ_ONLY = DIRECTORY_TYPES | ACCESS_GRANTING_TYPES
+"""What patient-context tokens never write (see :func:`write_access`)."""
+
+
+def allows_content(
+    clause: AccessClause, compartments: Iterable[str], patients: Iterable[str]
+) -> bool:
+    """Whether a new version in ``compartments`` that refers to ``patients`` may be
+    written under the grants of :func:`write_access`: a patient-context grant needs it
+    to be in the patient's compartment and to refer to no other patient, anywhere."""
+    members, referred = set(compartments), set(patients)
+    for grant in clause.grants:
+        if grant.compartments is None:
             return True
-        if members.intersection(grant.compartments):
+        own = set(grant.compartments)
+        if members & own and members <= own and referred <= own:
             return True
     return False
 
@@ -231,17 +277,48 @@ class GuardedStore:
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
+        guarded = self._guard(request)
         try:
-            return await self.inner.write(self._guard(request))
+            return await self.inner.write(guarded)
         except AccessDenied:
-            raise _not_yours(request) from None
+            if request.method == "delete" and not await self._visible(request):
+                return WriteResult(None, False, None, changed=False)  # as if absent
+            raise await self._refusal(request) from None
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         guarded = [self._guard(r) for r in requests]
+        absent: set[int] = set()  # deletes of resources the caller cannot see
+        while True:
+            live = [g for i, g in enumerate(guarded) if i not in absent]
+            try:
+                results = iter(await self.inner.write_batch(live))
+            except AccessDenied as error:
+                failed = error.args[0] if error.args else None
+                at = next((i for i, g in enumerate(guarded) if g is failed), None)
+                if at is None:
+                    raise forbidden(_NOT_YOURS.format("a resource it changes")) from None
+                if requests[at].method == "delete" and not await self._visible(requests[at]):
+                    absent.add(at)  # answered as for a resource that does not exist
+                    continue
+                raise await self._refusal(requests[at]) from None
+            return [
+                WriteResult(None, False, None, changed=False) if i in absent else next(results)
+                for i in range(len(guarded))
+            ]
+
+    async def _visible(self, request: WriteRequest) -> bool:
         try:
-            return await self.inner.write_batch(guarded)
-        except AccessDenied as error:
-            raise _not_yours(error.args[0] if error.args else None) from None
+            found = await self.read(request.type, request.id)
+        except FhirError:
+            return False
+        return found is not None
+
+    async def _refusal(self, request: WriteRequest) -> FhirError:
+        """A change refused on the version it replaces: "not found" when the caller
+        cannot read it either (so the answer is the same as a read's), else 403."""
+        if not await self._visible(request):
+            return not_found(f"{request.type}/{request.id} is not known")
+        return forbidden(_NOT_YOURS.format(f"{request.type}/{request.id}"))
 
     def _guard(self, request: WriteRequest) -> WriteRequest:
         letter = _WRITE_LETTER[request.method]
@@ -249,17 +326,21 @@ class GuardedStore:
         clause = self.clause(letter, [request.type], verb)
         if clause is None:
             return request
+        writes = write_access(clause, request.type, request.method)
+        if not writes.grants:
+            raise forbidden(_read_only_message(request.type, verb))
         if request.method != "delete":
             compartments = request.index.compartments if request.index is not None else ()
-            if not allows_content(clause, request.type, compartments):
+            if not allows_content(writes, compartments, _content_patients(request)):
                 raise forbidden(
-                    f"The access token does not allow {verb} this {request.type}:"
-                    " it would not be in the compartment of the patient in context"
+                    f"The access token does not allow {verb} this {request.type}: it must"
+                    " be in the compartment of the patient in context and refer to no"
+                    " other patient"
                 )
         unless = request.unless_exists
         if unless is not None:
             unless = replace(unless, access=clause)
-        return replace(request, access=clause, unless_exists=unless)
+        return replace(request, access=writes, unless_exists=unless)
 
     # -- the rest of the Store protocol ------------------------------------------------
 
@@ -270,12 +351,30 @@ class GuardedStore:
         await self.inner.close()
 
 
-def _not_yours(request: WriteRequest | None) -> FhirError:
-    what = f"{request.type}/{request.id}" if request is not None else "a resource it changes"
-    return forbidden(
-        f"The access token does not allow changing {what}: the current version is not"
-        " in the compartment of the patient in context"
-    )
+_NOT_YOURS = (
+    "The access token does not allow changing {}: it is not only in the compartment of"
+    " the patient in context"
+)
+
+
+def _read_only_message(type_: str, verb: str) -> str:
+    if type_ in DIRECTORY_TYPES:
+        why = "directory and definitional resources are written by staff and backend services"
+    elif type_ in ACCESS_GRANTING_TYPES:
+        why = f"a {type_} decides who may act for a patient; staff and backend services write it"
+    elif type_ == "Patient":
+        why = "a patient's record is deleted by staff"
+    else:
+        why = "the token's scopes for it are limited by search parameters"
+    return f"The access token does not allow {verb} {type_}: {why}"
+
+
+def _content_patients(request: WriteRequest) -> tuple[str, ...]:
+    """Every patient the new content refers to (only patient-context writes ask: it
+    serialises and walks the resource)."""
+    if request.build is None:
+        return ()
+    return patient_references(fhir_json.loads(request.build(0, "")))
 
 
 def _granular_for(clause: AccessClause, type_: str) -> bool:

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from types import MappingProxyType
 
-from resources.definitions import core_data
+from resources.definitions import RESOURCE_TYPES, core_data
+from resources.search.index.reference import parse_reference
 from resources.search.model import IndexRow, ReferenceRow
 
 OWNER = "{def}"
@@ -80,14 +81,117 @@ Patient it names there, and otherwise visible only to those who may see the reso
 names (the access policy's call)."""
 
 
+DIRECTORY_TYPES = frozenset(
+    {
+        # who and where: the care team, the places, the services, the payers' plans
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "OrganizationAffiliation",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+        "InsurancePlan",
+        "Schedule",
+        "Slot",
+        # what: products and devices as catalogue entries
+        "Medication",
+        "MedicationKnowledge",
+        "Substance",
+        "Device",
+        "DeviceDefinition",
+        # definitions: forms, protocols, terminology and the conformance resources
+        "Questionnaire",
+        "ActivityDefinition",
+        "PlanDefinition",
+        "Library",
+        "Measure",
+        "ObservationDefinition",
+        "SpecimenDefinition",
+        "ChargeItemDefinition",
+        "EventDefinition",
+        "ValueSet",
+        "CodeSystem",
+        "ConceptMap",
+        "NamingSystem",
+        "StructureDefinition",
+        "StructureMap",
+        "SearchParameter",
+        "OperationDefinition",
+        "CapabilityStatement",
+        "CompartmentDefinition",
+        "ImplementationGuide",
+        "GraphDefinition",
+        "MessageDefinition",
+        "TerminologyCapabilities",
+    }
+)
+"""Directory and definitional types: what a patient-context token may read although it
+is nobody's record, as long as the resource refers to no other patient (a Schedule whose
+actor is a patient is that patient's; a Device implanted in a patient is that
+patient's). Patient-context tokens never write them: a workflow that changes one for a
+patient (a Slot booked) does it under its own rules. Every other type outside the
+Patient compartment is default-deny for a patient-context token (see
+:func:`memberships`)."""
+
+ACCESS_GRANTING_TYPES = frozenset({"Person", "RelatedPerson"})
+"""Types whose content decides who may act for a patient (``Person.link``,
+``RelatedPerson.patient``, ``active`` and ``period``): written by staff and backend
+services only, never through a patient-context token (``Patient.link`` to another
+patient is refused by the write rule on patient references)."""
+
+
 def patient_member_types() -> frozenset[str]:
-    """The types whose resources can be in a Patient compartment (Patient included: a
-    patient is treated as a member of its own compartment, see :func:`memberships`), and
-    Binary (see :data:`SECURED_BY_CONTEXT`)."""
-    return resources_in_compartment(MEMBERSHIP_COMPARTMENT) | {
+    """The types whose resources are in a Patient compartment by the R4
+    CompartmentDefinition (Patient included: a patient is treated as a member of its own
+    compartment, see :func:`memberships`), and Binary (see :data:`SECURED_BY_CONTEXT`),
+    less the :data:`DIRECTORY_TYPES` (Schedule). A patient-context token reads one of
+    these when it is in the patient's compartment; any other type only when it refers to
+    that patient (or is a directory type) and to no other patient."""
+    return (
+        resources_in_compartment(MEMBERSHIP_COMPARTMENT)
+        | {MEMBERSHIP_COMPARTMENT, SECURED_BY_CONTEXT}
+    ) - DIRECTORY_TYPES
+
+
+def referring_types() -> frozenset[str]:
+    """The types whose memberships :func:`memberships` takes from every patient
+    reference: those outside the R4 Patient compartment (Binary and Patient aside)."""
+    return frozenset(RESOURCE_TYPES) - resources_in_compartment(MEMBERSHIP_COMPARTMENT) - {
         MEMBERSHIP_COMPARTMENT,
         SECURED_BY_CONTEXT,
     }
+
+
+def patient_references(resource: Mapping[str, object]) -> tuple[str, ...]:
+    """Every patient the resource refers to (``"Patient/1"``), wherever the reference
+    stands: ``Reference.reference`` values anywhere in the resource, contained resources
+    and Bundle entries included; relative or absolute (a RESTful URL ending in
+    ``Patient/id``)."""
+    found: dict[str, None] = {}
+    stack: list[object] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    target = _patient_target(value)
+                    if target is not None:
+                        found[target] = None
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(item for item in node if isinstance(item, dict | list))
+    return tuple(found)
+
+
+def _patient_target(reference: str) -> str | None:
+    if MEMBERSHIP_COMPARTMENT not in reference:
+        return None
+    target_type, target_id, _, _ = parse_reference(reference)
+    if target_type != MEMBERSHIP_COMPARTMENT or not target_id:
+        return None
+    return f"{MEMBERSHIP_COMPARTMENT}/{target_id}"
 
 
 def memberships(
@@ -101,10 +205,17 @@ def memberships(
     Patient CompartmentDefinition lists for the type. A Patient is also in its own
     compartment (R4 lists no ``{def}`` for Patient; an access policy needs it). A Binary
     (``resource`` given) is in the compartment of the Patient its ``securityContext``
-    names."""
+    names.
+
+    A type the R4 definition leaves out of the Patient compartment (Task,
+    PaymentReconciliation, ...: still patient data) is recorded as a member of every
+    patient it refers to anywhere (:func:`patient_references`; ``resource`` given), so
+    that access to it can require "that patient and no other"."""
     codes = set(compartment_params(MEMBERSHIP_COMPARTMENT, resource_type))
     if resource_type == SECURED_BY_CONTEXT:
         return _context_patient(resource)
+    if not codes and resource_type != MEMBERSHIP_COMPARTMENT:
+        return patient_references(resource) if resource is not None else ()
     found: dict[str, None] = {}
     if resource_type == MEMBERSHIP_COMPARTMENT:
         found[f"{MEMBERSHIP_COMPARTMENT}/{id_}"] = None

@@ -396,13 +396,16 @@ async def test_writes_stay_in_the_patients_compartment(
     assert mine.status_code == 201
     theirs = await http.post("Observation", json=_obs("n", "bob", "1-1", "survey"), headers=writer)
     assert theirs.status_code == 403
-    # moving Bob's result into Alice's compartment: the current version is not hers
+    # moving Bob's result into Alice's compartment: the current version is not hers, and
+    # she cannot read it, so the answer is a read's (404), not a 403 that confirms the id
     moved = _obs("b-lab", "alice", "9999-9", "laboratory")
-    assert (await http.put("Observation/b-lab", json=moved, headers=writer)).status_code == 403
+    assert (await http.put("Observation/b-lab", json=moved, headers=writer)).status_code == 404
     # moving her own result to Bob
     away = _obs("a-vital", "bob", "8867-4", "vital-signs")
     assert (await http.put("Observation/a-vital", json=away, headers=writer)).status_code == 403
-    assert (await http.delete("Observation/b-lab", headers=writer)).status_code == 403
+    # a delete of what she cannot see is answered as for a resource that does not exist
+    gone = await http.delete("Observation/b-lab", headers=writer)
+    assert gone.status_code == 200 and "does not exist" in gone.text
     admin = bearer(token("system/*.rs"))
     still = (await http.get("Observation/b-lab", headers=admin)).json()
     assert still["subject"]["reference"] == "Patient/bob" and still["meta"]["versionId"] == "2"

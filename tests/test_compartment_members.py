@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fhir_server.storage.base import WriteRequest, open_store
 from fhir_server.storage.mongo import MongoStore
-from resources.compartments import memberships, patient_member_types
+from resources.compartments import DIRECTORY_TYPES, memberships, patient_member_types
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, Grant
 from tests.store_support import put
@@ -25,7 +25,8 @@ OBS = {
 
 
 def _only(patient: str) -> AccessClause:
-    return AccessClause((Grant(None, (f"Patient/{patient}",), patient_member_types()),))
+    grant = Grant(None, (f"Patient/{patient}",), patient_member_types(), (), DIRECTORY_TYPES)
+    return AccessClause((grant,))
 
 
 def test_memberships_follow_the_patient_compartment_definition() -> None:

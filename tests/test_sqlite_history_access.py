@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.storage.base import HistoryQuery
-from resources.compartments import patient_member_types
+from resources.compartments import DIRECTORY_TYPES, patient_member_types
 from resources.search.query import AccessClause, Grant
 from tests.store_support import put, sqlite_store
 
@@ -40,7 +40,8 @@ async def test_patient_system_history_reads_its_rows_by_index(tmp_path: Path) ->
         await store.write(put({**_observation("o3", "p1"), "status": "amended"}))
         await store.write(put({**_observation("o2", "p2"), "status": "amended"}))
 
-        p1 = AccessClause((Grant(None, ("Patient/p1",), patient_member_types()),))
+        grant = Grant(None, ("Patient/p1",), patient_member_types(), (), DIRECTORY_TYPES)
+        p1 = AccessClause((grant,))
         page = await store.history(HistoryQuery(access=p1, count=3))
         seen = [(v.type, v.id, v.version) for v in page.entries]
         assert seen == [

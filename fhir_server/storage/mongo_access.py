@@ -43,15 +43,8 @@ async def _grant_filter(grant: Grant, where: WhereCompiler | None) -> dict | Non
         if not grant.types:
             return None
         parts.append({"type": {"$in": sorted(grant.types)}})
-    if grant.compartments is not None and grant.member_types:
-        member = {MEMBERS: {"$in": list(grant.compartments)}}
-        if grant.types is not None and grant.types <= grant.member_types:
-            parts.append(member)
-        else:
-            # the types outside the compartment as an $in of names (point bounds on the
-            # type indexes), not a $nin (the complement of ranges)
-            outside = sorted(set(RESOURCE_TYPES) - grant.member_types)
-            parts.append({"$or": [{"type": {"$in": outside}}, member]})
+    if grant.compartments is not None:
+        parts.append(_patient_filter(grant))
     if grant.where:
         if where is None or grant.types is None:
             return None
@@ -62,15 +55,45 @@ async def _grant_filter(grant: Grant, where: WhereCompiler | None) -> dict | Non
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
+def _patient_filter(grant: Grant) -> dict[str, Any]:
+    """A patient-context grant's rule (see ``Grant``): the compartment's types by
+    membership, any other type by "no other patient, and this one or directory data"."""
+    assert grant.compartments is not None
+    compartments = list(grant.compartments)
+    inside = {MEMBERS: {"$in": compartments}}
+    types, member_types = grant.types, grant.member_types
+    if types is not None and types <= member_types:
+        return inside
+    public = sorted(grant.public_types if types is None else grant.public_types & types)
+    exclusive: dict[str, Any] = {
+        "$and": [
+            {MEMBERS: {"$not": {"$elemMatch": {"$nin": compartments}}}},
+            {"$or": [{"type": {"$in": public}}, inside]} if public else inside,
+        ]
+    }
+    if types is not None and not types & member_types:
+        return exclusive
+    # both kinds: the types as $in lists of names (point bounds on the type indexes),
+    # not a $nin (the complement of ranges)
+    listed = member_types if types is None else member_types & types
+    outside = (set(RESOURCE_TYPES) if types is None else set(types)) - listed
+    return {
+        "$or": [
+            {"$and": [{"type": {"$in": sorted(listed)}}, inside]},
+            {"$and": [{"type": {"$in": sorted(outside)}}, exclusive]},
+        ]
+    }
+
+
 def member_condition(access: AccessClause, types: Sequence[str]) -> dict | None:
     """When every grant limits ``types`` to compartments: ``{m: {$in: …}}``, a necessary
     condition an index on ``m`` serves (a patient's record, not every resource of the
-    type); None otherwise."""
+    type); None otherwise (no compartment limit, or directory types shown without one)."""
     compartments: dict[str, None] = {}
     if not access.grants:
         return None
     for grant in access.grants:
-        if grant.compartments is None or not set(types) <= grant.member_types:
+        if grant.compartments is None or grant.public_types.intersection(types):
             return None
         compartments.update(dict.fromkeys(grant.compartments))
     return {MEMBERS: {"$in": list(compartments)}}

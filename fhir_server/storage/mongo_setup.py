@@ -41,7 +41,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 from fhir_server.storage.mongo_access import MEMBERS
 from fhir_server.storage.mongo_index import NO_VALUE_LAST, SORT, STORED_SORTS, sort_field
 from resources import fhir_json
-from resources.compartments import memberships
+from resources.compartments import memberships, referring_types
 from resources.search.extract import indexer_for
 
 log = logging.getLogger("fhir_server.storage.mongo")
@@ -68,8 +68,10 @@ SEQUENCE = "history_seq"
 """``_id`` of the ``counters`` document holding the history sequence."""
 SCHEMA = "schema"
 """``_id`` of the ``counters`` document recording the migrations that ran."""
-SCHEMA_VERSION = 3
-"""1: the first layout; 2: every live resource stores the :data:`STORED_SORTS` keys."""
+SCHEMA_VERSION = 4
+"""1: the first layout; 2: every live resource stores the :data:`STORED_SORTS` keys;
+3: every version stores its Patient compartments (``m``); 4: so do the versions of the
+types outside the Patient compartment (the patients they refer to)."""
 
 
 class IndexMismatch(RuntimeError):
@@ -167,6 +169,8 @@ async def migrate(resources: Any, counters: Any, history: Any = None) -> None:
         return
     if history is not None:
         await backfill_members(resources, history)
+        if done < 4:
+            await backfill_referring_members(resources, history)
     for code in sorted(STORED_SORTS):
         field = f"{SORT}.{sort_field(code)}"
         result = await resources.update_many(
@@ -179,6 +183,40 @@ async def migrate(resources: Any, counters: Any, history: Any = None) -> None:
         await counters.update_one(
             {"_id": SCHEMA}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True
         )
+
+
+async def backfill_referring_members(resources: Any, history: Any) -> None:
+    """Schema 4: the memberships of every version of the types outside the R4 Patient
+    compartment (Task, PaymentReconciliation, ...), which earlier schemas left empty:
+    the patients each refers to; a tombstone takes its previous version's. Idempotent
+    (it sets what the content says), so a migration cut short runs again."""
+    last: dict[tuple[str, str], list[str]] = {}
+    cursor = history.find(
+        {"type": {"$in": sorted(referring_types())}},
+        {"type": 1, "id": 1, "content": 1, "seq": 1, "method": 1},
+    )
+    count = 0
+    for doc in await cursor.sort("seq", 1).to_list(None):
+        key = (doc["type"], doc["id"])
+        content = doc.get("content")
+        if content is None and doc.get("method") != "delete":
+            current = await resources.find_one(
+                {"_id": f"{key[0]}/{key[1]}", "seq": doc["seq"]}, {"content": 1}
+            )
+            content = (current or {}).get("content")
+        if doc.get("method") == "delete" or content is None:
+            members = last.get(key, [])
+        else:
+            members = list(memberships(key[0], key[1], (), fhir_json.loads(bytes(content))))
+        last[key] = members
+        if members:
+            await history.update_one({"_id": doc["_id"]}, {"$set": {MEMBERS: members}})
+            await resources.update_one(
+                {"_id": f"{key[0]}/{key[1]}", "seq": doc["seq"]}, {"$set": {MEMBERS: members}}
+            )
+            count += 1
+    if count:
+        log.info("recorded the patients of %d versions outside the Patient compartment", count)
 
 
 async def backfill_members(resources: Any, history: Any) -> None:

@@ -58,11 +58,11 @@ from fhir_server.storage.sqlite_access import (
 )
 from fhir_server.storage.sqlite_page import run_search
 from resources import fhir_json
-from resources.compartments import memberships
+from resources.compartments import memberships, referring_types
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 5
+_SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -226,6 +226,12 @@ class SQLiteStore:
             # v5: idx_reference_match covers res_pk (4.4M reference rows at 1M resources: 9 s)
             conn.execute("BEGIN IMMEDIATE")
             sqlite_index.rebuild_reference_match(conn)
+            conn.execute("COMMIT")
+        if 0 < old_version < 6:
+            # v6: types outside the R4 Patient compartment are members of the patients
+            # they refer to (default-deny for patient-context tokens)
+            conn.execute("BEGIN IMMEDIATE")
+            backfill_referring_members(conn)
             conn.execute("COMMIT")
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn
@@ -538,6 +544,28 @@ def _record_members(
 
 
 _INSERT_MEMBER = "INSERT OR IGNORE INTO member (compartment, seq) VALUES (?, ?)"
+
+
+def backfill_referring_members(conn: sqlite3.Connection) -> None:
+    """Schema 5 to 6: record the memberships of every version of the types outside the
+    R4 Patient compartment (Task, PaymentReconciliation, ...), which earlier schemas
+    left without any: the patients each refers to (``memberships``); a tombstone takes
+    its previous version's."""
+    types = sorted(referring_types())
+    rows = conn.execute(
+        "SELECT h.seq, h.res_pk, h.type, h.id, h.method, coalesce(h.content, r.content)"
+        " FROM history h LEFT JOIN resource r ON r.seq = h.seq"
+        f" WHERE h.type IN ({','.join('?' * len(types))}) ORDER BY h.seq",
+        types,
+    )
+    last: dict[int, tuple[str, ...]] = {}
+    for seq, res_pk, type_, id_, method, content in rows:
+        if method == "delete" or content is None:
+            found = last.get(res_pk, ())
+        else:
+            found = memberships(type_, id_, (), fhir_json.loads(content))
+        last[res_pk] = found
+        conn.executemany(_INSERT_MEMBER, [(c, seq) for c in found])
 
 
 def backfill_members(conn: sqlite3.Connection) -> None:

@@ -56,15 +56,10 @@ def _grant_sql(alias: str, grant: Grant, where: WhereCompiler | None) -> Sql | N
         types = sorted(grant.types)
         clauses.append(f"{alias}.type IN ({_marks(types)})")
         params += types
-    if grant.compartments is not None and grant.member_types:
-        member, member_params = _member_sql(alias, grant.compartments)
-        if grant.types is not None and grant.types <= grant.member_types:
-            clauses.append(member)
-            params += member_params
-        else:
-            member_types = sorted(grant.member_types)
-            clauses.append(f"({alias}.type NOT IN ({_marks(member_types)}) OR {member})")
-            params += [*member_types, *member_params]
+    if grant.compartments is not None:
+        sql, more = _patient_sql(alias, grant)
+        clauses.append(sql)
+        params += more
     if grant.where:
         if where is None or grant.types is None:
             return None
@@ -73,6 +68,45 @@ def _grant_sql(alias: str, grant: Grant, where: WhereCompiler | None) -> Sql | N
             clauses.append(f"({sql})")
             params += more
     return (" AND ".join(clauses) or "1"), params
+
+
+def _patient_sql(alias: str, grant: Grant) -> Sql:
+    """A patient-context grant's rule (see ``Grant``): the compartment's types by
+    membership, any other type by "no other patient, and this one or directory data"."""
+    assert grant.compartments is not None
+    inside = _member_sql(alias, grant.compartments)
+    types, member_types = grant.types, grant.member_types
+    if types is not None and types <= member_types:
+        return inside  # a patient's record: the portal's searches
+    public = grant.public_types if types is None else grant.public_types & types
+    exclusive = _exclusive_sql(alias, grant.compartments, public, inside)
+    if types is not None and not types & member_types:
+        return exclusive
+    listed = sorted(member_types if types is None else member_types & types)
+    marks = _marks(listed)
+    return (
+        f"(({alias}.type IN ({marks}) AND {inside[0]})"
+        f" OR ({alias}.type NOT IN ({marks}) AND {exclusive[0]}))",
+        [*listed, *inside[1], *listed, *exclusive[1]],
+    )
+
+
+def _exclusive_sql(
+    alias: str, compartments: Sequence[str], public: frozenset[str], inside: Sql
+) -> Sql:
+    """Member of no compartment but ``compartments``, and of one of them unless the type
+    is one of ``public``."""
+    others = f"SELECT 1 FROM member WHERE member.seq = {alias}.seq"
+    if compartments:
+        others += f" AND member.compartment NOT IN ({_marks(compartments)})"
+    sql, params = f"NOT EXISTS ({others})", list(compartments)
+    if not public:
+        return f"{sql} AND {inside[0]}", [*params, *inside[1]]
+    listed = sorted(public)
+    return (
+        f"{sql} AND ({alias}.type IN ({_marks(listed)}) OR {inside[0]})",
+        [*params, *listed, *inside[1]],
+    )
 
 
 def _member_sql(alias: str, compartments: Sequence[str]) -> Sql:
@@ -93,12 +127,13 @@ def member_driver(alias: str, access: AccessClause, types: Sequence[str] | None)
     """When every grant limits ``types`` to compartments, the rows of those compartments
     (a patient's record: hundreds of rows, where a type or a code can have millions) are
     the place to start: ``alias.seq IN (…)``, a necessary condition to which the exact
-    predicate is added. None when some grant does not need membership for these types."""
+    predicate is added. None when some grant does not need membership for these types
+    (no compartment limit, or directory types it shows without one)."""
     if not access.grants or types is None:
         return None
     compartments: dict[str, None] = {}
     for grant in access.grants:
-        if grant.compartments is None or not set(types) <= grant.member_types:
+        if grant.compartments is None or grant.public_types.intersection(types):
             return None
         compartments.update(dict.fromkeys(grant.compartments))
     if not compartments:
@@ -113,9 +148,9 @@ def member_driver(alias: str, access: AccessClause, types: Sequence[str] | None)
 def any_type_driver(alias: str, access: AccessClause) -> Sql | None:
     """For a query over every type (system-level history): a necessary condition that
     indexes serve, the rows of the grants' compartments (``member``) or of the types a
-    grant shows whole (``type IN``, the ``(type, seq)`` index), so a patient's system
-    history reads that patient's rows and the rows of the types outside the Patient
-    compartment, never the whole table (it walked all 1M versions: 4.2 s). None when
+    grant shows without one (``type IN``, the ``(type, seq)`` index), so a patient's
+    system history reads that patient's rows and the rows of the directory types, never
+    the whole table (it walked all 1M versions: 4.2 s). None when
     some grant shows every type without a compartment."""
     compartments: dict[str, None] = {}
     types: set[str] = set()
@@ -129,7 +164,7 @@ def any_type_driver(alias: str, access: AccessClause) -> Sql | None:
             types |= granted
         else:
             compartments.update(dict.fromkeys(grant.compartments))
-            types |= granted - grant.member_types
+            types |= granted & grant.public_types
     parts: list[Sql] = []
     if compartments:
         marks = _marks(list(compartments))

@@ -205,11 +205,17 @@ class Grant:
     """What one access scope lets a caller see (SMART App Launch,
     https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
 
-    A resource is granted when its type is one of ``types`` (None: any type), and, if
-    its type is one of ``member_types``, the version is a member of one of
-    ``compartments`` (``"Patient/123"``, membership recorded with each stored version,
-    see ``resources.compartments.memberships``), and it meets every condition of
-    ``where`` (a v2 granular scope's parameters; only with a single type).
+    A resource is granted when its type is one of ``types`` (None: any type), it meets
+    every condition of ``where`` (a v2 granular scope's parameters; only with a single
+    type) and, when ``compartments`` is not None (a patient-context grant), it belongs
+    to those patients (memberships are recorded with each stored version, see
+    ``resources.compartments.memberships``):
+
+    - a version of one of ``member_types`` (the Patient compartment's types) is a member
+      of one of ``compartments``;
+    - a version of any other type is a member of no other compartment, and is a member of
+      one of ``compartments`` or is of one of ``public_types`` (directory data).
+
     ``compartments`` None means no compartment restriction.
     """
 
@@ -217,6 +223,7 @@ class Grant:
     compartments: tuple[str, ...] | None = None
     member_types: frozenset[str] = frozenset()
     where: tuple[Condition, ...] = ()
+    public_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +237,7 @@ class AccessClause:
     @property
     def unrestricted(self) -> bool:
         return any(
-            g.types is None and (g.compartments is None or not g.member_types) and not g.where
-            for g in self.grants
+            g.types is None and g.compartments is None and not g.where for g in self.grants
         )
 
 
