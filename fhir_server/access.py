@@ -37,6 +37,7 @@ the current search index).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -57,9 +58,11 @@ from resources.compartments import (
     DIRECTORY_TYPES,
     MEMBERSHIP_COMPARTMENT,
     SECURED_BY_CONTEXT,
+    literal_references,
     patient_member_types,
     patient_references,
 )
+from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, not_found
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
@@ -278,6 +281,7 @@ class GuardedStore:
 
     async def write(self, request: WriteRequest) -> WriteResult:
         guarded = self._guard(request)
+        await self._check_targets([guarded])
         try:
             return await self.inner.write(guarded)
         except AccessDenied:
@@ -287,6 +291,7 @@ class GuardedStore:
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         guarded = [self._guard(r) for r in requests]
+        await self._check_targets(guarded)
         absent: set[int] = set()  # deletes of resources the caller cannot see
         while True:
             live = [g for i, g in enumerate(guarded) if i not in absent]
@@ -305,6 +310,30 @@ class GuardedStore:
                 WriteResult(None, False, None, changed=False) if i in absent else next(results)
                 for i in range(len(guarded))
             ]
+
+    async def _check_targets(self, requests: Sequence[WriteRequest]) -> None:
+        """A patient-context write refers only to resources that patient may read (or to
+        ones the same request creates): no Provenance, Communication or report of hers
+        pointing at another patient's data, which staff would then see linked to it. A
+        target that does not exist is refused alike, so the answer tells nothing."""
+        written = {(r.type, r.id) for r in requests if r.method != "delete"}
+        for request in requests:
+            readable = _readable_by_context(request.access)
+            if request.method == "delete" or readable is None:
+                continue
+            for type_, id_ in _content_targets(request):
+                if type_ == MEMBERSHIP_COMPARTMENT or (type_, id_) in written:
+                    continue  # patients: checked with the content (allows_content)
+                if type_ not in RESOURCE_TYPES or not _ID.fullmatch(id_):
+                    found = None
+                else:
+                    found = await self.inner.read(type_, id_, readable)
+                if found is None:
+                    raise forbidden(
+                        f"The access token does not allow writing this {request.type}: it"
+                        f" refers to {type_}/{id_}, which is not a resource the patient in"
+                        " context may read"
+                    )
 
     async def _visible(self, request: WriteRequest) -> bool:
         try:
@@ -375,6 +404,30 @@ def _content_patients(request: WriteRequest) -> tuple[str, ...]:
     if request.build is None:
         return ()
     return patient_references(fhir_json.loads(request.build(0, "")))
+
+
+def _content_targets(request: WriteRequest) -> tuple[tuple[str, str], ...]:
+    if request.build is None:
+        return ()
+    return literal_references(fhir_json.loads(request.build(0, "")))
+
+
+def _readable_by_context(access: AccessClause | None) -> AccessClause | None:
+    """What the patients of a write's patient-context grants may read, whatever the
+    scope letters (None: the write has a grant without a compartment limit)."""
+    if access is None or not access.grants:
+        return None
+    grants: list[Grant] = []
+    for grant in access.grants:
+        if grant.compartments is None:
+            return None
+        grants.append(
+            Grant(None, grant.compartments, patient_member_types(), (), DIRECTORY_TYPES)
+        )
+    return AccessClause(tuple(grants))
+
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def _granular_for(clause: AccessClause, type_: str) -> bool:

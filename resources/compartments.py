@@ -22,7 +22,7 @@ access policy's call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from types import MappingProxyType
 
@@ -169,20 +169,38 @@ def patient_references(resource: Mapping[str, object]) -> tuple[str, ...]:
     and Bundle entries included; relative or absolute (a RESTful URL ending in
     ``Patient/id``)."""
     found: dict[str, None] = {}
+    for text in _reference_texts(resource):
+        target = _patient_target(text)
+        if target is not None:
+            found[target] = None
+    return tuple(found)
+
+
+def literal_references(resource: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """``(type, id)`` of every resource the resource refers to by a literal reference
+    (relative, or an absolute RESTful URL), wherever it stands; contained (``#x``) and
+    non-FHIR references (``urn:uuid:``) left out."""
+    found: dict[tuple[str, str], None] = {}
+    for text in _reference_texts(resource):
+        target_type, target_id, _, _ = parse_reference(text)
+        if target_type is not None and target_id is not None:
+            found[(target_type, target_id)] = None
+    return tuple(found)
+
+
+def _reference_texts(resource: Mapping[str, object]) -> Iterator[str]:
+    """The ``reference`` strings of every Reference in the resource."""
     stack: list[object] = [resource]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "reference" and isinstance(value, str):
-                    target = _patient_target(value)
-                    if target is not None:
-                        found[target] = None
+                    yield value
                 elif isinstance(value, dict | list):
                     stack.append(value)
         elif isinstance(node, list):
             stack.extend(item for item in node if isinstance(item, dict | list))
-    return tuple(found)
 
 
 def _patient_target(reference: str) -> str | None:

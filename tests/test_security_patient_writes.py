@@ -556,3 +556,70 @@ async def _as_earlier_release(settings: Settings) -> None:
             {"type": {"$in": ["Task", "PaymentReconciliation"]}}, {"$set": {"m": []}}
         )
     await db["counters"].update_one({"_id": "schema"}, {"$set": {"version": 3}})
+
+
+# -- found in the review of the write path: references to other patients' resources ------
+
+
+async def test_a_patient_cannot_attach_her_data_to_another_patients(
+    http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
+) -> None:
+    """A Provenance or a Communication of hers pointing at Bob's Observation would be in
+    her compartment only, yet staff would see it linked to Bob's result
+    (``_revinclude``). A target that does not exist gets the same answer."""
+    provenance = {
+        "resourceType": "Provenance",
+        "target": [{"reference": "Patient/alice"}, {"reference": "Observation/b-obs"}],
+        "recorded": "2026-01-01T00:00:00Z",
+        "agent": [{"who": {"reference": "Patient/alice"}}],
+    }
+    refused = await http.post("Provenance", json=provenance, headers=alice)
+    assert refused.status_code == 403
+    provenance["target"][1] = {"reference": "Observation/no-such"}
+    missing = await http.post("Provenance", json=provenance, headers=alice)
+    assert missing.status_code == 403
+    assert refused.json()["issue"][0]["diagnostics"].replace("b-obs", "X") == missing.json()[
+        "issue"
+    ][0]["diagnostics"].replace("no-such", "X")
+    about = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "subject": {"reference": "Patient/alice"},
+        "about": [{"reference": "http://elsewhere.example/fhir/Observation/b-obs"}],
+    }
+    assert (await http.post("Communication", json=about, headers=alice)).status_code == 403
+    linked = await _ids(http, "Provenance?target=Observation/b-obs", admin)
+    assert linked == set()
+    # her own data, directory data and what the same transaction creates are fine
+    fine = {
+        **provenance,
+        "target": [{"reference": "Patient/alice"}, {"reference": "Observation/a-obs"}],
+        "agent": [{"who": {"reference": "Practitioner/dr"}}],
+    }
+    assert (await http.post("Provenance", json=fine, headers=alice)).status_code == 201
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0a8e3b4c-6f2d-4d7e-9a51-3c2f1e0b9d77",
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {"code": "VR"},
+                    "subject": {"reference": "Patient/alice"},
+                },
+                "request": {"method": "POST", "url": "Encounter"},
+            },
+            {
+                "resource": _obs(
+                    "with-visit",
+                    "Patient/alice",
+                    encounter={"reference": "urn:uuid:0a8e3b4c-6f2d-4d7e-9a51-3c2f1e0b9d77"},
+                ),
+                "request": {"method": "PUT", "url": "Observation/with-visit"},
+            },
+        ],
+    }
+    response = await http.post(BASE, json=bundle, headers=alice)
+    assert response.status_code == 200, response.text
