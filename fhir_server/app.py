@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
+from fhir_server.outbound import OutboundGuard
 from fhir_server.routes import (
     FhirDispatch,
     Routes,
@@ -120,7 +121,12 @@ def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
         lockout_after=settings.lockout_after,
         lockout_seconds=settings.lockout_seconds,
     )
-    return SmartAuth(config, StoreHooks(lambda: app.state.store))
+    # the one guard of outbound requests (a client's jwks_uri): https, public addresses
+    # unless FHIR_SERVER_OUTBOUND_ALLOW names them, time and size limits
+    app.state.outbound = OutboundGuard(settings.outbound_allow)
+    return SmartAuth(
+        config, StoreHooks(lambda: app.state.store), fetch_client_jwks=app.state.outbound
+    )
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -59,8 +59,22 @@ class Settings(BaseSettings):
     conditional_delete_max: int = Field(
         100, ge=1, description="Most resources one conditional delete may remove"
     )
+    outbound_allow: str = Field(
+        "",
+        description="Hosts, addresses or CIDR networks (comma separated) that outbound"
+        " requests (a client's jwks_uri) may reach although they are not public, and over"
+        " http; see fhir_server.outbound",
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = "info"
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_allow_list(cls, value: str) -> str:
+        from fhir_server.outbound import AllowList
+
+        AllowList.parse(value)  # ValueError naming the bad entry
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -4,7 +4,12 @@ https://www.rfc-editor.org/rfc/rfc7523#section-3) as SMART profiles it
 
 The client signs an assertion with RS384 or ES384; its public keys come from its
 registered ``jwks`` or are fetched from its ``jwks_uri`` (cached, refetched when a kid is
-unknown). Checked: ``iss`` = ``sub`` = client_id, ``aud`` = the token endpoint URL (or
+unknown). Fetching is not done here: the assembly hands :class:`SmartAuth` a
+:class:`JwksFetcher` (the server's guard of outbound requests, ``fhir_server.outbound``:
+https, public addresses only unless allow-listed, time and size limits); without one no
+``jwks_uri`` is fetched. Whatever goes wrong with a fetch, the client is told the same
+text (:data:`JWKS_URI_FAILED`), so the token endpoint is no probe of the server's network.
+Checked: ``iss`` = ``sub`` = client_id, ``aud`` = the token endpoint URL (or
 the endpoint called), ``exp`` present and at most five minutes ahead, ``jti`` never seen
 before (kept in the auth store until the assertion expires, so a replay fails in any
 server process).
@@ -15,10 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
-import httpx
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
@@ -32,35 +35,62 @@ ALGORITHMS = ["RS384", "ES384"]
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LEEWAY = 10
 
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+JWKS_URI_FAILED = (
+    "Could not get the client's keys from its jwks_uri (an https URL of a public host"
+    " serving a JWKS)."
+)
+"""The one answer for every failure of a ``jwks_uri`` fetch: refused address, connection
+refused, TLS error, HTTP error status, time or size limit, not a JWKS."""
+JWKS_URI_REFUSED = (
+    "jwks_uri: must be an https URL of a public host (or of one the server's outbound"
+    " allow list names)"
+)
+"""The registration answer for a ``jwks_uri`` the outbound guard would refuse."""
 
-JwksFetcher = Callable[[str], dict[str, Any]]
+
+class JwksFetcher(Protocol):
+    """How client ``jwks_uri`` documents are fetched (``fhir_server.outbound``'s guard)."""
+
+    def get_json(self, url: str) -> Any:
+        """The JSON document at ``url``; raises on any failure."""
+        ...
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` would be refused, without any network activity (None: it may be
+        tried)."""
+        ...
 
 
-def fetch_jwks(uri: str) -> dict[str, Any]:
-    """GET a JWKS document (https only, or loopback http for development)."""
-    parts = urlsplit(uri)
-    loopback = parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
-    if not (parts.scheme == "https" and parts.hostname) and not loopback:
-        raise ValueError("the jwks_uri must use https (http only on localhost)")
-    response = httpx.get(uri, timeout=5.0, follow_redirects=False)
-    response.raise_for_status()
-    data = response.json()
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-        raise ValueError("not a JWKS")
-    return data
+class NoFetching:
+    """The default :class:`JwksFetcher`: this server fetches no ``jwks_uri``."""
+
+    def get_json(self, url: str) -> Any:
+        raise ValueError("no outbound requests are configured")
+
+    def refusal(self, url: str) -> str | None:
+        return "this server fetches no jwks_uri"
+
+
+fetch_jwks: JwksFetcher = NoFetching()
+"""The fetcher of :class:`SmartAuth` when the assembly gives none."""
 
 
 class JwksCache:
     """Client key sets fetched from ``jwks_uri``: kept ``ttl`` seconds; an unknown kid
-    refetches at most once every ``min_refetch`` seconds."""
+    refetches at most once every ``min_refetch`` seconds, and after a failed fetch the
+    next one waits as long (token requests cannot make the server fetch in a loop)."""
 
     def __init__(self, fetch: JwksFetcher, ttl: float = 300.0, min_refetch: float = 10.0):
         self.fetch = fetch
         self.ttl = ttl
         self.min_refetch = min_refetch
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._failed: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def refusal(self, uri: str) -> str | None:
+        """Why a ``jwks_uri`` would not be fetched (no network activity; None: it may)."""
+        return self.fetch.refusal(uri)
 
     def get(self, uri: str, kid: str | None) -> dict[str, Any]:
         now = time.monotonic()
@@ -72,14 +102,22 @@ class JwksCache:
             fresh = now - fetched_at < self.ttl
             if fresh and (known or now - fetched_at < self.min_refetch):
                 return jwks
+        with self._lock:
+            failed_at = self._failed.get(uri)
+        if failed_at is not None and now - failed_at < self.min_refetch:
+            raise InvalidClientError(description=JWKS_URI_FAILED)
         try:
-            jwks = self.fetch(uri)
-        except Exception as error:
-            raise InvalidClientError(
-                description=safe_text(f"Could not fetch the client jwks_uri: {error}")
-            ) from error
+            jwks = self.fetch.get_json(uri)
+            keys = jwks.get("keys") if isinstance(jwks, dict) else None
+            if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+                raise ValueError("not a JWKS")
+        except Exception as error:  # one answer, whatever the failure (see the docstring)
+            with self._lock:
+                self._failed[uri] = now
+            raise InvalidClientError(description=JWKS_URI_FAILED) from error
         with self._lock:
             self._cache[uri] = (now, jwks)
+            self._failed.pop(uri, None)
         return jwks
 
 

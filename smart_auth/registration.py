@@ -29,6 +29,7 @@ from jsonschema import Draft202012Validator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smart_auth.client_auth import JWKS_URI_REFUSED
 from smart_auth.discovery import AUTH_METHODS
 from smart_auth.models import safe_text
 from smart_auth.passwords import hash_secret, new_secret
@@ -231,6 +232,10 @@ async def register(auth: SmartAuth, request: Request) -> Response:
         if problem.startswith("redirect_uris"):
             return oauth_error(400, "invalid_redirect_uri", problem)
         return oauth_error(400, "invalid_client_metadata", problem)
+    jwks_uri = body.get("jwks_uri")
+    if isinstance(jwks_uri, str) and auth.jwks_cache.refusal(jwks_uri) is not None:
+        # the outbound guard's rules, checked now without any network activity
+        return oauth_error(400, "invalid_client_metadata", JWKS_URI_REFUSED)
     base = auth.fhir_base(request)
     req = SmartJsonRequest("POST", str(request.url), request.headers, body, fhir_base=base)
     endpoint = Registration(auth, allow_system)

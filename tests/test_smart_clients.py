@@ -39,7 +39,8 @@ from tests.smart_support import (
 @pytest.fixture
 async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
     policy = getattr(request, "param", "token")
-    async with real_app(tmp_path, registration=policy) as env:
+    # the tests' jwks_uri server runs on 127.0.0.1, which outbound requests need allowed
+    async with real_app(tmp_path, registration=policy, outbound_allow="127.0.0.1") as env:
         yield env
 
 
