@@ -8,6 +8,14 @@ RFC 7591 metadata claims. The policy (``FHIR_SERVER_REGISTRATION``): ``off`` (40
 :func:`smart_auth.launch.is_staff_or_system`) or ``open`` (anyone; ``system/`` scopes
 are then refused). Redirect URIs must be https, http on a loopback host, or a private-use
 scheme of a native app (RFC 8252 section 7), without a fragment.
+
+Under ``token``, a client never gets more than the token that registers it: every
+resource scope it asks for must be within the registering token's scopes
+(:mod:`smart_auth.scope_limits`: same or wider context, type, letters, no wider granular
+filter), and ``system/`` scopes need a backend service's token (a user's token never
+registers them). Otherwise the answer is ``invalid_client_metadata`` naming the scopes
+beyond the token. Without a ``scope``, the client gets the default app scopes narrowed to
+what the registering token covers.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from smart_auth.client_auth import JWKS_URI_REFUSED
 from smart_auth.discovery import AUTH_METHODS
 from smart_auth.models import safe_text
 from smart_auth.passwords import hash_secret, new_secret
-from smart_auth.scopes import ScopeError, parse_scopes
+from smart_auth.scope_limits import cap_scopes, scopes_beyond
+from smart_auth.scopes import AccessPolicy, ScopeError, parse_scopes
 from smart_auth.server import RawResponse, SmartJsonRequest, json_body, oauth_error, run_grant
 from smart_auth.store.base import Client
 
@@ -80,10 +89,11 @@ def check_redirect_uri(uri: str) -> str | None:
 
 
 def client_from_metadata(
-    metadata: dict[str, Any], *, allow_system: bool
+    metadata: dict[str, Any], *, allow_system: bool, registrar: AccessPolicy | None = None
 ) -> tuple[Client, str | None]:
     """A client record (and its secret, if any) from checked RFC 7591 metadata; raises
-    ValueError with the reason."""
+    ValueError with the reason. ``registrar``: the policy of the token registering the
+    client, whose scopes cap the client's (None: no cap, an operator's registration)."""
     method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
     redirect_uris = list(metadata.get("redirect_uris", []))
     for uri in redirect_uris:
@@ -96,8 +106,8 @@ def client_from_metadata(
     loopback = jwks_uri.scheme == "http" and (jwks_uri.hostname or "") in _LOOPBACK
     if not (jwks_uri.scheme == "https" and jwks_uri.hostname) and not loopback:
         raise ValueError("the jwks_uri must use https (http only on localhost)")
-    scope = metadata.get("scope") or DEFAULT_APP_SCOPE
     try:
+        scope = _scope_for(metadata.get("scope"), registrar)
         rules = parse_scopes(scope).rules
     except ScopeError as error:
         raise ValueError(f"scope: {error}") from error
@@ -148,6 +158,25 @@ def client_from_metadata(
     return client, secret
 
 
+def _scope_for(requested: str | None, registrar: AccessPolicy | None) -> str:
+    """The scope to register: as requested (or the default), within what the registering
+    token holds; raises ValueError naming the scopes beyond it."""
+    if registrar is None:
+        return requested or DEFAULT_APP_SCOPE
+    if not requested:
+        return cap_scopes(DEFAULT_APP_SCOPE, registrar.rules)
+    wants_system = any(rule.context == "system" for rule in parse_scopes(requested).rules)
+    if wants_system and registrar.subject is not None:
+        raise ValueError("a user's token cannot register system scopes (a backend service's can)")
+    beyond = scopes_beyond(requested, registrar.rules)
+    if not beyond:
+        return requested
+    raise ValueError(
+        f"scope: {' '.join(beyond)} goes beyond the scopes of the registering token"
+        f" ({' '.join(r.scope_text() for r in registrar.rules) or 'no resource scopes'})"
+    )
+
+
 def client_json(client: Client, secret: str | None) -> dict[str, Any]:
     """The RFC 7591 section 3.2.1 answer (also printed by ``clients create``)."""
     body: dict[str, Any] = {
@@ -174,10 +203,13 @@ def client_json(client: Client, secret: str | None) -> dict[str, Any]:
 class Registration(ClientRegistrationEndpoint):
     """Authlib's endpoint over the auth store."""
 
-    def __init__(self, auth: SmartAuth, allow_system: bool) -> None:
+    def __init__(
+        self, auth: SmartAuth, allow_system: bool, registrar: AccessPolicy | None = None
+    ) -> None:
         super().__init__(server=auth.oauth())
         self.auth = auth
         self.allow_system = allow_system
+        self.registrar = registrar
 
     def authenticate_token(self, request: Any) -> bool:
         return True  # the policy was applied by the route
@@ -197,7 +229,7 @@ class Registration(ClientRegistrationEndpoint):
         self.extract_client_metadata(request)  # Authlib's RFC 7591 checks
         try:
             client, secret = client_from_metadata(
-                request.payload.data, allow_system=self.allow_system
+                request.payload.data, allow_system=self.allow_system, registrar=self.registrar
             )
         except ValueError as error:
             if "redirect" in str(error) or "loopback" in str(error) or "fragment" in str(error):
@@ -213,7 +245,7 @@ async def register(auth: SmartAuth, request: Request) -> Response:
     policy = auth.config.registration
     if policy == "off":
         return oauth_error(404, "not_found", "Dynamic client registration is off on this server.")
-    allow_system = False
+    registrar: AccessPolicy | None = None
     if policy == "token":
         caller = await bearer_policy(auth, request)
         if isinstance(caller, Response):
@@ -222,7 +254,7 @@ async def register(auth: SmartAuth, request: Request) -> Response:
             return oauth_error(
                 403, "access_denied", "Registration needs a practitioner or backend token."
             )
-        allow_system = True
+        registrar = caller
     try:
         body = json_body(await request.body())
     except (ValueError, UnicodeDecodeError):
@@ -238,7 +270,7 @@ async def register(auth: SmartAuth, request: Request) -> Response:
         return oauth_error(400, "invalid_client_metadata", JWKS_URI_REFUSED)
     base = auth.fhir_base(request)
     req = SmartJsonRequest("POST", str(request.url), request.headers, body, fhir_base=base)
-    endpoint = Registration(auth, allow_system)
+    endpoint = Registration(auth, registrar is not None, registrar)
     try:
         return await run_grant(endpoint.create_registration_response, req)
     except OAuth2Error as error:  # pragma: no cover - run_grant answers OAuth errors

@@ -396,13 +396,7 @@ async def test_token_registration_needs_staff_or_backend_token(env: Env) -> None
     response = await env.http.post(
         "/auth/register",
         headers=headers,
-        json={
-            "client_name": "Sync",
-            "token_endpoint_auth_method": "private_key_jwt",
-            "scope": "system/*.rs",
-            "jwks": public_jwks(rsa_key()),
-            "grant_types": ["client_credentials"],
-        },
+        json={**APP, "scope": "openid fhirUser user/*.rs"},  # within the staff token's scopes
     )
     assert response.status_code == 201, response.text
 
