@@ -4,7 +4,10 @@ https://hl7.org/fhir/R4/search.html#return: ``_sort`` (#sort), ``_count`` (#coun
 asks for the count only, as ``_summary=count``), ``_include`` / ``_revinclude`` with
 ``:iterate`` (#include; ``:recurse`` is its STU3 name), ``_total`` (#total), ``_summary``
 (#summary) and ``_elements`` (#elements). ``_cursor`` is this server's paging cursor,
-passed through opaque. Each may be given once, except the includes.
+passed through opaque. Each may be given once, except the includes: a repeated include
+counts once (in the query and the ``self`` link), and more distinct ones than
+``MAX_INCLUDES``, or more sort keys than ``MAX_SORT_KEYS``
+(:mod:`resources.search.limits`), are a 400 ``too-costly``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from resources.definitions import is_resource_type
+from resources.search.limits import MAX_INCLUDES, MAX_SORT_KEYS, too_costly
 from resources.search.model import SearchParam
 from resources.search.query import Include, SearchQuery, Sort
 from resources.search.values.common import UnknownParameter, Unsupported, bad
@@ -46,6 +50,8 @@ class ResultParser:
     strict: bool
     max_count: int
     _seen: set[str] = field(default_factory=set)
+    _includes: set[tuple[str, str]] = field(default_factory=set)
+    """The include parameters given so far, as (canonical name, value)."""
 
     def add(self, name: str, value: str) -> None:
         code, _, modifier = name.partition(":")
@@ -113,7 +119,10 @@ class ResultParser:
         kept: list[str] = []
         dropped: list[str] = []
         sorts: list[Sort] = []
-        for key in value.split(","):
+        keys = value.split(",")
+        if len(keys) > MAX_SORT_KEYS:
+            raise too_costly("_sort", f"{len(keys)} sort keys; at most {MAX_SORT_KEYS}")
+        for key in keys:
             sort = self._sort_key(key)
             if sort is None:
                 dropped.append(key)
@@ -148,11 +157,19 @@ class ResultParser:
             raise Unsupported(f"The modifier :{modifier} is not supported for '{code}'")
         iterate = modifier != ""
         canonical = code + (":iterate" if iterate else "")
-        includes = self._includes(name, value, code == "_revinclude", iterate)
-        self.query.includes = (*self.query.includes, *includes)
+        if (canonical, value) in self._includes:
+            return  # the same include again adds nothing
+        if len(self._includes) >= MAX_INCLUDES:
+            raise too_costly(
+                code, f"more than {MAX_INCLUDES} distinct _include and _revinclude values"
+            )
+        includes = self._include_list(name, value, code == "_revinclude", iterate)
+        self._includes.add((canonical, value))
+        new = [i for i in includes if i not in self.query.includes]
+        self.query.includes = (*self.query.includes, *new)
         self._applied(canonical, value)
 
-    def _includes(self, name: str, value: str, reverse: bool, iterate: bool) -> list[Include]:
+    def _include_list(self, name: str, value: str, reverse: bool, iterate: bool) -> list[Include]:
         if value == "*":
             if reverse:  # every resource that refers to a match, whatever its type
                 return [Include("*", None, reverse=True, iterate=iterate)]
