@@ -418,6 +418,15 @@ async def test_types_outside_the_compartment_are_default_deny(
     assert found == {"Task/a-task", "Patient/alice"}
     revinclude = await _ids(http, "Patient?_revinclude=Task:patient", alice)
     assert revinclude == {"Patient/alice", "Task/a-task"}
+    mixed = await _ids(
+        http, BASE + "?_type=Task,Observation,Practitioner,PaymentReconciliation", alice
+    )
+    assert mixed == {
+        "Task/a-task",
+        "Observation/a-obs",
+        "Observation/shared",
+        "Practitioner/dr",
+    }
     history = (await http.get("_history", headers=alice)).json()
     seen = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in history["entry"]}
     assert not seen & {"Task/b-task", "Task/both-task", "PaymentReconciliation/b-payment"}
