@@ -3,8 +3,8 @@
 
 - ``fhir-server invite Patient/123 [--days N]``: a one-time activation code and link with
   which the patient (or a caregiver, ``RelatedPerson/…``) registers a username and password;
-- ``fhir-server users create --username NAME [--fhir-user Patient/123]``: a user, the
-  password read from standard input;
+- ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
+  FHIR resource they are is required), the password read from standard input;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
   none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]``:
   a client, printed as JSON with its ``client_id`` (and ``client_secret``);
@@ -48,7 +48,9 @@ def add_admin_commands(commands: Any) -> None:
     create_user = users.add_parser("create", help="create a user (password from stdin)")
     create_user.add_argument("--username", required=True)
     create_user.add_argument(
-        "--fhir-user", help="Patient/<id>, Practitioner/<id> or RelatedPerson/<id>"
+        "--fhir-user",
+        help="required: Practitioner/<id> for staff; Patient/<id>, RelatedPerson/<id> or"
+        " Person/<id>",
     )
     _common(create_user)
 

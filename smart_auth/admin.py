@@ -83,10 +83,21 @@ def create_invitation(
 def create_user(
     store: AuthStore, username: str, password: str, fhir_user: str | None, *, min_length: int = 8
 ) -> dict[str, Any]:
-    """Create a user (argon2 password hash); returns ``{"user_id", "username", "fhir_user"}``."""
+    """Create a user (argon2 password hash); returns ``{"user_id", "username", "fhir_user"}``.
+
+    Every user names the FHIR resource they are (``fhirUser``): staff their Practitioner,
+    patients and caregivers their Patient, RelatedPerson or Person (usually through an
+    invitation instead). A user without one would have no record for ``user/`` scopes
+    to act as, so ``fhir_user`` is required."""
     if not USERNAME.fullmatch(username):
         raise AdminError("a username is 3 to 64 letters, digits or . _ @ + -")
-    if fhir_user is not None and not FHIR_USER.fullmatch(fhir_user):
+    if not fhir_user:
+        raise AdminError(
+            "--fhir-user is required: staff name their Practitioner (Practitioner/<id>);"
+            " patients and caregivers are invited (fhir-server invite Patient/<id>) or named"
+            " as Patient/<id>, RelatedPerson/<id> or Person/<id>"
+        )
+    if not FHIR_USER.fullmatch(fhir_user):
         raise AdminError(
             "--fhir-user must be Patient/<id>, Practitioner/<id>, RelatedPerson/<id> or Person/<id>"
         )

@@ -6,9 +6,10 @@ Introspection needs a confidential client (``client_secret_basic`` or
 ``private_key_jwt``); it may introspect the tokens issued to it, and a client registered
 with ``system/`` scopes (a resource server or backend) may introspect any token. An
 unknown, expired or revoked token is ``{"active": false}``. Revocation accepts public
-clients too; revoking a refresh token revokes its whole family (the tokens rotated from
-the same grant), revoking an access token records its ``jti`` (checked on every FHIR
-request within the revocation poll interval).
+clients too; revoking a refresh token revokes its whole grant: the refresh tokens rotated
+from the same grant and the access tokens issued from it (RFC 7009 section 2.1);
+revoking an access token records its ``jti``. Both are checked on every FHIR request
+within the revocation poll interval.
 """
 
 from __future__ import annotations
@@ -113,6 +114,6 @@ class Revocation(RevocationEndpoint):
 
     def revoke_token(self, token: PresentedToken, request: Any) -> None:
         if token.refresh is not None:
-            self.server.store.revoke_family(token.refresh.family_id)
+            self.server.revoke_grant(token.refresh.family_id)
         else:
             self.server.tokens.revoke_access_token(token.raw)

@@ -7,6 +7,13 @@ SMART App Launch 2.x (https://hl7.org/fhir/smart-app-launch/app-launch.html#requ
 adds to the authorization request: ``code_challenge`` with ``code_challenge_method=S256``
 for every client (``plain`` and a missing challenge are refused), ``aud`` equal to the
 FHIR base URL, and for an EHR launch the ``launch`` parameter naming a launch context.
+
+Before tokens are issued for a user (code exchange and every refresh), the user must
+still exist and not be disabled, and must still be entitled to the grant's context
+(:meth:`SmartAuthorizationServer.entitled`: a caregiver's RelatedPerson still active and
+within its period, a Person still linking the patient, a Patient record not deleted);
+otherwise the grant is revoked (its refresh tokens and the access tokens issued from it)
+and the answer is ``invalid_grant``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,17 @@ from smart_auth.scopes import ScopeError, narrow_scopes, parse_scopes
 from smart_auth.store.base import AuthorizationCode, LaunchContext
 
 APP_AUTH_METHODS = ["none", "client_secret_basic", "private_key_jwt"]
+
+
+_NOT_ENTITLED = (
+    "The user may no longer act for this patient (the relationship ended, or the record"
+    " was removed); sign in again."
+)
+
+
+def _active_user(server: Any, user_id: str) -> bool:
+    """The user account still exists."""
+    return server.store.get_user(user_id) is not None
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -103,7 +121,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 code_hash=hash_secret(code),
                 client_id=request.client.client_id,
                 redirect_uri=request.payload.redirect_uri,
-                scope=grantee.granted_scope or request.scope,
+                scope=request.scope if grantee.granted_scope is None else grantee.granted_scope,
                 user_id=grantee.user_id,
                 fhir_user=grantee.fhir_user,
                 patient=grantee.patient,
@@ -128,7 +146,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if record is None:
             used = store.get_code(code_hash)
             if used is not None and used.used_at is not None:
-                store.revoke_family(code_hash)  # RFC 6749 section 4.1.2: a replayed code
+                self.server.revoke_grant(code_hash)  # RFC 6749 section 4.1.2: a replayed code
             return None
         if record.client_id != client.client_id:
             return None
@@ -139,7 +157,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: CodeModel) -> Grantee | None:
         record = authorization_code.record
-        if self.server.store.get_user(record.user_id) is None:
+        if not _active_user(self.server, record.user_id):
             return None
         return Grantee(
             user_id=record.user_id,
@@ -155,7 +173,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         code: CodeModel = self.request.authorization_code
         grantee = self.authenticate_user(code)
         if grantee is None:
-            raise InvalidGrantError("The user of this code no longer exists.")
+            raise InvalidGrantError("The user of this code no longer exists or is disabled.")
+        if not self.server.entitled(grantee):
+            self.server.revoke_grant(code.record.code_hash)
+            raise InvalidGrantError(_NOT_ENTITLED)
         self.request.user = grantee
         body = self.server.issue_tokens(
             self.request, client, grantee, code.get_scope(), family_id=code.record.code_hash
@@ -179,7 +200,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             return None
         token = RefreshModel(record)
         if record.replaced_by is not None:
-            store.revoke_family(record.family_id)
+            self.server.revoke_grant(record.family_id)
             return None
         if token.is_revoked() or token.is_expired():
             return None
@@ -187,7 +208,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshModel) -> Grantee | None:
         record = refresh_token.record
-        if not record.user_id or self.server.store.get_user(record.user_id) is None:
+        if not record.user_id or not _active_user(self.server, record.user_id):
             return None
         return Grantee(
             user_id=record.user_id,
@@ -204,7 +225,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         token: RefreshModel = self.request.refresh_token
         grantee = self.authenticate_user(token)
         if grantee is None:
-            raise InvalidGrantError("The user of this refresh token no longer exists.")
+            self.server.revoke_grant(token.record.family_id)
+            raise InvalidGrantError(
+                "The user of this refresh token no longer exists or is disabled."
+            )
+        if not self.server.entitled(grantee):
+            self.server.revoke_grant(token.record.family_id)
+            raise InvalidGrantError(_NOT_ENTITLED)
         self.request.user = grantee
         scope = self.request.payload.scope or token.get_scope()
         body = self.server.issue_tokens(

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 
 from smart_auth.models import ClientModel, Grantee, safe_text
 from smart_auth.passwords import hash_secret, new_secret
+from smart_auth.scope_limits import without_user_scopes
 from smart_auth.scopes import ScopeError, parse_scopes
 from smart_auth.store.base import AuthStore, RefreshToken
 from smart_auth.tokens import TokenService
@@ -208,11 +209,30 @@ async def run_grant(func: Callable[..., Any], *args: Any) -> Response:
 class SmartAuthorizationServer(AuthorizationServer):
     """Authlib's server with SMART token issuing over the auth store."""
 
-    def __init__(self, store: AuthStore, tokens: TokenService, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        store: AuthStore,
+        tokens: TokenService,
+        settings: ServerSettings,
+        entitled: Callable[[Grantee], bool] | None = None,
+    ) -> None:
+        """``entitled``: whether the person of a grant may still act as it says (called
+        from the grant's worker thread before tokens are issued; None: always)."""
         super().__init__(scopes_supported=None)
         self.store = store
         self.tokens = tokens
         self.settings = settings
+        self._entitled = entitled
+
+    def entitled(self, grantee: Grantee) -> bool:
+        """Whether the user of a grant still may act for its patient (or as its fhirUser)."""
+        return self._entitled is None or self._entitled(grantee)
+
+    def revoke_grant(self, family_id: str) -> None:
+        """Revoke a grant: its refresh tokens (the family) and the access tokens issued
+        from it (RFC 7009 section 2.1; RFC 6749 section 4.1.2 for a replayed code)."""
+        self.store.revoke_family(family_id)
+        self.tokens.revoke_family_tokens(family_id)
 
     # -- Authlib framework hooks ------------------------------------------------------
     def query_client(self, client_id: str) -> ClientModel | None:
@@ -261,8 +281,15 @@ class SmartAuthorizationServer(AuthorizationServer):
     ) -> dict[str, Any]:
         """The token response body: a JWT access token, and for a user an id_token
         (``openid``) and a refresh token (``offline_access`` / ``online_access``;
-        ``rotate``: the refresh token it replaces, atomically)."""
+        ``rotate``: the refresh token it replaces, atomically). A user without a
+        ``fhirUser`` gets no ``user/`` scopes (they would have no record to act as)."""
         base = request.fhir_base
+        if rotate is not None:
+            family_id = rotate.family_id
+        elif grantee is not None and family_id is None:
+            family_id = new_secret(16)
+        if grantee is not None and not grantee.fhir_user:
+            scope = without_user_scopes(scope)
         access, claims = self.tokens.issue_access_token(
             issuer=base,
             audience=base,
@@ -273,6 +300,7 @@ class SmartAuthorizationServer(AuthorizationServer):
             patient=grantee.patient if grantee else None,
             encounter=grantee.encounter if grantee else None,
             lifetime=self.settings.access_token_lifetime,
+            family_id=family_id if grantee else None,
         )
         body: dict[str, Any] = {
             "access_token": access,
@@ -288,6 +316,8 @@ class SmartAuthorizationServer(AuthorizationServer):
             body["encounter"] = grantee.encounter
         words = scope.split()
         refresh_scope = rotate.scope if rotate else scope
+        if not grantee.fhir_user:
+            refresh_scope = without_user_scopes(refresh_scope)
         refresh_words = refresh_scope.split()
         wants_refresh = "offline_access" in refresh_words or "online_access" in refresh_words
         if wants_refresh and client.check_grant_type("refresh_token"):
@@ -307,13 +337,15 @@ class SmartAuthorizationServer(AuthorizationServer):
                 patient=grantee.patient,
                 encounter=grantee.encounter,
                 expires_at=now + lifetime,
-                family_id=family_id or new_secret(16),
+                family_id=family_id or "",
                 auth_time=grantee.auth_time,
                 created_at=now,
             )
             if rotate is not None:
                 if not self.store.rotate_refresh(rotate.token_hash, record):
+                    # used twice at once (the store revoked the family), or revoked meanwhile
                     self.tokens.revoke_access_token(str(claims["jti"]))
+                    self.tokens.revoke_family_tokens(rotate.family_id)
                     raise InvalidGrantError("The refresh token was already used or revoked.")
             else:
                 self.store.add_refresh(record)

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+import anyio.from_thread
 from fastapi import APIRouter
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 
 from smart_auth.client_auth import JwksCache, JwksFetcher, PrivateKeyJwt, fetch_jwks
 from smart_auth.endpoints import Introspection, Revocation
+from smart_auth.entitlement import still_entitled
 from smart_auth.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -35,6 +37,7 @@ from smart_auth.grants import (
     SmartAuthorizationRequest,
 )
 from smart_auth.keys import KeyManager
+from smart_auth.models import Grantee
 from smart_auth.scopes import AccessPolicy
 from smart_auth.server import DAY, ServerSettings, SmartAuthorizationServer
 from smart_auth.session import SessionCodec
@@ -133,9 +136,9 @@ class SmartAuth:
         self._given_store = store
         self._store: AuthStore | None = store
         self.jwks_cache = JwksCache(fetch_client_jwks)
-        self._verified: OrderedDict[tuple[str, str], tuple[float, str, AccessPolicy]] = (
-            OrderedDict()
-        )
+        self._verified: OrderedDict[
+            tuple[str, str], tuple[float, str, str | None, AccessPolicy]
+        ] = OrderedDict()
         self.settings = ServerSettings(
             access_token_lifetime=config.access_token_lifetime,
             id_token_lifetime=config.id_token_lifetime,
@@ -181,7 +184,7 @@ class SmartAuth:
             id_token_lifetime=self.config.id_token_lifetime,
         )
         self.sessions = SessionCodec(self.keys, self.config.session_lifetime)
-        server = SmartAuthorizationServer(store, self.tokens, self.settings)
+        server = SmartAuthorizationServer(store, self.tokens, self.settings, self._entitled)
         server.register_client_auth_method(
             "private_key_jwt",
             PrivateKeyJwt(store, self.jwks_cache, self.settings.assertion_max_lifetime),
@@ -194,6 +197,12 @@ class SmartAuth:
         server.register_endpoint(Introspection)
         server.register_endpoint(Revocation)
         self.server = server
+
+    def _entitled(self, grantee: Grantee) -> bool:
+        """:func:`smart_auth.entitlement.still_entitled`, asked from a grant's worker
+        thread (grants run in the threadpool, :func:`smart_auth.server.run_grant`) on the
+        event loop that owns the FHIR store."""
+        return anyio.from_thread.run(still_entitled, self.hooks, grantee.fhir_user, grantee.patient)
 
     @property
     def store(self) -> AuthStore:
@@ -270,8 +279,8 @@ class SmartAuth:
         base = fhir_base_url.rstrip("/")
         cached = self._verified.get((token, base))
         if cached is not None:
-            expires, jti, policy = cached
-            if time.time() < expires and not self.token_service().is_revoked(jti):
+            expires, jti, family, policy = cached
+            if time.time() < expires and not self.token_service().is_revoked(jti, family):
                 return policy
             del self._verified[(token, base)]  # verified again below, and refused
         try:
@@ -294,7 +303,13 @@ class SmartAuth:
         """Keep a verified token's policy until it expires, so a client's next requests
         skip the signature check (~150 µs); expiry and revocation are still checked on
         every request. Bounded: the oldest entries go first."""
-        self._verified[(token, base)] = (float(claims["exp"]), str(claims["jti"]), policy)
+        family = claims.get("family")
+        self._verified[(token, base)] = (
+            float(claims["exp"]),
+            str(claims["jti"]),
+            family if isinstance(family, str) else None,
+            policy,
+        )
         while len(self._verified) > _VERIFIED_MAX:
             self._verified.popitem(last=False)
 

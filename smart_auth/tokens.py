@@ -13,6 +13,14 @@ revoked token ids (RFC 7009) are read from the store at most once every
 revocation made by another process takes effect within that interval (bounded
 staleness); one made through this process's :meth:`TokenService.revoke_access_token`
 takes effect at once.
+
+Tokens issued from one authorization grant (an authorization code and the refresh tokens
+rotated from it: one refresh "family") carry a ``family`` claim, a digest of the family
+id. Revoking a family (:meth:`TokenService.revoke_family_tokens`: a replayed code, a
+reused refresh token, a revoked refresh token, a relationship that ended) records
+``family:<digest>`` in the same revocation list, until the longest-lived token of the
+family has expired, so every access token issued from that grant is refused too (RFC 7009
+section 2.1, RFC 6749 section 4.1.2).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from smart_auth.keys import ALGORITHM, KeyManager
 from smart_auth.store.base import AuthStore
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+_FAMILY = "family:"
+"""Prefix of a revoked family in the revocation list (jtis are hex, so never clash)."""
 _POLL_OVERLAP = 60
 """Seconds each revocation poll reaches back before the previous one (clock skew
 between processes, revocations committed late in the same second)."""
@@ -91,9 +101,12 @@ class TokenService:
         patient: str | None = None,
         encounter: str | None = None,
         lifetime: int | None = None,
+        family_id: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A signed access token and its claims (with ``jti``, ``iat`` and ``exp``).
-        ``sub`` is ``subject``, or ``client_id`` for a backend service (no user)."""
+        ``sub`` is ``subject``, or ``client_id`` for a backend service (no user).
+        ``family_id``: the grant the token comes from (its refresh family), revocable as
+        a whole by :meth:`revoke_family_tokens`."""
         now = int(self._clock())
         claims: dict[str, Any] = {
             "iss": issuer,
@@ -106,6 +119,8 @@ class TokenService:
             "jti": uuid.uuid4().hex,
         }
         optional = {"fhirUser": fhir_user, "patient": patient, "encounter": encounter}
+        if family_id:
+            optional["family"] = family_tag(family_id)
         claims.update({k: v for k, v in optional.items() if v is not None})
         return self._sign(claims, ACCESS_TOKEN_TYPE), claims
 
@@ -126,7 +141,7 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenError("missing_claim", "jti")
-        if self.is_revoked(jti):
+        if self.is_revoked(jti, claims.get("family")):
             raise TokenError("revoked")
         return claims
 
@@ -150,10 +165,23 @@ class TokenService:
             self._revoked[jti] = expires_at
         return jti
 
-    def is_revoked(self, jti: str) -> bool:
-        """Whether a jti is revoked, as this process knows it (see the module docstring)."""
+    def revoke_family_tokens(self, family_id: str) -> None:
+        """Revoke every access token issued from a grant (its ``family`` claim), until
+        the longest-lived of them has expired."""
+        now = int(self._clock())
+        key = _FAMILY + family_tag(family_id)
+        expires_at = now + self.keys.max_token_lifetime + self.leeway
+        self.store.revoke_jti(key, expires_at, now)
+        with self._poll_lock:
+            self._revoked[key] = expires_at
+
+    def is_revoked(self, jti: str, family: Any = None) -> bool:
+        """Whether a jti, or the family (``family`` claim) of its token, is revoked, as
+        this process knows it (see the module docstring)."""
         self._poll_revocations()
-        return jti in self._revoked
+        if jti in self._revoked:
+            return True
+        return isinstance(family, str) and bool(family) and _FAMILY + family in self._revoked
 
     # -- id tokens -------------------------------------------------------------------------
 
@@ -250,6 +278,12 @@ def _check_audience(claims: dict[str, Any], audience: str) -> None:
     values = aud if isinstance(aud, list) else [aud]
     if audience.rstrip("/") not in {str(v).rstrip("/") for v in values if v}:
         raise TokenError("wrong_audience", str(aud))
+
+
+def family_tag(family_id: str) -> str:
+    """The ``family`` claim of a grant's access tokens: a digest of its family id (which
+    may be the hash of the authorization code), never the id itself."""
+    return hashlib.sha256(f"family:{family_id}".encode()).hexdigest()[:32]
 
 
 def at_hash(access_token: str) -> str:

@@ -81,7 +81,11 @@ def test_users_create_reads_the_password_from_stdin(
     finally:
         store.close()
     monkeypatch.setattr("sys.stdin", io.StringIO("another password\n"))
-    taken = _run(capsys, "users", "create", "--username", "alice", "--storage", storage)
+    taken = _run(
+        capsys,
+        *("users", "create", "--username", "alice", "--fhir-user", "Patient/p2"),
+        *("--storage", storage),
+    )
     assert taken[0] == 2 and "taken" in taken[2]
 
 

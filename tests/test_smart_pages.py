@@ -18,8 +18,8 @@ import pytest
 
 from fhir_server.cli import main
 from smart_auth.admin import AdminError, create_invitation, create_user, normalize_code
-from smart_auth.passwords import hash_secret
-from smart_auth.store.base import Invitation
+from smart_auth.passwords import hash_password, hash_secret
+from smart_auth.store.base import Invitation, User
 from tests.smart_support import (
     BASE,
     PASSWORD,
@@ -265,7 +265,10 @@ async def test_practitioner_searches_the_picker(env: Env) -> None:
 
 async def test_user_without_patient_gets_access_denied(env: Env) -> None:
     client_id = public_app(env.store)
-    add_user(env.store, "nobody", None)
+    # an account without a fhirUser (made before --fhir-user was required)
+    env.store.add_user(
+        User(user_id="u-nobody", username="nobody", password_hash=hash_password(PASSWORD))
+    )
     _, challenge = pkce()
     await start(env.http, auth_params(client_id, challenge))
     assert redirect_params(await login(env.http, "nobody"))["error"] == "access_denied"
