@@ -380,7 +380,7 @@ def test_a_slow_server_runs_into_the_time_limit(stall: str) -> None:
         failure(guard, f"http://127.0.0.1:{server.port}/jwks")
         took = time.monotonic() - started
         release.set()
-    assert 0.9 <= took < 2.0
+    assert 0.9 <= took < 3.0  # the limit, plus scheduling on a busy machine
 
 
 def test_one_error_text_whatever_went_wrong() -> None:
