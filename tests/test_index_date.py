@@ -92,3 +92,24 @@ def test_a_string_choice_is_not_a_date() -> None:
 def test_an_invalid_date_is_skipped() -> None:
     resource = {"resourceType": "Observation", "effectiveDateTime": "2024-13-45"}
     assert rows(resource, "Observation.effective") == []
+
+
+def test_a_string_that_looks_like_a_date_is_not_a_date() -> None:
+    """Date parameters take date, dateTime, instant, Period and Timing only
+    (https://hl7.org/fhir/R4/search.html#date): ``scheduledString`` is free text."""
+    from resources.search.extract import indexer_for
+
+    care_plan = {
+        "resourceType": "CarePlan",
+        "id": "x",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": "Patient/a"},
+        "activity": [
+            {"detail": {"status": "scheduled", "scheduledString": "2020-01-01"}},
+            {"detail": {"status": "scheduled", "scheduledPeriod": {"start": "2021-02-03"}}},
+        ],
+    }
+    rows, _ = indexer_for("CarePlan").index(care_plan)
+    dates = [r for r in rows if r.code == "activity-date"]
+    assert [(r.low[:10]) for r in dates] == ["2021-02-03"]

@@ -11,7 +11,8 @@ UTC; instants with zones are converted):
   matter": one range from the earliest ``event`` / ``repeat.boundsPeriod.start`` to the
   latest ``event`` / ``repeat.boundsPeriod.end``.
 
-Other types (``Age``, ``Range``, ``string``) carry no date and give no rows. Values that
+Other types (``Age``, ``Range``, ``string``: ``CarePlan.activity.detail.scheduledString``
+"2020-01-01" is text, not a date) carry no date and give no rows. Values that
 do not parse (validation rejects them before indexing) are skipped. Sort values:
 ``min(low)`` ascending, ``max(high)`` descending.
 """
@@ -41,10 +42,15 @@ def date_range(text: str) -> tuple[str, str] | None:
         return None
 
 
+_DATE_PRIMITIVES = frozenset(
+    {"date", "dateTime", "instant", "System.Date", "System.DateTime", "System.Instant"}
+)
+
+
 def date_rows(code: str, items: Iterable[Item]) -> list[DateRow]:
     rows: list[DateRow] = []
     for value, type_name in items:
-        if isinstance(value, str):
+        if isinstance(value, str) and type_name in _DATE_PRIMITIVES:
             bounds = date_range(value)
         elif isinstance(value, dict) and type_name == "Period":
             bounds = _period(value)
