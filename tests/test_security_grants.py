@@ -14,6 +14,7 @@ HTTP against the real application on every store (SQLite and the MongoDB stand-i
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,6 +148,28 @@ async def test_refresh_refused_once_the_practitioner_is_removed(env: Env) -> Non
     await staff_write(env, "DELETE", "Practitioner/dr")
     refused = await refresh(env, second_id, second["refresh_token"])
     assert refused.status_code == 400
+
+
+def remove_account(env: Env, username: str) -> None:
+    """Delete a user's record from the auth store (there is no command for it)."""
+    user = env.store.find_user(username)
+    assert user is not None
+    if hasattr(env.store, "db"):  # MongoDB
+        env.store.db.auth_users.delete_one({"_id": user.user_id})
+    else:
+        with sqlite3.connect(env.data["storage"].removeprefix("sqlite:///")) as conn:
+            conn.execute("DELETE FROM auth_users WHERE user_id = ?", (user.user_id,))
+    assert env.store.get_user(user.user_id) is None
+
+
+async def test_refresh_refused_once_the_account_is_removed(env: Env) -> None:
+    add_user(env.store, "alice", "Patient/p1")
+    client_id, tokens = await offline_launch(env, "alice")
+    remove_account(env, "alice")
+    refused = await refresh(env, client_id, tokens["refresh_token"])
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    assert await reads(env, tokens) == 401  # the grant's access token is revoked too
 
 
 async def test_code_exchange_refused_when_the_relationship_ended_after_consent(env: Env) -> None:
