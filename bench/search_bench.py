@@ -47,7 +47,8 @@ import httpx
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.storage.base import Store, TransactionsUnavailable, WriteRequest, open_store
+from fhir_server.storage.base import Store, TransactionsUnavailable, WriteRequest
+from fhir_server.storage.open import open_store
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 from resources.search.query import SearchQuery

@@ -32,7 +32,7 @@ from fhir_server.routes import (
     log_access,
     register_routes,
 )
-from fhir_server.storage.base import open_store
+from fhir_server.storage.open import open_store
 from resources.errors import FhirError
 from smart_auth.service import AuthConfig, SmartAuth
 

@@ -179,7 +179,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
-    from fhir_server.storage.base import open_store
+    from fhir_server.storage.open import open_store
 
     store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
     await store.open()

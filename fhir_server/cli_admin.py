@@ -170,7 +170,7 @@ def _require_resource(settings: Settings, reference: str) -> None:
     type_, _, id_ = reference.partition("/")
 
     async def exists() -> bool:
-        from fhir_server.storage.base import open_store
+        from fhir_server.storage.open import open_store
 
         store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.storage.base import WriteRequest, open_store
+from fhir_server.storage.base import WriteRequest
+from fhir_server.storage.open import open_store
 from fhir_server.storage.sqlite import SQLiteStore
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search

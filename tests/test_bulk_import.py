@@ -12,7 +12,8 @@ import pytest
 
 from fhir_server.bulk_import import import_paths
 from fhir_server.cli import main
-from fhir_server.storage.base import HistoryQuery, Store, open_store
+from fhir_server.storage.base import HistoryQuery, Store
+from fhir_server.storage.open import open_store
 from tests.conftest import STORES, storage_url
 
 PATIENT_UUID = "6d9e8f3a-1b2c-4d5e-8f90-123456789abc"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from fhir_server.storage.base import WriteRequest, open_store
+from fhir_server.storage.base import WriteRequest
 from fhir_server.storage.mongo import MongoStore
+from fhir_server.storage.open import open_store
 from resources.compartments import DIRECTORY_TYPES, memberships, patient_member_types
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, Grant

@@ -17,7 +17,7 @@ from fhir_server.app import create_app
 from fhir_server.bulk_import.prepare import prepare_item
 from fhir_server.config import Settings
 from fhir_server.demo_data import Population, write_ndjson, write_population
-from fhir_server.storage.base import open_store
+from fhir_server.storage.open import open_store
 from resources import fhir_json
 from tests.conftest import BASE
 

@@ -25,7 +25,7 @@ import pytest
 from bson.binary import Binary
 
 from fhir_server.storage import mongo_search
-from fhir_server.storage.base import IndexEntries, WriteRequest, open_store
+from fhir_server.storage.base import IndexEntries, WriteRequest
 from fhir_server.storage.mongo_index import INDEXES, NO_VALUE_LAST, encode, sort_field
 from fhir_server.storage.mongo_search import (
     RESOURCES,
@@ -35,6 +35,7 @@ from fhir_server.storage.mongo_search import (
     sort_plan,
 )
 from fhir_server.storage.mongomock_async import AsyncMockClient
+from fhir_server.storage.open import open_store
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
 from resources.errors import FhirError

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from fhir_server.storage import sqlite as sqlite_store
-from fhir_server.storage.base import HistoryQuery, open_store
+from fhir_server.storage.base import HistoryQuery
+from fhir_server.storage.open import open_store
 from tests.store_support import observation_query, put
 
 

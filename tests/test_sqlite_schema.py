@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from fhir_server import cli
-from fhir_server.storage.base import HistoryQuery, WriteRequest, open_store
+from fhir_server.storage.base import HistoryQuery, WriteRequest
+from fhir_server.storage.open import open_store
 from fhir_server.storage.sqlite_index import (
     INDEX_TABLES,
     REFERENCE_MATCH_COLUMNS,

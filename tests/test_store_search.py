@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.storage.base import IndexEntries, Store, WriteRequest, open_store
+from fhir_server.storage.base import IndexEntries, Store, WriteRequest
+from fhir_server.storage.open import open_store
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
 from resources.errors import FhirError

@@ -11,7 +11,6 @@ for the bytes to store, so the stored JSON carries exactly the version the store
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -225,23 +224,3 @@ def next_version(previous: StoredVersion | None) -> tuple[int, str]:
     """The new version number and ``lastUpdated`` (never before the previous one's)."""
     version = 1 if previous is None else previous.version + 1
     return version, next_instant(previous.last_updated if previous else None)
-
-
-def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
-    """Create the store named by a storage URL: ``sqlite:///path``, ``mongodb://…`` or
-    ``mongodb+srv://…`` (a MongoDB connection string), or ``mongomock://[name]`` (an
-    in-memory MongoDB stand-in for tests and demos; needs the ``test`` extra)."""
-    if url.startswith("sqlite:"):
-        from fhir_server.storage.sqlite import SQLiteStore
-
-        return SQLiteStore.from_url(url, synchronous=sqlite_synchronous)
-    if url.startswith(("mongodb://", "mongodb+srv://", "mongomock:")):
-        if url.startswith("mongomock:") and importlib.util.find_spec("mongomock") is None:
-            raise ValueError("mongomock:// needs mongomock: pip install 'fhir-server[test]'")
-        from fhir_server.storage.mongo import MongoStore
-
-        return MongoStore.from_url(url)
-    raise ValueError(
-        f"unsupported storage URL {url!r} (expected sqlite:///PATH, mongodb://…,"
-        " mongodb+srv://… or mongomock://)"
-    )
