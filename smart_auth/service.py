@@ -130,7 +130,8 @@ class SmartAuth:
     ) -> None:
         """``store``: an already open auth store (else opened from ``storage_url`` by
         :meth:`open`). ``fetch_client_jwks``: how client ``jwks_uri`` documents are
-        fetched (HTTP GET by default)."""
+        fetched (none by default: the assembly hands in ``fhir_server.outbound``'s
+        guard)."""
         self.config = config
         self.hooks = hooks
         self._given_store = store
