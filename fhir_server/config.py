@@ -46,8 +46,16 @@ class Settings(BaseSettings):
     online_refresh_lifetime: int = Field(
         8 * 3600, ge=60, description="online_access refresh token lifetime (s)"
     )
-    lockout_after: int = Field(5, ge=1, description="Failed logins before an account locks")
-    lockout_seconds: int = Field(900, ge=1, description="How long a locked account stays locked")
+    lockout_after: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins from one address for one username (in a day) before"
+        " each further attempt waits (2 s, 4 s, 8 s...); accounts never lock"
+        " (smart_auth.throttle)",
+    )
+    lockout_seconds: int = Field(
+        900, ge=1, description="The longest wait between sign-in attempts (s)"
+    )
     cors_origins: str = Field(
         "*",
         description="Origins allowed to call the API from a browser (comma separated; '*' any):"

@@ -4,6 +4,11 @@ chooses a username and a password (argon2-hashed, :mod:`smart_auth.passwords`). 
 is stored hashed and used at most once (atomically, :meth:`AuthStore.use_invitation`),
 before it expires. The form is CSRF-protected like the sign-in pages
 (:mod:`smart_auth.pages`).
+
+The answers never tell a stranger which usernames exist: the code is checked first, and
+only someone holding a valid code (a secret only the invitee has) learns that a username
+is taken. One person gets one account: a code whose Patient (or RelatedPerson, Person)
+already has one is refused, whatever invitation it comes from.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from smart_auth.admin import normalize_code
 from smart_auth.pages import USERNAME, Pages, _text
 from smart_auth.passwords import hash_password, hash_secret
 from smart_auth.session import csrf_ok, new_session
-from smart_auth.store.base import DuplicateError, User
+from smart_auth.store.base import DuplicateError, Invitation, User
 
 
 class Activation:
@@ -48,10 +53,13 @@ class Activation:
         code = _text(form.get("code")).strip()
         username = _text(form.get("username")).strip()
         password = _text(form.get("password"))
-        error = await self.problem(code, username, password, _text(form.get("password2")))
+        error = self.problem(code, username, password, _text(form.get("password2")))
+        code_hash = hash_secret(normalize_code(code))
+        if error is None:
+            error = await run_in_threadpool(self.refusal, code_hash, username)
         if error is None:
             password_hash = await run_in_threadpool(hash_password, password)
-            error = await run_in_threadpool(self.create, code, username, password_hash)
+            error = await run_in_threadpool(self.create, code_hash, username, password_hash)
         if error is not None:
             return self.pages.render(
                 request,
@@ -71,7 +79,8 @@ class Activation:
             text=f"You can now sign in as {username} from your health apps.",
         )
 
-    async def problem(self, code: str, username: str, password: str, again: str) -> str | None:
+    def problem(self, code: str, username: str, password: str, again: str) -> str | None:
+        """What is wrong with the form itself (nothing the store knows)."""
         minimum = self.auth.config.min_password_length
         if not code:
             return "Enter the activation code from your invitation."
@@ -83,21 +92,29 @@ class Activation:
             return "The password must not be the username."
         if password != again:
             return "The two passwords differ."
-        if await run_in_threadpool(self.auth.store.find_user, username) is not None:
-            return "That username is taken: choose another."
         return None
 
-    def create(self, code: str, username: str, password_hash: str) -> str | None:
+    def refusal(self, code_hash: str, username: str) -> str | None:
+        """Why the code cannot be used (checked first), else whether the username is taken
+        or the invited person already has an account."""
         store = self.auth.store
-        code_hash = hash_secret(normalize_code(code))
+        invitation = store.get_invitation(code_hash)
+        if invitation is None or not invitation.usable(int(time.time())):
+            return _code_refusal(invitation)
+        if store.find_user(username) is not None:
+            return "That username is taken: choose another."
+        if store.users_for(invitation.fhir_user):
+            return ALREADY
+        return None
+
+    def create(self, code_hash: str, username: str, password_hash: str) -> str | None:
+        store = self.auth.store
         invitation = store.use_invitation(code_hash)
         if invitation is None:
-            known = store.get_invitation(code_hash)
-            if known is None:
-                return "That activation code is not right."
-            if known.used_at is not None:
-                return "That activation code was already used."
-            return "That activation code has expired: ask for a new invitation."
+            return _code_refusal(store.get_invitation(code_hash))
+        if store.users_for(invitation.fhir_user):
+            store.release_invitation(code_hash)
+            return ALREADY
         user = User(
             user_id=uuid.uuid4().hex,
             username=username,
@@ -108,5 +125,23 @@ class Activation:
         try:
             store.add_user(user)
         except DuplicateError:
-            return "That username is taken: ask for a new invitation."
+            store.release_invitation(code_hash)
+            return "That username is taken: choose another."
         return None
+
+
+ALREADY = (
+    "You already have an account: sign in with its username from your health apps. If you"
+    " have forgotten it, ask the clinic."
+)
+
+
+def _code_refusal(invitation: Invitation | None) -> str:
+    if invitation is None:
+        return "That activation code is not right."
+    if invitation.used_at is not None:
+        return "That activation code was already used."
+    return (
+        "That activation code has expired or a newer invitation replaced it: use the newest"
+        " one, or ask for a new invitation."
+    )

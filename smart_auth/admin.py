@@ -4,7 +4,11 @@ that return what to print.
 
 Invitations follow the clinic workflow of issue 6: staff invite a Patient, the patient
 activates an account at ``/auth/activate`` with the one-time code (hashed in the store,
-single use, expiring). Clients are registered as in RFC 7591
+single use, expiring). One person, one account: a Patient who has an account is not
+invited again (the error names the account), and a new invitation replaces the unused
+ones before it (their codes stop working), so two codes cannot make two accounts.
+
+Clients are registered as in RFC 7591
 (https://www.rfc-editor.org/rfc/rfc7591#section-2): ``none`` (public),
 ``client_secret_basic`` (the secret is shown once) or ``private_key_jwt`` (RFC 7523,
 with a JWKS).
@@ -52,16 +56,26 @@ def create_invitation(
     created_by: str | None = None,
 ) -> dict[str, Any]:
     """A one-time activation code for a Patient (or RelatedPerson) and the link to
-    activate it: ``{"code", "link", "fhir_user", "expires_at"}`` (ISO 8601, UTC)."""
+    activate it: ``{"code", "link", "fhir_user", "expires_at", "replaced"}`` (ISO 8601,
+    UTC; ``replaced``: how many unused invitations of the same person it ends).
+    AdminError if the person already has an account."""
     if not FHIR_USER.fullmatch(fhir_user) or not fhir_user.startswith(
         ("Patient/", "RelatedPerson/", "Person/")
     ):
         raise AdminError("invite a Patient/<id>, RelatedPerson/<id> or Person/<id>")
     if lifetime <= 0:
         raise AdminError("the lifetime must be positive")
+    accounts = store.users_for(fhir_user)
+    if accounts:
+        names = ", ".join(user.username for user in accounts)
+        raise AdminError(
+            f"{fhir_user} already has an account ({names}): they sign in with it;"
+            " no invitation was made"
+        )
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(16))
     code = "-".join(raw[i : i + 4] for i in range(0, 16, 4))
     now = int(time.time())
+    replaced = store.retire_invitations(fhir_user, now)
     store.add_invitation(
         Invitation(
             code_hash=hash_secret(normalize_code(code)),
@@ -77,6 +91,7 @@ def create_invitation(
         "link": f"{auth_base_url(server_url)}/activate?code={code}",
         "fhir_user": fhir_user,
         "expires_at": expires.replace("+00:00", "Z"),
+        "replaced": replaced,
     }
 
 

@@ -7,8 +7,9 @@ invitation.
 Plain server-rendered HTML forms (Jinja2) that work without JavaScript, with labels, a
 ``lang`` and headings; every POST carries the session's CSRF token. State between the
 steps lives in the signed session cookie (:mod:`smart_auth.session`), never in server
-memory. A failed login counts against the account; ``lockout_after`` failures in a row
-lock it for ``lockout_seconds``.
+memory. Failed sign-ins are throttled per address and username
+(:mod:`smart_auth.throttle`): a wait, ``429`` with ``Retry-After``, never a lock-out, and
+the same for unknown usernames.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from smart_auth.scopes import ScopeError, parse_scope, parse_scopes, plain_words
 from smart_auth.server import RawResponse, SmartRequest
 from smart_auth.session import COOKIE_NAME, COOKIE_PATH, csrf_ok, new_session
 from smart_auth.store.base import LaunchContext, User
+from smart_auth.throttle import LoginThrottle, client_address
 
 if TYPE_CHECKING:
     from smart_auth.service import SmartAuth
@@ -90,12 +92,15 @@ class Pages:
         *,
         status: int = 200,
         session: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         **context: Any,
     ) -> Response:
         page = self.auth.templates.get_template(template)
         csrf = session.get("csrf") if session else None
         html = page.render(csrf=csrf, **context)
-        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        response = HTMLResponse(
+            html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})}
+        )
         if session is not None:
             self.save(request, response, session)
         return response
@@ -212,52 +217,47 @@ class Pages:
             return self.message(request, "Form expired", "Reload the page and try again.", 403)
         username = _text(form.get("username")).strip()
         password = _text(form.get("password"))
-        user, problem = await self.check_password(username, password)
+        user: User | None = None
+        wait = 0
+        if username and password and len(username) <= 1024 and len(password) <= 1024:
+            throttle = self.throttle()
+            address = client_address(request.client.host if request.client else None)
+            wait = await run_in_threadpool(throttle.admit, username, address)
+            if not wait:
+                user = await self.check_password(username, password)
+                outcome = throttle.failed if user is None else throttle.succeeded
+                await run_in_threadpool(outcome, username, address)
         if user is None:
-            status = 429 if problem == "locked" else 401
-            text = (
-                "This account is locked after too many failed sign-ins."
-                f" Try again in {max(1, self.auth.config.lockout_seconds // 60)} minutes."
-                if problem == "locked"
-                else "The username or password is not right."
-            )
             return self.render(
                 request,
                 "login.html",
-                status=status,
+                status=429 if wait else 401,
+                headers={"Retry-After": str(wait)} if wait else None,
                 session=session,
                 client=session["client"],
-                error=text,
+                error=_wait_text(wait) if wait else "The username or password is not right.",
                 username=username,
             )
         session.update(uid=user.user_id, fhir_user=user.fhir_user, auth_time=int(time.time()))
         return await self.after_login(request, session)
 
-    async def check_password(self, username: str, password: str) -> tuple[User | None, str]:
-        store = self.auth.store
+    def throttle(self) -> LoginThrottle:
         config = self.auth.config
-        if not username or not password or len(password) > 1024:
-            return None, "wrong"
+        return LoginThrottle(self.auth.store, config.lockout_after, config.lockout_seconds)
+
+    async def check_password(self, username: str, password: str) -> User | None:
+        """The user if the password is theirs; an unknown username takes as long."""
+        store = self.auth.store
         user = await run_in_threadpool(store.find_user, username)
         if user is None:
             await run_in_threadpool(burn_password_check, password)
-            return None, "wrong"
-        if user.locked_until > time.time():
-            return None, "locked"
+            return None
         if not await run_in_threadpool(verify_password, user.password_hash, password):
-            updated = await run_in_threadpool(
-                store.record_login_failure,
-                user.user_id,
-                config.lockout_after,
-                config.lockout_seconds,
-            )
-            locked = updated is not None and updated.locked_until > time.time()
-            return None, "locked" if locked else "wrong"
-        await run_in_threadpool(store.reset_login_failures, user.user_id)
+            return None
         if needs_rehash(user.password_hash):
             new_hash = await run_in_threadpool(hash_password, password)
             await run_in_threadpool(store.update_password, user.user_id, new_hash)
-        return user, "ok"
+        return user
 
     async def after_login(self, request: Request, session: dict[str, Any]) -> Response:
         fhir_user = session.get("fhir_user")
@@ -395,6 +395,14 @@ class Pages:
         response = result.to_response()
         self.save(request, response, {"csrf": session["csrf"]})
         return response
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 120:
+        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
+    else:
+        wait = f"{-(-seconds // 60)} minutes"
+    return f"Too many failed sign-ins. Wait {wait}, then try again."
 
 
 def _text(value: Any) -> str:

@@ -214,34 +214,6 @@ def test_update_password(store: AuthStore) -> None:
     assert user is not None and user.password_hash == "new"
 
 
-def test_lockout_after_repeated_failures(store: AuthStore) -> None:
-    store.add_user(User("u1", "alice", "h"))
-    for expected in (1, 2):
-        user = store.record_login_failure("u1", lock_after=3, lock_seconds=900, now=NOW)
-        assert user is not None and user.failed_logins == expected and user.locked_until == 0
-    locked = store.record_login_failure("u1", lock_after=3, lock_seconds=900, now=NOW)
-    assert locked is not None and locked.locked_until == NOW + 900 and locked.failed_logins == 0
-    stored = store.get_user("u1")
-    assert stored is not None and stored.locked_until == NOW + 900
-    assert store.record_login_failure("nobody", 3, 900, now=NOW) is None
-
-
-def test_reset_login_failures(store: AuthStore) -> None:
-    store.add_user(User("u1", "alice", "h"))
-    store.record_login_failure("u1", lock_after=5, lock_seconds=900, now=NOW)
-    store.reset_login_failures("u1")
-    user = store.get_user("u1")
-    assert user is not None and user.failed_logins == 0
-
-
-def test_concurrent_failures_all_count(store: AuthStore, second: AuthStore) -> None:
-    store.add_user(User("u1", "alice", "h"))
-    stores = [store, second] * 4
-    race([lambda s=s: s.record_login_failure("u1", 100, 900, now=NOW) for s in stores])
-    user = store.get_user("u1")
-    assert user is not None and user.failed_logins == 8
-
-
 # -- invitations -----------------------------------------------------------------------
 
 

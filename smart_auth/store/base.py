@@ -5,7 +5,8 @@ Records of the OAuth 2.0 / SMART App Launch 2.x server
 clients (RFC 7591 metadata), users, invitations, EHR launch contexts, authorization
 codes (RFC 6749 section 4.1, single use), refresh tokens (RFC 6749 section 6, rotated
 on use with reuse detection as in https://datatracker.ietf.org/doc/html/rfc9700#section-4.14.2),
-revoked access-token ids (RFC 7009) and seen client-assertion ids (RFC 7523 section 3, "jti").
+revoked access-token ids (RFC 7009), seen client-assertion ids (RFC 7523 section 3, "jti")
+and the counts of failed sign-ins that throttle guessing (:mod:`smart_auth.throttle`).
 
 All times are int epoch seconds. Secrets (client secrets, codes, refresh tokens,
 invitation codes, registration tokens) are stored only as hashes
@@ -63,6 +64,9 @@ class User:
     fhir_user: str | None = None
     failed_logins: int = 0
     locked_until: int = 0
+    """``failed_logins`` and ``locked_until`` are no longer used (sign-ins are throttled by
+    :mod:`smart_auth.throttle`, not locked); kept, as zeros, for the servers of an earlier
+    release that share the store during an upgrade."""
     created_at: int = 0
 
 
@@ -147,6 +151,16 @@ class RefreshToken:
         return live and (self.expires_at is None or self.expires_at > now)
 
 
+class Throttle(NamedTuple):
+    """Failed sign-ins counted under one (hashed) key of :mod:`smart_auth.throttle`."""
+
+    failures: int
+    blocked_until: int
+    """No attempt under this key is admitted before this time."""
+    window_end: int
+    """When the count starts again from zero."""
+
+
 class Revocation(NamedTuple):
     """A revoked access token id, until when it would have been valid, and when it was revoked."""
 
@@ -210,15 +224,20 @@ class AuthStore(Protocol):
 
     def update_password(self, user_id: str, password_hash: str) -> bool: ...
 
-    def record_login_failure(
-        self, user_id: str, lock_after: int, lock_seconds: int, now: int | None = None
-    ) -> User | None:
-        """Count a failed login; the ``lock_after``-th failure in a row locks the account
-        for ``lock_seconds`` (``locked_until``) and starts the count again. Returns the
-        updated user (None if unknown)."""
+    def users_for(self, fhir_user: str) -> list[User]:
+        """The users whose ``fhir_user`` is this reference ("Patient/123"), oldest first."""
         ...
 
-    def reset_login_failures(self, user_id: str) -> None: ...
+    # -- sign-in throttling ----------------------------------------------------------------
+    def get_throttle(self, key: str) -> Throttle | None:
+        """The failed sign-ins counted under ``key`` (None: none)."""
+        ...
+
+    def swap_throttle(self, key: str, old: Throttle | None, new: Throttle | None) -> bool:
+        """Compare-and-set: replace what ``key`` holds by ``new`` (None: forget it) if it
+        still holds ``old`` (None: nothing); False, and nothing changes, otherwise.
+        Atomic across threads and processes."""
+        ...
 
     # -- invitations -----------------------------------------------------------------------
     def add_invitation(self, invitation: Invitation) -> None: ...
@@ -236,6 +255,11 @@ class AuthStore(Protocol):
     def release_invitation(self, code_hash: str) -> bool:
         """Undo :meth:`use_invitation` when the account could not be created after all
         (e.g. the username was taken meanwhile); False if it was not used."""
+        ...
+
+    def retire_invitations(self, fhir_user: str, now: int | None = None) -> int:
+        """End (expire now) the usable invitations of ``fhir_user``, when a newer one
+        replaces them; how many there were."""
         ...
 
     # -- EHR launch contexts ---------------------------------------------------------------
@@ -295,7 +319,8 @@ class AuthStore(Protocol):
 
     # -- housekeeping ----------------------------------------------------------------------
     def purge_expired(self, now: int | None = None) -> None:
-        """Delete expired codes, launch contexts, refresh tokens, revocations and jtis."""
+        """Delete expired codes, launch contexts, refresh tokens, revocations, jtis and
+        sign-in throttle counts."""
         ...
 
 

@@ -32,6 +32,7 @@ from smart_auth.store.base import (
     LaunchContext,
     RefreshToken,
     Revocation,
+    Throttle,
     User,
     username_key,
 )
@@ -96,6 +97,9 @@ class MongoAuthStore:
         self.db.auth_refresh_tokens.create_index([("family_id", ASCENDING)])
         self.db.auth_revoked_tokens.create_index([("revoked_at", ASCENDING)])
         self.db.auth_assertion_jtis.create_index([("expires_at", ASCENDING)])
+        self.db.auth_users.create_index([("fhir_user", ASCENDING)])
+        self.db.auth_invitations.create_index([("fhir_user", ASCENDING)])
+        self.db.auth_login_throttle.create_index([("expires_at", ASCENDING)])
 
     def _coll(self, cls: type) -> Collection[Any]:
         return self.db[_COLLECTIONS[cls][0]]
@@ -195,18 +199,36 @@ class MongoAuthStore:
         update = {"$set": {"password_hash": password_hash}}
         return self._update(User, {"_id": user_id}, update) is not None
 
-    def record_login_failure(
-        self, user_id: str, lock_after: int, lock_seconds: int, now: int | None = None
-    ) -> User | None:
-        user = self._update(User, {"_id": user_id}, {"$inc": {"failed_logins": 1}})
-        if user is None or user.failed_logins < lock_after:
-            return user
-        lock = {"$set": {"failed_logins": 0, "locked_until": _now(now) + lock_seconds}}
-        locked = self._update(User, {"_id": user_id, "failed_logins": {"$gte": lock_after}}, lock)
-        return locked or self.get_user(user_id)
+    def users_for(self, fhir_user: str) -> list[User]:
+        with self._serial():
+            found = self.db.auth_users.find({"fhir_user": fhir_user})
+            documents = list(found.sort([("created_at", 1), ("_id", 1)]))
+        return [u for d in documents if (u := _from_doc(User, d)) is not None]
 
-    def reset_login_failures(self, user_id: str) -> None:
-        self._update(User, {"_id": user_id}, {"$set": {"failed_logins": 0}})
+    # -- sign-in throttling --------------------------------------------------------------
+
+    def get_throttle(self, key: str) -> Throttle | None:
+        with self._serial():
+            document = self.db.auth_login_throttle.find_one({"_id": key})
+        return _throttle(document)
+
+    def swap_throttle(self, key: str, old: Throttle | None, new: Throttle | None) -> bool:
+        """A single-document compare-and-set: the filter holds the values of ``old``."""
+        collection = self.db.auth_login_throttle
+        with self._serial():
+            if old is None:
+                if new is None:
+                    return collection.find_one({"_id": key}) is None
+                try:
+                    collection.insert_one({"_id": key, **_throttle_doc(new)})
+                except DuplicateKeyError:
+                    return False
+                return True
+            current = {"_id": key, **old._asdict()}
+            if new is None:
+                return collection.delete_one(current).deleted_count == 1
+            result = collection.update_one(current, {"$set": _throttle_doc(new)})
+            return result.matched_count == 1
 
     # -- invitations ---------------------------------------------------------------------
 
@@ -224,6 +246,11 @@ class MongoAuthStore:
     def release_invitation(self, code_hash: str) -> bool:
         query = {"_id": code_hash, "used_at": {"$ne": None}}
         return self._update(Invitation, query, {"$set": {"used_at": None}}) is not None
+
+    def retire_invitations(self, fhir_user: str, now: int | None = None) -> int:
+        now = _now(now)
+        query = {"fhir_user": fhir_user, "used_at": None, "expires_at": {"$gt": now}}
+        return self._count("auth_invitations", query, {"$set": {"expires_at": now}})
 
     # -- launch contexts -----------------------------------------------------------------
 
@@ -325,6 +352,7 @@ class MongoAuthStore:
         with self._serial():
             for name in (*names, "auth_revoked_tokens", "auth_assertion_jtis"):
                 self.db[name].delete_many(expired)
+            self.db.auth_login_throttle.delete_many(expired)
 
 
 def _to_doc(record: Any) -> dict[str, Any]:
@@ -338,6 +366,16 @@ def _from_doc(cls: type[R], document: dict[str, Any] | None) -> R | None:
         return None
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in document.items() if k in names})
+
+
+def _throttle(document: dict[str, Any] | None) -> Throttle | None:
+    if document is None:
+        return None
+    return Throttle(document["failures"], document["blocked_until"], document["window_end"])
+
+
+def _throttle_doc(throttle: Throttle) -> dict[str, Any]:
+    return {**throttle._asdict(), "expires_at": max(throttle.blocked_until, throttle.window_end)}
 
 
 def _key_record(document: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Records and their semantics: :mod:`smart_auth.store.base`. The file is opened the way
 the FHIR store opens it (https://www.sqlite.org/wal.html, WAL journal, ``busy_timeout``)
 on a connection of its own, shared by this store's threads under a lock. Operations that
-read then write (single use of codes and invitations, refresh-token rotation, lockout
-counting, assertion replay) run in ``BEGIN IMMEDIATE`` transactions
+read then write (single use of codes and invitations, refresh-token rotation, sign-in
+throttle counts, assertion replay) run in ``BEGIN IMMEDIATE`` transactions
 (https://www.sqlite.org/lang_transaction.html), so they are atomic across processes too.
 """
 
@@ -29,6 +29,7 @@ from smart_auth.store.base import (
     LaunchContext,
     RefreshToken,
     Revocation,
+    Throttle,
     User,
     username_key,
 )
@@ -48,10 +49,16 @@ CREATE TABLE IF NOT EXISTS auth_revoked_tokens (
 CREATE INDEX IF NOT EXISTS auth_revoked_tokens_at ON auth_revoked_tokens (revoked_at);
 CREATE TABLE IF NOT EXISTS auth_assertion_jtis (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS auth_assertion_jtis_exp ON auth_assertion_jtis (expires_at);
+CREATE TABLE IF NOT EXISTS auth_login_throttle (
+    key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until INTEGER NOT NULL,
+    window_end INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS auth_login_throttle_exp ON auth_login_throttle (expires_at);
 """
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS auth_users_username ON auth_users (username_key);
 CREATE INDEX IF NOT EXISTS auth_refresh_tokens_family ON auth_refresh_tokens (family_id);
+CREATE INDEX IF NOT EXISTS auth_users_fhir_user ON auth_users (fhir_user);
+CREATE INDEX IF NOT EXISTS auth_invitations_fhir_user ON auth_invitations (fhir_user);
 """
 
 
@@ -211,24 +218,28 @@ class SQLiteAuthStore:
         sql = "UPDATE auth_users SET password_hash = ? WHERE user_id = ?"
         return self._run(sql, (password_hash, user_id)) == 1
 
-    def record_login_failure(
-        self, user_id: str, lock_after: int, lock_seconds: int, now: int | None = None
-    ) -> User | None:
-        with self._transaction() as conn:
-            user = self._get(User, user_id, conn)
-            if user is None:
-                return None
-            user.failed_logins += 1
-            if user.failed_logins >= lock_after:
-                user.failed_logins, user.locked_until = 0, _now(now) + lock_seconds
-            conn.execute(
-                "UPDATE auth_users SET failed_logins = ?, locked_until = ? WHERE user_id = ?",
-                (user.failed_logins, user.locked_until, user_id),
-            )
-            return user
+    def users_for(self, fhir_user: str) -> list[User]:
+        sql = "SELECT * FROM auth_users WHERE fhir_user = ? ORDER BY created_at, user_id"
+        return [_from_row(User, row) for row in self._rows(sql, (fhir_user,))]
 
-    def reset_login_failures(self, user_id: str) -> None:
-        self._run("UPDATE auth_users SET failed_logins = 0 WHERE user_id = ?", (user_id,))
+    # -- sign-in throttling ----------------------------------------------------------------
+
+    def get_throttle(self, key: str) -> Throttle | None:
+        return _throttle(self._rows(_THROTTLE_ROW, (key,)))
+
+    def swap_throttle(self, key: str, old: Throttle | None, new: Throttle | None) -> bool:
+        with self._transaction() as conn:
+            if _throttle(conn.execute(_THROTTLE_ROW, (key,)).fetchall()) != old:
+                return False
+            if new is None:
+                conn.execute("DELETE FROM auth_login_throttle WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO auth_login_throttle"
+                    " (key, failures, blocked_until, window_end, expires_at) VALUES (?,?,?,?,?)",
+                    (key, *new, max(new.blocked_until, new.window_end)),
+                )
+            return True
 
     # -- invitations -----------------------------------------------------------------------
 
@@ -253,6 +264,14 @@ class SQLiteAuthStore:
             "UPDATE auth_invitations SET used_at = NULL WHERE code_hash = ? AND used_at IS NOT NULL"
         )
         return self._run(sql, (code_hash,)) == 1
+
+    def retire_invitations(self, fhir_user: str, now: int | None = None) -> int:
+        now = _now(now)
+        sql = (
+            "UPDATE auth_invitations SET expires_at = ?"
+            " WHERE fhir_user = ? AND used_at IS NULL AND expires_at > ?"
+        )
+        return self._run(sql, (now, fhir_user, now))
 
     # -- launch contexts -------------------------------------------------------------------
 
@@ -344,8 +363,15 @@ class SQLiteAuthStore:
         with self._transaction() as conn:
             for table in ("auth_codes", "auth_launches", "auth_refresh_tokens"):
                 conn.execute(f"DELETE FROM {table} WHERE expires_at < ?", (now,))
-            for table in ("auth_revoked_tokens", "auth_assertion_jtis"):
+            for table in ("auth_revoked_tokens", "auth_assertion_jtis", "auth_login_throttle"):
                 conn.execute(f"DELETE FROM {table} WHERE expires_at < ?", (now,))
+
+
+_THROTTLE_ROW = "SELECT failures, blocked_until, window_end FROM auth_login_throttle WHERE key = ?"
+
+
+def _throttle(rows: list[sqlite3.Row]) -> Throttle | None:
+    return Throttle(*rows[0]) if rows else None
 
 
 def _revoke_family(conn: sqlite3.Connection, family_id: str) -> int:
