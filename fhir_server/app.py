@@ -18,17 +18,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
+from fhir_server.failures import unexpected_failure
+from fhir_server.headers import NOSNIFF
 from fhir_server.outbound import OutboundGuard
 from fhir_server.routes import (
     FhirDispatch,
     Routes,
     error_response,
-    internal_error,
     log_access,
     register_routes,
 )
@@ -72,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="FHIR R4 server",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI loads its scripts and styles from a CDN: off unless FHIR_SERVER_DOCS
+        docs_url="/docs" if settings.docs else None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=3600,
         )
     app.add_middleware(AccessLog)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -143,8 +147,7 @@ async def _http_exception(request: Request, exc: Any) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected failure in %s %s", request.method, request.url.path)
-    return error_response(internal_error())
+    return error_response(unexpected_failure(exc, f"{request.method} {request.url.path}"))
 
 
 class FhirServerApp(FastAPI):
@@ -178,6 +181,39 @@ class FhirServerApp(FastAPI):
             await self.middleware_stack(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` on every response, and ``Cache-Control:
+    no-store`` on those of ``/fhir`` and ``/auth`` that set no ``Cache-Control`` of their
+    own (the discovery documents and the JWKS do). FHIR responses carry both already
+    (:data:`fhir_server.headers.FHIR_RESPONSE_HEADERS`), also on the fast path in front
+    of this middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        private = path.startswith(("/fhir/", "/auth/")) or path == "/fhir"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in NOSNIFF.items():
+                    if name not in headers:
+                        headers[name] = value
+                if private and "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class AccessLog:

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         " SMART apps run in browsers and send bearer tokens, never cookies",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(
+        100, ge=8, le=200, description="Deepest nesting of arrays and objects in a JSON body"
+    )
+    docs: bool = Field(
+        False, description="Serve Swagger UI at /docs (it loads its scripts from a CDN)"
+    )
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(1000, ge=1)
     conditional_delete_max: int = Field(

@@ -1,7 +1,7 @@
 """HTTP headers of the RESTful API: ETag and If-Match / If-None-Match
 (https://hl7.org/fhir/R4/http.html#concurrency), Last-Modified and If-Modified-Since
-(https://hl7.org/fhir/R4/http.html#cread), and Prefer
-(https://hl7.org/fhir/R4/http.html#ops).
+(https://hl7.org/fhir/R4/http.html#cread), Prefer
+(https://hl7.org/fhir/R4/http.html#ops), and the headers every FHIR response carries.
 """
 
 from __future__ import annotations
@@ -14,6 +14,16 @@ from functools import lru_cache
 from resources.errors import invalid
 
 _ETAG = re.compile(r'^\s*(?:W/)?"([^"]*)"\s*$')
+
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+"""On every response of the server: a browser takes the ``Content-Type`` as sent and
+never guesses another from the bytes (https://fetch.spec.whatwg.org/#x-content-type-options-header):
+a Binary or an error echoing its input is not run as a script or page."""
+
+FHIR_RESPONSE_HEADERS = {"Cache-Control": "no-store", **NOSNIFF}
+"""On every FHIR response: health data is kept by no cache, shared or private
+(https://www.rfc-editor.org/rfc/rfc9111#section-5.2.2.5); clients still revalidate a
+version they hold with ``If-None-Match`` (304)."""
 
 
 def etag(version: int) -> str:

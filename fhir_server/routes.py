@@ -14,12 +14,15 @@ from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from capability.support import SupportTable, support_table
 from fhir_server.access import GuardedStore
 from fhir_server.config import Settings
+from fhir_server.failures import unexpected_failure
 from fhir_server.formats import request_body_kind, response_media_type
+from fhir_server.headers import FHIR_RESPONSE_HEADERS
 from fhir_server.interactions import Context, FhirResponse
 from fhir_server.interactions.bundle import batch_or_transaction
 from fhir_server.interactions.capabilities import capabilities
@@ -213,12 +216,13 @@ def _endpoint(
                     request.headers.get("content-type"), allow_json_patch=body_kind == "patch"
                 )
                 kwargs["body"] = await read_body(request, ctx.settings.max_body_bytes)
+                fhir_json.check_depth(kwargs["body"], ctx.settings.max_json_depth)
             result = await handler(ctx, **kwargs)
         except FhirError as error:
             return error_response(error, pretty)
-        except Exception:
-            log.exception("unexpected failure in %s %s", request.method, request.url.path)
-            return error_response(internal_error(), pretty)
+        except Exception as failure:
+            where = f"{request.method} {request.url.path}"
+            return error_response(unexpected_failure(failure, where), pretty)
         return render(result, media, pretty)
 
     endpoint.__name__ = code.replace("-", "_")
@@ -351,11 +355,17 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # nobody is left to answer: the access log shows the 400
+        raise FhirError(
+            400, "incomplete", "The client closed the connection before the body was complete"
+        ) from None
     return b"".join(chunks)
 
 
@@ -381,29 +391,29 @@ def _too_large(limit: int) -> FhirError:
     return FhirError(413, "too-costly", f"The request body is larger than {limit} bytes")
 
 
-def internal_error() -> FhirError:
-    return FhirError(500, "exception", "Internal server error; the failure has been logged")
-
-
 def render(result: FhirResponse, media: str, pretty: bool) -> Response:
+    """The HTTP response of an interaction, with :data:`FHIR_RESPONSE_HEADERS` (which
+    the interaction's own headers override)."""
+    headers = {**FHIR_RESPONSE_HEADERS, **result.headers}
     body = result.body
     if body is None or result.status in (204, 304):
-        return Response(status_code=result.status, headers=result.headers)
+        return Response(status_code=result.status, headers=headers)
     data = fhir_json.dumps(body) if isinstance(body, dict) else body
     if pretty:
         data = fhir_json.reindent(data)
     return Response(
         content=data,
         status_code=result.status,
-        headers=result.headers,
+        headers=headers,
         media_type=f"{media}; charset=utf-8",
     )
 
 
 def error_response(error: FhirError, pretty: bool = False) -> Response:
+    """An OperationOutcome response, with :data:`FHIR_RESPONSE_HEADERS`."""
     return Response(
         content=fhir_json.dumps(error.outcome(), pretty=pretty),
         status_code=error.status,
-        headers=error.headers,
+        headers={**FHIR_RESPONSE_HEADERS, **error.headers},
         media_type="application/fhir+json; charset=utf-8",
     )

@@ -6,7 +6,9 @@ Decimals keep their exact text (``72.50`` stays ``72.50``, ``1.0e2`` stays ``1.0
 they are parsed as :class:`FhirDecimal`, a :class:`decimal.Decimal` that remembers its
 source text, and written back verbatim through ``orjson.Fragment``. Everything else goes
 through orjson. Duplicate keys, non-object roots, NaN/Infinity and invalid UTF-8 are
-rejected with a clear :class:`~resources.errors.FhirError`.
+rejected with a clear :class:`~resources.errors.FhirError`, and so is JSON nested too
+deeply for the parser (and, with :func:`check_depth`, deeper than a limit: the spec sets
+none; the server's is ``FHIR_SERVER_MAX_JSON_DEPTH``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,39 @@ def loads(data: bytes | str) -> Any:
         return _DECODER.decode(text)
     except ValueError as exc:
         raise invalid(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("Request body is not valid JSON: nested too deeply") from None
+
+
+_TO_BRACES = bytes.maketrans(b"[]", b"{}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def check_depth(data: bytes, max_depth: int) -> None:
+    """Refuse (400) JSON text whose arrays and objects nest deeper than ``max_depth``
+    (``{}`` is depth 1), before it is parsed.
+
+    Most bodies have fewer brackets than the limit and are not looked at further.
+    Otherwise the strings are cut out (escapes first: backslashes appear only inside
+    strings), the brackets kept (``[]`` read as ``{}``), and the innermost pairs removed
+    ``max_depth`` times over: nesting within the limit is gone by then. Text that is not
+    balanced JSON is left for the parser to report. A 13 kB transaction Bundle: ~0.2 ms,
+    a third of its parse."""
+    if data.count(b"{") + data.count(b"[") <= max_depth:
+        return
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    skeleton = outside.translate(_TO_BRACES, _NOT_BRACKETS)
+    too_deep = b"{" * (max_depth + 1) in skeleton
+    rounds = 0
+    while not too_deep and rounds < max_depth:
+        shorter = skeleton.replace(b"{}", b"")
+        if len(shorter) == len(skeleton):
+            return  # empty: within the limit; else not JSON, which the parser reports
+        skeleton = shorter
+        rounds += 1
+    if too_deep or b"{}" in skeleton:
+        raise invalid(f"The JSON body nests arrays and objects deeper than {max_depth} levels")
 
 
 def loads_resource(data: bytes | str) -> dict[str, Any]:

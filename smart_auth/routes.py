@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from smart_auth.bodies import BoundedBodyRoute
 from smart_auth.discovery import openid_configuration, smart_configuration
 from smart_auth.server import SmartRequest, oauth_error, run_grant
 
@@ -21,17 +22,15 @@ if TYPE_CHECKING:
     from smart_auth.service import SmartAuth
 
 FORM = "application/x-www-form-urlencoded"
-MAX_FORM_BYTES = 64 * 1024
 
 
 async def read_form(request: Request) -> list[tuple[str, str]] | Response:
-    """The url-encoded form of a POST, or an OAuth error response."""
+    """The url-encoded form of a POST, or an OAuth error response (the body was read
+    within its bound by the route, :class:`~smart_auth.bodies.BoundedBodyRoute`)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM:
         return oauth_error(400, "invalid_request", f"Send the parameters as {FORM}.")
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return oauth_error(400, "invalid_request", "The request body is too large.")
     try:
         return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
@@ -57,7 +56,8 @@ def oauth_request(
 def build_router(auth: SmartAuth) -> APIRouter:
     from smart_auth import launch, pages, registration
 
-    router = APIRouter(include_in_schema=False)
+    # every route reads its body within a bound before its handler runs
+    router = APIRouter(include_in_schema=False, route_class=BoundedBodyRoute)
 
     async def well_known_smart(request: Request) -> Response:
         base = auth.fhir_base(request)

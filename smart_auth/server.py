@@ -17,7 +17,6 @@ not repeat that check.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +37,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from smart_auth.bodies import parse_json
 from smart_auth.models import ClientModel, Grantee, safe_text
 from smart_auth.passwords import hash_secret, new_secret
 from smart_auth.scope_limits import without_user_scopes
@@ -368,5 +368,6 @@ class SmartAuthorizationServer(AuthorizationServer):
 
 
 def json_body(raw: bytes) -> Any:
-    """The parsed JSON body, or a ValueError."""
-    return json.loads(raw.decode("utf-8")) if raw else None
+    """The parsed JSON body (None when empty), or a ValueError: not UTF-8 JSON, or
+    nested deeper than :data:`smart_auth.bodies.MAX_JSON_DEPTH`."""
+    return parse_json(raw)

@@ -10,11 +10,11 @@ resolved for that entry. Also the dispatcher of a transaction's GET and HEAD ent
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from capability.support import support_table
+from fhir_server.failures import unexpected_failure
 from fhir_server.interactions.bundle_entries import (
     BundleEntry,
     entry_context,
@@ -50,8 +50,6 @@ from resources import fhir_json
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, invalid
 
-log = logging.getLogger("fhir_server")
-
 
 async def batch(ctx: Context, raw_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The response entries of a batch, one per request entry, in the same order."""
@@ -62,10 +60,8 @@ async def batch(ctx: Context, raw_entries: list[dict[str, Any]]) -> list[dict[st
             out.append(from_response(await _process(ctx, entry), entry.method == "HEAD"))
         except FhirError as error:
             out.append(error_entry(error))
-        except Exception:
-            log.exception("unexpected failure in batch entry %d", index)
-            error = FhirError(500, "exception", "Internal server error; the failure was logged")
-            out.append(error_entry(error))
+        except Exception as failure:
+            out.append(error_entry(unexpected_failure(failure, f"batch entry {index}")))
     return out
 
 

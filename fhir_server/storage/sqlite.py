@@ -442,11 +442,14 @@ class SQLiteStore:
             index = sqlite_index.IndexWriter(conn, self._param_ids)
             result = [self._apply(conn, index, request) for request in requests]
             index.flush()
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...):
+            # https://www.sqlite.org/lang_transaction.html#response_to_errors_within_a_transaction
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             self._param_ids.forget()  # ids interned by the rolled-back transaction
             raise
-        conn.execute("COMMIT")
         return result
 
     def _apply(
