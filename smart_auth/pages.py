@@ -7,9 +7,15 @@ invitation.
 Plain server-rendered HTML forms (Jinja2) that work without JavaScript, with labels, a
 ``lang`` and headings; every POST carries the session's CSRF token. State between the
 steps lives in the signed session cookie (:mod:`smart_auth.session`), never in server
-memory. Failed sign-ins are throttled per address and username
-(:mod:`smart_auth.throttle`): a wait, ``429`` with ``Retry-After``, never a lock-out, and
-the same for unknown usernames.
+memory; what must happen once is recorded in the auth store: each authorization request
+gets a random ``flow`` id in its session, and consent (allow or deny) uses it up, so a
+copy of the cookie taken before consent cannot be replayed for a second code. Failed
+sign-ins are throttled per address and username (:mod:`smart_auth.throttle`): a wait,
+``429`` with ``Retry-After``, never a lock-out, and the same for unknown usernames.
+
+An authorization request whose ``redirect_uri`` is not a URI (quotes, backslashes,
+spaces, control or non-ASCII characters, RFC 3986 section 2) is answered with an error
+page, never redirected to.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,6 +38,7 @@ from smart_auth.passwords import (
     burn_password_check,
     hash_password,
     needs_rehash,
+    new_secret,
     verify_password,
 )
 from smart_auth.scopes import ScopeError, parse_scope, parse_scopes, plain_words
@@ -45,6 +52,12 @@ if TYPE_CHECKING:
 
 OPTIONAL_OTHERS = {"offline_access", "online_access"}
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
+NOT_URI = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
+"""A character no URI holds (RFC 3986 section 2): Authlib cannot even put such a
+``redirect_uri`` into its error message."""
+CONSENT_ONCE = "consent:"
+"""Prefix of the used-up ``flow`` ids in the store's one-time ids (``remember_jti``; a
+client assertion's is ``<client_id>:<jti>``, and client ids are random, never this)."""
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
@@ -154,7 +167,18 @@ class Pages:
         req = self.oauth_request(request, [tuple(p) for p in session["req"]])
         if session.get("launch"):
             req.preset_launch = LaunchContext(**session["launch"])
-        return await run_in_threadpool(self.auth.oauth().get_consent_grant, req)
+        return await self.consent_grant(req)
+
+    async def consent_grant(self, req: SmartRequest) -> Any:
+        """Authlib's grant of an authorization request; an OAuth2Error if it is refused.
+        Authlib raises ValueError when a parameter it quotes in its error message holds
+        characters an ``error_description`` may not (RFC 6749 section 4.1.2.1): that is
+        a bad request too, answered without redirecting."""
+        try:
+            return await run_in_threadpool(self.auth.oauth().get_consent_grant, req)
+        except ValueError as error:
+            description = "a parameter holds characters it may not hold"
+            raise InvalidRequestError(description) from error
 
     def error_response(self, request: Request, error: OAuth2Error) -> Response:
         if error.redirect_uri:
@@ -177,15 +201,22 @@ class Pages:
             params = form
         else:
             params = request.query_params.multi_items()
+        if any(name == "redirect_uri" and NOT_URI.search(value) for name, value in params):
+            return self.message(
+                request,
+                "This sign-in request cannot be completed",
+                "invalid_request: the redirect_uri is not a valid URI.",
+            )
         req = self.oauth_request(request, params)
         try:
-            grant = await run_in_threadpool(self.auth.oauth().get_consent_grant, req)
+            grant = await self.consent_grant(req)
         except OAuth2Error as error:
             return self.error_response(request, error)
         old = self.load(request) or {}
         session = new_session()
         if old.get("csrf"):
             session["csrf"] = old["csrf"]
+        session["flow"] = new_secret(16)
         session["req"] = [list(p) for p in params]
         session["scope"] = grant.request.scope
         session["client"] = grant.client.record.name or grant.client.client_id
@@ -373,6 +404,8 @@ class Pages:
             grant = await self.validate(request, session)
         except OAuth2Error as error:
             return self.error_response(request, error)
+        if not await self.use_flow(session):
+            return self.expired(request)
         grantee = None
         if form.get("decision") == "allow":
             ticked = {_text(v) for v in form.getlist("scope")}
@@ -395,6 +428,16 @@ class Pages:
         response = result.to_response()
         self.save(request, response, {"csrf": session["csrf"]})
         return response
+
+    async def use_flow(self, session: dict[str, Any]) -> bool:
+        """Use up the session's authorization request (True the first time only, in
+        every process): its cookie answers one consent."""
+        flow = session.get("flow")
+        if not isinstance(flow, str) or not flow:
+            return False
+        until = int(time.time()) + self.auth.config.session_lifetime + 60
+        store = self.auth.store
+        return bool(await run_in_threadpool(store.remember_jti, CONSENT_ONCE + flow, until))
 
 
 def _wait_text(seconds: int) -> str:

@@ -44,12 +44,16 @@ from tests.conftest import STORES, storage_url
 from tests.smart_support import (
     ORIGIN,
     PASSWORD,
+    REDIRECT,
     add_user,
     auth_params,
+    consent,
     csrf_of,
+    exchange,
     login,
     pkce,
     public_app,
+    redirect_params,
     seed,
     start,
 )
@@ -350,3 +354,99 @@ async def test_two_live_invitations_still_make_one_account(server: Server) -> No
     assert [u.username for u in server.store.users_for("Patient/p3")] == ["carol"]
     left = server.store.get_invitation(hash_secret(normalize_code(codes[1])))
     assert left is not None and left.used_at is None
+
+
+# -- item 11: redirect_uri that is not a URI -----------------------------------------------
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        'https://app.example/callback"x',
+        "https://app.example/call\\back",
+        "https://app.example/callback\nLocation: https://evil.example/",
+        "https://app.example/callbäck",
+        "https://app.example/call back",
+    ],
+)
+async def test_redirect_uri_that_is_not_a_uri_gets_an_error_page(
+    server: Server, redirect_uri: str
+) -> None:
+    _, challenge = pkce()
+    params = auth_params(server.client_id, challenge, redirect_uri=redirect_uri)
+    async with server.browser() as http:
+        for answer in (
+            await http.get("/auth/authorize", params=params),
+            await http.post("/auth/authorize", data=params),
+        ):
+            assert answer.status_code == 400, answer.text
+            assert "location" not in answer.headers
+            assert answer.headers["content-type"].startswith("text/html")
+            assert "redirect_uri is not a valid URI" in answer.text
+
+
+async def test_other_parameters_authlib_cannot_quote_are_a_400_page(server: Server) -> None:
+    _, challenge = pkce()
+    params = auth_params(server.client_id, challenge, response_type='co"de')
+    async with server.browser() as http:
+        answer = await http.get("/auth/authorize", params=params)
+    assert answer.status_code == 400, answer.text
+    assert "location" not in answer.headers
+    assert "invalid_request" in answer.text
+
+
+async def test_redirect_is_never_to_an_unregistered_uri_either(server: Server) -> None:
+    """The plain case next to item 11: a well-formed but unregistered URI is a page too."""
+    _, challenge = pkce()
+    params = auth_params(server.client_id, challenge, redirect_uri=REDIRECT + "/other")
+    async with server.browser() as http:
+        answer = await http.get("/auth/authorize", params=params)
+    assert answer.status_code == 400 and "location" not in answer.headers
+
+
+# -- item 14: one consent per authorization request ----------------------------------------
+async def reach_consent(server: Server, http: httpx.AsyncClient) -> tuple[str, httpx.Cookies]:
+    """Sign alice in up to the consent page; the code verifier and a copy of the cookies."""
+    verifier, challenge = pkce()
+    await start(http, auth_params(server.client_id, challenge))
+    assert (await login(http, "alice")).status_code == 303
+    assert (await http.get("/auth/consent")).status_code == 200
+    return verifier, httpx.Cookies(http.cookies)
+
+
+async def test_cookie_copied_before_consent_gives_no_second_code(server: Server) -> None:
+    async with server.browser() as http:
+        verifier, copied = await reach_consent(server, http)
+        code = redirect_params(await consent(http))["code"]
+        assert (await exchange(http, server.client_id, code, verifier)).status_code == 200
+        http.cookies = copied
+        page = await http.get("/auth/consent")  # the page still shows ...
+        replay = await http.post(
+            "/auth/consent", data={"csrf": csrf_of(page.text), "decision": "allow"}
+        )
+        assert replay.status_code == 400, replay.text  # ... but mints nothing
+        assert "location" not in replay.headers
+        assert "no longer in progress" in replay.text
+
+
+async def test_a_denied_request_cannot_be_allowed_with_its_old_cookie(server: Server) -> None:
+    async with server.browser() as http:
+        _, copied = await reach_consent(server, http)
+        denied = redirect_params(await consent(http, decision="deny"))
+        assert denied["error"] == "access_denied"
+        http.cookies = copied
+        replay = await consent(http)
+        assert replay.status_code == 400 and "location" not in replay.headers
+
+
+async def test_consent_is_once_across_server_processes(server: Server) -> None:
+    """Two apps (two processes) over one store: a cookie used up on one is refused on
+    the other."""
+    async with (
+        serve(server.storage) as other,
+        server.browser() as first,
+        other.browser() as second,
+    ):
+        _, copied = await reach_consent(server, first)
+        second.cookies = copied
+        assert "code" in redirect_params(await consent(first))
+        replay = await consent(second)
+        assert replay.status_code == 400 and "location" not in replay.headers
