@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.app import create_app
-    from fhir_server.http_protocol import CoalescingHttpToolsProtocol
+    from fhir_server.http_limits import LimitedHttpToolsProtocol
 
     overrides = {
         key: value
@@ -92,7 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level.lower(),
         "log_config": _log_config(settings.log_level),
         "access_log": False,
-        "http": CoalescingHttpToolsProtocol,
+        # header/body timeouts, header size and connection caps (FHIR_SERVER_* settings)
+        "http": LimitedHttpToolsProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": 10,
     }
     workers = settings.workers

@@ -65,6 +65,25 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         100, ge=8, le=200, description="Deepest nesting of arrays and objects in a JSON body"
     )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's line and headers"
+    )
+    max_header_bytes: int = Field(
+        65536, ge=4096, description="Largest request line and header fields (431 past it)"
+    )
+    body_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds for a request body's first bytes; each body_min_rate bytes"
+        " received add one more",
+    )
+    body_min_rate: int = Field(500, ge=1, description="Slowest accepted body upload (bytes/s)")
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle kept-alive connection stays open"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections per server process (503 past it)"
+    )
     docs: bool = Field(
         False, description="Serve Swagger UI at /docs (it loads its scripts from a CDN)"
     )
