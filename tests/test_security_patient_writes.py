@@ -134,8 +134,8 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
         yield application
 
 
-@pytest.fixture
-def token(app: Any) -> Token:
+def issuer(app: Any) -> Token:
+    """Access tokens signed by the app's own authorization server."""
     service = app.state.auth.token_service()
 
     def issue(scope: str, **context: Any) -> str:
@@ -145,6 +145,11 @@ def token(app: Any) -> Token:
         return value
 
     return issue
+
+
+@pytest.fixture
+def token(app: Any) -> Token:
+    return issuer(app)
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -521,19 +526,12 @@ async def test_earlier_stores_get_the_memberships_of_types_outside_the_compartme
     await _as_earlier_release(settings)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        service = app.state.auth.token_service()
+        issue = issuer(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
 
             def holder(patient: str) -> dict[str, str]:
-                value, _ = service.issue_access_token(
-                    issuer=BASE,
-                    audience=BASE,
-                    client_id="test-app",
-                    scope="patient/*.rs",
-                    patient=patient,
-                )
-                return bearer(value)
+                return bearer(issue("patient/*.rs", patient=patient))
 
             assert await _ids(client, "Task", holder("bob")) == {"Task/b-task"}
             assert await _ids(client, "Task", holder("alice")) == {"Task/a-task"}
