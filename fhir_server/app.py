@@ -27,6 +27,7 @@ from fhir_server.config import Settings
 from fhir_server.failures import unexpected_failure
 from fhir_server.headers import NOSNIFF
 from fhir_server.outbound import OutboundGuard
+from fhir_server.redact import url_for_log
 from fhir_server.routes import (
     FhirDispatch,
     Routes,
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()
         app.state.store = store
-        log.info("store open: %s", settings.storage)
+        log.info("store open: %s", url_for_log(settings.storage))
         app.check_telemetry()
         auth = app.state.auth
         if auth is not None:

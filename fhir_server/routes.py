@@ -38,6 +38,7 @@ from fhir_server.interactions.patch import patch
 from fhir_server.interactions.read import read, vread
 from fhir_server.interactions.search import search_compartment, search_system, search_type
 from fhir_server.interactions.update import update
+from fhir_server.redact import query_for_log
 from fhir_server.storage.base import Store
 from resources import fhir_json
 from resources.definitions import RESOURCE_TYPES
@@ -302,10 +303,10 @@ def _has_origin(scope: Scope) -> bool:
 
 
 def log_access(scope: Scope, status: int, started: float) -> None:
-    """One access-log line: method, path and query, status, milliseconds."""
+    """One access-log line: method, path and query (secrets redacted), status, milliseconds."""
     if access_log.isEnabledFor(logging.INFO):
         query = scope.get("query_string", b"").decode("latin-1")
-        path = scope["path"] + (f"?{query}" if query else "")
+        path = scope["path"] + (f"?{query_for_log(scope['path'], query)}" if query else "")
         elapsed = (time.perf_counter() - started) * 1000
         access_log.info("%s %s %d %.1fms", scope["method"], path, status, elapsed)
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from fastapi import FastAPI
 from fhir_server.app import create_app
 from fhir_server.cli import main
 from fhir_server.config import Settings
+from fhir_server.redact import query_for_log, url_for_log
 from smart_auth import throttle
 from smart_auth.activation import Activation
 from smart_auth.admin import AdminError, create_invitation, normalize_code
@@ -450,3 +452,85 @@ async def test_consent_is_once_across_server_processes(server: Server) -> None:
         assert "code" in redirect_params(await consent(first))
         replay = await consent(second)
         assert replay.status_code == 400 and "location" not in replay.headers
+
+
+# -- item 17: secrets out of the logs ------------------------------------------------------
+def test_query_strings_lose_their_secrets() -> None:
+    assert query_for_log("/auth/activate", "code=ABCD-EFGH-JKLM-NPQR") == "code=***"
+    assert query_for_log("/fhir/Observation", "code=http://loinc.org%7C1234-5&patient=1") == (
+        "code=http://loinc.org%7C1234-5&patient=1"
+    )
+    assert query_for_log("/fhir/Patient", "access_token=abc&Access%5FToken=d&_count=1") == (
+        "access_token=***&Access%5FToken=***&_count=1"
+    )
+    assert query_for_log("/auth/authorize", "launch=L1&state=s&client_secret=x") == (
+        "launch=***&state=s&client_secret=***"
+    )
+    assert query_for_log("/auth/token", "password&PASSWORD=1") == "password&PASSWORD=***"
+
+
+def test_storage_urls_lose_their_passwords() -> None:
+    assert url_for_log("mongodb://app:s3cret@db1:27017,db2/fhir?replicaSet=rs") == (
+        "mongodb://app:***@db1:27017,db2/fhir?replicaSet=rs"
+    )
+    assert url_for_log("mongodb+srv://u:p@c.example.net/?tlsCertificateKeyFilePassword=k") == (
+        "mongodb+srv://u:***@c.example.net/?tlsCertificateKeyFilePassword=***"
+    )
+    assert url_for_log("sqlite:////data/fhir.sqlite3") == "sqlite:////data/fhir.sqlite3"
+    assert url_for_log("mongodb://db1/fhir") == "mongodb://db1/fhir"
+
+
+@pytest.fixture
+def every_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+
+
+async def test_no_secret_reaches_the_log(
+    server: Server, every_log: pytest.LogCaptureFixture
+) -> None:
+    """A whole patient story (invitation link, activation, sign-in, code, tokens,
+    refresh, a FHIR call with a token in the query) and no secret in any log line."""
+    invitation = create_invitation(server.store, "Patient/p3", server_url=f"{ORIGIN}/fhir")
+    secrets_seen: list[str] = [invitation["code"], PASSWORD]
+    async with server.browser() as http:
+        page = await http.get(invitation["link"])
+        assert page.status_code == 200
+        created = await activate(http, invitation["code"], "carol")
+        assert created.status_code == 201
+        verifier, challenge = pkce()
+        await start(http, auth_params(server.client_id, challenge))
+        assert (await login(http, "carol")).status_code == 303
+        code = redirect_params(await consent(http))["code"]
+        tokens = (await exchange(http, server.client_id, code, verifier)).json()
+        refreshed = await http.post(
+            "/auth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "client_id": server.client_id,
+            },
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        await http.get("/fhir/Patient/p3", params={"access_token": tokens["access_token"]})
+        await http.get("/auth/token", params={"refresh_token": refreshed.json()["refresh_token"]})
+        await http.get("/auth/authorize", params={"code": code, "code_verifier": verifier})
+    secrets_seen += [code, verifier, tokens["access_token"], tokens["refresh_token"]]
+    secrets_seen.append(refreshed.json()["refresh_token"])
+    server_lines = [r for r in every_log.records if not r.name.startswith(("httpx", "httpcore"))]
+    text = "\n".join(map(logging.Formatter().format, server_lines))  # with any traceback
+    assert "/auth/activate?code=***" in text
+    for secret in secrets_seen:
+        assert secret not in text
+        assert normalize_code(secret) not in text
+
+
+async def test_store_url_password_not_logged(
+    tmp_path: Path, every_log: pytest.LogCaptureFixture
+) -> None:
+    url = f"mongomock://app:s3cret@{tmp_path.name}/fhir"
+    app = create_app(Settings(storage=url, auth="smart"))
+    async with app.router.lifespan_context(app):
+        pass
+    lines = [r.getMessage() for r in every_log.records if r.getMessage().startswith("store open")]
+    assert lines == [f"store open: mongomock://app:***@{tmp_path.name}/fhir"]
