@@ -47,6 +47,7 @@ class Loc:
     type: str | None
     definition: Definition | None = None
     host: Loc | None = None  # the primitive whose ``_key`` object is ``parent``
+    owner: Loc | None = None  # the element whose value is ``parent`` (None: the root's)
 
     def value(self) -> Any:
         return _slot(self.parent, self.key, self.index)
@@ -168,7 +169,8 @@ def _children(loc: Loc, name: str) -> list[Loc]:
             data, twin = _slot(container, key, index), _slot(container, "_" + key, index)
             if data is not None or twin is not None:
                 kind = element_type(definition, key, name, data)
-                out.append(Loc(container, key, index, name, kind, definition, host))
+                owner = None if host is not None or loc.key == _ROOT_KEY else loc
+                out.append(Loc(container, key, index, name, kind, definition, host, owner))
     return out
 
 

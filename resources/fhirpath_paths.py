@@ -7,6 +7,13 @@ patches use is accepted: the leading type name, member names, indexers ``[n]``,
 ``first()``, ``last()``, ``where(<predicate>)``, ``ofType(T)`` and ``extension(url)``.
 fhirpathpy's grammar parses the text; ``where`` keeps its predicate as a fhirpathpy AST,
 evaluated per candidate by ``resources.fhirpath_locations``. Paths are parsed once (cached).
+
+A name after ``.`` may be one of FHIRPath's keywords (``Patient.text.div``: ``div`` is also
+the integer division operator). The grammar's ``identifier`` rule takes only ``as``,
+``contains``, ``in`` and ``is`` of them, but element names come from the FHIR model, and the
+reference engines (the Java FHIRPath engine that the official patch test cases were written
+for) accept any keyword there; so a keyword right after ``.`` is read as a delimited
+identifier (`` `div` ``), in the path and in ``where`` predicates alike.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = ["Path", "Step", "compile_path"]
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 _ESCAPES = {"f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _ARITY = {"first": 0, "last": 0, "where": 1, "ofType": 1, "extension": 1}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +73,35 @@ class _RaisingListener(ErrorListener):  # type: ignore[misc]
         raise ValueError(f"syntax error at column {column + 1}: {msg}")
 
 
+def _keywords_as_names(text: str) -> str:
+    """``text`` with every keyword token that follows ``.`` delimited (`` `div` ``).
+
+    Tokens come from the FHIRPath lexer, so keywords inside strings, comments or
+    delimited identifiers are left alone; text that does not lex is returned as it is,
+    for the parser to report.
+    """
+    lexer = FHIRPathLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    stream = CommonTokenStream(lexer)
+    try:
+        stream.fill()
+    except Exception:  # antlr4 raises its own kinds on text it cannot lex
+        return text
+    visible = [token for token in stream.tokens if token.channel == 0 and token.type != -1]
+    spans = [
+        (token.start, token.stop + 1)
+        for previous, token in zip(visible, visible[1:], strict=False)
+        if previous.text == "."
+        and token.type not in (FHIRPathLexer.IDENTIFIER, FHIRPathLexer.DELIMITEDIDENTIFIER)
+        and _WORD.fullmatch(token.text)
+    ]
+    for start, stop in reversed(spans):
+        text = f"{text[:start]}`{text[start:stop]}`{text[stop:]}"
+    return text
+
+
 def _parse_fhirpath(text: str) -> dict[str, Any]:
+    text = _keywords_as_names(text)
     listener = _RaisingListener()
     lexer = FHIRPathLexer(InputStream(text))
     lexer.removeErrorListeners()

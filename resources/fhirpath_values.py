@@ -86,7 +86,13 @@ def write_slot(parent: dict[str, Any], key: str, index: int | None, data: Any, s
 
 
 def remove(loc: Loc) -> None:
-    """Remove an element (with its ``_name`` twin), and an emptied twin it was inside."""
+    """Remove an element (with its ``_name`` twin), and what that leaves empty.
+
+    An element with no content is not allowed in FHIR (https://hl7.org/fhir/R4/json.html:
+    "empty objects are not allowed"), so an emptied twin, and each parent element left
+    empty, goes too, up to (not including) the resource: deleting
+    ``Patient.contact[0].name.text`` from a name holding only that text removes the name.
+    """
     if loc.index is None:
         loc.parent.pop(loc.key, None)
         loc.parent.pop("_" + loc.key, None)
@@ -95,6 +101,14 @@ def remove(loc: Loc) -> None:
         edit_list(loc.parent, loc.key, lambda pairs: pairs.pop(index))
     if loc.host is not None:
         _prune_shadow(loc.host)
+    else:
+        _prune_owner(loc)
+
+
+def _prune_owner(loc: Loc) -> None:
+    """Remove the element holding ``loc`` once it has nothing left."""
+    if loc.owner is not None and not loc.parent:
+        remove(loc.owner)
 
 
 def _prune_shadow(host: Loc) -> None:
@@ -103,6 +117,7 @@ def _prune_shadow(host: Loc) -> None:
         return
     if host.index is None:
         host.parent.pop("_" + host.key, None)
+        _prune_owner(host)
     elif host.value() is None:
         remove(host)
     else:

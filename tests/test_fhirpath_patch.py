@@ -311,6 +311,49 @@ def test_delete_the_only_extended_primitive_item_drops_the_twin_array() -> None:
     assert result["name"][0] == {"given": ["a"]}
 
 
+def test_delete_removes_the_parent_it_empties() -> None:
+    """fhir-test-cases "Delete Nested Primitive #2": no ``"name": {}`` is left behind."""
+    resource = {
+        "resourceType": "Patient",
+        "contact": [{"name": {"text": "a name"}, "gender": "male"}],
+    }
+    result = patch(resource, operation("delete", "Patient.contact[0].name.text"))
+    assert result["contact"] == [{"gender": "male"}]
+
+
+def test_delete_removes_every_ancestor_it_empties_up_to_the_resource() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "contact": [{"name": {"text": "a"}}, {"gender": "male"}],
+    }
+    result = patch(resource, operation("delete", "Patient.contact[0].name.text"))
+    assert result == {"resourceType": "Patient", "id": "p1", "contact": [{"gender": "male"}]}
+    emptied = patch(result, operation("delete", "Patient.contact.gender"))
+    assert emptied == {"resourceType": "Patient", "id": "p1"}
+
+
+def test_delete_removes_an_emptied_list_item_and_keeps_its_siblings() -> None:
+    resource = {"resourceType": "Patient", "name": [{"family": "A"}, {"family": "B"}]}
+    result = patch(resource, operation("delete", "Patient.name[0].family"))
+    assert result["name"] == [{"family": "B"}]
+
+
+def test_delete_of_a_valueless_primitive_s_last_extension_removes_the_emptied_parent() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"_family": {"extension": [{"url": "http://e", "valueString": "x"}]}}],
+    }
+    op = operation("delete", "Patient.name[0].family.extension('http://e')")
+    assert patch(resource, op) == {"resourceType": "Patient"}
+
+
+def test_delete_leaves_a_contained_resource_with_its_type() -> None:
+    resource = {"resourceType": "Patient", "contained": [{"resourceType": "Basic", "id": "b"}]}
+    op = operation("delete", "Patient.contained.ofType(Basic).id")
+    assert patch(resource, op)["contained"] == [{"resourceType": "Basic"}]
+
+
 def test_delete_in_a_contained_resource() -> None:
     resource = {
         "resourceType": "Patient",
@@ -385,6 +428,35 @@ def test_replace_backbone_element_from_parts() -> None:
 def test_replace_via_backtick_identifier() -> None:
     op = operation("replace", "Patient.`gender`", value={"valueCode": "other"})
     assert patch(patient(), op)["gender"] == "other"
+
+
+NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">a</div>'}
+
+
+def test_a_keyword_after_a_dot_is_a_name() -> None:
+    """``div`` is also an operator; as the reference engines do, after ``.`` it is a name."""
+    new_div = '<div xmlns="http://www.w3.org/1999/xhtml">b</div>'
+    resource = {**patient(), "text": dict(NARRATIVE)}
+    op = operation("replace", "Patient.text.div", value={"valueString": new_div})
+    assert patch(resource, op)["text"] == {"status": "generated", "div": new_div}
+
+
+def test_a_keyword_after_a_dot_is_a_name_in_a_where_predicate() -> None:
+    resource = {**patient(), "text": dict(NARRATIVE)}
+    op = operation("delete", "Patient.where(text.div.startsWith('<div')).gender")
+    assert "gender" not in patch(resource, op)
+
+
+def test_a_keyword_as_an_operator_is_still_an_operator() -> None:
+    resource = {**patient(), "text": dict(NARRATIVE)}
+    op = operation("delete", "Patient.where(5 div 2 = 2 and text.div.exists()).gender")
+    assert "gender" not in patch(resource, op)
+
+
+def test_a_keyword_inside_a_string_literal_is_left_alone() -> None:
+    resource = {"resourceType": "Patient", "name": [{"text": "x.div"}, {"text": "y"}]}
+    op = operation("delete", "Patient.name.where(text = 'x.div')")
+    assert patch(resource, op)["name"] == [{"text": "y"}]
 
 
 # --- move -----------------------------------------------------------------------------
