@@ -633,3 +633,10 @@ async def test_history_polling_during_concurrent_writes_sees_every_version_once(
     for seen in (since_seen, tail_seen):  # a later look never finds an older seq
         order = sorted(seen.values())
         assert [seq for _, seq in order] == sorted(seq for _, seq in order)
+
+
+def test_the_logged_description_of_a_store_hides_its_password():
+    """No secret in the logs (security review, item 17): the start-up line names the
+    store by its description."""
+    store = MongoStore.from_url("mongomock://admin:s3cret-pw@logged/fhir")
+    assert "s3cret-pw" not in store.description and "logged" in store.description

@@ -75,6 +75,7 @@ from urllib.parse import parse_qs, urlsplit
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.redact import url_for_log
 from fhir_server.storage import base, mongo_index, mongo_search, mongo_setup
 from fhir_server.storage.base import (
     AccessDenied,
@@ -195,7 +196,7 @@ class MongoStore:
             from fhir_server.storage import mongomock_async
 
             client, name = mongomock_async.client_from_url(url)
-            description = f"mongomock (in-memory) {url}"
+            description = f"mongomock (in-memory) {url_for_log(url)}"
             return cls(client, database or name, description=description, in_memory=True)
         from pymongo import AsyncMongoClient
 
