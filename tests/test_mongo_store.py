@@ -32,9 +32,9 @@ from fhir_server.storage.base import (
     TransactionsUnavailable,
     VersionConflict,
     WriteRequest,
-    open_store,
 )
 from fhir_server.storage.mongo import MongoStore
+from fhir_server.storage.open import open_store
 from resources.fhir_datetime import format_instant
 from resources.search.model import SearchParam, TokenRow
 from resources.search.query import Clause, SearchQuery, TokenMatch
