@@ -13,6 +13,12 @@ Checked: ``iss`` = ``sub`` = client_id, ``aud`` = the token endpoint URL (or
 the endpoint called), ``exp`` present and at most five minutes ahead, ``jti`` never seen
 before (kept in the auth store until the assertion expires, so a replay fails in any
 server process).
+
+The JOSE header may carry parameters this server does not know (some bulk-data clients
+put the key's ``kty`` there): RFC 7515 section 4
+(https://www.rfc-editor.org/rfc/rfc7515#section-4) has a recipient ignore those unless
+``crit`` lists them. This server implements no extension, so an assertion with ``crit``
+is refused, and so is any ``alg`` but RS384 and ES384 (``none`` included).
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
 
 from smart_auth.models import ClientModel, safe_text
 from smart_auth.store.base import AuthStore
 
 ALGORITHMS = ["RS384", "ES384"]
+_REGISTRY = JWSRegistry(algorithms=ALGORITHMS, strict_check_header=False)
+"""Verifies RS384 / ES384 only; header parameters it does not know are ignored (RFC 7515
+section 4), those it knows are still checked (``kid`` a string, ...)."""
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LEEWAY = 10
 
@@ -142,6 +152,11 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         headers, claims = self.extract_assertion(assertion)
         if headers.get("alg") not in ALGORITHMS:
             raise InvalidClientError(description="The assertion must be signed RS384 or ES384.")
+        if "crit" in headers:
+            raise InvalidClientError(
+                description="The assertion header lists crit extensions; this server supports"
+                " none (RFC 7515 section 4.1.11)."
+            )
         client_id = claims.get("sub")
         if not isinstance(client_id, str):
             raise InvalidClientError(description="Missing or invalid claim: sub")
@@ -158,7 +173,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         keys = self._key_set(client, headers.get("kid"))
         audiences = {request.token_url, request.uri.split("?")[0]}
         try:
-            token = jwt.decode(assertion, keys, algorithms=ALGORITHMS)
+            token = jwt.decode(assertion, keys, algorithms=ALGORITHMS, registry=_REGISTRY)
         except (JoseError, ValueError) as error:
             raise InvalidClientError(
                 description=safe_text(f"Invalid client assertion: {error}")
