@@ -11,6 +11,8 @@ from resources.errors import FhirError
 
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+_PATCH_KINDS = {JSON_PATCH: "json-patch", MERGE_PATCH: "merge-patch"}
 
 _JSON_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir", "text/json"})
 _ACCEPT_ANY = frozenset({"*/*", "application/*"})
@@ -28,17 +30,19 @@ def _media_type(value: str) -> str:
 
 
 def request_body_kind(content_type: str | None, *, allow_json_patch: bool = False) -> str:
-    """Classify a request Content-Type: ``"json"`` or ``"json-patch"``; else raise 415."""
+    """Classify a request Content-Type: ``"json"``, or with ``allow_json_patch`` (a PATCH
+    body) also ``"json-patch"`` (RFC 6902) or ``"merge-patch"`` (RFC 7386); else raise 415.
+    """
     if not content_type:
         return "json"
     media = _media_type(content_type)
     if media in _JSON_TYPES:
         return "json"
-    if allow_json_patch and media == JSON_PATCH:
-        return "json-patch"
+    if allow_json_patch and media in _PATCH_KINDS:
+        return _PATCH_KINDS[media]
     if "xml" in media:
         raise FhirError(415, "not-supported", "XML is not supported; send application/fhir+json")
-    accepted = "application/fhir+json" + (" or application/json-patch+json" * allow_json_patch)
+    accepted = f"{FHIR_JSON}, {JSON_PATCH} or {MERGE_PATCH}" if allow_json_patch else FHIR_JSON
     raise FhirError(415, "not-supported", f"Unsupported Content-Type {media!r}; send {accepted}")
 
 

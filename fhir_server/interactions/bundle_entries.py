@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from capability.support import support_table
-from fhir_server.formats import FHIR_JSON, JSON_PATCH
+from fhir_server.formats import FHIR_JSON, JSON_PATCH, MERGE_PATCH
 from fhir_server.headers import http_date, prefer_return
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.storage.base import StoredVersion, now_instant
@@ -173,7 +173,8 @@ def _require_type(entry: BundleEntry, type_: str, at: str) -> None:
 
 def patch_body(entry: BundleEntry) -> tuple[str, bytes]:
     """The (content type, body) of a PATCH entry: a Parameters resource (FHIRPath Patch)
-    or a Binary whose ``data`` is a JSON Patch (https://hl7.org/fhir/R4/http.html#patch)."""
+    or a Binary whose ``data`` is a JSON Patch (https://hl7.org/fhir/R4/http.html#patch)
+    or, by its ``contentType``, a JSON Merge Patch (RFC 7386)."""
     resource = entry.resource
     at = f"{entry.where}.resource"
     if resource is None:
@@ -181,10 +182,16 @@ def patch_body(entry: BundleEntry) -> tuple[str, bytes]:
     if resource.get("resourceType") == "Parameters":
         return FHIR_JSON, fhir_json.dumps(resource)
     if resource.get("resourceType") == "Binary":
-        if resource.get("contentType", "").split(";")[0].strip() != JSON_PATCH:
-            raise invalid(f"{entry.label}: a Binary patch must have contentType {JSON_PATCH}", at)
+        content_type = resource.get("contentType")
+        media = content_type.split(";")[0].strip().lower() if isinstance(content_type, str) else ""
+        if media not in (JSON_PATCH, MERGE_PATCH):
+            raise invalid(
+                f"{entry.label}: a Binary patch must have contentType {JSON_PATCH}"
+                f" or {MERGE_PATCH}",
+                at,
+            )
         try:
-            return JSON_PATCH, base64.b64decode(resource.get("data", ""), validate=True)
+            return media, base64.b64decode(resource.get("data", ""), validate=True)
         except (binascii.Error, ValueError, TypeError):
             raise invalid(f"{entry.label}: Binary.data is not base64", f"{at}.data") from None
     raise invalid(f"{entry.label}: a PATCH resource is a Parameters or a Binary", at)

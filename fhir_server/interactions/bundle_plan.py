@@ -21,8 +21,7 @@ from fhir_server.interactions.context import Context
 from fhir_server.interactions.patch import (
     check_identity,
     current_version,
-    fhirpath_patcher,
-    json_patcher,
+    patcher,
 )
 from fhir_server.storage.base import (
     AlreadyExists,
@@ -70,9 +69,8 @@ async def patched(ctx: Context, plan: Plan) -> dict[str, Any]:
             f"ifMatch {plan.entry.request_field('ifMatch')} does not match the current"
             f" version of {plan.type}/{plan.id} ({current.version})"
         )
-    kind, body = patch_body(plan.entry)
-    document = fhir_json.loads(body)
-    apply = fhirpath_patcher(document) if kind.endswith("fhir+json") else json_patcher(document)
+    content_type, body = patch_body(plan.entry)
+    apply = patcher(content_type, body)
     assert current.content is not None
     patched: dict[str, Any] = apply(fhir_json.loads_resource(current.content))
     check_identity(patched, plan.type, plan.id)

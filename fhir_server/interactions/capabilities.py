@@ -40,7 +40,11 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "implementation": {"description": "FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "patchFormat": [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/fhir+json",
+        ],
         "rest": [_rest(table)],
     }
 

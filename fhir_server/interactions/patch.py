@@ -1,13 +1,17 @@
 """patch: https://hl7.org/fhir/R4/http.html#patch
 
-Two formats: JSON Patch (RFC 6902, ``application/json-patch+json``) and FHIRPath Patch
-(https://hl7.org/fhir/R4/fhirpatch.html, a ``Parameters`` body). The patch is applied to
-the current version, the result is validated like any write, and stored with a
-compare-and-set on the version it was computed from, so concurrent writes are never lost.
+Three formats, by Content-Type: JSON Patch (RFC 6902, ``application/json-patch+json``),
+JSON Merge Patch (RFC 7386, ``application/merge-patch+json``, what fhirpy sends;
+``resources.json_merge_patch``) and FHIRPath Patch
+(https://hl7.org/fhir/R4/fhirpatch.html, a ``Parameters`` body as FHIR JSON). The patch
+is applied to the current version, may not change the ``resourceType`` or ``id``, the
+result is validated like any write, and stored with a compare-and-set on the version it
+was computed from (or the one ``If-Match`` names), so concurrent writes are never lost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
@@ -28,15 +32,17 @@ from resources import fhir_json
 from resources.definitions import element_repeats
 from resources.errors import FhirError, gone, invalid, not_found, precondition_failed
 from resources.fhirpath_patch import apply_fhirpath_patch
+from resources.json_merge_patch import apply_merge_patch, check_merge_patch
 
 _ATTEMPTS = 8
+
+Patcher = Callable[[dict[str, Any]], dict[str, Any]]
+"""Applies one parsed patch document to a resource, returning the patched copy."""
 
 
 async def patch(ctx: Context, type_: str, id_: str, body: bytes) -> FhirResponse:
     check_id(id_)
-    kind = request_body_kind(ctx.header("content-type"), allow_json_patch=True)
-    document = fhir_json.loads(body)
-    apply = json_patcher(document) if kind == "json-patch" else fhirpath_patcher(document)
+    apply = patcher(ctx.header("content-type"), body)
     if_match_header = ctx.header("if-match")
     if_match = parse_etag_version(if_match_header, "If-Match") if if_match_header else None
     for _ in range(_ATTEMPTS):
@@ -81,7 +87,20 @@ def _conflict(type_: str, id_: str, header: str | None, current: int | None) -> 
     )
 
 
-def json_patcher(document: Any) -> Any:
+def patcher(content_type: str | None, body: bytes) -> Patcher:
+    """The patcher for a patch document sent with ``content_type``: FHIRPath Patch for
+    FHIR JSON, JSON Patch or JSON Merge Patch by their media types (else 415; a body that
+    is not JSON, 400)."""
+    kind = request_body_kind(content_type, allow_json_patch=True)
+    document = fhir_json.loads(body)
+    if kind == "json-patch":
+        return json_patcher(document)
+    if kind == "merge-patch":
+        return merge_patcher(document)
+    return fhirpath_patcher(document)
+
+
+def json_patcher(document: Any) -> Patcher:
     if not isinstance(document, list):
         raise invalid("A JSON Patch body must be a JSON array of operations")
     try:
@@ -105,11 +124,22 @@ def json_patcher(document: Any) -> Any:
     return apply
 
 
-def fhirpath_patcher(document: Any) -> Any:
+def merge_patcher(document: Any) -> Patcher:
+    """JSON Merge Patch (RFC 7386): the document must be a JSON object (else 400)."""
+    patch_ = check_merge_patch(document)
+
+    def apply(resource: dict[str, Any]) -> dict[str, Any]:
+        return apply_merge_patch(resource, patch_)
+
+    return apply
+
+
+def fhirpath_patcher(document: Any) -> Patcher:
     if not isinstance(document, dict) or document.get("resourceType") != "Parameters":
         raise invalid(
             "A FHIRPath Patch body must be a Parameters resource"
-            " (use application/json-patch+json for JSON Patch)"
+            " (use application/json-patch+json for JSON Patch,"
+            " application/merge-patch+json for JSON Merge Patch)"
         )
 
     def apply(resource: dict[str, Any]) -> dict[str, Any]:
