@@ -55,7 +55,8 @@ CITIES = (
     ("Manchester", "NH", "03101"),
 )
 
-# (code, display, ucum, low, high, decimals, normal low, normal high)
+# (code, display, ucum, low, high, decimals, normal low, normal high); weight, height,
+# BMI and head circumference take their values from the patient's growth (demo.growth)
 VITALS = {
     "heart-rate": ("8867-4", "Heart rate", "/min", 55, 105, 0, 60, 100),
     "resp-rate": ("9279-1", "Respiratory rate", "/min", 12, 22, 0, 12, 20),
@@ -64,10 +65,20 @@ VITALS = {
     "weight": ("29463-7", "Body weight", "kg", 50, 110, 1, None, None),
     "height": ("8302-2", "Body height", "cm", 150, 195, 1, None, None),
     "bmi": ("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 18, 35, 1, 18.5, 25),
+    "head": ("9843-4", "Head Occipital-frontal circumference", "cm", 32, 52, 1, None, None),
 }
+HEAD_CIRCUMFERENCE_TAPE = ("8287-5", "Head Occipital-frontal circumference by Tape measure")
+"""A second coding of head circumference, the one the SMART growth chart app asks for."""
+# (below this age in years, low, high): children's heart and breathing rates
+CHILD_HEART_RATE = ((1, 100, 160), (3, 90, 140), (6, 80, 120), (12, 70, 110))
+CHILD_RESP_RATE = ((1, 30, 55), (3, 24, 40), (6, 22, 34), (12, 18, 30))
 BLOOD_PRESSURE = ("85354-9", "Blood pressure panel with all children optional")
+BLOOD_PRESSURE_PANEL = ("55284-4", "Blood pressure systolic and diastolic")
+"""A second coding of every blood pressure, the panel code older SMART apps ask for."""
 SYSTOLIC = ("8480-6", "Systolic blood pressure", 100, 160, 90, 120)
 DIASTOLIC = ("8462-4", "Diastolic blood pressure", 60, 100, 60, 80)
+CHILD_SYSTOLIC = ("8480-6", "Systolic blood pressure", 86, 118, 90, 110)
+CHILD_DIASTOLIC = ("8462-4", "Diastolic blood pressure", 48, 76, 50, 70)
 
 # panel code, display, [(code, display, ucum, low, high, decimals, normal low, normal high)]
 LAB_PANELS = (
@@ -209,6 +220,26 @@ LAB_PANELS = (
         (("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.6, 9.5, 1, None, 5.7),),
     ),
 )
+
+HS_CRP_PANEL = (
+    "30522-7",
+    "C reactive protein [Mass/volume] in Serum or Plasma by High sensitivity method",
+    (
+        (
+            "30522-7",
+            "C reactive protein [Mass/volume] in Serum or Plasma by High sensitivity method",
+            "mg/L",
+            0.2,
+            7.5,
+            1,
+            None,
+            3.0,
+        ),
+    ),
+)
+"""hs-CRP, drawn with the lipid panel of patients whose cardiac risk is assessed."""
+CARDIAC_RISK_CONDITIONS = frozenset({"38341003", "44054006", "55822004", "162864005"})
+"""Hypertension, type 2 diabetes, hyperlipidemia, obesity (SNOMED)."""
 
 # SNOMED code, display, ICD-10-CM code, chronic
 CONDITIONS = (
@@ -386,6 +417,7 @@ LAB_CHARGES = {
     "58410-2": ("85025", "Complete blood count with automated differential", "27.00"),
     "57698-3": ("80061", "Lipid panel", "45.00"),
     "4548-4": ("83036", "Hemoglobin A1c", "31.00"),
+    "30522-7": ("86141", "C-reactive protein; high sensitivity (hsCRP)", "21.00"),
 }
 
 # SNOMED specialty code, display, practitioner role title

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from fhir_server.demo import codes as c
+from fhir_server.demo.growth import Body
 from fhir_server.demo.layout import Layout, ref, when
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -55,6 +56,8 @@ class Person:
         self.practitioner = layout.primary_care(n)
         self.clinic = layout.clinic_of(self.practitioner)
         self.conditions = rng.sample(c.CONDITIONS, rng.choice((0, 1, 1, 2, 2, 3)))
+        obese = any(snomed == "162864005" for snomed, *_ in self.conditions)
+        self.body = Body(self.gender == "male", born, obese, random.Random(rng.getrandbits(32)))
 
     @property
     def ref(self) -> dict[str, Any]:

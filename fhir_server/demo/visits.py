@@ -1,6 +1,15 @@
 """The visits of a demo patient: past appointments that became encounters, each with
-vital signs, a visit note and an invoice, some with a lab panel; and an upcoming booked
-appointment in a slot of the primary care practitioner's schedule.
+vital signs, a visit note and an invoice, one with lab results; an upcoming booked
+appointment in a slot of the primary care practitioner's schedule; and for children the
+well-child measurements (length/height, weight, head circumference, BMI) since birth
+that a growth chart plots.
+
+Every patient has labs. Patients whose cardiac risk is assessed (adults with
+hypertension, diabetes, hyperlipidemia or obesity, and half of those over 40) have a
+lipid panel with an hs-CRP and a systolic blood pressure on its own (what the SMART
+cardiac risk app reads). Blood pressures carry both panel codes, 85354-9 (the R4
+vital-signs profile) and 55284-4 (older SMART apps); head circumferences both 9843-4
+and 8287-5.
 
 https://hl7.org/fhir/R4/appointment.html, https://hl7.org/fhir/R4/encounter.html,
 https://hl7.org/fhir/R4/observation-vitalsigns.html (vital-signs profile codes and UCUM
@@ -12,29 +21,54 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from fhir_server.demo import codes as c
+from fhir_server.demo.growth import Measurements
 from fhir_server.demo.layout import ref, when
 from fhir_server.demo.patient import Person, coding
 
 VITAL_SIGNS = coding(c.OBS_CATEGORY, "vital-signs", "Vital Signs")
 LABORATORY = coding(c.OBS_CATEGORY, "laboratory", "Laboratory")
+GROWTH_POINTS = 3
+"""Well-child measurements of a child before their recent visits (birth included)."""
 
 
 def visits(person: Person) -> Iterator[dict[str, Any]]:
     rng = person.rng
-    count = rng.randint(1, 3) + (1 if person.conditions else 0)
-    starts = sorted((person.past(720, 7) for _ in range(count)), reverse=True)
-    lab_visit = rng.randrange(count) if rng.random() < 0.7 else None
+    count = rng.randint(1, 3) + (1 if len(person.conditions) >= 2 else 0)
+    lifetime = (person.today - person.birth_date).days
+    starts = sorted((person.past(min(720, lifetime), 7) for _ in range(count)), reverse=True)
+    lab_visit = rng.randrange(count)
+    panels = _lab_panels(person)
+    if person.age < 18:
+        yield from _growth_history(person, before=starts[-1].date())
     for v, start in enumerate(starts, 1):
-        yield from _visit(person, v, start, with_labs=(v - 1) == lab_visit)
+        yield from _visit(person, v, start, panels if (v - 1) == lab_visit else ())
     yield from _upcoming(person)
 
 
-def _visit(person: Person, v: int, start: datetime, with_labs: bool) -> Iterator[dict[str, Any]]:
+def _lab_panels(person: Person) -> tuple[tuple, ...]:
+    """What the patient's lab visit measured: a lipid panel with hs-CRP when their
+    cardiac risk is assessed, else one panel that suits their age and problems."""
+    rng = person.rng
+    bmp, cbc, lipid, a1c = c.LAB_PANELS
+    if person.age < 18:
+        return (rng.choice((cbc, cbc, bmp)),)
+    problems = {snomed for snomed, *_ in person.conditions}
+    at_risk = bool(problems & c.CARDIAC_RISK_CONDITIONS)
+    if person.age >= 30 and (at_risk or (person.age >= 40 and rng.random() < 0.5)):
+        return (lipid, c.HS_CRP_PANEL)
+    if "44054006" in problems:
+        return (a1c,)
+    return (rng.choice(c.LAB_PANELS),)
+
+
+def _visit(
+    person: Person, v: int, start: datetime, panels: tuple[tuple, ...]
+) -> Iterator[dict[str, Any]]:
     rng = person.rng
     reason = c.VISIT_REASONS[3] if person.age < 12 else rng.choice(c.VISIT_REASONS[:3])
     end = start + timedelta(minutes=30)
@@ -84,9 +118,9 @@ def _visit(person: Person, v: int, start: datetime, with_labs: bool) -> Iterator
         "location": [{"location": location}],
         "serviceProvider": ref("Organization", person.layout.clinic_id(person.clinic)),
     }
-    vitals = list(_vitals(person, v, start))
+    vitals = list(_vitals(person, v, start, cardiac=c.HS_CRP_PANEL in panels))
     yield from vitals
-    labs = list(_labs(person, v, start)) if with_labs else []
+    labs = list(_labs(person, v, start, panels))
     yield from labs
     yield _note(person, v, start, vitals)
     yield _invoice(person, v, start, labs)
@@ -102,20 +136,33 @@ def _number(rng: Any, low: float, high: float, decimals: int) -> Any:
 
 
 def _observation(
-    person: Person, id_: str, encounter: str, category: dict, code: tuple[str, str], at: datetime
+    person: Person,
+    id_: str,
+    encounter: str | None,
+    category: dict,
+    code: tuple[str, str],
+    at: datetime,
+    *also: tuple[str, str],
 ) -> dict[str, Any]:
-    return {
+    """An Observation of ``code`` (LOINC), with ``also`` as further LOINC codings."""
+    concept = coding(c.LOINC, *code)
+    for other in also:
+        concept["coding"].append({"system": c.LOINC, "code": other[0], "display": other[1]})
+    out = {
         "resourceType": "Observation",
         "id": id_,
         "status": "final",
         "category": [category],
-        "code": coding(c.LOINC, *code),
+        "code": concept,
         "subject": person.ref,
-        "encounter": ref("Encounter", encounter),
+        "encounter": ref("Encounter", encounter) if encounter else None,
         "effectiveDateTime": when(at),
         "issued": when(at + timedelta(minutes=5)),
         "performer": [person.doctor],
     }
+    if not encounter:
+        del out["encounter"]
+    return out
 
 
 def _range(unit: str, low: Any, high: Any) -> dict[str, Any]:
@@ -135,65 +182,117 @@ def _interpretation(value: Any, low: Any, high: Any) -> dict[str, Any]:
     return coding(c.INTERPRETATION, "N", "Normal")
 
 
-def _vitals(person: Person, v: int, at: datetime) -> Iterator[dict[str, Any]]:
-    rng, encounter = person.rng, person.sub_id("enc", v)
-    names = ["heart-rate", "resp-rate", "temperature", "oxygen", "weight"]
-    if person.age >= 18:
-        names += ["height", "bmi"]
-    for k, name in enumerate(names, 1):
-        code, display, unit, low, high, decimals, normal_low, normal_high = c.VITALS[name]
-        if name == "weight" and person.age < 18:
-            low, high = 3 + 3 * person.age, 6 + 4 * person.age
-        value = _number(rng, low, high, decimals)
-        obs = _observation(
-            person, f"{person.sub_id('vs', v)}-{k}", encounter, VITAL_SIGNS, (code, display), at
-        )
+def _years(person: Person, day: date) -> float:
+    return (day - person.birth_date).days / 365.25
+
+
+def _child_range(table: tuple[tuple[int, int, int], ...], years: float) -> tuple[int, int] | None:
+    return next(((low, high) for below, low, high in table if years < below), None)
+
+
+def _body(
+    person: Person, id_: str, encounter: str | None, at: datetime, m: Measurements, adult: bool
+) -> Iterator[dict[str, Any]]:
+    """Height, weight, BMI and (for young children) head circumference."""
+    names = ("height", "weight", "bmi", "head")
+    for k, (name, value) in enumerate(
+        zip(names, (m.height, m.weight, m.bmi, m.head), strict=True), 1
+    ):
+        if value is None:
+            continue
+        code, display, unit, _, _, _, normal_low, normal_high = c.VITALS[name]
+        also = (c.HEAD_CIRCUMFERENCE_TAPE,) if name == "head" else ()
+        obs = _observation(person, f"{id_}-{k}", encounter, VITAL_SIGNS, (code, display), at, *also)
         obs["valueQuantity"] = _quantity(value, unit)
-        if normal_low is not None or normal_high is not None:
+        if adult and (normal_low is not None or normal_high is not None):
             obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
         yield obs
+
+
+def _vitals(person: Person, v: int, at: datetime, cardiac: bool) -> Iterator[dict[str, Any]]:
+    rng, encounter, id_ = person.rng, person.sub_id("enc", v), person.sub_id("vs", v)
+    years = _years(person, at.date())
+    names = ["heart-rate", "resp-rate", "temperature"] + (["oxygen"] if years >= 18 else [])
+    for k, name in enumerate(names, 1):
+        code, display, unit, low, high, decimals, normal_low, normal_high = c.VITALS[name]
+        table = {"heart-rate": c.CHILD_HEART_RATE, "resp-rate": c.CHILD_RESP_RATE}.get(name)
+        child = _child_range(table, years) if table else None
+        if child:
+            low, high = normal_low, normal_high = child
+        obs = _observation(person, f"{id_}-{k}", encounter, VITAL_SIGNS, (code, display), at)
+        obs["valueQuantity"] = _quantity(_number(rng, low, high, decimals), unit)
+        obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
+        yield obs
+    yield from _body(person, f"{id_}-b", encounter, at, person.body.measure(at.date()), years >= 18)
+    if years < 3:
+        return
     bp = _observation(
-        person, f"{person.sub_id('vs', v)}-bp", encounter, VITAL_SIGNS, c.BLOOD_PRESSURE, at
+        person, f"{id_}-bp", encounter, VITAL_SIGNS, c.BLOOD_PRESSURE, at, c.BLOOD_PRESSURE_PANEL
     )
+    bp["code"]["text"] = "Blood pressure"
+    pressures = (c.CHILD_SYSTOLIC, c.CHILD_DIASTOLIC) if years < 13 else (c.SYSTOLIC, c.DIASTOLIC)
     bp["component"] = [
         {
             "code": coding(c.LOINC, code, display),
             "valueQuantity": _quantity(rng.randint(low, high), "mm[Hg]"),
             "referenceRange": [_range("mm[Hg]", normal_low, normal_high)],
         }
-        for code, display, low, high, normal_low, normal_high in (c.SYSTOLIC, c.DIASTOLIC)
+        for code, display, low, high, normal_low, normal_high in pressures
     ]
     yield bp
-
-
-def _labs(person: Person, v: int, at: datetime) -> Iterator[dict[str, Any]]:
-    rng, encounter = person.rng, person.sub_id("enc", v)
-    panel_code, panel_display, tests = rng.choice(c.LAB_PANELS)
-    results = []
-    for k, (code, display, unit, low, high, decimals, normal_low, normal_high) in enumerate(
-        tests, 1
-    ):
-        value = _number(rng, low, high, decimals)
-        id_ = f"{person.sub_id('lab', v)}-{k}"
-        obs = _observation(person, id_, encounter, LABORATORY, (code, display), at)
-        obs["valueQuantity"] = _quantity(value, unit)
-        obs["interpretation"] = [_interpretation(value, normal_low, normal_high)]
-        obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
-        results.append(obs)
+    if cardiac:
+        # the SMART cardiac risk app reads a systolic pressure only as an Observation of
+        # its own (code 8480-6 with a valueQuantity), so the lab visit records one
+        systolic = bp["component"][0]
+        code, display, *_ = pressures[0]
+        obs = _observation(person, f"{id_}-sbp", encounter, VITAL_SIGNS, (code, display), at)
+        obs["valueQuantity"] = systolic["valueQuantity"]
+        obs["referenceRange"] = systolic["referenceRange"]
+        obs["derivedFrom"] = [ref("Observation", bp["id"])]
         yield obs
-    yield {
-        "resourceType": "DiagnosticReport",
-        "id": person.sub_id("dr", v),
-        "status": "final",
-        "category": [coding("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")],
-        "code": coding(c.LOINC, panel_code, panel_display),
-        "subject": person.ref,
-        "encounter": ref("Encounter", encounter),
-        "effectiveDateTime": when(at),
-        "issued": when(at + timedelta(hours=rng.randint(4, 48))),
-        "performer": [ref("Organization", person.layout.clinic_id(person.clinic))],
-        "result": [ref("Observation", o["id"], o["code"]["text"]) for o in results],
-    }
+
+
+def _growth_history(person: Person, before: date) -> Iterator[dict[str, Any]]:
+    """A child's well-child measurements before their recent visits, from birth."""
+    for k, day in enumerate(person.body.growth_days(before, GROWTH_POINTS), 1):
+        at = datetime(day.year, day.month, day.day, 10)
+        m = person.body.measure(day)
+        yield from _body(person, person.sub_id("growth", k), None, at, m, adult=False)
+
+
+def _labs(
+    person: Person, v: int, at: datetime, panels: tuple[tuple, ...]
+) -> Iterator[dict[str, Any]]:
+    rng, encounter = person.rng, person.sub_id("enc", v)
+    k = 0
+    for j, (panel_code, panel_display, tests) in enumerate(panels, 1):
+        results = []
+        for code, display, unit, low, high, decimals, normal_low, normal_high in tests:
+            k += 1
+            value = _number(rng, low, high, decimals)
+            id_ = f"{person.sub_id('lab', v)}-{k}"
+            obs = _observation(person, id_, encounter, LABORATORY, (code, display), at)
+            obs["valueQuantity"] = _quantity(value, unit)
+            obs["interpretation"] = [_interpretation(value, normal_low, normal_high)]
+            obs["referenceRange"] = [_range(unit, normal_low, normal_high)]
+            results.append(obs)
+            yield obs
+        report_id = person.sub_id("dr", v) + (f"-{j}" if j > 1 else "")
+        yield {
+            "resourceType": "DiagnosticReport",
+            "id": report_id,
+            "status": "final",
+            "category": [
+                coding("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")
+            ],
+            "code": coding(c.LOINC, panel_code, panel_display),
+            "subject": person.ref,
+            "encounter": ref("Encounter", encounter),
+            "effectiveDateTime": when(at),
+            "issued": when(at + timedelta(hours=rng.randint(4, 48))),
+            "performer": [ref("Organization", person.layout.clinic_id(person.clinic))],
+            "result": [ref("Observation", o["id"], o["code"]["text"]) for o in results],
+        }
 
 
 def _note(person: Person, v: int, at: datetime, vitals: list[dict]) -> dict[str, Any]:
@@ -246,10 +345,11 @@ def _note(person: Person, v: int, at: datetime, vitals: list[dict]) -> dict[str,
 
 def _invoice(person: Person, v: int, at: datetime, labs: list[dict]) -> dict[str, Any]:
     visit = c.VISIT_CHARGES[2] if person.rng.random() < 0.2 else c.VISIT_CHARGES[person.n % 2]
-    charges = [visit]
-    if labs:
-        panel = next(r for r in labs if r["resourceType"] == "DiagnosticReport")
-        charges.append(c.LAB_CHARGES[panel["code"]["coding"][0]["code"]])
+    charges = [visit] + [
+        c.LAB_CHARGES[r["code"]["coding"][0]["code"]]
+        for r in labs
+        if r["resourceType"] == "DiagnosticReport"
+    ]
     total = sum(Decimal(price) for *_, price in charges)
     paid = at.date() < person.today - timedelta(days=60)
     return {
