@@ -183,3 +183,55 @@ async def test_an_unsupported_patch_content_type_is_415_naming_the_three_kinds(c
     assert response.status_code == 415
     diagnostics = response.json()["issue"][0]["diagnostics"]
     assert "merge-patch+json" in diagnostics and "json-patch+json" in diagnostics
+
+
+# fhirpy (beda-software/fhir-py) sends patch() and save(fields=[...]) as the changed
+# members only, with the Content-Type its HTTP library gives json= bodies.
+FHIRPY = {"content-type": "application/json", "accept": "application/fhir+json"}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/fhir+json"])
+async def test_an_object_sent_as_plain_json_is_a_merge_patch(client, content_type):
+    await put_patient(client, "f1")
+    body = b'{"active": true, "birthDate": null}'
+    headers = {**FHIRPY, "content-type": content_type}
+    response = await client.patch("Patient/f1", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    patched = response.json()
+    assert (patched["active"], "birthDate" in patched, patched["gender"]) == (True, False, "male")
+
+
+async def test_fhirpy_conditional_patch_is_a_merge_patch(client):
+    await put_patient(client, "f2", identifier=[{"system": "http://mrn", "value": "f2"}])
+    body = b'{"gender": "female"}'
+    response = await client.patch("Patient?identifier=http://mrn|f2", content=body, headers=FHIRPY)
+    assert response.status_code == 200, response.text
+    assert (await client.get("Patient/f2")).json()["gender"] == "female"
+
+
+async def test_a_parameters_body_sent_as_plain_json_is_still_a_fhirpath_patch(client):
+    await put_patient(client, "f3")
+    body = (
+        b'{"resourceType":"Parameters","parameter":[{"name":"operation","part":['
+        b'{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.gender"}'
+        b"]}]}"
+    )
+    response = await client.patch("Patient/f3", content=body, headers=FHIRPY)
+    assert response.status_code == 200, response.text
+    assert "gender" not in response.json()
+
+
+async def test_an_array_sent_as_plain_json_is_400_naming_the_json_patch_type(client):
+    before = await put_patient(client, "f4")
+    body = b'[{"op":"add","path":"/active","value":true}]'
+    response = await client.patch("Patient/f4", content=body, headers=FHIRPY)
+    assert response.status_code == 400
+    assert "application/json-patch+json" in response.json()["issue"][0]["diagnostics"]
+    await assert_unchanged(client, "f4", before)
+
+
+async def test_a_merge_patch_sent_as_plain_json_to_an_invalid_result_changes_nothing(client):
+    before = await put_patient(client, "f5")
+    response = await client.patch("Patient/f5", content=b'{"shoeSize": 9}', headers=FHIRPY)
+    assert response.status_code == 400
+    await assert_unchanged(client, "f5", before)

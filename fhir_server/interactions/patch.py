@@ -1,12 +1,16 @@
 """patch: https://hl7.org/fhir/R4/http.html#patch
 
 Three formats, by Content-Type: JSON Patch (RFC 6902, ``application/json-patch+json``),
-JSON Merge Patch (RFC 7386, ``application/merge-patch+json``, what fhirpy sends;
+JSON Merge Patch (RFC 7386, ``application/merge-patch+json``;
 ``resources.json_merge_patch``) and FHIRPath Patch
-(https://hl7.org/fhir/R4/fhirpatch.html, a ``Parameters`` body as FHIR JSON). The patch
-is applied to the current version, may not change the ``resourceType`` or ``id``, the
-result is validated like any write, and stored with a compare-and-set on the version it
-was computed from (or the one ``If-Match`` names), so concurrent writes are never lost.
+(https://hl7.org/fhir/R4/fhirpatch.html, a ``Parameters`` resource as FHIR JSON). A body
+sent as plain JSON (``application/json``, ``application/fhir+json``) that is an object
+but not a ``Parameters`` resource cannot be a FHIRPath Patch and is read as a JSON Merge
+Patch: that is what fhirpy's ``patch()`` and ``save(fields=...)`` send (the changed
+members, as ``application/json``). The patch is applied to the current version, may not
+change the ``resourceType`` or ``id``, the result is validated like any write, and stored
+with a compare-and-set on the version it was computed from (or the one ``If-Match``
+names), so concurrent writes are never lost.
 """
 
 from __future__ import annotations
@@ -88,16 +92,20 @@ def _conflict(type_: str, id_: str, header: str | None, current: int | None) -> 
 
 
 def patcher(content_type: str | None, body: bytes) -> Patcher:
-    """The patcher for a patch document sent with ``content_type``: FHIRPath Patch for
-    FHIR JSON, JSON Patch or JSON Merge Patch by their media types (else 415; a body that
-    is not JSON, 400)."""
+    """The patcher for a patch document sent with ``content_type``: JSON Patch or JSON
+    Merge Patch by their media types; as plain JSON, FHIRPath Patch for a ``Parameters``
+    resource and JSON Merge Patch for any other object (else 415; not JSON, 400)."""
     kind = request_body_kind(content_type, allow_json_patch=True)
     document = fhir_json.loads(body)
     if kind == "json-patch":
         return json_patcher(document)
-    if kind == "merge-patch":
+    if kind == "merge-patch" or _merge_patch_as_json(document):
         return merge_patcher(document)
     return fhirpath_patcher(document)
+
+
+def _merge_patch_as_json(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("resourceType") != "Parameters"
 
 
 def json_patcher(document: Any) -> Patcher:
@@ -137,9 +145,9 @@ def merge_patcher(document: Any) -> Patcher:
 def fhirpath_patcher(document: Any) -> Patcher:
     if not isinstance(document, dict) or document.get("resourceType") != "Parameters":
         raise invalid(
-            "A FHIRPath Patch body must be a Parameters resource"
-            " (use application/json-patch+json for JSON Patch,"
-            " application/merge-patch+json for JSON Merge Patch)"
+            "A PATCH body sent as FHIR JSON must be a Parameters resource (FHIRPath Patch)"
+            " or an object (JSON Merge Patch); send a JSON Patch array as"
+            " application/json-patch+json"
         )
 
     def apply(resource: dict[str, Any]) -> dict[str, Any]:
