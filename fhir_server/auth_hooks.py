@@ -10,6 +10,9 @@ and a display name for a reference.
 - ``Person/p``: one login for someone who is a patient and/or a caregiver of several
   people: the patients of the Patient and active RelatedPersons it links.
 - ``Practitioner/z`` (staff): patients found by name, for the picker.
+
+It also tells which resource types exist (the R4 definitions), so that no token is
+granted a scope of a type that does not (``system/UnknownResource.read``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from fhir_server.storage.base import Store
 from resources import fhir_json
+from resources.definitions import is_resource_type
 from resources.fhir_datetime import format_instant, parse_range_text
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
@@ -51,6 +55,10 @@ class StoreHooks:
         if stored is None or stored.deleted or stored.content is None:
             return None
         return fhir_json.loads(stored.content)
+
+    def is_resource_type(self, name: str) -> bool:
+        """Whether ``name`` is an R4 resource type."""
+        return is_resource_type(name)
 
     async def display(self, reference: str) -> str | None:
         resource = await self._resource(reference)

@@ -8,6 +8,14 @@ adds to the authorization request: ``code_challenge`` with ``code_challenge_meth
 for every client (``plain`` and a missing challenge are refused), ``aud`` equal to the
 FHIR base URL, and for an EHR launch the ``launch`` parameter naming a launch context.
 
+Scopes: what cannot be granted is left out of the grant, not refused (RFC 6749 section
+3.3): malformed scopes, scopes of types that do not exist, scopes beyond the client's
+registration, ``system/`` scopes (Backend Services only) and, without a ``launch``
+parameter, the ``launch`` scope. A request carrying a valid ``launch`` parameter is an
+EHR launch even without the ``launch`` scope (the SMART JavaScript client 2.x sends
+``launch/patient`` alone), for a client registered for ``launch``, which is then granted.
+Only a request left with nothing to grant is ``invalid_scope``.
+
 Before tokens are issued for a user (code exchange and every refresh), the user must
 still exist and not be disabled, and must still be entitled to the grant's context
 (:meth:`SmartAuthorizationServer.entitled`: a caregiver's RelatedPerson still active and
@@ -31,7 +39,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from smart_auth.models import ClientModel, CodeModel, Grantee, RefreshModel, safe_text
 from smart_auth.passwords import hash_secret
-from smart_auth.scopes import ScopeError, narrow_scopes, parse_scopes
+from smart_auth.scopes import parse_scope, parse_scopes
 from smart_auth.store.base import AuthorizationCode, LaunchContext
 
 APP_AUTH_METHODS = ["none", "client_secret_basic", "private_key_jwt"]
@@ -81,24 +89,34 @@ class SmartAuthorizationRequest:
             raise InvalidRequestError("Missing aud: send the FHIR base URL.")
         if not _same_url(aud, grant.request.fhir_base):
             raise InvalidRequestError(safe_text(f"aud must be {grant.request.fhir_base}"))
+        scope_words = (grant.request.scope or "").split()  # within the client's scopes
         launch = data.get("launch")
-        scope_words = (grant.request.scope or "").split()
         if launch:
-            if "launch" not in scope_words:
-                raise InvalidScopeError("An EHR launch needs the launch scope.")
             preset = getattr(grant.request, "preset_launch", None)
             context = preset if preset is not None else grant.server.store.get_launch(launch)
             if context is None or context.launch_id != launch:
                 raise InvalidRequestError("Unknown or expired launch context.")
+            if "launch" not in scope_words:
+                # an EHR launch named by its parameter alone (the SMART JavaScript client
+                # 2.x asks for launch/patient but adds no bare launch scope)
+                if grant.request.client.get_allowed_scope("launch") is None:
+                    raise InvalidScopeError("This client is not registered for EHR launch.")
+                scope_words.insert(0, "launch")
             grant.request.launch_context = context
-        elif "launch" in scope_words:
-            raise InvalidRequestError("The launch scope needs a launch parameter.")
-        try:
-            rules = parse_scopes(grant.request.scope or "").rules
-        except ScopeError as error:
-            raise InvalidScopeError(safe_text(str(error))) from error
-        if any(rule.context == "system" for rule in rules):
-            raise InvalidScopeError("system scopes are for backend services only.")
+        else:
+            scope_words = [word for word in scope_words if word != "launch"]
+        kept = [word for word in scope_words if not _is_system(word)]
+        if not kept:
+            raise InvalidScopeError(
+                "None of the requested scopes can be granted to this client (system scopes"
+                " are for backend services only)."
+            )
+        grant.request.scope = " ".join(kept)
+
+
+def _is_system(word: str) -> bool:
+    rule = parse_scope(word)  # words of a narrowed scope are well formed
+    return rule is not None and rule.context == "system"
 
 
 def launch_context(grant: grants.AuthorizationCodeGrant) -> LaunchContext | None:
@@ -248,12 +266,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: ClientModel = self.request.client
         requested = self.request.payload.scope or ""
-        try:
-            granted = narrow_scopes(requested, client.record.scope)
-            rules = parse_scopes(granted).rules
-        except ScopeError as error:
-            raise InvalidScopeError(safe_text(str(error))) from error
-        system = [rule for rule in rules if rule.context == "system"]
+        granted = client.get_allowed_scope(requested) or ""
+        system = [r for r in parse_scopes(granted, strict=False).rules if r.context == "system"]
         kept = [word for word in granted.split() if word.startswith("system/")]
         if not system or not kept:
             raise InvalidScopeError("Ask for system/ scopes this client is registered for.")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from smart_auth.passwords import secret_matches
-from smart_auth.scopes import ScopeError, narrow_scopes, parse_scopes
+from smart_auth.scopes import ScopeError, grantable_scopes, narrow_scopes, parse_scopes
 from smart_auth.store.base import AuthorizationCode, Client, RefreshToken
 
 # RFC 6749 section 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
@@ -31,10 +32,12 @@ def safe_text(text: str, limit: int = 300) -> str:
 
 
 class ClientModel(ClientMixin):
-    """A registered client, as Authlib sees it."""
+    """A registered client, as Authlib sees it. ``is_type``: whether a resource type
+    exists (scopes of other types are never granted; None: any well-formed name)."""
 
-    def __init__(self, record: Client) -> None:
+    def __init__(self, record: Client, is_type: Callable[[str], bool] | None = None) -> None:
         self.record = record
+        self.is_type = is_type
 
     @property
     def client_id(self) -> str:
@@ -52,13 +55,16 @@ class ClientModel(ClientMixin):
         return None
 
     def get_allowed_scope(self, scope: str | None) -> str | None:
+        """What of ``scope`` this client may be granted (None: nothing): the requested
+        scopes within its registered ones; malformed scopes and scopes of types that do
+        not exist are left out (:func:`~smart_auth.scopes.grantable_scopes`)."""
         if not scope:
             return None
         try:
-            allowed = narrow_scopes(scope, self.record.scope)
+            allowed = narrow_scopes(grantable_scopes(scope, self.is_type), self.record.scope)
         except ScopeError:
             return None
-        return allowed or None
+        return grantable_scopes(allowed, self.is_type) or None
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.record.redirect_uris

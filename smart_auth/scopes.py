@@ -11,7 +11,7 @@ letters ``c r u d s`` in that order, each at most once, optionally followed by a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, quote
@@ -181,6 +181,22 @@ def parse_scopes(text: str, *, strict: bool = True) -> GrantedScopes:
         elif rule not in rules:
             rules.append(rule)
     return GrantedScopes(tuple(rules), frozenset(others), " ".join(kept))
+
+
+def grantable_scopes(text: str, is_type: Callable[[str], bool] | None = None) -> str:
+    """``text`` without the scopes no one can be granted: malformed resource scopes
+    (``patient/read``) and, given ``is_type``, resource scopes of a type that does not
+    exist (``system/UnknownResource.read``). Duplicates removed, order kept. RFC 6749
+    section 3.3 lets the server grant less than asked: such scopes are left out of the
+    grant, the rest of the request is not refused for them."""
+    kept: list[str] = []
+    for word in parse_scopes(text, strict=False).text.split():
+        rule = parse_scope(word)
+        typed = rule is not None and rule.resource_type != "*"
+        if typed and is_type is not None and not is_type(rule.resource_type):
+            continue
+        kept.append(word)
+    return " ".join(kept)
 
 
 def covers(wide: ScopeRule, narrow: ScopeRule) -> bool:

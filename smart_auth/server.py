@@ -27,7 +27,6 @@ from typing import Any
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InvalidGrantError,
-    InvalidScopeError,
     JsonPayload,
     JsonRequest,
     OAuth2Payload,
@@ -41,7 +40,6 @@ from smart_auth.bodies import parse_json
 from smart_auth.models import ClientModel, Grantee, safe_text
 from smart_auth.passwords import hash_secret, new_secret
 from smart_auth.scope_limits import without_user_scopes
-from smart_auth.scopes import ScopeError, parse_scopes
 from smart_auth.store.base import AuthStore, RefreshToken
 from smart_auth.tokens import TokenService
 
@@ -215,14 +213,18 @@ class SmartAuthorizationServer(AuthorizationServer):
         tokens: TokenService,
         settings: ServerSettings,
         entitled: Callable[[Grantee], bool] | None = None,
+        is_type: Callable[[str], bool] | None = None,
     ) -> None:
         """``entitled``: whether the person of a grant may still act as it says (called
-        from the grant's worker thread before tokens are issued; None: always)."""
+        from the grant's worker thread before tokens are issued; None: always).
+        ``is_type``: whether a FHIR resource type exists (scopes of other types are left
+        out of every grant; None: any well-formed type name)."""
         super().__init__(scopes_supported=None)
         self.store = store
         self.tokens = tokens
         self.settings = settings
         self._entitled = entitled
+        self.is_type = is_type
 
     def entitled(self, grantee: Grantee) -> bool:
         """Whether the user of a grant still may act for its patient (or as its fhirUser)."""
@@ -239,7 +241,7 @@ class SmartAuthorizationServer(AuthorizationServer):
         if not isinstance(client_id, str) or not client_id or len(client_id) > 200:
             return None
         record = self.store.get_client(client_id)
-        return ClientModel(record) if record else None
+        return ClientModel(record, self.is_type) if record else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Tokens are saved where they are issued (:meth:`issue_tokens`)."""
@@ -261,12 +263,10 @@ class SmartAuthorizationServer(AuthorizationServer):
         log.debug("signal %s", name)
 
     def validate_requested_scope(self, scope: str | None) -> None:
-        if not scope:
-            return
-        try:
-            parse_scopes(scope)
-        except ScopeError as error:
-            raise InvalidScopeError(safe_text(str(error))) from error
+        """No scope is refused by itself: what cannot be granted (malformed, a type that
+        does not exist, beyond the client's registration) is left out of the grant
+        (:meth:`ClientModel.get_allowed_scope`, RFC 6749 section 3.3); only a request left
+        with nothing to grant is ``invalid_scope``."""
 
     # -- token issuing ------------------------------------------------------------------
     def issue_tokens(

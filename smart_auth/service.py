@@ -102,6 +102,11 @@ class FhirHooks(Protocol):
         """A display name for a reference ("Patient/1"); None if it does not exist."""
         ...
 
+    def is_resource_type(self, name: str) -> bool:
+        """Whether ``name`` is a FHIR resource type (scopes of other types are never
+        granted). Optional: hooks without it let any well-formed type name through."""
+        ...
+
 
 class AuthError(Exception):
     """A FHIR request that cannot be served: ``status`` 401 (no or bad token; send
@@ -185,7 +190,13 @@ class SmartAuth:
             id_token_lifetime=self.config.id_token_lifetime,
         )
         self.sessions = SessionCodec(self.keys, self.config.session_lifetime)
-        server = SmartAuthorizationServer(store, self.tokens, self.settings, self._entitled)
+        server = SmartAuthorizationServer(
+            store,
+            self.tokens,
+            self.settings,
+            self._entitled,
+            is_type=getattr(self.hooks, "is_resource_type", None),
+        )
         server.register_client_auth_method(
             "private_key_jwt",
             PrivateKeyJwt(store, self.jwks_cache, self.settings.assertion_max_lifetime),

@@ -30,11 +30,23 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from smart_auth.admin import create_client
 from tests.smart_support import (
     ASSERTION_TYPE,
+    BASE,
+    REDIRECT,
     TOKEN_URL,
     Env,
+    add_user,
+    auth_params,
+    bearer_of,
+    consent,
+    exchange,
+    login,
+    pkce,
+    public_app,
     public_jwks,
     real_app,
+    redirect_params,
     rsa_key,
+    start,
 )
 
 
@@ -130,3 +142,159 @@ async def test_assertion_alg_none_is_still_refused(env: Env) -> None:
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_client"
 
+
+async def test_system_scopes_of_types_that_do_not_exist_are_left_out(env: Env) -> None:
+    key = rsa_key()
+    client_id = backend(env, key)
+    header = {"alg": "RS384", "kid": key.kid, "typ": "JWT"}
+    response = await client_credentials(
+        env,
+        signed(key, client_id, header),
+        "system/Observation.read system/UnknownResource.read system/Patient.rs",
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "system/Observation.read system/Patient.rs"
+    only_unknown = await client_credentials(
+        env, signed(key, client_id, header), "system/UnknownResource.read"
+    )
+    assert only_unknown.status_code == 400, only_unknown.text
+    assert only_unknown.json()["error"] == "invalid_scope"
+
+
+async def test_malformed_backend_scopes_are_left_out(env: Env) -> None:
+    key = rsa_key()
+    client_id = backend(env, key)
+    header = {"alg": "RS384", "kid": key.kid, "typ": "JWT"}
+    response = await client_credentials(
+        env, signed(key, client_id, header), "system/read system/Observation.rs"
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "system/Observation.rs"
+
+
+# -- scopes of an authorization request -----------------------------------------------------
+async def sign_in(
+    env: Env, client_id: str, username: str, scope: str, **extra: str
+) -> tuple[str, str]:
+    """Start an authorization request, sign in, allow everything; (code, verifier)."""
+    verifier, challenge = pkce()
+    started = await start(env.http, auth_params(client_id, challenge, scope=scope, **extra))
+    assert started.status_code == 303, started.text
+    assert started.headers["location"].endswith("/auth/login"), started.headers["location"]
+    logged_in = await login(env.http, username)
+    assert logged_in.status_code == 303, logged_in.text
+    assert logged_in.headers["location"].endswith("/auth/consent"), logged_in.headers
+    answer = redirect_params(await consent(env.http))
+    assert "code" in answer, answer
+    return answer["code"], verifier
+
+
+async def test_malformed_and_unknown_scopes_are_left_out_of_the_grant(env: Env) -> None:
+    client_id = public_app(env.store)
+    add_user(env.store, "alice", "Patient/p1")
+    scope = (
+        "launch/patient openid fhirUser patient/read patient/Observation.read"
+        " patient/UnknownResource.read patient/Observation.sr made-up-scope"
+    )
+    code, verifier = await sign_in(env, client_id, "alice", scope)
+    response = await exchange(env.http, client_id, code, verifier)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "launch/patient openid fhirUser patient/Observation.read"
+    assert body["patient"] == "p1"
+    found = await env.http.get("/fhir/Observation", headers=bearer_of(body))
+    assert found.status_code == 200, found.text
+
+
+async def test_nothing_grantable_is_still_invalid_scope(env: Env) -> None:
+    client_id = public_app(env.store)
+    _, challenge = pkce()
+    for scope in ("patient/read", "launch", "system/*.rs patient/UnknownResource.read"):
+        response = await start(env.http, auth_params(client_id, challenge, scope=scope))
+        answer = redirect_params(response)
+        assert answer["error"] == "invalid_scope", (scope, answer)
+        assert answer["state"] == "st-123"
+
+
+async def test_launch_scope_in_a_standalone_launch_is_left_out(env: Env) -> None:
+    client_id = public_app(env.store)
+    add_user(env.store, "alice", "Patient/p1")
+    code, verifier = await sign_in(
+        env, client_id, "alice", "launch launch/patient openid fhirUser patient/*.rs"
+    )
+    response = await exchange(env.http, client_id, code, verifier)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "launch/patient openid fhirUser patient/*.rs"
+    assert body["patient"] == "p1"
+
+
+# -- EHR launch -------------------------------------------------------------------------------
+def staff_token(env: Env) -> dict[str, str]:
+    token, _ = env.auth.token_service().issue_access_token(
+        issuer=BASE,
+        audience=BASE,
+        client_id="ehr",
+        scope="user/*.rs",
+        subject="staff-1",
+        fhir_user="Practitioner/dr",
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def ehr_launch(env: Env, patient: str = "p2") -> str:
+    response = await env.http.post(
+        "/auth/launch", json={"patient": patient, "encounter": "e1"}, headers=staff_token(env)
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["launch"])
+
+
+async def test_ehr_launch_by_the_launch_parameter_alone(env: Env) -> None:
+    """The SMART JavaScript client 2.x: ``launch`` as a parameter, ``launch/patient`` as a
+    scope, no bare ``launch`` scope."""
+    launch = await ehr_launch(env)
+    client_id = public_app(env.store)
+    add_user(env.store, "drwho", "Practitioner/dr")
+    code, verifier = await sign_in(
+        env, client_id, "drwho", "launch/patient openid fhirUser patient/*.read", launch=launch
+    )
+    response = await exchange(env.http, client_id, code, verifier)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["patient"], body["encounter"]) == ("p2", "e1")
+    assert body["scope"].split() == [
+        "launch",
+        "launch/patient",
+        "openid",
+        "fhirUser",
+        "patient/*.read",
+    ]
+    headers = bearer_of(body)
+    assert (await env.http.get("/fhir/Observation/o2", headers=headers)).status_code == 200
+    assert (await env.http.get("/fhir/Observation/o1", headers=headers)).status_code == 404
+
+
+async def test_ehr_launch_without_the_launch_scope_needs_a_client_registered_for_it(
+    env: Env,
+) -> None:
+    launch = await ehr_launch(env)
+    client_id = public_app(env.store, scope="launch/patient openid fhirUser patient/*.rs")
+    _, challenge = pkce()
+    response = await start(
+        env.http,
+        auth_params(client_id, challenge, scope="launch/patient patient/*.rs", launch=launch),
+    )
+    answer = redirect_params(response)
+    assert answer["error"] == "invalid_scope"
+
+
+async def test_an_unknown_launch_parameter_is_still_refused(env: Env) -> None:
+    client_id = public_app(env.store)
+    _, challenge = pkce()
+    response = await start(
+        env.http,
+        auth_params(client_id, challenge, scope="launch/patient patient/*.rs", launch="nope"),
+    )
+    answer = redirect_params(response, REDIRECT)
+    assert answer["error"] == "invalid_request"
