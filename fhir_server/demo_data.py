@@ -5,7 +5,10 @@ system, its clinics, payers), locations, practitioners with PractitionerRoles, s
 with free and busy slots, past (fulfilled) and future (booked) appointments, encounters
 with visit notes (DocumentReference, text/plain attachment), conditions, allergies,
 immunizations (CVX), vital signs and lab results (Observations with LOINC codes, UCUM
-units and reference ranges, labs grouped by DiagnosticReports), medication requests with
+units and reference ranges, labs grouped by DiagnosticReports; every patient has labs),
+children's growth since birth (height, weight, head circumference, BMI), what the classic
+SMART sample apps read (growth chart, cardiac risk: hs-CRP with a lipid panel; blood
+pressures coded both 85354-9 and 55284-4), medication requests with
 refills (RxNorm, ``dispenseRequest.numberOfRepeatsAllowed``), Communication threads
 between patients and their practitioners, Coverage, Account, Invoices with line items,
 and RelatedPerson caregivers of young children and some elderly patients.
