@@ -97,8 +97,7 @@ GROWTH_VISITS = (0, 2, 6, 12, 24, 48, 84, 120, 156)
 
 
 def _median(table: tuple[tuple[float, float, float], ...], months: float, male: bool) -> float:
-    ages = [row[0] for row in table]
-    k = bisect_right(ages, months)
+    k = bisect_right(table, months, key=lambda row: row[0])
     if k == 0:
         return table[0][1 if male else 2]
     if k == len(table):
