@@ -6,8 +6,10 @@
 - ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
   FHIR resource they are is required), the password read from standard input;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
-  none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]``:
-  a client, printed as JSON with its ``client_id`` (and ``client_secret``);
+  none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]
+  [--client-id ID] [--pkce required|optional]``: a client, printed as JSON with its
+  ``client_id`` (and ``client_secret``); ``--client-id`` registers the id an app ships
+  with, ``--pkce optional`` lets an app that cannot send PKCE leave it out;
 - ``fhir-server clients list``;
 - ``fhir-server keys rotate|list``: a new token signing key (the old one keeps verifying
   the tokens it signed until they expire; other processes pick the new key up within a
@@ -68,6 +70,18 @@ def add_admin_commands(commands: Any) -> None:
     create_client.add_argument("--jwks", type=Path, help="JWKS file (private_key_jwt)")
     create_client.add_argument("--jwks-uri", help="JWKS URL (private_key_jwt)")
     create_client.add_argument("--scope", help="the scopes the client may ask for")
+    create_client.add_argument(
+        "--client-id",
+        help="the client_id the app ships with (3 to 128 letters, digits or . _ ~ -;"
+        " default: a new random one)",
+    )
+    create_client.add_argument(
+        "--pkce",
+        choices=["required", "optional"],
+        default="required",
+        help="optional: the app may leave PKCE out (a challenge it sends is still"
+        " verified; default required)",
+    )
     _common(create_client)
     list_clients = clients.add_parser("list", help="list clients (without secrets)")
     _common(list_clients)
@@ -138,6 +152,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
             jwks=jwks,
             jwks_uri=args.jwks_uri,
             scope=args.scope,
+            client_id=args.client_id,
+            pkce=args.pkce,
         )
     finally:
         store.close()

@@ -11,7 +11,10 @@ ones before it (their codes stop working), so two codes cannot make two accounts
 Clients are registered as in RFC 7591
 (https://www.rfc-editor.org/rfc/rfc7591#section-2): ``none`` (public),
 ``client_secret_basic`` (the secret is shown once) or ``private_key_jwt`` (RFC 7523,
-with a JWKS).
+with a JWKS). The operator may give the ``client_id`` an app ships with (``--client-id``:
+3 to 128 letters, digits or ``. _ ~ -``, the unreserved characters of RFC 3986 section
+2.3; a taken one is refused), and may let an app that cannot send PKCE leave it out
+(``--pkce optional``, the client metadata member ``"pkce": "optional"``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from typing import Any
 
 from smart_auth.passwords import hash_password, hash_secret
 from smart_auth.registration import client_from_metadata, client_json, schema_problem
-from smart_auth.store.base import AuthStore, Invitation, User
+from smart_auth.store.base import AuthStore, DuplicateError, Invitation, User
 
 FHIR_USER = re.compile(r"(Patient|Practitioner|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}")
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{3,128}")
+"""A client id the operator chooses: unreserved URI characters (RFC 3986 section 2.3), so
+it needs no escaping in a URL, a form or a JWT claim."""
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
 
@@ -140,11 +146,17 @@ def create_client(
     jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     scope: str | None = None,
+    client_id: str | None = None,
+    pkce: str = "required",
 ) -> dict[str, Any]:
     """Register a client; returns its RFC 7591 JSON with ``client_id`` and, for
     ``client_secret_basic``, the ``client_secret`` (shown only now). A
     ``private_key_jwt`` client with ``system/`` scopes may use client_credentials
-    (SMART Backend Services)."""
+    (SMART Backend Services). ``client_id``: the id the app ships with (None: a new
+    random one). ``pkce``: ``required`` (default) or ``optional`` (the app may leave PKCE
+    out; a challenge it sends is still verified)."""
+    if client_id is not None:
+        _check_client_id(store, client_id)
     metadata: dict[str, Any] = {
         "client_name": name,
         "token_endpoint_auth_method": auth,
@@ -156,6 +168,8 @@ def create_client(
         metadata["jwks_uri"] = jwks_uri
     if scope:
         metadata["scope"] = scope
+    if pkce != "required":
+        metadata["pkce"] = pkce
     problem = schema_problem(metadata)
     if problem:
         raise AdminError(problem)
@@ -171,8 +185,26 @@ def create_client(
         client, secret = client_from_metadata(metadata, allow_system=True)
     except ValueError as error:
         raise AdminError(str(error)) from error
-    store.add_client(client)
+    if client_id is not None:
+        client.client_id = client_id
+    try:
+        store.add_client(client)
+    except DuplicateError:
+        raise AdminError(_taken(client.client_id)) from None
     return client_json(client, secret)
+
+
+def _check_client_id(store: AuthStore, client_id: str) -> None:
+    if not CLIENT_ID.fullmatch(client_id):
+        raise AdminError(
+            "a client id is 3 to 128 letters, digits or . _ ~ - (RFC 3986 unreserved characters)"
+        )
+    if store.get_client(client_id) is not None:
+        raise AdminError(_taken(client_id))
+
+
+def _taken(client_id: str) -> str:
+    return f"the client id {client_id} is taken by another client; nothing was registered"
 
 
 def list_clients(store: AuthStore) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ credentials for SMART Backend Services
 
 SMART App Launch 2.x (https://hl7.org/fhir/smart-app-launch/app-launch.html#request-4)
 adds to the authorization request: ``code_challenge`` with ``code_challenge_method=S256``
-for every client (``plain`` and a missing challenge are refused), ``aud`` equal to the
+for every client (``plain`` and a missing challenge are refused; a client registered with
+``"pkce": "optional"`` may send none, but one it sends is verified), ``aud`` equal to the
 FHIR base URL, and for an EHR launch the ``launch`` parameter naming a launch context.
 
 Scopes: what cannot be granted is left out of the grant, not refused (RFC 6749 section
@@ -63,6 +64,20 @@ class S256CodeChallenge(CodeChallenge):
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     CODE_CHALLENGE_METHODS = {"S256": CodeChallenge.CODE_CHALLENGE_METHODS["S256"]}
 
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        """As Authlib, except that a client registered with ``"pkce": "optional"`` whose
+        code was asked for without a challenge exchanges it without a verifier."""
+        request = grant.request
+        code: CodeModel = request.authorization_code
+        client: ClientModel = request.client
+        if (
+            client.pkce_optional
+            and not code.code_challenge
+            and not request.form.get("code_verifier")
+        ):
+            return
+        super().validate_code_verifier(grant, result)
+
 
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
@@ -80,10 +95,10 @@ class SmartAuthorizationRequest:
         data = grant.request.payload.data
         challenge = data.get("code_challenge")
         method = data.get("code_challenge_method")
-        if not challenge:
-            raise InvalidRequestError("PKCE is required: send code_challenge (S256).")
-        if method != "S256":
+        if challenge and method != "S256":
             raise InvalidRequestError("code_challenge_method must be S256.")
+        if not challenge and (method or not grant.request.client.pkce_optional):
+            raise InvalidRequestError("PKCE is required: send code_challenge (S256).")
         aud = data.get("aud")
         if not aud:
             raise InvalidRequestError("Missing aud: send the FHIR base URL.")

@@ -47,6 +47,11 @@ class ClientModel(ClientMixin):
     def is_public(self) -> bool:
         return self.record.token_endpoint_auth_method == "none"
 
+    @property
+    def pkce_optional(self) -> bool:
+        """Registered with ``"pkce": "optional"``: may leave PKCE out."""
+        return self.record.metadata.get("pkce") == "optional"
+
     def get_client_id(self) -> str:
         return self.record.client_id
 

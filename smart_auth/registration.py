@@ -16,6 +16,14 @@ filter), and ``system/`` scopes need a backend service's token (a user's token n
 registers them). Otherwise the answer is ``invalid_client_metadata`` naming the scopes
 beyond the token. Without a ``scope``, the client gets the default app scopes narrowed to
 what the registering token covers.
+
+PKCE (S256) is required of every app, unless its registration says otherwise with the
+client metadata member ``"pkce": "optional"`` (this server's own; ``"required"`` is the
+default and is what the answer shows for every app): for apps that cannot send PKCE (the
+SMART JavaScript client before 2.3). A challenge such an app sends is still verified, and
+``plain`` is still refused. Only an authorized registration (``token``, or an operator's
+``fhir-server clients create --pkce optional``) may ask for it; under ``open`` it is
+refused.
 """
 
 from __future__ import annotations
@@ -112,6 +120,8 @@ def client_from_metadata(
     except ScopeError as error:
         raise ValueError(f"scope: {error}") from error
     has_system = any(rule.context == "system" for rule in rules)
+    if metadata.get("pkce") == "optional" and not allow_system:
+        raise ValueError("pkce optional needs an authorized registration")
     if has_system and not allow_system:
         raise ValueError("system scopes need an authorized registration")
     if has_system and method != "private_key_jwt":
@@ -129,7 +139,8 @@ def client_from_metadata(
     if "client_credentials" in grants and (method != "private_key_jwt" or not has_system):
         raise ValueError("client_credentials needs private_key_jwt and system scopes")
     secret = new_secret() if method == "client_secret_basic" else None
-    extra = {
+    extra = {"pkce": "optional"} if metadata.get("pkce") == "optional" else {}
+    extra |= {
         k: metadata[k]
         for k in (
             "client_uri",
@@ -190,6 +201,8 @@ def client_json(client: Client, secret: str | None) -> dict[str, Any]:
         "scope": client.scope,
         **client.metadata,
     }
+    if "authorization_code" in client.grant_types:
+        body.setdefault("pkce", "required")
     if secret:
         body["client_secret"] = secret
         body["client_secret_expires_at"] = 0

@@ -27,6 +27,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from fhir_server.cli import main
 from smart_auth.admin import create_client
 from tests.smart_support import (
     ASSERTION_TYPE,
@@ -51,8 +52,9 @@ from tests.smart_support import (
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with real_app(tmp_path) as env:
+async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    policy = getattr(request, "param", "token")
+    async with real_app(tmp_path, registration=policy) as env:
         yield env
 
 
@@ -298,3 +300,198 @@ async def test_an_unknown_launch_parameter_is_still_refused(env: Env) -> None:
     )
     answer = redirect_params(response, REDIRECT)
     assert answer["error"] == "invalid_request"
+
+
+# -- apps without PKCE ------------------------------------------------------------------------
+def no_pkce_app(env: Env) -> str:
+    return public_app(env.store, pkce="optional")
+
+
+def without_pkce(client_id: str, **extra: str) -> dict[str, str]:
+    params = auth_params(client_id, "unused", **extra)
+    del params["code_challenge"], params["code_challenge_method"]
+    return params
+
+
+async def code_without_pkce(env: Env, client_id: str, username: str) -> str:
+    started = await start(env.http, without_pkce(client_id))
+    assert started.status_code == 303, started.text
+    assert started.headers["location"].endswith("/auth/login"), started.headers["location"]
+    logged_in = await login(env.http, username)
+    assert logged_in.headers["location"].endswith("/auth/consent")
+    return redirect_params(await consent(env.http))["code"]
+
+
+async def test_a_client_with_pkce_optional_may_leave_pkce_out(env: Env) -> None:
+    client_id = no_pkce_app(env)
+    add_user(env.store, "alice", "Patient/p1")
+    code = await code_without_pkce(env, client_id, "alice")
+    response = await env.http.post(
+        "/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "client_id": client_id,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["patient"] == "p1"
+    found = await env.http.get("/fhir/Observation", headers=bearer_of(body))
+    assert found.status_code == 200, found.text
+
+
+async def test_a_verifier_without_a_challenge_is_refused(env: Env) -> None:
+    """RFC 9700 section 4.8.2: a code asked for without a challenge is not exchanged
+    with a verifier (someone stripped the challenge on the way)."""
+    client_id = no_pkce_app(env)
+    add_user(env.store, "alice", "Patient/p1")
+    code = await code_without_pkce(env, client_id, "alice")
+    verifier, _ = pkce()
+    response = await exchange(env.http, client_id, code, verifier)
+    assert response.status_code == 400, response.text
+
+
+async def test_pkce_is_still_required_of_other_clients(env: Env) -> None:
+    client_id = public_app(env.store)
+    answer = redirect_params(await start(env.http, without_pkce(client_id)))
+    assert answer["error"] == "invalid_request"
+    assert "PKCE" in answer["error_description"]
+
+
+async def test_a_challenge_sent_by_a_client_with_pkce_optional_is_verified(env: Env) -> None:
+    client_id = no_pkce_app(env)
+    add_user(env.store, "alice", "Patient/p1")
+    code, verifier = await sign_in(env, client_id, "alice", "launch/patient patient/*.rs")
+    wrong, _ = pkce()
+    refused = await exchange(env.http, client_id, code, wrong)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_grant"
+    code, verifier = await sign_in(env, client_id, "alice", "launch/patient patient/*.rs")
+    missing = await env.http.post(
+        "/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "client_id": client_id,
+        },
+    )
+    assert missing.status_code == 400, missing.text
+    assert missing.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"code_challenge_method": "plain"},
+        {"code_challenge_method": None},
+        {"code_challenge": None},
+    ],
+)
+async def test_plain_and_half_challenges_are_refused_with_pkce_optional(
+    env: Env, change: dict[str, str | None]
+) -> None:
+    client_id = no_pkce_app(env)
+    _, challenge = pkce()
+    params = auth_params(client_id, challenge)
+    for key, value in change.items():
+        if value is None:
+            del params[key]
+        else:
+            params[key] = value
+    answer = redirect_params(await start(env.http, params))
+    assert answer["error"] == "invalid_request", answer
+
+
+async def test_registration_may_ask_for_pkce_optional(env: Env) -> None:
+    app = {"client_name": "Old JS app", "redirect_uris": [REDIRECT]}
+    app |= {"token_endpoint_auth_method": "none", "scope": "openid fhirUser user/*.rs"}
+    headers = staff_token(env)
+    optional = await env.http.post(
+        "/auth/register", headers=headers, json={**app, "pkce": "optional"}
+    )
+    assert optional.status_code == 201, optional.text
+    assert optional.json()["pkce"] == "optional"
+    default = await env.http.post("/auth/register", headers=headers, json=app)
+    assert default.status_code == 201, default.text
+    assert default.json()["pkce"] == "required"
+    bad = await env.http.post("/auth/register", headers=headers, json={**app, "pkce": "off"})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error"] == "invalid_client_metadata"
+    # the registered client may leave PKCE out
+    client_id = optional.json()["client_id"]
+    started = await start(env.http, without_pkce(client_id, scope="openid fhirUser"))
+    assert started.status_code == 303, started.text
+    assert started.headers["location"].endswith("/auth/login")
+
+
+@pytest.mark.parametrize("env", ["open"], indirect=True)
+async def test_open_registration_cannot_ask_for_pkce_optional(env: Env) -> None:
+    app = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    response = await env.http.post("/auth/register", json={**app, "pkce": "optional"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert "pkce" in response.json()["error_description"]
+
+
+# -- the command line ---------------------------------------------------------------------------
+def cli(capsys: pytest.CaptureFixture[str], env: Env, *argv: str) -> tuple[int, str, str]:
+    code = main([*argv, "--storage", env.data["storage"]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_clients_create_pkce_optional_and_list(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create = ("clients", "create", "--name", "Old JS app", "--auth", "none")
+    code, out, err = cli(capsys, env, *create, "--redirect-uri", REDIRECT, "--pkce", "optional")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["pkce"] == "optional"
+    code, out, err = cli(capsys, env, *create, "--redirect-uri", REDIRECT)
+    assert code == 0, err
+    default = json.loads(out)
+    assert default["pkce"] == "required"
+    code, out, err = cli(capsys, env, "clients", "list")
+    assert code == 0, err
+    listed = {c["client_id"]: c for c in json.loads(out)}
+    assert listed[created["client_id"]]["pkce"] == "optional"
+    assert listed[default["client_id"]]["pkce"] == "required"
+    # the app signs in without PKCE
+    started = await start(env.http, without_pkce(created["client_id"]))
+    assert started.status_code == 303, started.text
+    assert started.headers["location"].endswith("/auth/login")
+
+
+async def test_clients_create_with_the_client_id_an_app_ships_with(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create = ("clients", "create", "--name", "Growth chart", "--auth", "none")
+    create += ("--redirect-uri", REDIRECT)
+    code, out, err = cli(capsys, env, *create, "--client-id", "growth_chart.app-v2~1")
+    assert code == 0, err
+    assert json.loads(out)["client_id"] == "growth_chart.app-v2~1"
+    add_user(env.store, "alice", "Patient/p1")
+    code_, verifier = await sign_in(env, "growth_chart.app-v2~1", "alice", "patient/*.rs")
+    response = await exchange(env.http, "growth_chart.app-v2~1", code_, verifier)
+    assert response.status_code == 200, response.text
+    # the same id again: refused, and the first client is unchanged
+    code, out, err = cli(capsys, env, *create, "--client-id", "growth_chart.app-v2~1")
+    assert code == 2 and out == ""
+    assert "growth_chart.app-v2~1 is taken" in err
+    assert env.store.get_client("growth_chart.app-v2~1").name == "Growth chart"
+
+
+@pytest.mark.parametrize("client_id", ["ab", "x" * 129, "has space", "a/b", "a:b", "é-app", ""])
+async def test_clients_create_refuses_a_bad_client_id(
+    env: Env, capsys: pytest.CaptureFixture[str], client_id: str
+) -> None:
+    before = len(env.store.list_clients())
+    create = ("clients", "create", "--name", "App", "--auth", "none", "--redirect-uri", REDIRECT)
+    code, out, err = cli(capsys, env, *create, "--client-id", client_id)
+    assert code == 2 and out == ""
+    assert "client id" in err
+    assert len(env.store.list_clients()) == before
