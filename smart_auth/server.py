@@ -18,6 +18,7 @@ not repeat that check.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
 )
 from authlib.oauth2.rfc6749.errors import OAuth2Error
+from pymongo.errors import PyMongoError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -187,14 +189,23 @@ def oauth_error(
 
 async def run_grant(func: Callable[..., Any], *args: Any) -> Response:
     """Run a synchronous Authlib call in the threadpool; turn its answer, or an OAuth
-    error it raised, into a response. Unexpected failures are logged and answered with
-    a ``server_error`` (500)."""
+    error it raised, into a response. A store out of space is a ``temporarily_unavailable``
+    (503, https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1); other unexpected
+    failures are logged and answered with a ``server_error`` (500)."""
     try:
         result = await run_in_threadpool(func, *args)
     except OAuth2Error as error:
         status, body, headers = error()
         return RawResponse(status, body, list(headers)).to_response()
-    except Exception:
+    except Exception as failure:
+        if storage_full(failure):
+            log.error("authorization server: storage full: %s", failure)
+            return oauth_error(
+                503,
+                "temporarily_unavailable",
+                "The server has no storage space left; try again later.",
+                {"Retry-After": "60"},
+            )
         log.exception("authorization server failure")
         return oauth_error(500, "server_error", "The server could not process the request.")
     if isinstance(result, RawResponse):
@@ -365,6 +376,16 @@ class SmartAuthorizationServer(AuthorizationServer):
                 access_token=access,
             )
         return body
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether ``error`` is the auth store saying it has no space left: SQLite's
+    ``SQLITE_FULL`` or MongoDB's ``OutOfDiskSpace`` (14031)."""
+    if isinstance(error, sqlite3.Error):
+        return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    if isinstance(error, PyMongoError):
+        return getattr(error, "code", None) == 14031
+    return False
 
 
 def json_body(raw: bytes) -> Any:

@@ -227,6 +227,7 @@ async def test_a_deep_transaction_entry_is_400_and_nothing_is_stored(http):
     )
     response = await http.post(BASE, content=bundle.encode(), headers=JSON)
     assert response.status_code == 400
+    assert "deeper than 100" in outcome(response)["diagnostics"]
     assert (await http.get("Patient/_history")).json()["total"] == 0
 
 
@@ -457,3 +458,29 @@ async def test_swagger_ui_can_be_turned_on(tmp_path):
             assert page.status_code == 200
             assert "swagger-ui" in page.text
             assert page.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_an_auth_write_to_a_full_store_is_503_and_the_store_recovers(env: Env):
+    """The authorization server's own writes (a registration here): SQLITE_FULL is a
+    ``temporarily_unavailable`` (503), and the next write after space is freed succeeds
+    (a failed write leaves no transaction open)."""
+    connection: sqlite3.Connection = env.store._conn
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count={pages}")
+    metadata = {
+        "redirect_uris": ["https://app.example/cb"],
+        "client_name": "An app",
+        "token_endpoint_auth_method": "none",
+        "scope": "launch/patient patient/*.rs",
+    }
+    statuses = []
+    for _ in range(200):
+        response = await env.http.post("/auth/register", json=metadata)
+        statuses.append(response.status_code)
+        if response.status_code != 201:
+            break
+    assert statuses[-1] == 503, statuses
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert response.headers["retry-after"] == "60"
+    connection.execute("PRAGMA max_page_count=4294967294")
+    assert (await env.http.post("/auth/register", json=metadata)).status_code == 201
