@@ -155,13 +155,12 @@ def _observation(
         "category": [category],
         "code": concept,
         "subject": person.ref,
-        "encounter": ref("Encounter", encounter) if encounter else None,
-        "effectiveDateTime": when(at),
-        "issued": when(at + timedelta(minutes=5)),
-        "performer": [person.doctor],
     }
-    if not encounter:
-        del out["encounter"]
+    if encounter:
+        out["encounter"] = ref("Encounter", encounter)
+    out["effectiveDateTime"] = when(at)
+    out["issued"] = when(at + timedelta(minutes=5))
+    out["performer"] = [person.doctor]
     return out
 
 
@@ -243,11 +242,10 @@ def _vitals(person: Person, v: int, at: datetime, cardiac: bool) -> Iterator[dic
     if cardiac:
         # the SMART cardiac risk app reads a systolic pressure only as an Observation of
         # its own (code 8480-6 with a valueQuantity), so the lab visit records one
-        systolic = bp["component"][0]
-        code, display, *_ = pressures[0]
+        code, display, _, _, normal_low, normal_high = pressures[0]
         obs = _observation(person, f"{id_}-sbp", encounter, VITAL_SIGNS, (code, display), at)
-        obs["valueQuantity"] = systolic["valueQuantity"]
-        obs["referenceRange"] = systolic["referenceRange"]
+        obs["valueQuantity"] = dict(bp["component"][0]["valueQuantity"])
+        obs["referenceRange"] = [_range("mm[Hg]", normal_low, normal_high)]
         obs["derivedFrom"] = [ref("Observation", bp["id"])]
         yield obs
 
