@@ -141,8 +141,15 @@ class FhirDispatch:
 
     It claims only ``/fhir`` paths whose first segment is a resource type or a
     system-level literal, and only when a route matches; anything else (unknown types,
-    wrong methods, ``/fhir/.well-known/...``, trailing slashes) goes on to the FastAPI
-    router, which answers it as before.
+    wrong methods, ``/fhir/.well-known/...``) goes on to the FastAPI router, which
+    answers it as before.
+
+    A trailing slash names the same thing as the path without it: ``POST [base]/``,
+    ``GET [base]/Patient/``, ``[base]/metadata/`` and ``[base]/Patient/123/`` are served
+    directly, never redirected. (Starlette answers such paths with a ``307`` to the form
+    without the slash: fhir.js does not follow it for a POST, so a transaction was lost,
+    and fhirpy, client-py and client-js sent their bodies twice.) What the dispatch leaves
+    goes to the router without the slash too (an unknown type is a 404 at once).
 
     Two are installed. The inner one sits inside the application's middleware (CORS,
     access log). The outer one (``outer=True``) sits in front of all middleware and
@@ -176,6 +183,8 @@ class FhirDispatch:
                 finally:
                     log_access(scope, status, started)
                 return
+        if not self.outer:
+            scope = _without_trailing_slash(scope)
         await self.app(scope, receive, send)
 
     def _route(
@@ -185,6 +194,8 @@ class FhirDispatch:
         root = scope.get("root_path", "")
         if root and path.startswith(root + "/"):  # mounted below a prefix (--root-path)
             path = path[len(root) :]
+        if path.endswith("/") and path.startswith(FHIR_PREFIX + "/"):
+            path = path[:-1]  # [base]/Patient/ is [base]/Patient
         if path == FHIR_PREFIX:
             parts: list[str] = []
         elif path.startswith(FHIR_PREFIX + "/"):
@@ -198,6 +209,22 @@ class FhirDispatch:
             if params is not None:
                 return template.endpoint, params
         return None
+
+
+def _without_trailing_slash(scope: Scope) -> Scope:
+    """A copy of ``scope`` without the trailing slash of a path below ``/fhir/``, so that
+    the router answers it as the path without one rather than redirecting (``307``)."""
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    below = path[len(root) :] if root and path.startswith(root + "/") else path
+    if not (below.endswith("/") and below.startswith(FHIR_PREFIX + "/")):
+        return scope
+    raw = scope.get("raw_path")
+    return {
+        **scope,
+        "path": path[:-1],
+        "raw_path": raw[:-1] if raw and raw.endswith(b"/") else raw,
+    }
 
 
 def _endpoint(
