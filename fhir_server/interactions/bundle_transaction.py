@@ -34,7 +34,7 @@ from fhir_server.interactions.bundle_plan import (
     user_if_match,
     written_entry,
 )
-from fhir_server.interactions.conditional import criteria, matches
+from fhir_server.interactions.conditional import create_criteria, criteria, matches
 from fhir_server.interactions.context import Context, check_id
 from fhir_server.interactions.references import (
     conditional_reference,
@@ -174,7 +174,11 @@ class _Transaction:
         self._map(plan)
 
     async def _identify_create(self, plan: Plan) -> None:
-        header = plan.entry.request_field("ifNoneExist")
+        entry = plan.entry
+        # request.url Patient?identifier=... is read as ifNoneExist (as POST [type]?criteria)
+        header = create_criteria(
+            entry.request_field("ifNoneExist"), entry.query, f"{entry.where}.request.url"
+        )
         plan.kind = "create"
         if header is not None:
             query, key = self._criteria(plan, header)

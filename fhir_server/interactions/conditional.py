@@ -1,6 +1,12 @@
 """Conditional create, update, patch and delete: https://hl7.org/fhir/R4/http.html#ccreate,
 https://hl7.org/fhir/R4/http.html#cond-update, https://hl7.org/fhir/R4/http.html#cdelete
 
+``POST [type]?criteria`` (fhirpy's ``get_or_create``; a ``POST`` entry of a batch or
+transaction whose ``request.url`` is ``Patient?identifier=…``) is a conditional create
+too: the query is read as ``If-None-Exist`` would be, never ignored. The general
+parameters (``_format``, ``_pretty``, ``_summary``, ``_elements``) are not criteria; a
+query and an ``If-None-Exist`` (``ifNoneExist``) together must be the same criteria.
+
 The criteria are a search on the type (parsed strictly: an unknown parameter must not
 silently widen what is replaced or deleted). Conditional create checks the criteria in
 the same store transaction as the write, so two concurrent conditional creates with the
@@ -9,7 +15,7 @@ same criteria cannot both create.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 from fhir_server.interactions.context import Context, FhirResponse, version_headers
 from fhir_server.interactions.delete import delete
@@ -46,6 +52,38 @@ def criteria(ctx: Context, type_: str, items: list[tuple[str, str]]) -> SearchQu
     if not query.conditions:
         raise invalid("A conditional interaction needs search criteria", "url")
     return query
+
+
+GENERAL_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+"""The parameters every interaction takes (https://hl7.org/fhir/R4/http.html#parameters):
+never the criteria of a conditional create."""
+
+
+def create_criteria(header: str | None, query: str, url: str = "url") -> str | None:
+    """The criteria of a create (https://hl7.org/fhir/R4/http.html#ccreate), None for a
+    plain one: ``If-None-Exist`` (``header``), or the ``query`` string of ``POST
+    [type]?criteria`` read the same way. Both at once must be the same criteria (the
+    same parameters and values, in any order): 400 otherwise, naming ``url``."""
+    fields = [
+        field
+        for field in query.lstrip("?").split("&")
+        if field and unquote_plus(field.partition("=")[0]) not in GENERAL_PARAMETERS
+    ]
+    if not fields:
+        return header or None
+    text = "&".join(fields)
+    if header and _normal(header) != _normal(text):
+        raise invalid(
+            f"The query of this create ({text}) and If-None-Exist ({header}) are different"
+            " criteria; a conditional create takes one set of criteria (either alone, or"
+            " both the same)",
+            url,
+        )
+    return text
+
+
+def _normal(criteria_text: str) -> list[tuple[str, str]]:
+    return sorted(parse_qsl(criteria_text.lstrip("?"), keep_blank_values=True))
 
 
 async def matches(ctx: Context, query: SearchQuery, limit: int) -> list[StoredVersion]:

@@ -1,14 +1,15 @@
 """create: https://hl7.org/fhir/R4/http.html#create
 
 The server assigns the id (any id in the body is ignored, as the spec says) and answers
-201 with Location, ETag and Last-Modified. With ``If-None-Exist`` it is a conditional
-create (see ``conditional``).
+201 with Location, ETag and Last-Modified. With ``If-None-Exist``, or search criteria in
+the query (``POST [type]?identifier=…``, fhirpy's ``get_or_create``), it is a conditional
+create (see ``conditional``): the query is never ignored.
 """
 
 from __future__ import annotations
 
-from fhir_server.interactions.conditional import conditional_create
-from fhir_server.interactions.context import Context, FhirResponse
+from fhir_server.interactions.conditional import conditional_create, create_criteria
+from fhir_server.interactions.context import Context, FhirResponse, query_string
 from fhir_server.interactions.write import (
     check_valid,
     create_request,
@@ -20,7 +21,7 @@ from fhir_server.storage.base import AlreadyExists
 
 
 async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
-    if_none_exist = ctx.header("if-none-exist")
+    if_none_exist = create_criteria(ctx.header("if-none-exist"), query_string(ctx.params))
     if if_none_exist:
         return await conditional_create(ctx, type_, body, if_none_exist)
     resource = parse_body(body, type_)
