@@ -3,6 +3,9 @@
 
 - ``fhir-server invite Patient/123 [--days N]``: a one-time activation code and link with
   which the patient (or a caregiver, ``RelatedPerson/…``) registers a username and password;
+  the link is on ``--base-url`` or ``FHIR_SERVER_BASE_URL`` (the server's public FHIR
+  base); without either it assumes ``http://FHIR_SERVER_HOST:FHIR_SERVER_PORT/fhir``
+  (``127.0.0.1:8080``) and says so on standard error;
 - ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
   FHIR resource they are is required), the password read from standard input;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
@@ -132,9 +135,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
     store = open_auth_store(settings.storage)
     try:
         if args.command == "invite":
-            base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
             return admin.create_invitation(
-                store, args.fhir_user, server_url=base, lifetime=int(args.days * 86400)
+                store,
+                args.fhir_user,
+                server_url=_invitation_base(settings),
+                lifetime=int(args.days * 86400),
             )
         if args.command == "users":
             password = _read_password()
@@ -157,6 +162,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
         )
     finally:
         store.close()
+
+
+def _invitation_base(settings: Settings) -> str:
+    """The FHIR base URL of an invitation's link: ``--base-url`` or ``FHIR_SERVER_BASE_URL``;
+    without either, where ``serve`` listens by default, with a note on standard error (this
+    command cannot know the port or the public address the server is reached at)."""
+    if settings.base_url:
+        return settings.base_url
+    base = f"http://{settings.host}:{settings.port}/fhir"
+    print(
+        f"fhir-server invite: note: the link assumes the server is at {base}, as neither"
+        " --base-url nor FHIR_SERVER_BASE_URL is set; if patients reach it at another"
+        " address or port, give its public FHIR base URL with --base-url URL (or"
+        " FHIR_SERVER_BASE_URL=URL), e.g. --base-url https://fhir.example.org/fhir",
+        file=sys.stderr,
+    )
+    return base
 
 
 def _keys(store: Any, command: str, settings: Settings) -> Any:
