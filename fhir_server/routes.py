@@ -183,7 +183,7 @@ class FhirDispatch:
                 finally:
                     log_access(scope, status, started)
                 return
-        if not self.outer:
+        if not self.outer and scope["type"] == "http":  # not the lifespan scope: no path
             scope = _without_trailing_slash(scope)
         await self.app(scope, receive, send)
 
