@@ -8,12 +8,14 @@
   (``127.0.0.1:8080``) and says so on standard error;
 - ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
   FHIR resource they are is required), the password read from standard input;
+- ``fhir-server users list``; ``users reset-password USERNAME``: a new password (from
+  standard input) that ends every grant the user made;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
   none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]
   [--client-id ID] [--pkce required|optional]``: a client, printed as JSON with its
   ``client_id`` (and ``client_secret``); ``--client-id`` registers the id an app ships
   with, ``--pkce optional`` lets an app that cannot send PKCE leave it out;
-- ``fhir-server clients list``;
+- ``fhir-server clients list``; ``clients delete CLIENT_ID`` (its grants end too);
 - ``fhir-server keys rotate|list``: a new token signing key (the old one keeps verifying
   the tokens it signed until they expire; other processes pick the new key up within a
   minute).
@@ -37,42 +39,80 @@ from fhir_server.config import Settings
 
 def add_admin_commands(commands: Any) -> None:
     invite = commands.add_parser(
-        "invite", help="one-time activation code for a Patient (or RelatedPerson) to register"
+        "invite",
+        help="one-time activation code for a Patient (or RelatedPerson) to register",
+        description="Print a one-time activation code and link with which a Patient,"
+        " RelatedPerson or Person registers a username and password at /auth/activate.",
     )
     invite.add_argument(
         "fhir_user",
         metavar="Patient/ID",
         help="Patient/<id>, RelatedPerson/<id> or Person/<id> (a caregiver of several)",
     )
-    invite.add_argument("--days", type=float, default=7, help="valid for N days (default 7)")
+    invite.add_argument("--days", type=float, default=7, help="valid for N days (default: 7)")
     _common(invite)
 
-    users = commands.add_parser("users", help="manage users").add_subparsers(
-        dest="users_command", required=True
+    users = commands.add_parser(
+        "users", help="manage users", description="Manage the users who sign in."
+    ).add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    create_user = users.add_parser(
+        "create",
+        help="create a user (password from stdin)",
+        description="Create a user; the password is read from standard input (a prompt on"
+        " a terminal).",
     )
-    create_user = users.add_parser("create", help="create a user (password from stdin)")
-    create_user.add_argument("--username", required=True)
+    create_user.add_argument(
+        "--username", required=True, help="required: 3 to 64 letters, digits or . _ @ + -"
+    )
     create_user.add_argument(
         "--fhir-user",
         help="required: Practitioner/<id> for staff; Patient/<id>, RelatedPerson/<id> or"
         " Person/<id>",
     )
     _common(create_user)
+    _common(users.add_parser("list", help="list users (no password hashes)"))
+    reset = users.add_parser(
+        "reset-password",
+        help="set a new password (from stdin); ends the user's grants",
+        description="Set a user's password (read from standard input, like create). Every"
+        " grant the user made ends: its refresh tokens and the access tokens issued from"
+        " them are revoked.",
+    )
+    reset.add_argument("username", metavar="USERNAME", help="the user's username")
+    _common(reset)
 
-    clients = commands.add_parser("clients", help="manage OAuth clients").add_subparsers(
-        dest="clients_command", required=True
+    clients = commands.add_parser(
+        "clients", help="manage OAuth clients", description="Manage OAuth clients (apps)."
+    ).add_subparsers(dest="clients_command", required=True, metavar="COMMAND")
+    create_client = clients.add_parser(
+        "create",
+        help="register a client; prints it as JSON",
+        description="Register a client and print it as JSON, with its client_id (and its"
+        " client_secret, shown only now).",
     )
-    create_client = clients.add_parser("create", help="register a client; prints it as JSON")
-    create_client.add_argument("--name", required=True)
+    create_client.add_argument("--name", required=True, help="required: the app's name")
     create_client.add_argument(
-        "--redirect-uri", action="append", default=[], help="repeat for several"
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="an exact redirect URI of the app; repeat for several (default: none, for a"
+        " backend service)",
     )
     create_client.add_argument(
-        "--auth", required=True, choices=["none", "client_secret_basic", "private_key_jwt"]
+        "--auth",
+        required=True,
+        choices=["none", "client_secret_basic", "private_key_jwt"],
+        help="required: how the client authenticates: none (a public app),"
+        " client_secret_basic or private_key_jwt",
     )
-    create_client.add_argument("--jwks", type=Path, help="JWKS file (private_key_jwt)")
-    create_client.add_argument("--jwks-uri", help="JWKS URL (private_key_jwt)")
-    create_client.add_argument("--scope", help="the scopes the client may ask for")
+    create_client.add_argument(
+        "--jwks", type=Path, help="JWKS file (private_key_jwt; default: none)"
+    )
+    create_client.add_argument("--jwks-uri", help="JWKS URL (private_key_jwt; default: none)")
+    create_client.add_argument(
+        "--scope",
+        help="the scopes the client may ask for, space separated (default: the default app scopes)",
+    )
     create_client.add_argument(
         "--client-id",
         help="the client_id the app ships with (3 to 128 letters, digits or . _ ~ -;"
@@ -83,28 +123,44 @@ def add_admin_commands(commands: Any) -> None:
         choices=["required", "optional"],
         default="required",
         help="optional: the app may leave PKCE out (a challenge it sends is still"
-        " verified; default required)",
+        " verified; default: required)",
     )
     _common(create_client)
-    list_clients = clients.add_parser("list", help="list clients (without secrets)")
-    _common(list_clients)
-
-    keys = commands.add_parser("keys", help="token signing keys").add_subparsers(
-        dest="keys_command", required=True
+    _common(clients.add_parser("list", help="list clients (without secrets)"))
+    delete_client = clients.add_parser(
+        "delete",
+        help="delete a client; ends its grants",
+        description="Delete a client. Its grants end: its refresh tokens and the access"
+        " tokens issued from them are revoked.",
     )
+    delete_client.add_argument("client_id", metavar="CLIENT_ID", help="the client's client_id")
+    _common(delete_client)
+
+    keys = commands.add_parser(
+        "keys", help="token signing keys", description="Token signing keys."
+    ).add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     rotate = keys.add_parser(
         "rotate",
         help="create a new signing key; tokens signed with the old one stay valid until"
         " they expire",
     )
     _common(rotate)
-    list_keys = keys.add_parser("list", help="list signing keys (public part only)")
+    list_keys = keys.add_parser(
+        "list", help="list signing keys: kid, created, retired, current (no key material)"
+    )
     _common(list_keys)
 
 
 def _common(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
-    cmd.add_argument("--base-url", help="public FHIR base URL, for links")
+    cmd.add_argument(
+        "--storage",
+        help="storage URL (default: FHIR_SERVER_STORAGE or sqlite:///data/fhir.sqlite3)",
+    )
+    cmd.add_argument(
+        "--base-url",
+        help="public FHIR base URL, for links (default: FHIR_SERVER_BASE_URL or"
+        " http://HOST:PORT/fhir)",
+    )
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -142,12 +198,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
                 lifetime=int(args.days * 86400),
             )
         if args.command == "users":
-            password = _read_password()
-            return admin.create_user(store, args.username, password, args.fhir_user)
+            return _users(store, args, settings)
         if args.command == "keys":
             return _keys(store, args.keys_command, settings)
         if args.clients_command == "list":
             return admin.list_clients(store)
+        if args.clients_command == "delete":
+            return admin.delete_client(store, _tokens(store, settings), args.client_id)
         jwks = json.loads(args.jwks.read_text()) if args.jwks else None
         return admin.create_client(
             store,
@@ -162,6 +219,26 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
         )
     finally:
         store.close()
+
+
+def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:
+    from smart_auth import admin
+
+    command = args.users_command
+    if command == "list":
+        return admin.list_users(store)
+    if command == "create":
+        return admin.create_user(store, args.username, _read_password(), args.fhir_user)
+    return admin.reset_password(store, _tokens(store, settings), args.username, _read_password())
+
+
+def _tokens(store: Any, settings: Settings) -> Any:
+    """The token service that records revocations (signing keys are not touched)."""
+    from smart_auth.keys import KeyManager
+    from smart_auth.tokens import TokenService
+
+    manager = KeyManager(store, max_token_lifetime=settings.access_token_lifetime + 60)
+    return TokenService(manager, store, settings.access_token_lifetime)
 
 
 def _invitation_base(settings: Settings) -> str:
@@ -189,10 +266,9 @@ def _keys(store: Any, command: str, settings: Settings) -> Any:
     if command == "rotate":
         key = manager.rotate()
         return {"kid": key.thumbprint(), "note": "new tokens are signed with this key"}
-    return [
-        {"kid": r["kid"], "created": r.get("created"), "retired": r.get("retired")}
-        for r in store.list_keys()
-    ]
+    from smart_auth import admin
+
+    return admin.list_keys(store)
 
 
 def _read_password() -> str:

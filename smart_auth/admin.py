@@ -1,6 +1,12 @@
-"""Administration behind the command line (``fhir-server invite``, ``users create``,
-``clients create``): plain functions over an :class:`~smart_auth.store.base.AuthStore`
-that return what to print.
+"""Administration behind the command line (``fhir-server invite``, ``users
+create|list|reset-password``, ``clients create|list|delete``, ``keys list``): plain
+functions over an :class:`~smart_auth.store.base.AuthStore` that return what to print
+(never a secret: no password hash, client secret or private key).
+
+Taking access away revokes what was granted: a new password (``reset_password``) and a
+deleted client (``delete_client``) end every grant of the user or client, that is its
+refresh tokens and the access tokens issued from them (``family:<digest>`` entries of
+the revocation list, see :mod:`smart_auth.tokens`), through :func:`revoke_grants`.
 
 Invitations follow the clinic workflow of issue 6: staff invite a Patient, the patient
 activates an account at ``/auth/activate`` with the one-time code (hashed in the store,
@@ -29,6 +35,7 @@ from typing import Any
 from smart_auth.passwords import hash_password, hash_secret
 from smart_auth.registration import client_from_metadata, client_json, schema_problem
 from smart_auth.store.base import AuthStore, DuplicateError, Invitation, User
+from smart_auth.tokens import TokenService
 
 FHIR_USER = re.compile(r"(Patient|Practitioner|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}")
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
@@ -210,3 +217,88 @@ def _taken(client_id: str) -> str:
 def list_clients(store: AuthStore) -> list[dict[str, Any]]:
     """Every client (without secrets)."""
     return [client_json(client, None) for client in store.list_clients()]
+
+
+def delete_client(store: AuthStore, tokens: TokenService, client_id: str) -> dict[str, Any]:
+    """Delete a client and end its grants (refresh tokens, and the access tokens issued
+    from them); ``{"client_id", "deleted", "revoked_grants"}``. An access token of a
+    backend service (client credentials, no grant) lives out its short lifetime."""
+    if store.get_client(client_id) is None:
+        raise AdminError(f"there is no client {client_id}")
+    revoked = revoke_grants(store, tokens, client_id=client_id)
+    store.delete_client(client_id)
+    return {"client_id": client_id, "deleted": True, "revoked_grants": revoked}
+
+
+def list_users(store: AuthStore) -> list[dict[str, Any]]:
+    """Every user: id, username, fhirUser and when created (no password hash)."""
+    return [
+        {
+            "user_id": user.user_id,
+            "username": user.username,
+            "fhir_user": user.fhir_user,
+            "created_at": _iso(user.created_at),
+        }
+        for user in store.list_users()
+    ]
+
+
+def reset_password(
+    store: AuthStore, tokens: TokenService, username: str, password: str, *, min_length: int = 8
+) -> dict[str, Any]:
+    """A new password for a user; every grant the user made ends (refresh tokens and the
+    access tokens issued from them), so a stolen session does not outlive the reset.
+    ``{"username", "revoked_grants"}``."""
+    user = _user(store, username)
+    if len(password) < min_length:
+        raise AdminError(f"the password needs at least {min_length} characters")
+    store.update_password(user.user_id, hash_password(password))
+    revoked = revoke_grants(store, tokens, user_id=user.user_id)
+    return {"username": user.username, "revoked_grants": revoked}
+
+
+def revoke_grants(
+    store: AuthStore,
+    tokens: TokenService,
+    *,
+    user_id: str | None = None,
+    client_id: str | None = None,
+) -> int:
+    """End every grant of a user or a client: its refresh tokens and the access tokens
+    issued from it (at once in this process, within the revocation poll interval in the
+    others); how many grants there were."""
+    families = store.grant_families(user_id=user_id, client_id=client_id)
+    for family in families:
+        store.revoke_family(family)
+        tokens.revoke_family_tokens(family)
+    return len(families)
+
+
+def list_keys(store: AuthStore) -> list[dict[str, Any]]:
+    """The signing keys, oldest first: ``kid``, ``created``, ``retired`` and ``current``
+    (the key new tokens are signed with: the oldest one not retired, as
+    :class:`~smart_auth.keys.KeyManager` picks it); no key material."""
+    records = store.list_keys()
+    current = next((r["kid"] for r in records if r.get("retired") is None), None)
+    return [
+        {
+            "kid": r["kid"],
+            "created": r.get("created"),
+            "retired": r.get("retired"),
+            "current": r["kid"] == current,
+        }
+        for r in records
+    ]
+
+
+def _user(store: AuthStore, username: str) -> User:
+    user = store.find_user(username)
+    if user is None:
+        raise AdminError(f"there is no user {username}")
+    return user
+
+
+def _iso(epoch: int) -> str | None:
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

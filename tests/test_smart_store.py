@@ -400,3 +400,19 @@ def test_purge_expired(store: AuthStore) -> None:
     assert store.get_refresh("r-old") is None and store.get_refresh("r-forever") is not None
     assert store.get_launch("l-old", now=0) is None
     assert store.revoked_since(0) == []
+
+
+def test_grant_families_of_a_user_or_a_client(store: AuthStore) -> None:
+    """Every grant of a user (or a client): refresh token families and codes, any state."""
+    store.add_code(code("c-1", user_id="u1", client_id="app"))
+    store.add_refresh(refresh("r-1", user_id="u1", family_id="c-1"))
+    store.add_refresh(refresh("r-2", user_id="u1", client_id="other", revoked=True))
+    store.add_code(code("c-3", user_id="u2", client_id="app"))
+    store.add_refresh(refresh("r-4", user_id="u2", client_id="other", family_id="f-4"))
+    assert store.grant_families(user_id="u1") == ["c-1", "r-2"]
+    assert store.grant_families(user_id="u2") == ["c-3", "f-4"]
+    assert store.grant_families(client_id="app") == ["c-1", "c-3"]
+    assert store.grant_families(client_id="other") == ["f-4", "r-2"]
+    assert store.grant_families(user_id="nobody") == []
+    with pytest.raises(ValueError):
+        store.grant_families()

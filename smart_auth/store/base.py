@@ -302,6 +302,14 @@ class AuthStore(Protocol):
         """Revoke every refresh token of a family; how many were live."""
         ...
 
+    def grant_families(
+        self, *, user_id: str | None = None, client_id: str | None = None
+    ) -> list[str]:
+        """The grants of a user or of a client (give one): the family ids of their
+        refresh tokens and the hashes of their authorization codes (the family of the
+        access tokens issued from a code), whatever their state, sorted."""
+        ...
+
     # -- access-token revocation (RFC 7009) ------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: int, now: int | None = None) -> None:
         """Record a revoked access token id (kept until ``expires_at``)."""

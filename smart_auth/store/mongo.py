@@ -95,6 +95,8 @@ class MongoAuthStore:
     def _create_indexes(self) -> None:
         self.db.auth_users.create_index([("username_key", ASCENDING)], unique=True)
         self.db.auth_refresh_tokens.create_index([("family_id", ASCENDING)])
+        self.db.auth_refresh_tokens.create_index([("user_id", ASCENDING)])
+        self.db.auth_codes.create_index([("user_id", ASCENDING)])
         self.db.auth_revoked_tokens.create_index([("revoked_at", ASCENDING)])
         self.db.auth_assertion_jtis.create_index([("expires_at", ASCENDING)])
         self.db.auth_users.create_index([("fhir_user", ASCENDING)])
@@ -319,6 +321,17 @@ class MongoAuthStore:
     def revoke_family(self, family_id: str) -> int:
         query = {"family_id": family_id, "revoked": False}
         return self._count("auth_refresh_tokens", query, {"$set": {"revoked": True}})
+
+    def grant_families(
+        self, *, user_id: str | None = None, client_id: str | None = None
+    ) -> list[str]:
+        if (user_id is None) == (client_id is None):
+            raise ValueError("give user_id or client_id")
+        query = {"user_id": user_id} if user_id is not None else {"client_id": client_id}
+        with self._serial():
+            families = set(self.db.auth_refresh_tokens.distinct("family_id", query))
+            families.update(self.db.auth_codes.distinct("_id", query))
+        return sorted(f for f in families if f)
 
     # -- access-token revocation ---------------------------------------------------------
 

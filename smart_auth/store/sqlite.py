@@ -57,6 +57,8 @@ CREATE INDEX IF NOT EXISTS auth_login_throttle_exp ON auth_login_throttle (expir
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS auth_users_username ON auth_users (username_key);
 CREATE INDEX IF NOT EXISTS auth_refresh_tokens_family ON auth_refresh_tokens (family_id);
+CREATE INDEX IF NOT EXISTS auth_refresh_tokens_user ON auth_refresh_tokens (user_id);
+CREATE INDEX IF NOT EXISTS auth_codes_user ON auth_codes (user_id);
 CREATE INDEX IF NOT EXISTS auth_users_fhir_user ON auth_users (fhir_user);
 CREATE INDEX IF NOT EXISTS auth_invitations_fhir_user ON auth_invitations (fhir_user);
 """
@@ -334,6 +336,16 @@ class SQLiteAuthStore:
         with self._transaction() as conn:
             return _revoke_family(conn, family_id)
 
+    def grant_families(
+        self, *, user_id: str | None = None, client_id: str | None = None
+    ) -> list[str]:
+        column, value = _grant_owner(user_id, client_id)
+        sql = (
+            f"SELECT family_id FROM auth_refresh_tokens WHERE {column} = ?"
+            f" UNION SELECT code_hash FROM auth_codes WHERE {column} = ? ORDER BY 1"
+        )
+        return [row[0] for row in self._rows(sql, (value, value))]
+
     # -- access-token revocation -----------------------------------------------------------
 
     def revoke_jti(self, jti: str, expires_at: int, now: int | None = None) -> None:
@@ -380,6 +392,12 @@ def _throttle(rows: list[sqlite3.Row]) -> Throttle | None:
 def _revoke_family(conn: sqlite3.Connection, family_id: str) -> int:
     sql = "UPDATE auth_refresh_tokens SET revoked = 1 WHERE family_id = ? AND revoked = 0"
     return conn.execute(sql, (family_id,)).rowcount
+
+
+def _grant_owner(user_id: str | None, client_id: str | None) -> tuple[str, str]:
+    if (user_id is None) == (client_id is None):
+        raise ValueError("give user_id or client_id")
+    return ("user_id", user_id) if user_id is not None else ("client_id", str(client_id))
 
 
 def _statements(script: str) -> list[str]:
