@@ -59,6 +59,8 @@ async def test_several_matches_are_412_and_nothing_is_created(client):
     response = await get_or_create(client, "3")
     assert response.status_code == 412
     assert response.json()["resourceType"] == "OperationOutcome"
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    assert f"conditional create criteria (identifier={SYSTEM}|3)" in diagnostics
     assert await total(client, "3") == 2
 
 

@@ -102,7 +102,7 @@ async def conditional_create(ctx: Context, type_: str, body: bytes, header: str)
         result = await ctx.store.write(request)
     except ConditionMatched as matched:
         if len(matched.matches) > 1:
-            raise _many("If-None-Exist") from None
+            raise _many(f"the conditional create criteria ({header})") from None
         found = matched.matches[0]
         return FhirResponse(200, found.content, version_headers(ctx, found))
     assert result.stored is not None

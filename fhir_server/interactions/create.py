@@ -8,8 +8,10 @@ create (see ``conditional``): the query is never ignored.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fhir_server.interactions.conditional import conditional_create, create_criteria
-from fhir_server.interactions.context import Context, FhirResponse, query_string
+from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.write import (
     check_valid,
     create_request,
@@ -21,7 +23,9 @@ from fhir_server.storage.base import AlreadyExists
 
 
 async def create(ctx: Context, type_: str, body: bytes) -> FhirResponse:
-    if_none_exist = create_criteria(ctx.header("if-none-exist"), query_string(ctx.params))
+    # readable in messages (":/|," unescaped); parse_qsl reads it back the same
+    query = urlencode(ctx.params, safe=":/|,") if ctx.params else ""
+    if_none_exist = create_criteria(ctx.header("if-none-exist"), query)
     if if_none_exist:
         return await conditional_create(ctx, type_, body, if_none_exist)
     resource = parse_body(body, type_)
