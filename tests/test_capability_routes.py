@@ -71,3 +71,19 @@ async def test_a_type_outside_the_table_is_refused_on_every_route(client):
             response = await client.request(method, path.format(t=type_))
             assert response.status_code == 404
             assert response.json()["issue"][0]["code"] == "not-supported"
+
+
+async def test_the_capability_statement_can_be_subsetted(client):
+    """``_elements`` / ``_summary`` on ``metadata``: the whole statement is ~700 KB; the
+    README's first request asks for a few elements."""
+    whole = await client.get("metadata")
+    small = await client.get("metadata", params={"_elements": "software,fhirVersion"})
+    assert small.status_code == 200 and len(small.content) < 1000 < len(whole.content)
+    body = small.json()
+    assert body["software"]["name"] == "fhir-server" and body["fhirVersion"] == "4.0.1"
+    assert "rest" not in body
+    assert any(t["code"] == "SUBSETTED" for t in body["meta"]["tag"])
+    text = await client.get("metadata", params={"_summary": "text"})
+    assert "rest" not in text.json() and text.json()["status"] == "active"
+    bad = await client.get("metadata", params={"_summary": "nonsense"})
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"

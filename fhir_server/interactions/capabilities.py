@@ -1,7 +1,9 @@
 """capabilities: https://hl7.org/fhir/R4/http.html#capabilities
 
 The CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html) is generated
-from the same support table that registers the routes.
+from the same support table that registers the routes. ``_summary`` and ``_elements``
+(https://hl7.org/fhir/R4/search.html#summary) subset it like any resource: the whole
+statement is ~700 KB, ``?_elements=software,fhirVersion`` a few hundred bytes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import Any
 
 from capability.support import SupportTable, support_table
 from fhir_server.interactions.context import Context, FhirResponse
+from fhir_server.interactions.subsetting import subset
+from resources import fhir_json
+from resources.errors import invalid
 
 SOFTWARE_NAME = "fhir-server"
 SOFTWARE_VERSION = "0.1.0"
@@ -24,7 +29,16 @@ async def capabilities(ctx: Context) -> FhirResponse:
         # (https://hl7.org/fhir/smart-app-launch/conformance.html#using-cors)
         statement = {**statement, "rest": [{**statement["rest"][0]}]}
         statement["rest"][0]["security"] = ctx.auth.security(ctx.base_url)
+    summary, elements = ctx.param("_summary"), ctx.param("_elements")
+    if summary not in (None, "false") or elements:
+        if summary not in (None, "true", "text", "data", "false"):
+            raise invalid(f"_summary={summary!r} is not one of true, text, data, false", "_summary")
+        names = [e.strip() for e in (elements or "").split(",") if e.strip()]
+        return FhirResponse(200, subset(fhir_json.dumps(statement), _TYPE, summary, names))
     return FhirResponse(200, statement)
+
+
+_TYPE = "CapabilityStatement"
 
 
 @cache
