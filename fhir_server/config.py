@@ -99,7 +99,14 @@ class Settings(BaseSettings):
         " http; see fhir_server.outbound",
     )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
-    log_level: str = "info"
+    log_level: str = Field("info", description="debug, info, warning, error or critical")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ValueError("expected debug, info, warning, error or critical")
+        return value
 
     @field_validator("outbound_allow")
     @classmethod

@@ -189,9 +189,17 @@ class MongoStore:
         self._counters = self.db["counters"]
 
     @classmethod
-    def from_url(cls, url: str, *, database: str | None = None) -> MongoStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        database: str | None = None,
+        server_selection_timeout: float | None = None,
+    ) -> MongoStore:
         """``mongodb://``/``mongodb+srv://`` (the URL's path names the database, default
-        ``fhir``) or ``mongomock://NAME/DB`` (the in-memory stand-in)."""
+        ``fhir``) or ``mongomock://NAME/DB`` (the in-memory stand-in).
+        ``server_selection_timeout``: seconds to wait for a server, unless the URL sets
+        ``serverSelectionTimeoutMS`` (the start-up check's few seconds)."""
         if url.startswith("mongomock:"):
             from fhir_server.storage import mongomock_async
 
@@ -200,7 +208,10 @@ class MongoStore:
             return cls(client, database or name, description=description, in_memory=True)
         from pymongo import AsyncMongoClient
 
-        client = AsyncMongoClient(url, appname="fhir-server", **_durable_defaults(url))
+        options = _durable_defaults(url)
+        if server_selection_timeout is not None and not _url_sets(url, "serverselectiontimeoutms"):
+            options["serverSelectionTimeoutMS"] = int(server_selection_timeout * 1000)
+        client = AsyncMongoClient(url, appname="fhir-server", **options)
         name = database or client.get_default_database("fhir").name
         return cls(client, name, description=f"MongoDB database {name!r}")
 
@@ -469,6 +480,11 @@ def _history_filter(query: HistoryQuery) -> dict[str, Any]:
     if updated:
         where["last_updated"] = updated
     return where
+
+
+def _url_sets(url: str, option: str) -> bool:
+    """Whether the connection string sets ``option`` (lower case)."""
+    return option in {k.lower() for k in parse_qs(urlsplit(url).query)}
 
 
 def _durable_defaults(url: str) -> dict[str, Any]:

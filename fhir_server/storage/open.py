@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import importlib.util
 
+from fhir_server.redact import url_for_log
 from fhir_server.storage.base import Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
+def open_store(
+    url: str,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    server_selection_timeout: float | None = None,
+) -> Store:
     """Create the store named by a storage URL: ``sqlite:///path``, ``mongodb://…`` or
     ``mongodb+srv://…`` (a MongoDB connection string), or ``mongomock://[name]`` (an
-    in-memory MongoDB stand-in for tests and demos; needs the ``test`` extra)."""
+    in-memory MongoDB stand-in for tests and demos; needs the ``test`` extra).
+    ``server_selection_timeout``: seconds a MongoDB client waits for a server (the
+    driver's 30 s when None; the URL's ``serverSelectionTimeoutMS`` wins)."""
     if url.startswith("sqlite:"):
         from fhir_server.storage.sqlite import SQLiteStore
 
@@ -21,8 +29,8 @@ def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
             raise ValueError("mongomock:// needs mongomock: pip install 'fhir-server[test]'")
         from fhir_server.storage.mongo import MongoStore
 
-        return MongoStore.from_url(url)
+        return MongoStore.from_url(url, server_selection_timeout=server_selection_timeout)
     raise ValueError(
-        f"unsupported storage URL {url!r} (expected sqlite:///PATH, mongodb://…,"
+        f"unsupported storage URL {url_for_log(url)!r} (expected sqlite:///PATH, mongodb://…,"
         " mongodb+srv://… or mongomock://)"
     )
