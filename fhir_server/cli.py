@@ -8,8 +8,11 @@
   (:mod:`fhir_server.demo_data`);
 - ``fhir-server compact [--storage URL]``: a SQLite file brought to the current schema and
   rewritten without its free pages;
-- ``fhir-server invite``, ``users create``, ``clients create|list``: SMART administration
-  (:mod:`fhir_server.cli_admin`).
+- ``fhir-server invite``, ``users …``, ``clients …``, ``keys …``: SMART administration
+  (:mod:`fhir_server.cli_admin` lists them);
+- ``fhir-server --version``.
+
+Every option's help gives its default (``fhir-server COMMAND --help``).
 """
 
 from __future__ import annotations
@@ -29,19 +32,42 @@ from typing import Any
 from fhir_server.cli_admin import add_admin_commands, run_admin
 from fhir_server.config import Settings
 
+_STORAGE_HELP = "storage URL (default: FHIR_SERVER_STORAGE or sqlite:///data/fhir.sqlite3)"
 
-def main(argv: Sequence[str] | None = None) -> int:
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every option has help, with its default."""
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the FHIR API at http://HOST:PORT/fhir")
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8080)")
-    serve.add_argument("--storage", help="storage URL, e.g. sqlite:///data/fhir.sqlite3")
-    serve.add_argument("--base-url", help="public FHIR base URL used in links")
-    serve.add_argument("--auth", choices=["smart", "off"], help="authorization mode")
-    serve.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the FHIR API at http://HOST:PORT/fhir",
+        description="Serve the FHIR API and the SMART authorization server. Every option"
+        " can also be set as an environment variable FHIR_SERVER_<OPTION>.",
+    )
+    serve.add_argument("--host", help="interface to bind (default: FHIR_SERVER_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: FHIR_SERVER_PORT or 8080)")
+    serve.add_argument("--storage", help=_STORAGE_HELP)
     serve.add_argument(
-        "--workers", type=int, help="server processes (default: the number of CPU cores)"
+        "--base-url",
+        help="public FHIR base URL used in links (default: FHIR_SERVER_BASE_URL, else taken"
+        " from each request)",
+    )
+    serve.add_argument(
+        "--auth",
+        choices=["smart", "off"],
+        help="smart: every FHIR request needs an access token; off: no authorization, for"
+        " local development (default: FHIR_SERVER_AUTH or smart)",
+    )
+    serve.add_argument(
+        "--log-level",
+        help="debug, info, warning or error (default: FHIR_SERVER_LOG_LEVEL or info)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes (default: FHIR_SERVER_WORKERS or the number of CPU cores)",
     )
     _add_import(commands)
     _add_demo_data(commands)
@@ -50,9 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="SQLite: bring the file to the current schema and give free pages back"
         " (stop the server first)",
     )
-    compact.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
+    compact.add_argument("--storage", help=_STORAGE_HELP)
     add_admin_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "import":
@@ -64,6 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("invite", "users", "clients", "keys"):
         return run_admin(args)
     return 2  # pragma: no cover - argparse enforces a command
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fhir-server")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -158,8 +197,8 @@ def _add_demo_data(commands: Any) -> None:
         "demo-data",
         help="write a realistic, deterministic demo population for a patient portal",
     )
-    cmd.add_argument("--patients", type=int, default=100, help="10 to 100000 (default 100)")
-    cmd.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    cmd.add_argument("--patients", type=int, default=100, help="10 to 100000 (default: 100)")
+    cmd.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     cmd.add_argument(
         "--today",
         type=date.fromisoformat,
@@ -168,21 +207,24 @@ def _add_demo_data(commands: Any) -> None:
     cmd.add_argument(
         "--ndjson",
         metavar="DIR",
-        help="write NDJSON files (one per type) into DIR instead of the store",
+        help="write NDJSON files (one per type) into DIR instead of the store (default:"
+        " write to the store)",
     )
     _add_write_options(cmd)
 
 
 def _add_write_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--storage", help="storage URL (default: FHIR_SERVER_STORAGE)")
-    cmd.add_argument("--batch-size", type=int, default=1000, help="resources per transaction")
+    cmd.add_argument("--storage", help=_STORAGE_HELP)
+    cmd.add_argument(
+        "--batch-size", type=int, default=1000, help="resources per transaction (default: 1000)"
+    )
     cmd.add_argument(
         "--workers",
         type=int,
         default=None,
         help="processes that parse, validate and index (default: cores - 1; 0: inline)",
     )
-    cmd.add_argument("--quiet", action="store_true", help="no progress line")
+    cmd.add_argument("--quiet", action="store_true", help="no progress line (default: shown)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -9,7 +9,8 @@
 - ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
   FHIR resource they are is required), the password read from standard input;
 - ``fhir-server users list``; ``users reset-password USERNAME``: a new password (from
-  standard input) that ends every grant the user made;
+  standard input) that ends every grant the user made; ``users disable USERNAME``: the
+  account cannot sign in and every grant it made ends; ``users enable USERNAME``;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
   none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]
   [--client-id ID] [--pkce required|optional]``: a client, printed as JSON with its
@@ -80,6 +81,22 @@ def add_admin_commands(commands: Any) -> None:
     )
     reset.add_argument("username", metavar="USERNAME", help="the user's username")
     _common(reset)
+    disable = users.add_parser(
+        "disable",
+        help="disable an account; ends the user's grants",
+        description="Disable an account: it cannot sign in, its refresh tokens are refused"
+        " and the access tokens already issued to it are revoked.",
+    )
+    disable.add_argument("username", metavar="USERNAME", help="the user's username")
+    _common(disable)
+    enable = users.add_parser(
+        "enable",
+        help="enable a disabled account again",
+        description="Enable a disabled account: the user may sign in again (the grants"
+        " ended by disabling stay ended).",
+    )
+    enable.add_argument("username", metavar="USERNAME", help="the user's username")
+    _common(enable)
 
     clients = commands.add_parser(
         "clients", help="manage OAuth clients", description="Manage OAuth clients (apps)."
@@ -229,6 +246,10 @@ def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:
         return admin.list_users(store)
     if command == "create":
         return admin.create_user(store, args.username, _read_password(), args.fhir_user)
+    if command == "disable":
+        return admin.disable_user(store, _tokens(store, settings), args.username)
+    if command == "enable":
+        return admin.enable_user(store, args.username)
     return admin.reset_password(store, _tokens(store, settings), args.username, _read_password())
 
 

@@ -3,8 +3,9 @@ create|list|reset-password``, ``clients create|list|delete``, ``keys list``): pl
 functions over an :class:`~smart_auth.store.base.AuthStore` that return what to print
 (never a secret: no password hash, client secret or private key).
 
-Taking access away revokes what was granted: a new password (``reset_password``) and a
-deleted client (``delete_client``) end every grant of the user or client, that is its
+Taking access away revokes what was granted: a disabled account (``disable_user``), a
+new password (``reset_password``) and a deleted client (``delete_client``) end every
+grant of the user or client, that is its
 refresh tokens and the access tokens issued from them (``family:<digest>`` entries of
 the revocation list, see :mod:`smart_auth.tokens`), through :func:`revoke_grants`.
 
@@ -231,13 +232,15 @@ def delete_client(store: AuthStore, tokens: TokenService, client_id: str) -> dic
 
 
 def list_users(store: AuthStore) -> list[dict[str, Any]]:
-    """Every user: id, username, fhirUser and when created (no password hash)."""
+    """Every user: id, username, fhirUser, when created and whether disabled (no
+    password hash)."""
     return [
         {
             "user_id": user.user_id,
             "username": user.username,
             "fhir_user": user.fhir_user,
             "created_at": _iso(user.created_at),
+            "disabled": user.disabled,
         }
         for user in store.list_users()
     ]
@@ -255,6 +258,24 @@ def reset_password(
     store.update_password(user.user_id, hash_password(password))
     revoked = revoke_grants(store, tokens, user_id=user.user_id)
     return {"username": user.username, "revoked_grants": revoked}
+
+
+def disable_user(store: AuthStore, tokens: TokenService, username: str) -> dict[str, Any]:
+    """Disable an account: it cannot sign in (told so only with the right password), its
+    refresh tokens are refused, and every grant it made ends (refresh tokens and the
+    access tokens issued from them). ``{"username", "disabled", "revoked_grants"}``."""
+    user = _user(store, username)
+    store.set_disabled(user.user_id, True)
+    revoked = revoke_grants(store, tokens, user_id=user.user_id)
+    return {"username": user.username, "disabled": True, "revoked_grants": revoked}
+
+
+def enable_user(store: AuthStore, username: str) -> dict[str, Any]:
+    """Enable a disabled account again: the user may sign in; the grants that ended when
+    it was disabled stay ended (the apps ask the user to sign in again)."""
+    user = _user(store, username)
+    store.set_disabled(user.user_id, False)
+    return {"username": user.username, "disabled": False}
 
 
 def revoke_grants(

@@ -53,8 +53,9 @@ _NOT_ENTITLED = (
 
 
 def _active_user(server: Any, user_id: str) -> bool:
-    """The user account still exists."""
-    return server.store.get_user(user_id) is not None
+    """The user account still exists and is not disabled."""
+    user = server.store.get_user(user_id)
+    return user is not None and not user.disabled
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -206,6 +207,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         code: CodeModel = self.request.authorization_code
         grantee = self.authenticate_user(code)
         if grantee is None:
+            self.server.revoke_grant(code.record.code_hash)
             raise InvalidGrantError("The user of this code no longer exists or is disabled.")
         if not self.server.entitled(grantee):
             self.server.revoke_grant(code.record.code_hash)

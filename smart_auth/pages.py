@@ -11,7 +11,10 @@ memory; what must happen once is recorded in the auth store: each authorization 
 gets a random ``flow`` id in its session, and consent (allow or deny) uses it up, so a
 copy of the cookie taken before consent cannot be replayed for a second code. Failed
 sign-ins are throttled per address and username (:mod:`smart_auth.throttle`): a wait,
-``429`` with ``Retry-After``, never a lock-out, and the same for unknown usernames.
+``429`` with ``Retry-After``, never a lock-out, and the same for unknown usernames. A
+disabled account is told so only when the right password is given (a wrong one is
+answered as any wrong password), and a sign-in made before the account was disabled
+gets no code at consent.
 
 An authorization request whose ``redirect_uri`` is not a URI (quotes, backslashes,
 spaces, control or non-ASCII characters, RFC 3986 section 2) is answered with an error
@@ -58,6 +61,10 @@ NOT_URI = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 CONSENT_ONCE = "consent:"
 """Prefix of the used-up ``flow`` ids in the store's one-time ids (``remember_jti``; a
 client assertion's is ``<client_id>:<jti>``, and client ids are random, never this)."""
+DISABLED_TEXT = (
+    "This account is disabled. Contact your clinic (the staff who gave you your account)"
+    " to have it enabled again."
+)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
@@ -258,6 +265,17 @@ class Pages:
                 user = await self.check_password(username, password)
                 outcome = throttle.failed if user is None else throttle.succeeded
                 await run_in_threadpool(outcome, username, address)
+        if user is not None and user.disabled:
+            # only the holder of the right password learns that the account is disabled
+            return self.render(
+                request,
+                "login.html",
+                status=403,
+                session=session,
+                client=session["client"],
+                error=DISABLED_TEXT,
+                username=username,
+            )
         if user is None:
             return self.render(
                 request,
@@ -406,6 +424,9 @@ class Pages:
             return self.error_response(request, error)
         if not await self.use_flow(session):
             return self.expired(request)
+        user = await run_in_threadpool(self.auth.store.get_user, session["uid"])
+        if user is None or user.disabled:  # disabled (or removed) since signing in
+            return self.message(request, "Account disabled", DISABLED_TEXT, 403)
         grantee = None
         if form.get("decision") == "allow":
             ticked = {_text(v) for v in form.getlist("scope")}

@@ -352,3 +352,30 @@ def test_keys_list_marks_the_current_key_without_key_material(
         assert set(key) == {"kid", "created", "retired", "current"}  # no key material
         assert isinstance(key["created"], int)
         assert (key["retired"] is None) == key["current"]
+
+
+def test_users_disable_and_enable(
+    capsys: pytest.CaptureFixture[str], storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _user(capsys, storage, monkeypatch, "alice")
+    bob = _user(capsys, storage, monkeypatch, "bob")
+    _grant(storage, "r-alice", user_id=alice)
+    _grant(storage, "r-bob", user_id=bob)
+    code, out, _ = _run(capsys, "users", "disable", "alice", "--storage", storage)
+    assert code == 0
+    assert json.loads(out) == {"username": "alice", "disabled": True, "revoked_grants": 1}
+    assert _family_revoked(storage, "code-r-alice")
+    assert not _family_revoked(storage, "code-r-bob")
+    listed = json.loads(_run(capsys, "users", "list", "--storage", storage)[1])
+    assert {u["username"]: u["disabled"] for u in listed} == {"alice": True, "bob": False}
+    code, out, _ = _run(capsys, "users", "enable", "alice", "--storage", storage)
+    assert code == 0 and json.loads(out) == {"username": "alice", "disabled": False}
+    store = open_auth_store(storage)
+    try:
+        user = store.find_user("alice")
+        assert user is not None and not user.disabled
+    finally:
+        store.close()
+    for command in ("disable", "enable"):
+        code, out, err = _run(capsys, "users", command, "nobody", "--storage", storage)
+        assert code == 2 and out == "" and "nobody" in err

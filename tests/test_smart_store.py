@@ -416,3 +416,55 @@ def test_grant_families_of_a_user_or_a_client(store: AuthStore) -> None:
     assert store.grant_families(user_id="nobody") == []
     with pytest.raises(ValueError):
         store.grant_families()
+
+
+def test_users_can_be_disabled_and_enabled(store: AuthStore, second: AuthStore) -> None:
+    store.add_user(User("u1", "alice", "hash"))
+    assert store.get_user("u1").disabled is False  # type: ignore[union-attr]
+    assert store.set_disabled("u1", True)
+    for seen in (store.get_user("u1"), second.find_user("ALICE"), second.list_users()[0]):
+        assert seen is not None and seen.disabled is True
+    assert store.set_disabled("u1", False)
+    assert second.get_user("u1").disabled is False  # type: ignore[union-attr]
+    assert not store.set_disabled("nobody", True)
+
+
+def test_users_of_an_earlier_release_are_enabled(url: str, tmp_path: Path) -> None:
+    """A store written before accounts could be disabled (no column / no field) keeps
+    working: its users are enabled, and can be disabled."""
+    if url.startswith("sqlite:"):
+        path = tmp_path / "old.sqlite3"
+        url = f"sqlite:///{path}"
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "CREATE TABLE auth_users (user_id, username, password_hash, fhir_user,"
+                " failed_logins, locked_until, created_at, username_key, PRIMARY KEY (user_id))"
+            )
+            conn.execute(
+                "INSERT INTO auth_users VALUES ('u1', 'alice', 'hash', 'Patient/1', 0, 0, 1,"
+                " 'alice')"
+            )
+        conn.close()
+        opened = open_auth_store(url)
+    else:
+        opened = open_auth_store(url)
+        opened.db.auth_users.insert_one(  # type: ignore[attr-defined]
+            {
+                "_id": "u1",
+                "user_id": "u1",
+                "username": "alice",
+                "password_hash": "hash",
+                "fhir_user": "Patient/1",
+                "created_at": 1,
+                "username_key": "alice",
+            }
+        )
+    try:
+        user = opened.find_user("alice")
+        assert user is not None and user.disabled is False
+        assert opened.set_disabled("u1", True)
+        assert opened.get_user("u1").disabled is True  # type: ignore[union-attr]
+        opened.add_user(User("u2", "bob", "hash"))
+        assert opened.get_user("u2").disabled is False  # type: ignore[union-attr]
+    finally:
+        opened.close()

@@ -68,6 +68,9 @@ class User:
     :mod:`smart_auth.throttle`, not locked); kept, as zeros, for the servers of an earlier
     release that share the store during an upgrade."""
     created_at: int = 0
+    disabled: bool = False
+    """A disabled account cannot sign in and gets no tokens (``fhir-server users disable``);
+    records of an earlier release, without the field, are enabled."""
 
 
 @dataclass(slots=True)
@@ -223,6 +226,10 @@ class AuthStore(Protocol):
     def list_users(self) -> list[User]: ...
 
     def update_password(self, user_id: str, password_hash: str) -> bool: ...
+
+    def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        """Disable or enable a user; False if there is no such user."""
+        ...
 
     def users_for(self, fhir_user: str) -> list[User]:
         """The users whose ``fhir_user`` is this reference ("Patient/123"), oldest first."""

@@ -201,6 +201,10 @@ class MongoAuthStore:
         update = {"$set": {"password_hash": password_hash}}
         return self._update(User, {"_id": user_id}, update) is not None
 
+    def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        update = {"$set": {"disabled": disabled}}
+        return self._update(User, {"_id": user_id}, update) is not None
+
     def users_for(self, fhir_user: str) -> list[User]:
         with self._serial():
             found = self.db.auth_users.find({"fhir_user": fhir_user})

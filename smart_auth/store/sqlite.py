@@ -38,7 +38,9 @@ R = TypeVar("R", Client, User, Invitation, LaunchContext, AuthorizationCode, Ref
 
 _TABLES = RECORDS
 _JSON_FIELDS = frozenset({"redirect_uris", "grant_types", "jwks", "metadata"})
-_BOOL_FIELDS = frozenset({"revoked"})
+_BOOL_FIELDS = frozenset({"revoked", "disabled"})
+_COLUMN_DEFAULTS = {"disabled": "DEFAULT 0"}
+"""Defaults of the columns added to the tables of an earlier release."""
 _EXTRA_COLUMNS = {"auth_users": ("username_key",)}
 
 _FIXED_SCHEMA = """
@@ -222,6 +224,10 @@ class SQLiteAuthStore:
     def update_password(self, user_id: str, password_hash: str) -> bool:
         sql = "UPDATE auth_users SET password_hash = ? WHERE user_id = ?"
         return self._run(sql, (password_hash, user_id)) == 1
+
+    def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        sql = "UPDATE auth_users SET disabled = ? WHERE user_id = ?"
+        return self._run(sql, (int(disabled), user_id)) == 1
 
     def users_for(self, fhir_user: str) -> list[User]:
         sql = "SELECT * FROM auth_users WHERE fhir_user = ? ORDER BY created_at, user_id"
@@ -409,7 +415,8 @@ def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: list[str
     present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
     for column in columns:
         if column not in present:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            default = _COLUMN_DEFAULTS.get(column, "")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {default}".rstrip())
 
 
 def _to_row(record: Any) -> dict[str, Any]:
@@ -431,7 +438,7 @@ def _from_row(cls: type[R], row: sqlite3.Row) -> R:
         if f.name in _JSON_FIELDS:
             value = None if value is None else json.loads(value)
         elif f.name in _BOOL_FIELDS:
-            value = bool(value)
+            value = bool(value)  # NULL: a row an earlier release wrote
         values[f.name] = value
     return cls(**values)
 
