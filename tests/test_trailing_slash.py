@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import BASE, JSON, STORES, storage_url
+from tests.live import LiveServer
 from tests.security_support import app_on, backend
 
 PATIENT = {"resourceType": "Patient", "identifier": [{"system": "s", "value": "slash"}]}
@@ -151,3 +152,25 @@ async def test_the_slash_forms_need_a_token_as_the_others_do(kind: str, tmp_path
         allowed = await http.get("/fhir/Patient/p1/", headers=backend(env, "system/*.rs"))
         assert allowed.status_code == 200
         assert allowed.json()["id"] == "p1"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongomock"])
+def test_a_live_server_serves_the_slash_forms(kind: str, tmp_path: Path):
+    """``fhir-server serve`` (uvicorn): its lifespan still opens the store, and the slash
+    forms are answered directly, with and without ``Origin``."""
+    storage = storage_url(kind, tmp_path)
+    server = LiveServer(storage, tmp_path / "server.log")
+    try:
+        with httpx.Client(follow_redirects=False, timeout=10) as http:
+            posted = _no_redirect(
+                http.post(f"{server.base}/", json=transaction(PATIENT), headers=JSON)
+            )
+            assert posted.status_code == 200, posted.text
+            browser = _no_redirect(
+                http.get(f"{server.base}/Patient/", headers={"origin": "https://app.example"})
+            )
+            assert browser.status_code == 200
+            assert browser.json()["total"] == 1
+            assert _no_redirect(http.get(f"{server.base}/metadata/")).status_code == 200
+    finally:
+        server.stop()
