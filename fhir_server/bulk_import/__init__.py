@@ -9,6 +9,8 @@ a summary per type, and idempotence (ids are kept; unchanged resources are not w
   resolved;
 - :mod:`~fhir_server.bulk_import.prepare`: parse, validate, index, serialise (in workers);
 - :mod:`~fhir_server.bulk_import.pipeline`: resolve, compare, write in batches;
+- :mod:`~fhir_server.bulk_import.deferred`: resources whose conditional references point
+  at resources read later, kept on disk until those are written;
 - :mod:`~fhir_server.bulk_import.report`: counts, problems, progress.
 """
 
@@ -20,7 +22,13 @@ from typing import Any
 
 from fhir_server.bulk_import.pipeline import BATCH_SIZE, Importer, default_workers
 from fhir_server.bulk_import.report import ImportReport, Progress
-from fhir_server.bulk_import.sources import find_files, read_items, resource_items, total_bytes
+from fhir_server.bulk_import.sources import (
+    find_files,
+    ignored_files,
+    read_items,
+    resource_items,
+    total_bytes,
+)
 from fhir_server.storage.base import Store
 
 __all__ = ["ImportReport", "import_paths", "import_resources"]
@@ -41,6 +49,7 @@ async def import_paths(
     if workers is None:
         workers = default_workers()
     importer = Importer(store, batch_size=batch_size, workers=workers, progress=bar)
+    importer.report.ignored_files = [str(p) for p in ignored_files(paths)]
     return await importer.run(read_items(files))
 
 

@@ -9,6 +9,12 @@ current version (the bytes it would be stored as, apart from ``meta.versionId`` 
 new versions. With ``workers`` > 0, all of that preparation runs in a process pool (two
 batches ahead) and the main process only resolves conditional references, compares and
 writes; the next batch is prepared while the store commits the previous one.
+
+Conditional references (``Practitioner?identifier=…``) are resolved against the store
+(after writing what is pending when it may hold the target's type). A resource whose
+target is not found yet waits in a :class:`~fhir_server.bulk_import.deferred.Spool` and
+is tried again once everything else is written, pass after pass while a pass can make
+progress; only what no pass could resolve is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fhir_server.bulk_import.deferred import Spool
 from fhir_server.bulk_import.prepare import (
     Prepared,
     message,
@@ -30,7 +37,7 @@ from fhir_server.bulk_import.prepare import (
     start_worker,
     unpack,
 )
-from fhir_server.bulk_import.report import ImportReport, Progress
+from fhir_server.bulk_import.report import NOT_RESOURCE, ImportReport, Progress
 from fhir_server.bulk_import.sources import Item
 from fhir_server.interactions.references import (
     conditional_reference,
@@ -80,29 +87,36 @@ class Importer:
         self.report = ImportReport()
         self._single_writes = False
         self._pending: asyncio.Task[None] | None = None
+        self._pending_types: set[str] = set()
+        """The types that the batch being written (``_pending``) holds."""
+        self._batch_types: set[str] = set()
+        """The types that the batch being prepared holds so far."""
         self._resolved: dict[str, str] = {}
         """Conditional references (``Practitioner?identifier=…``) already resolved."""
+        self._missing: dict[str, set[str]] = {}
+        """Conditional references not found, by target type, until that type is written."""
+        self._spool = Spool()
 
     async def run(self, items: Iterable[Item]) -> ImportReport:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        batches = _batches(iter(items), self.batch_size)
         gc.collect()
         gc.freeze()  # what is loaded by now stays: spare the cyclic GC scanning it
         pool: Executor | None = None
         if self.workers > 0:
             pool = ProcessPoolExecutor(self.workers, initializer=start_worker)
         try:
-            pending: asyncio.Task[None] | None = None
-            for batch, prepared in self._prepared(pool, batches):
-                self._pending = pending
-                requests = await self._requests(batch, await prepared)
-                if pending is not None:
-                    await pending  # one batch is written while the next is prepared
-                pending = asyncio.create_task(self._write(requests))
-            if pending is not None:
-                await pending
+            await self._pass(pool, iter(items))
+            self.report.waited = self._spool.count
+            previous: int | None = None
+            while self._spool.count:
+                if not await self._may_progress(previous):
+                    self._report_unresolved()
+                    break
+                previous = self._spool.count
+                await self._retry(pool)
         finally:
+            self._spool.close()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
             gc.unfreeze()
@@ -110,6 +124,55 @@ class Importer:
                 self.progress.close()
         self.report.seconds = loop.time() - start
         return self.report
+
+    async def _pass(self, pool: Executor | None, items: Iterator[Item]) -> None:
+        """Prepare, resolve and write ``items`` in batches."""
+        pending: asyncio.Task[None] | None = None
+        for batch, prepared in self._prepared(pool, _batches(items, self.batch_size)):
+            self._pending = pending
+            requests = await self._requests(batch, await prepared)
+            if pending is not None:
+                await pending  # one batch is written while the next is prepared
+            pending = asyncio.create_task(self._write(requests))
+            self._pending_types = {request.type for request in requests}
+        if pending is not None:
+            await pending
+        self._pending, self._pending_types = None, set()
+
+    async def _retry(self, pool: Executor | None) -> None:
+        """Another pass over the resources that wait for conditional references."""
+        waiting, self._spool = self._spool, Spool()
+        self._missing.clear()
+        self.report.passes += 1
+        if self.progress is not None:
+            self.progress.note(
+                f"{waiting.count:,} resources with conditional references to resources"
+                " read later: resolving them now"
+            )
+        with waiting:
+            superseded = self._superseded
+            await self._pass(pool, (w.item for w in waiting.items(superseded)))
+
+    def _superseded(self, type_: str) -> None:
+        self.report.count(type_, "unchanged")
+
+    async def _may_progress(self, previous: int | None) -> bool:
+        """Whether another pass may resolve some of what waits: the last pass resolved
+        some, and one of the references not found then is found now."""
+        spool = self._spool
+        if previous is not None and spool.count >= previous:
+            return False
+        if spool.references is None:  # too many to look up: just try
+            return True
+        for reference in spool.references:
+            split = conditional_reference(reference)
+            if split is not None and await self._find(*split):
+                return True
+        return False
+
+    def _report_unresolved(self) -> None:
+        for waiting in self._spool.items(self._superseded):
+            self.report.problem(waiting.item.where, waiting.reason, waiting.type)
 
     def _prepared(
         self, pool: Executor | None, batches: Iterator[list[Item]]
@@ -149,32 +212,43 @@ class Importer:
         report = self.report
         results = iter(prepared)
         latest: _Latest = {}
+        self._batch_types = set()
         nbytes = 0
         for item in batch:
             nbytes += item.size
             if item.data is None:
-                if item.error is not None and item.error.startswith("skipped"):
+                if item.error == NOT_RESOURCE:
+                    report.not_resource(item.where)
+                elif item.error is not None and item.error.startswith("skipped"):
                     report.skipped += 1
                 elif item.error is not None:
                     report.problem(item.where, item.error)
                 continue
             ready = next(results)
             type_, id_ = ready.type, ready.id
+            if ready.error == NOT_RESOURCE:
+                report.not_resource(item.where)
+                continue
             if ready.error is not None or id_ is None or type_ is None:
                 report.problem(item.where, ready.error or "invalid", type_)
                 continue
             if ready.conditional:
                 try:
                     request = await self._conditional_request(item.data, ready, latest)
+                except _NotFound as exc:  # may be read later: wait for the next pass
+                    self._spool.put(item, type_, id_, str(exc), exc.references)
+                    continue
                 except FhirError as exc:
                     report.problem(item.where, message(exc), type_)
                     continue
             else:
                 request = ready.request()
+            self._spool.written(type_, id_)
             key = (type_, id_)
             if key in latest:  # the same resource twice in one batch: the last one wins
                 report.count(type_, "unchanged")
             latest[key] = request
+            self._batch_types.add(type_)
         if self.progress is not None:
             self.progress.advance(len(batch), nbytes)
         return await self._changed(latest)
@@ -204,31 +278,47 @@ class Importer:
         latest: _Latest,
     ) -> None:
         """Rewrite ``Type?criteria`` references to the one resource each finds
-        (https://hl7.org/fhir/R4/http.html#trules), as a transaction would. A target
-        not found yet may be in what this import has not written yet: that is written
-        first, then searched again."""
+        (https://hl7.org/fhir/R4/http.html#trules), as a transaction would. Raises
+        :class:`_NotFound` when some find none (yet), FhirError when one finds several."""
         mapping: dict[str, str] = {}
+        missing: list[str] = []
         for reference in set(iter_references(resource)):
             split = conditional_reference(reference)
             if split is None:
                 continue
             target = self._resolved.get(reference)
             if target is None:
-                found = await self._find(*split)
-                if not found and (latest or self._pending is not None):
-                    await self._flush(latest)
-                    found = await self._find(*split)
-                if len(found) != 1:
-                    what = "no resource" if not found else "more than one resource"
-                    raise FhirError(
-                        412,
-                        "not-found" if not found else "multiple-matches",
-                        f"the conditional reference {reference!r} matches {what}",
-                    )
-                target = self._resolved[reference] = f"{split[0]}/{found[0].id}"
-            mapping[reference] = target
+                target = await self._lookup(reference, *split, latest)
+            if target is None:
+                missing.append(reference)
+            else:
+                mapping[reference] = target
+        if missing:
+            raise _NotFound(sorted(missing))
         if mapping:
             rewrite_references(resource, mapping.get)
+
+    async def _lookup(self, reference: str, type_: str, query: str, latest: _Latest) -> str | None:
+        """``Type/id`` of the one resource ``reference`` finds (None: none yet). What
+        this import has not written yet may hold the target when it holds resources of
+        that type: that is written first. A reference not found stays not found (no
+        search) until resources of its type are written."""
+        if type_ in self._batch_types or type_ in self._pending_types:
+            await self._flush(latest)
+        elif reference in self._missing.get(type_, ()):
+            return None
+        found = await self._find(type_, query)
+        if len(found) > 1:
+            raise FhirError(
+                412,
+                "multiple-matches",
+                f"the conditional reference {reference!r} matches more than one resource",
+            )
+        if not found:
+            self._missing.setdefault(type_, set()).add(reference)
+            return None
+        target = self._resolved[reference] = f"{type_}/{found[0].id}"
+        return target
 
     async def _find(self, type_: str, query: str) -> list[StoredVersion]:
         search = parse_search(
@@ -247,9 +337,11 @@ class Importer:
         if self._pending is not None:
             await self._pending
             self._pending = None
+        self._pending_types = set()
         if latest:
             await self._write(await self._changed(latest))
             latest.clear()
+        self._batch_types = set()
 
     async def _changed(self, latest: _Latest) -> list[WriteRequest]:
         requests = []
@@ -266,6 +358,11 @@ class Importer:
     async def _write(self, requests: list[WriteRequest]) -> None:
         if not requests:
             return
+        await self._store(requests)
+        for type_ in {request.type for request in requests}:
+            self._missing.pop(type_, None)  # a reference not found may be found now
+
+    async def _store(self, requests: list[WriteRequest]) -> None:
         if not self._single_writes:
             try:
                 results = await self.store.write_batch(requests)
@@ -278,6 +375,16 @@ class Importer:
         for request in requests:
             result = await self.store.write(request)
             self.report.count(request.type, "created" if result.created else "updated")
+
+
+class _NotFound(Exception):
+    """Conditional references that find no resource (yet)."""
+
+    def __init__(self, references: list[str]) -> None:
+        super().__init__(
+            "; ".join(f"the conditional reference {r!r} matches no resource" for r in references)
+        )
+        self.references = references
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

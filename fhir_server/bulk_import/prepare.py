@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.bulk_import.report import NOT_RESOURCE
 from fhir_server.interactions.context import check_id
 from fhir_server.interactions.references import conditional_reference, iter_references
 from fhir_server.interactions.write import (
@@ -71,6 +72,8 @@ def parse_item(data: bytes) -> Prepared:
     try:
         resource = fhir_json.loads_resource(data)
         found = resource.get("resourceType")
+        if found is None:  # e.g. a line of a bulk-data client's log.ndjson
+            return Prepared(None, None, NOT_RESOURCE)
         type_ = found if isinstance(found, str) else None
         if type_ is None:
             return Prepared(None, None, "the resource has no resourceType")

@@ -12,6 +12,11 @@ from typing import TextIO
 OUTCOMES = ("created", "updated", "unchanged", "invalid")
 MAX_MESSAGES = 1000
 """Problems kept with their message (the rest are only counted), so memory stays bounded."""
+MAX_NAMED_FILES = 10
+"""Files named in a notice about skipped files (the rest are counted)."""
+NOT_RESOURCE = "skipped: not a FHIR resource (no resourceType)"
+"""What an item or a prepared resource says when its JSON object has no ``resourceType``
+(e.g. the lines of a bulk-data client's ``log.ndjson``): skipped with a notice."""
 
 
 @dataclass
@@ -23,6 +28,14 @@ class ImportReport:
     problem_count: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    not_resources: Counter[str] = field(default_factory=Counter)
+    """Lines or entries without ``resourceType`` (not FHIR resources), by file."""
+    ignored_files: list[str] = field(default_factory=list)
+    """Files in the folders imported that are neither NDJSON nor JSON."""
+    waited: int = 0
+    """Resources whose conditional references waited for resources read later."""
+    passes: int = 1
+    """Passes over the input: the first, then one per retry of what waited."""
 
     def count(self, type_: str, outcome: str, n: int = 1) -> None:
         self.counts[type_][outcome] += n
@@ -33,6 +46,10 @@ class ImportReport:
             self.count(type_, "invalid")
         if len(self.problems) < MAX_MESSAGES:
             self.problems.append((where, message))
+
+    def not_resource(self, where: str) -> None:
+        """``where`` (``file:line``, ``file#entry[i]`` or a file) is not a FHIR resource."""
+        self.not_resources[_file_of(where)] += 1
 
     def total(self, outcome: str) -> int:
         return sum(c[outcome] for c in self.counts.values())
@@ -57,11 +74,39 @@ class ImportReport:
             f"{self.processed:,} resources in {self.seconds:.1f} s ({rate:,.0f}/s);"
             f" {self.problem_count:,} problem(s), {self.skipped:,} entr(ies) skipped"
         )
+        lines.extend(self.notices())
         for where, message in self.problems:
             lines.append(f"  {where}: {message}")
         if self.problem_count > len(self.problems):
             lines.append(f"  … and {self.problem_count - len(self.problems):,} more")
         return "\n".join(lines)
+
+    def notices(self) -> list[str]:
+        """What was skipped without being a problem, and resources that waited."""
+        lines = []
+        if self.waited:
+            lines.append(
+                f"{self.waited:,} resource(s) with conditional references to resources read"
+                f" later were written after them ({self.passes} passes)"
+            )
+        for path, n in sorted(self.not_resources.items()):
+            what = f"{n:,} line(s) without resourceType (not FHIR resources)"
+            lines.append(f"  notice: {path}: {what} skipped")
+        if self.ignored_files:
+            named = ", ".join(self.ignored_files[:MAX_NAMED_FILES])
+            more = len(self.ignored_files) - MAX_NAMED_FILES
+            if more > 0:
+                named += f" and {more:,} more"
+            lines.append(f"  notice: not NDJSON or JSON, skipped: {named}")
+        return lines
+
+
+def _file_of(where: str) -> str:
+    """The file of ``file:line`` or ``file#entry[i]``."""
+    if "#entry[" in where:
+        return where.rsplit("#entry[", 1)[0]
+    path, _, line = where.rpartition(":")
+    return path if path and line.isdigit() else where
 
 
 class Progress:
@@ -85,6 +130,12 @@ class Progress:
         if self._enabled and now - self._shown >= (0.25 if self._tty else 10.0):
             self._shown = now
             self._show(now, end="\r" if self._tty else "\n")
+
+    def note(self, text: str) -> None:
+        """A line of its own (after the progress line, which goes on)."""
+        if self._enabled:
+            self._stream.write(("\n" if self._tty else "") + text + "\n")
+            self._stream.flush()
 
     def close(self) -> None:
         if self._enabled and self._count and (self._tty or self._count != self._shown_count):

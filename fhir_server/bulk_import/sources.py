@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fhir_server.bulk_import.bundles import bundle_entries
+from fhir_server.bulk_import.report import NOT_RESOURCE
 from resources import fhir_json
 from resources.errors import FhirError
 
@@ -48,6 +49,17 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     return files
+
+
+def ignored_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files under the folders named by ``paths`` that are not imported (neither
+    NDJSON nor JSON: a README, a LICENSE…)."""
+    ignored: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            ignored.extend(sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is None))
+    return ignored
 
 
 def read_items(files: Iterable[Path]) -> Iterator[Item]:
@@ -109,6 +121,9 @@ def _json_items(path: Path) -> Iterator[Item]:
         document = fhir_json.loads_resource(raw)
     except FhirError as exc:
         yield Item(str(path), None, exc.diagnostics, size=size)
+        return
+    if "resourceType" not in document:  # e.g. a bulk-data client's manifest.json
+        yield Item(str(path), None, NOT_RESOURCE, size=size)
         return
     if document.get("resourceType") != "Bundle":
         yield Item(str(path), raw, size=size)
