@@ -7,8 +7,9 @@ statement can never claim what the routes do not serve, nor hide what they do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import Literal
 
 from resources.definitions import RESOURCE_TYPES
 from resources.search.model import SearchParam
@@ -48,13 +49,70 @@ class TypeSupport:
 
 
 @dataclass(frozen=True)
+class OperationParameter:
+    """One parameter of an operation (``OperationDefinition.parameter``)."""
+
+    name: str
+    type: str = "string"
+    """A FHIR type name (``string``, ``instant``, ``Reference``...)."""
+    min: int = 0
+    max: str = "1"
+    documentation: str = ""
+    use: Literal["in", "out"] = "in"
+
+
+@dataclass(frozen=True)
+class OperationDefinition:
+    """An operation the server offers at one level
+    (https://hl7.org/fhir/R4/operationdefinition.html): what the CapabilityStatement lists
+    (``rest.operation`` for the system level, ``rest.resource.operation`` for the type and
+    instance levels) and what the routes serve (``[base]/$name``, ``[base]/Type/$name``,
+    ``[base]/Type/[id]/$name``). Pure data: the handler sits next to it in its module of
+    ``fhir_server/operations/``."""
+
+    name: str
+    """The code, without the ``$``."""
+    canonical: str
+    """``OperationDefinition.url``, e.g. http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export."""
+    level: Literal["system", "type", "instance"]
+    resource_types: tuple[str, ...] = ()
+    """The types of a type- or instance-level operation."""
+    methods: tuple[str, ...] = ("GET", "POST")
+    parameters: tuple[OperationParameter, ...] = ()
+    scopes: tuple[str, ...] = ()
+    """SMART scopes, any of which lets a caller invoke it (documentation; the access
+    policy still applies to everything the operation reads or writes)."""
+    affects_state: bool = False
+    documentation: str = ""
+
+    @property
+    def code(self) -> str:
+        """The routes' interaction code: ``$name``."""
+        return f"${self.name}"
+
+
+@dataclass(frozen=True)
 class SupportTable:
     types: dict[str, TypeSupport]
     system_interactions: tuple[str, ...]
+    operations: tuple[OperationDefinition, ...] = field(default=())
+    """The operations, one entry per level (see ``fhir_server.operations``)."""
 
     def supports(self, type_: str, interaction: str) -> bool:
+        if interaction.startswith("$"):
+            return any(
+                op.code == interaction and type_ in op.resource_types for op in self.operations
+            )
         support = self.types.get(type_)
         return support is not None and interaction in support.interactions
+
+    def with_operations(self, operations: tuple[OperationDefinition, ...]) -> SupportTable:
+        """This table listing ``operations`` too (types they name must be supported)."""
+        for op in operations:
+            unknown = [t for t in op.resource_types if t not in self.types]
+            if unknown or (op.level == "system") == bool(op.resource_types):
+                raise ValueError(f"operation ${op.name}: bad resource types {op.resource_types}")
+        return replace(self, operations=(*self.operations, *operations))
 
 
 @cache

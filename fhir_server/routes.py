@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from capability.support import SupportTable, support_table
+from capability.support import SupportTable
 from fhir_server.access import GuardedStore
 from fhir_server.config import Settings
 from fhir_server.failures import unexpected_failure
@@ -38,6 +38,7 @@ from fhir_server.interactions.patch import patch
 from fhir_server.interactions.read import read, vread
 from fhir_server.interactions.search import search_compartment, search_system, search_type
 from fhir_server.interactions.update import update
+from fhir_server.operations import support_table
 from fhir_server.redact import query_for_log
 from fhir_server.storage.base import Store
 from resources import fhir_json
@@ -81,22 +82,26 @@ def register_routes(app: FastAPI) -> Routes:
     """The FHIR routes: on the FastAPI router (so they are documented and answer whatever
     the fast dispatch leaves), and in a :class:`FhirDispatch` placed in front of it;
     returned for the outer dispatch (see :class:`FhirDispatch`)."""
+    from fhir_server.operations.http import operation_routes  # it imports this module
+
     table = support_table()
     offered = {code for t in table.types.values() for code in t.interactions}
     offered |= set(table.system_interactions) | {"capabilities"}
+    routes = [
+        *operation_routes(table),  # before /{type}/{id}, which would take /Patient/$op
+        *(
+            (code, method, path, _endpoint(table, code, handler, body))
+            for code, method, path, handler, body in _ROUTES
+            if code in offered
+        ),
+    ]
     dispatch: dict[tuple[str, int], list[_Template]] = {}
-    for code, method, path, handler, body in _ROUTES:
-        if code in offered:
-            endpoint = _endpoint(table, code, handler, body)
-            app.add_api_route(
-                FHIR_PREFIX + path,
-                endpoint,
-                methods=[method],
-                name=code,
-                include_in_schema=True,
-            )
-            template = _Template.parse(path, endpoint)
-            dispatch.setdefault((method, len(template.segments)), []).append(template)
+    for code, method, path, endpoint in routes:
+        app.add_api_route(
+            FHIR_PREFIX + path, endpoint, methods=[method], name=code, include_in_schema=True
+        )
+        template = _Template.parse(path, endpoint)
+        dispatch.setdefault((method, len(template.segments)), []).append(template)
     app.add_middleware(FhirDispatch, templates=dispatch)
     return dispatch
 
@@ -200,7 +205,10 @@ class FhirDispatch:
             parts: list[str] = []
         elif path.startswith(FHIR_PREFIX + "/"):
             parts = path[len(FHIR_PREFIX) + 1 :].split("/")
-            if "" in parts or (parts[0] not in RESOURCE_TYPES and parts[0] not in _SYSTEM_SEGMENTS):
+            first = parts[0]
+            if "" in parts or not (
+                first in RESOURCE_TYPES or first in _SYSTEM_SEGMENTS or first.startswith("$")
+            ):
                 return None
         else:
             return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from capability.support import SupportTable, support_table
+from capability.support import OperationDefinition, SupportTable
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.subsetting import subset
+from fhir_server.operations import support_table
 from resources import fhir_json
 from resources.errors import invalid
 
@@ -64,7 +65,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
 
 
 def _rest(table: SupportTable) -> dict[str, Any]:
-    return {
+    rest: dict[str, Any] = {
         "mode": "server",
         "resource": [
             {
@@ -84,8 +85,26 @@ def _rest(table: SupportTable) -> dict[str, Any]:
                     else {"name": p.code, "type": p.type}
                     for p in support.search_params
                 ],
+                **_operations(table, support.type),
             }
             for support in table.types.values()
         ],
         "interaction": [{"code": code} for code in table.system_interactions],
     }
+    system = [op for op in table.operations if op.level == "system"]
+    if system:
+        rest["operation"] = [_operation(op) for op in system]
+    return rest
+
+
+def _operations(table: SupportTable, type_: str) -> dict[str, Any]:
+    """``rest.resource.operation``: the type- and instance-level operations of ``type_``."""
+    found = [_operation(op) for op in table.operations if type_ in op.resource_types]
+    return {"operation": found} if found else {}
+
+
+def _operation(op: OperationDefinition) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": op.name, "definition": op.canonical}
+    if op.documentation:
+        entry["documentation"] = op.documentation
+    return entry
