@@ -27,6 +27,10 @@ https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html):
   the process, a new one is answered ``503`` with ``Retry-After`` and closed at once, so
   the process keeps file descriptors for its store and its clients; the process's soft
   limit of open files is raised (to its hard limit at most) to make room for them;
+- **a client that does not read**: once the response fills the socket's buffers (the
+  transport pauses writing), the client must take it at ``FHIR_SERVER_BODY_MIN_RATE``
+  after a grace of ``FHIR_SERVER_BODY_TIMEOUT`` seconds, as for bodies; else the
+  connection is dropped, the data not yet handed to the kernel with it;
 - after a response, an idle connection closes after ``FHIR_SERVER_KEEP_ALIVE_TIMEOUT``
   seconds (uvicorn's ``timeout_keep_alive``; also when the rest of a body the
   application did not read arrives after its response).
@@ -162,6 +166,10 @@ class LimitedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._deadline = math.inf
         self._messages = 0
         self._header_bytes = 0
+        self._stalled_since = math.inf
+        """When the response filled the socket's buffers (the transport paused writing)."""
+        self._stalled_size = 0
+        """How much of the response was waiting then."""
 
     # -- connection ---------------------------------------------------------------------
 
@@ -197,6 +205,15 @@ class LimitedHttpToolsProtocol(CoalescingHttpToolsProtocol):
                     f"The request line and header fields are larger than"
                     f" {self._limits.max_header_bytes} bytes",
                 )
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stalled_since = self.loop.time()
+        self._stalled_size = self.transport.get_write_buffer_size()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stalled_since = math.inf
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, b"Bad Request", "structure", msg)
@@ -234,6 +251,17 @@ class LimitedHttpToolsProtocol(CoalescingHttpToolsProtocol):
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweep: act on a passed deadline."""
+        if now - self._stalled_since > self._limits.body_timeout and self._not_reading(now):
+            # also when closing: a graceful close (keep-alive timeout, Connection: close)
+            # waits for the client to take the whole buffer first
+            self._stalled_since = math.inf
+            log.info(
+                "%s: dropped, it took its response slower than %d bytes/s",
+                self._peer(),
+                self._limits.body_min_rate,
+            )
+            self.transport.abort()
+            return
         if now <= self._deadline or self._closing():
             return
         phase = self._phase
@@ -261,6 +289,13 @@ class LimitedHttpToolsProtocol(CoalescingHttpToolsProtocol):
             )
         elif phase == _IDLE:
             self.transport.close()
+
+    def _not_reading(self, now: float) -> bool:
+        """Whether the client took less of the waiting response than the minimum rate
+        allows since the grace time (:data:`body_timeout`) after writing paused."""
+        taken = self._stalled_size - self.transport.get_write_buffer_size()
+        allowed = self._stalled_since + self._limits.body_timeout
+        return now > allowed + taken / self._limits.body_min_rate
 
     def _refuse(self, status: int, reason: bytes, code: str, text: str, **headers: str) -> None:
         """Answer ``status`` (unless a response is under way) and close the connection;

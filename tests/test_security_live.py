@@ -183,6 +183,57 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(server):
     assert httpx.get(f"{server.base}/metadata").status_code == 200
 
 
+@pytest.fixture(scope="module")
+def large_patient(server: LiveServer) -> str:
+    """A 9 MB Patient: more than the socket buffers of both ends hold (a string may have
+    1 MB at most)."""
+    names = [{"text": "x" * 1_000_000} for _ in range(9)]
+    created = httpx.post(
+        f"{server.base}/Patient",
+        content=json.dumps({"resourceType": "Patient", "name": names}),
+        headers=JSON,
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text[:300]
+    return str(created.json()["id"])
+
+
+def get_slowly(server: LiveServer, id_: str) -> socket.socket:
+    """A GET of the Patient from a socket with a small receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET /fhir/Patient/%s HTTP/1.1\r\nHost: x\r\n\r\n" % id_.encode())
+    return sock
+
+
+def test_a_client_that_reads_none_of_its_response_is_dropped(server, large_patient):
+    sock = get_slowly(server, large_patient)
+    time.sleep(BOUND + 1)  # reads nothing
+    received, _ = read_until_closed(sock)
+    assert status_of(received) == 200
+    assert len(received) < 9_000_000
+    assert "took its response slower than 1000 bytes/s" in server.log()
+    assert httpx.get(f"{server.base}/metadata").status_code == 200
+
+
+def test_a_client_reading_steadily_gets_all_of_a_long_response(server, large_patient):
+    """~3 MB/s: the 9 MB take longer than the 1 s grace, at far more than the rate."""
+    sock = get_slowly(server, large_patient)
+    started = time.monotonic()
+    received = b""
+    sock.settimeout(10)
+    while not received.endswith(b"}]}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+        time.sleep(0.002)
+    assert time.monotonic() - started > 1.5
+    assert status_of(received) == 200
+    assert len(received) > 9_000_000
+
+
 def test_a_kept_alive_connection_is_closed_when_idle(server):
     sock = connect(server)
     sock.sendall(b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
