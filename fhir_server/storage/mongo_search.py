@@ -72,6 +72,7 @@ from resources.search.query import (
     Clause,
     Condition,
     DateMatch,
+    GrantClause,
     HasClause,
     IdClause,
     LastUpdatedClause,
@@ -158,7 +159,19 @@ class FilterCompiler:
             return await self._has(cond)
         if isinstance(cond, AnyOf):
             return any_of([await self.condition(types, c) for c in cond.conditions])
+        if isinstance(cond, GrantClause):
+            return await self._granted_to(types, cond)
         raise TypeError(f"unknown condition {cond!r}")
+
+    @staticmethod
+    async def _granted_to(types: Sequence[str], cond: GrantClause) -> dict:
+        """What ``cond.grant`` allows, by the memberships of the version (``m``), with
+        ``m: {$in: compartments}`` on its own when it is a necessary condition (a
+        patient's record: the ``member_type`` index serves it)."""
+        clause = AccessClause((cond.grant,))
+        allowed = await access_filter(clause)
+        members = member_condition(clause, types)
+        return allowed if members is None else {"$and": [members, allowed]}
 
     async def _chain(self, chain: ChainClause) -> dict:
         """References through ``chain.param`` to targets that meet ``chain.inner``."""

@@ -27,6 +27,7 @@ from resources.search.query import (
     Clause,
     Condition,
     DateMatch,
+    GrantClause,
     HasClause,
     IdClause,
     LastUpdatedClause,
@@ -78,7 +79,9 @@ class Compiler:
             params += members[1]
         # the probes that look at the index rows only go inside the driving sub-select,
         # so a resource row is read only for candidates that pass them all
-        inside = [] if driver is None else [i for i, c in enumerate(conditions) if by_pk(c)]
+        # (an ``_id`` list drives by the resource row: its probes stay outside)
+        probes = driver is not None and not isinstance(conditions[driver], IdClause)
+        inside = [i for i, c in enumerate(conditions) if by_pk(c)] if probes else []
         for index, condition in enumerate(conditions):
             if index == driver:
                 filters = [c for i, c in enumerate(conditions) if i in inside and i != index]
@@ -145,7 +148,27 @@ class Compiler:
             return self._has(alias, cond)
         if isinstance(cond, AnyOf):
             return self._any_of([self.condition(alias, types, c, pk=pk) for c in cond.conditions])
+        if isinstance(cond, GrantClause):
+            return self._granted_to(alias, types, cond, drive, filters)
         raise TypeError(f"unknown condition {cond!r}")
+
+    def _granted_to(
+        self,
+        alias: str,
+        types: Sequence[str],
+        cond: GrantClause,
+        drive: bool,
+        filters: Sequence[Condition],
+    ) -> Sql:
+        """What ``cond.grant`` allows, by the ``member`` rows of the version; driving,
+        the rows of its compartments (a patient's record) are where the plan starts."""
+        clause = AccessClause((cond.grant,))
+        sql, params = access_sql(alias, clause)
+        if not drive:
+            return sql, params
+        start = member_driver(alias, clause, types) or ("1", [])
+        more_sql, more = self._filters(alias, types, filters, f"{alias}.pk")
+        return f"{start[0]} AND ({sql}){more_sql}", [*start[1], *params, *more]
 
     @staticmethod
     def _any_of(parts: list[Sql]) -> Sql:
@@ -359,6 +382,9 @@ def _rank(cond: Condition) -> float | None:
     if isinstance(cond, ChainClause):
         inner = _rank(cond.inner)
         return 5 if inner is None else inner + 0.5
+    if isinstance(cond, GrantClause):
+        grant = cond.grant
+        return 0 if grant.compartments and not grant.public_types else None
     return None
 
 

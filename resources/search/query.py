@@ -191,13 +191,26 @@ class HasClause:
 
 
 @dataclass(frozen=True, slots=True)
+class GrantClause:
+    """The resource is one that ``grant`` allows, as the access policy would (see
+    :class:`Grant`); used as a search condition to select a patient's records by the
+    memberships stored with each version (``Patient/1/$everything``: its compartment's
+    types when a member of it, other types when a member of it and of no other patient),
+    whatever the caller's own grants add. ``grant.where`` must be empty."""
+
+    grant: Grant
+
+
+@dataclass(frozen=True, slots=True)
 class AnyOf:
     """An OR of conditions (used by authorization, e.g. several compartments)."""
 
     conditions: tuple[Condition, ...]
 
 
-Condition = Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | AnyOf
+Condition = (
+    Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | AnyOf | GrantClause
+)
 
 
 @dataclass(frozen=True, slots=True)
