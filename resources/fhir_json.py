@@ -14,7 +14,9 @@ none; the server's is ``FHIR_SERVER_MAX_JSON_DEPTH``).
 from __future__ import annotations
 
 import json
+from array import array
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -82,8 +84,9 @@ def loads(data: bytes | str) -> Any:
         raise invalid("Request body is not valid JSON: nested too deeply") from None
 
 
-_TO_BRACES = bytes.maketrans(b"[]", b"{}")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_TO_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+"""Opening brackets to +1, closing ones to -1 (as signed bytes)."""
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 def check_depth(data: bytes, max_depth: int) -> None:
@@ -91,25 +94,23 @@ def check_depth(data: bytes, max_depth: int) -> None:
     (``{}`` is depth 1), before it is parsed.
 
     Most bodies have fewer brackets than the limit and are not looked at further.
-    Otherwise the strings are cut out (escapes first: backslashes appear only inside
-    strings), the brackets kept (``[]`` read as ``{}``), and the innermost pairs removed
-    ``max_depth`` times over: nesting within the limit is gone by then. Text that is not
-    balanced JSON is left for the parser to report. A 13 kB transaction Bundle: ~0.2 ms,
-    a third of its parse."""
+    Otherwise only quotes and brackets are kept (escapes removed first: backslashes
+    appear only inside strings), adjacent quotes dropped (an empty string, or two strings
+    made one: what is inside stays inside), the strings left (those holding brackets)
+    cut out, and the depth is the largest running sum of the brackets (+1 opening, -1
+    closing). Each step is one pass of C code over the bytes but the last (a Python
+    integer per bracket): a 13 kB transaction Bundle ~60 us (a third of its parse), 10 MB
+    of brackets ~1 s (a plain run of openers ~0.1 s)."""
     if data.count(b"{") + data.count(b"[") <= max_depth:
         return
-    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside = b"".join(unescaped.split(b'"')[::2])
-    skeleton = outside.translate(_TO_BRACES, _NOT_BRACKETS)
-    too_deep = b"{" * (max_depth + 1) in skeleton
-    rounds = 0
-    while not too_deep and rounds < max_depth:
-        shorter = skeleton.replace(b"{}", b"")
-        if len(shorter) == len(skeleton):
-            return  # empty: within the limit; else not JSON, which the parser reports
-        skeleton = shorter
-        rounds += 1
-    if too_deep or b"{}" in skeleton:
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[::2])
+    steps = structure.translate(_TO_STEPS)
+    run = b"\x01" * (max_depth + 1)
+    if run in steps or max(accumulate(array("b", steps)), default=0) > max_depth:
         raise invalid(f"The JSON body nests arrays and objects deeper than {max_depth} levels")
 
 

@@ -143,6 +143,7 @@ def test_check_depth_is_exact_around_the_limit():
 def test_check_depth_ignores_brackets_in_strings():
     text = json.dumps({"a": ["[[[[{{{{" * 40, 'q"\\[' * 30, "\\" * 7 + "[" * 200]})
     fhir_json.check_depth(text.encode(), 8)
+    fhir_json.check_depth(json.dumps("[" * 200).encode(), 8)  # no bracket outside strings
 
 
 def test_check_depth_agrees_with_the_parsed_depth():
