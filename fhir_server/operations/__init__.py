@@ -54,9 +54,10 @@ from __future__ import annotations
 
 from capability.support import SupportTable
 from capability.support import support_table as _type_table
+from fhir_server.operations import everything
 from fhir_server.operations.base import Operation
 
-OPERATIONS: tuple[Operation, ...] = ()
+OPERATIONS: tuple[Operation, ...] = (everything.OPERATION,)
 """Every operation the server offers."""
 
 

@@ -1,0 +1,551 @@
+"""``Patient/[id]/$everything`` and ``Patient/$everything``: a patient's whole record, paged
+(https://hl7.org/fhir/R4/patient-operation-everything.html).
+
+The record of ``Patient/x`` is what the memberships stored with every version say is
+hers (``resources.compartments.memberships``): the resources of the R4 Patient
+compartment's types that are in her compartment (the Patient itself included), and the
+resources of other types (a refill Task, a Device implanted in her) that refer to her
+and to no other patient. It is one search over every type, with a
+:class:`~resources.search.query.GrantClause` condition that the stores answer from the
+membership rows (a patient's few hundred, however large the store), paged with the
+stores' keyset cursors like any search: ``_count``, ``next`` links, stable while data
+changes. Each page adds, as ``include`` entries, the resources its matches refer to that
+are nobody's record (Practitioner, Organization, Location, Medication, ... and what
+those refer to in turn): never another patient's data (an Observation of Bob referred to
+from Alice's DiagnosticReport is not in Alice's record).
+
+Everything goes through the caller's store (the guarded store under SMART): the access
+rules hold for every entry as for a search. A patient-context token reads its own
+patient's record (another patient's is "not found"), with directory resources only of
+the directory types; staff and backend services read anyone's.
+
+Parameters: ``_count``, ``_since`` (resources changed at or after the instant), ``_type``
+(only these types, in the record and among the referenced resources), ``start`` and
+``end`` (care dates: a resource whose care date parameter (:data:`CARE_DATES`) has a
+value that ends before ``start`` or starts after ``end`` is left out; resources without
+a care date, such as the Patient and Coverage, are always in). At type level
+(``Patient/$everything``) the records of every patient the caller may read follow each
+other, patient by patient, on the same pages.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import orjson
+
+from capability.support import support_table
+from fhir_server.headers import prefer_handling
+from fhir_server.interactions.context import bundle_id, check_id, query_string
+from fhir_server.operations.base import (
+    Context,
+    FhirResponse,
+    Invocation,
+    Operation,
+    OperationDefinition,
+    OperationParameter,
+)
+from fhir_server.storage.base import StoredVersion, now_instant
+from fhir_server.storage.search_page import Cursor, SearchPage
+from resources.compartments import (
+    MEMBERSHIP_COMPARTMENT,
+    literal_references,
+    patient_member_types,
+)
+from resources.definitions import RESOURCE_TYPES
+from resources.errors import FhirError, gone, invalid, not_found
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+from resources.search.query import (
+    AnyOf,
+    Clause,
+    Condition,
+    Grant,
+    GrantClause,
+    IdClause,
+    MissingMatch,
+    SearchQuery,
+)
+
+CARE_DATES: Mapping[str, str] = {
+    # the types with the R4 clinical date parameter ``date`` (Observation.effective,
+    # Encounter.period, Immunization.occurrence, ...) use it; the others name theirs
+    **dict.fromkeys(
+        [
+            "AdverseEvent",
+            "AllergyIntolerance",
+            "Appointment",
+            "AuditEvent",
+            "CarePlan",
+            "CareTeam",
+            "ClinicalImpression",
+            "Composition",
+            "Consent",
+            "DiagnosticReport",
+            "DocumentReference",
+            "Encounter",
+            "EpisodeOfCare",
+            "FamilyMemberHistory",
+            "Flag",
+            "Immunization",
+            "ImmunizationEvaluation",
+            "ImmunizationRecommendation",
+            "Invoice",
+            "List",
+            "MeasureReport",
+            "MedicationRequest",
+            "Observation",
+            "Procedure",
+            "ResearchSubject",
+            "RiskAssessment",
+            "SupplyRequest",
+        ],
+        "date",
+    ),
+    "ChargeItem": "occurrence",
+    "Claim": "created",
+    "Communication": "sent",
+    "CommunicationRequest": "occurrence",
+    "Condition": "onset-date",
+    "DeviceRequest": "event-date",
+    "ExplanationOfBenefit": "created",
+    "Goal": "start-date",
+    "ImagingStudy": "started",
+    "Media": "created",
+    "MedicationAdministration": "effective-time",
+    "MedicationDispense": "whenhandedover",
+    "MedicationStatement": "effective",
+    "NutritionOrder": "datetime",
+    "ServiceRequest": "occurrence",
+    "Specimen": "collected",
+}
+"""The care date of each type of the record (the search parameter ``start``/``end`` are
+compared with). A resource of another type of the record that has a date parameter of
+one of these names is compared on it too (``created`` of a ClaimResponse, ``date`` of a
+Schedule)."""
+
+PARAMETERS = frozenset({"_count", "_since", "_type", "start", "end", "_cursor"})
+"""The operation's parameters (``_cursor`` carries the paging position)."""
+_IGNORED = frozenset({"_format", "_pretty"})
+_MAX_PATIENTS_PER_PAGE = 100
+"""Patients a type-level page walks through at most (a short page then has a ``next``
+link): records left empty by ``_type`` or ``_since`` do not make one request read every
+patient."""
+_REFERENCE_ROUNDS = 3
+"""Referenced resources of referenced resources (PractitionerRole -> Practitioner ->
+Organization), this many steps from the page's matches."""
+
+
+@dataclass(frozen=True)
+class EverythingRequest:
+    """The operation's parameters, parsed."""
+
+    count: int
+    types: tuple[str, ...] | None = None
+    """``_type``: only these types (None: every type)."""
+    since: tuple[Condition, ...] = ()
+    care: tuple[Condition, ...] = ()
+    cursor: str | None = None
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    """The parameters as they go into the links (``_cursor`` aside)."""
+
+
+def parse_request(ctx: Context, items: Sequence[tuple[str, str]]) -> EverythingRequest:
+    """The parameters (of the query, and of a POSTed ``Parameters`` resource)."""
+    strict = prefer_handling(ctx.header("prefer")) == "strict"
+    values: dict[str, list[str]] = {}
+    for name, value in items:
+        if name in PARAMETERS:
+            values.setdefault(name, []).append(value)
+        elif strict and name not in _IGNORED:
+            raise invalid(f"Unknown parameter of $everything: {name}", name)
+    for name, given in values.items():
+        if len(given) > 1 and name != "_type":
+            raise invalid(f"The parameter {name} of $everything is given more than once", name)
+    applied: list[tuple[str, str]] = []
+    count = _count(ctx, values.get("_count", [None])[0], applied)
+    types = _types(values.get("_type", []), applied)
+    since = _since(values.get("_since", [None])[0], applied)
+    start = values.get("start", [None])[0]
+    end = values.get("end", [None])[0]
+    care = tuple(_care(start, end, applied))
+    cursor = values.get("_cursor", [None])[0]
+    return EverythingRequest(count, types, since, care, cursor, applied)
+
+
+def _count(ctx: Context, given: str | None, applied: list[tuple[str, str]]) -> int:
+    if given is None:
+        return ctx.settings.default_page_size
+    try:
+        count = int(given)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise invalid(f"_count must be a non-negative integer, not {given!r}", "_count")
+    count = min(count, ctx.settings.max_page_size)
+    applied.append(("_count", str(count)))
+    return count
+
+
+def _types(given: list[str], applied: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    if not given:
+        return None
+    names = [t.strip() for value in given for t in value.split(",") if t.strip()]
+    known = support_table().types
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise invalid(f"_type names unknown resource types: {', '.join(unknown)}", "_type")
+    types = tuple(dict.fromkeys(names))
+    applied.append(("_type", ",".join(types)))
+    return types
+
+
+def _since(given: str | None, applied: list[tuple[str, str]]) -> tuple[Condition, ...]:
+    if given is None:
+        return ()
+    conditions = _parse("Patient", "_lastUpdated", f"ge{given}", "_since")
+    applied.append(("_since", given))
+    return conditions
+
+
+def _care(
+    start: str | None, end: str | None, applied: list[tuple[str, str]]
+) -> Iterable[Condition]:
+    """For each care date parameter: no value, or a value that overlaps the range."""
+    bounds = [
+        (name, prefix, value)
+        for name, prefix, value in (("start", "ge", start), ("end", "le", end))
+        if value is not None
+    ]
+    for name, _, value in bounds:
+        applied.append((name, value))
+    for code, type_ in _care_codes().items():
+        param = search_params(type_)[code]
+        for name, prefix, value in bounds:
+            (clause,) = _parse(type_, code, f"{prefix}{value}", name)
+            missing = Clause(param, (MissingMatch(True),))
+            yield AnyOf((clause, missing))
+
+
+@cache
+def _care_codes() -> dict[str, str]:
+    """Each care date parameter code, with a type that has it."""
+    codes: dict[str, str] = {}
+    for type_, code in sorted(CARE_DATES.items()):
+        codes.setdefault(code, type_)
+    return codes
+
+
+def _parse(type_: str, name: str, value: str, parameter: str) -> tuple[Condition, ...]:
+    try:
+        query = parse_search(
+            [type_],
+            [(name, value)],
+            strict=True,
+            params_for=search_params,
+            max_count=1,
+            default_count=1,
+        )
+    except FhirError as error:
+        raise invalid(
+            f"The value of {parameter} is not a valid date or instant: {value[2:]!r}",
+            parameter,
+        ) from error
+    return tuple(query.conditions)
+
+
+# -- the record of one patient --------------------------------------------------------------
+
+
+def record_of(patient_id: str) -> GrantClause:
+    """The resources that are ``Patient/patient_id``'s record (see the module)."""
+    return GrantClause(
+        Grant(None, (f"{MEMBERSHIP_COMPARTMENT}/{patient_id}",), patient_member_types())
+    )
+
+
+NOBODYS_RECORD = GrantClause(
+    Grant(None, (), patient_member_types(), public_types=frozenset(RESOURCE_TYPES))
+)
+"""Resources of the types outside the Patient compartment that are in no patient's
+compartment: directory and definitional data (what a page's matches refer to)."""
+
+
+@cache
+def _all_types() -> tuple[str, ...]:
+    return tuple(sorted(support_table().types))
+
+
+def _record_query(patient_id: str, request: EverythingRequest) -> SearchQuery:
+    types = request.types or _all_types()
+    conditions: list[Condition] = [record_of(patient_id), *request.since, *request.care]
+    return SearchQuery(tuple(types), conditions)
+
+
+async def _record_page(
+    ctx: Context,
+    patient_id: str,
+    request: EverythingRequest,
+    cursor: Cursor | None,
+    count: int,
+    with_total: bool,
+) -> SearchPage:
+    return await ctx.store.search(_record_query(patient_id, request), cursor, count, with_total)
+
+
+async def _referenced(
+    ctx: Context, matches: Sequence[StoredVersion], request: EverythingRequest
+) -> list[StoredVersion]:
+    """The resources the matches refer to that are nobody's record, and those they refer
+    to, as the caller may see them (one search per type and step)."""
+    members = patient_member_types()
+    wanted = set(request.types) if request.types else None
+    seen = {(m.type, m.id) for m in matches}
+    found: list[StoredVersion] = []
+    frontier: Sequence[StoredVersion] = matches
+    for _ in range(_REFERENCE_ROUNDS):
+        targets: dict[str, set[str]] = {}
+        for stored in frontier:
+            if stored.content is None:
+                continue
+            for type_, id_ in literal_references(orjson.loads(stored.content)):
+                if (type_, id_) in seen or type_ in members or type_ not in RESOURCE_TYPES:
+                    continue
+                if wanted is not None and type_ not in wanted:
+                    continue
+                if _valid_id(id_):
+                    targets.setdefault(type_, set()).add(id_)
+        added: list[StoredVersion] = []
+        for type_, ids in sorted(targets.items()):
+            query = SearchQuery(
+                (type_,), [IdClause(tuple(sorted(ids))), NOBODYS_RECORD, *request.since]
+            )
+            try:
+                page = await ctx.store.search(query, None, len(ids), False)
+            except FhirError as error:
+                if error.status == 403:
+                    continue  # no scope for the type: left out, as a search leaves it
+                raise
+            for stored in page.entries:
+                if (stored.type, stored.id) not in seen:
+                    seen.add((stored.type, stored.id))
+                    added.append(stored)
+        if not added:
+            break
+        found += added
+        frontier = added
+    return found
+
+
+def _valid_id(id_: str) -> bool:
+    try:
+        check_id(id_)
+    except FhirError:
+        return False
+    return True
+
+
+# -- instance level ---------------------------------------------------------------------
+
+
+async def everything_instance(
+    ctx: Context, patient_id: str, request: EverythingRequest
+) -> FhirResponse:
+    """``GET [base]/Patient/[id]/$everything``."""
+    check_id(patient_id)
+    patient = await ctx.store.read(MEMBERSHIP_COMPARTMENT, patient_id)
+    if patient is None:
+        raise not_found(f"Patient/{patient_id} is not known")
+    if patient.deleted:
+        raise gone(f"Patient/{patient_id} was deleted")
+    cursor = Cursor.decode(request.cursor) if request.cursor else None
+    page = await _record_page(ctx, patient_id, request, cursor, request.count, True)
+    included = await _referenced(ctx, page.entries, request) if page.entries else []
+    path = f"{MEMBERSHIP_COMPARTMENT}/{patient_id}/$everything"
+    next_cursor = page.next_cursor.encode() if page.next_cursor else None
+    bundle = _bundle(ctx, path, request, page.entries, included, next_cursor, page.total)
+    return FhirResponse(200, bundle)
+
+
+# -- type level -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Position:
+    """Where a type-level page starts: the Patient search's cursor that finds the
+    current patient first (None: the first patient), and the cursor in its record."""
+
+    patients: str | None = None
+    record: str | None = None
+
+    def encode(self) -> str:
+        payload = orjson.dumps({"p": self.patients, "r": self.record})
+        return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str | None) -> _Position:
+        if not text:
+            return cls()
+        try:
+            payload = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            patients, record = payload["p"], payload["r"]
+            if not all(v is None or isinstance(v, str) for v in (patients, record)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise invalid("Invalid paging cursor (_cursor)", "_cursor") from None
+        return cls(patients, record)
+
+
+async def everything_type(ctx: Context, request: EverythingRequest) -> FhirResponse:
+    """``GET [base]/Patient/$everything``: the records of every patient the caller may
+    read (a patient-context token: its own), one patient after the other."""
+    position = _Position.decode(request.cursor)
+    patients_cursor = Cursor.decode(position.patients) if position.patients else None
+    record_cursor = Cursor.decode(position.record) if position.record else None
+    matches: list[StoredVersion] = []
+    included: list[StoredVersion] = []
+    next_position: _Position | None = None
+    for _ in range(_MAX_PATIENTS_PER_PAGE):
+        found = await ctx.store.search(
+            SearchQuery((MEMBERSHIP_COMPARTMENT,)), patients_cursor, 1, False
+        )
+        if not found.entries:
+            next_position = None
+            break
+        patient = found.entries[0]
+        room = request.count - len(matches)
+        page = await _record_page(ctx, patient.id, request, record_cursor, room, False)
+        matches += page.entries
+        if page.entries:
+            included += await _referenced(ctx, page.entries, request)
+        here = patients_cursor.encode() if patients_cursor else None
+        if page.next_cursor is not None:
+            next_position = _Position(here, page.next_cursor.encode())
+            break
+        if found.next_cursor is None:
+            next_position = None
+            break
+        patients_cursor, record_cursor = found.next_cursor, None
+        next_position = _Position(patients_cursor.encode(), None)
+        if len(matches) >= request.count:
+            break
+    included = _unique(included, matches)
+    next_cursor = next_position.encode() if next_position is not None else None
+    path = f"{MEMBERSHIP_COMPARTMENT}/$everything"
+    bundle = _bundle(ctx, path, request, matches, included, next_cursor, None)
+    return FhirResponse(200, bundle)
+
+
+def _unique(included: list[StoredVersion], matches: list[StoredVersion]) -> list[StoredVersion]:
+    seen = {(m.type, m.id) for m in matches}
+    unique: list[StoredVersion] = []
+    for stored in included:
+        if (stored.type, stored.id) not in seen:
+            seen.add((stored.type, stored.id))
+            unique.append(stored)
+    return unique
+
+
+# -- the Bundle -----------------------------------------------------------------------------
+
+
+def _bundle(
+    ctx: Context,
+    path: str,
+    request: EverythingRequest,
+    matches: Sequence[StoredVersion],
+    included: Sequence[StoredVersion],
+    next_cursor: str | None,
+    total: int | None,
+) -> dict[str, Any]:
+    def url(cursor: str | None) -> str:
+        params = [*request.applied, *([("_cursor", cursor)] if cursor else [])]
+        return f"{ctx.url(path)}?{query_string(params)}" if params else ctx.url(path)
+
+    links = [{"relation": "self", "url": url(request.cursor)}]
+    if request.cursor:
+        links.append({"relation": "first", "url": url(None)})
+    if next_cursor is not None:
+        links.append({"relation": "next", "url": url(next_cursor)})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": bundle_id(),
+        "meta": {"lastUpdated": now_instant()},
+        "type": "searchset",
+    }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    entries = [_entry(ctx, s, "match") for s in matches]
+    entries += [_entry(ctx, s, "include") for s in included]
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def _entry(ctx: Context, stored: StoredVersion, mode: str) -> dict[str, Any]:
+    assert stored.content is not None
+    return {
+        "fullUrl": ctx.url(stored.type, stored.id),
+        "resource": orjson.Fragment(stored.content),
+        "search": {"mode": mode},
+    }
+
+
+# -- the declaration ------------------------------------------------------------------------
+
+
+async def handle(ctx: Context, call: Invocation) -> FhirResponse:
+    request = parse_request(ctx, call.params)
+    if call.id is not None:
+        return await everything_instance(ctx, call.id, request)
+    return await everything_type(ctx, request)
+
+
+CANONICAL = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+_PARAMETERS = (
+    OperationParameter("start", "date", documentation="Care dates from (see CARE_DATES)"),
+    OperationParameter("end", "date", documentation="Care dates to (see CARE_DATES)"),
+    OperationParameter(
+        "_since", "instant", documentation="Only resources changed at or after this instant"
+    ),
+    OperationParameter("_type", "code", max="*", documentation="Only resources of these types"),
+    OperationParameter("_count", "integer", documentation="Matches per page"),
+    OperationParameter("return", "Bundle", min=1, use="out"),
+)
+_SCOPES = ("patient/*.rs", "user/*.rs", "system/*.rs")
+_DOCUMENTATION = (
+    "The patient's record (the Patient compartment, and resources of other types that"
+    " refer to that patient and no other) with the resources it refers to that are no"
+    " patient's (Practitioner, Organization, Location, Medication...), as a searchset"
+    " Bundle paged with next links; a patient-context token gets its own patient's only."
+)
+
+OPERATION = Operation(
+    definitions=(
+        OperationDefinition(
+            "everything",
+            CANONICAL,
+            "instance",
+            resource_types=(MEMBERSHIP_COMPARTMENT,),
+            parameters=_PARAMETERS,
+            scopes=_SCOPES,
+            documentation=_DOCUMENTATION,
+        ),
+        OperationDefinition(
+            "everything",
+            CANONICAL,
+            "type",
+            resource_types=(MEMBERSHIP_COMPARTMENT,),
+            parameters=_PARAMETERS,
+            scopes=_SCOPES,
+            documentation=_DOCUMENTATION
+            + " At type level: every patient's record the caller may read, one after the other.",
+        ),
+    ),
+    handler=handle,
+)
