@@ -4,7 +4,7 @@ authorization server MUST ... verify that the refresh token ... is valid"; a gra
 outlives the relationship it was made under unless it is checked).
 
 The answer comes from the FHIR data through the hooks ``fhir_server`` hands in
-(:class:`smart_auth.service.FhirHooks`):
+(:class:`smart_auth.hooks.FhirHooks`):
 
 - a Patient, a caregiver (RelatedPerson) or a Person linking several people: the
   grant's launch patient must still be among the patients they may act for
@@ -19,10 +19,7 @@ The answer comes from the FHIR data through the hooks ``fhir_server`` hands in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from smart_auth.service import FhirHooks
+from smart_auth.hooks import FhirHooks
 
 _ACTS_FOR_PATIENTS = ("Patient", "RelatedPerson", "Person")
 

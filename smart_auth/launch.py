@@ -15,40 +15,18 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from smart_auth.bearer import bearer_policy, is_staff_or_system
+from smart_auth.core import AuthCore
 from smart_auth.passwords import new_secret
-from smart_auth.scopes import AccessPolicy
 from smart_auth.server import json_body, oauth_error
 from smart_auth.store.base import LaunchContext
 
-if TYPE_CHECKING:
-    from smart_auth.service import SmartAuth
-
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-def is_staff_or_system(policy: AccessPolicy) -> bool:
-    """A Practitioner user's token, or a backend service's token with system scopes."""
-    if policy.fhir_user and policy.fhir_user.startswith("Practitioner/"):
-        return True
-    return policy.subject in (None, policy.client_id) and any(
-        rule.context == "system" for rule in policy.rules
-    )
-
-
-async def bearer_policy(auth: SmartAuth, request: Request) -> AccessPolicy | Response:
-    """The policy of the request's bearer token, or a 401 response."""
-    from smart_auth.service import AuthError
-
-    try:
-        return auth.authenticate(request.headers.get("authorization"), auth.fhir_base(request))
-    except AuthError as error:
-        headers = {"WWW-Authenticate": error.www_authenticate or "Bearer"}
-        return oauth_error(401, "invalid_token", error.message, headers)
 
 
 def _reference_id(value: Any, resource_type: str) -> str | None:
@@ -62,7 +40,7 @@ def _reference_id(value: Any, resource_type: str) -> str | None:
     return value
 
 
-async def create_launch(auth: SmartAuth, request: Request) -> Response:
+async def create_launch(auth: AuthCore, request: Request) -> Response:
     policy = await bearer_policy(auth, request)
     if isinstance(policy, Response):
         return policy

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
-from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from smart_auth.core import AuthCore
+from smart_auth.forms import read_form
 from smart_auth.grants import launch_context
 from smart_auth.models import Grantee
 from smart_auth.passwords import (
@@ -49,9 +50,6 @@ from smart_auth.server import RawResponse, SmartRequest
 from smart_auth.session import COOKIE_NAME, COOKIE_PATH, csrf_ok, new_session
 from smart_auth.store.base import LaunchContext, User
 from smart_auth.throttle import LoginThrottle, client_address
-
-if TYPE_CHECKING:
-    from smart_auth.service import SmartAuth
 
 OPTIONAL_OTHERS = {"offline_access", "online_access"}
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
@@ -77,9 +75,9 @@ SECURITY_HEADERS = {
 
 
 class Pages:
-    """Route handlers of the sign-in pages, bound to one :class:`SmartAuth`."""
+    """Route handlers of the sign-in pages, bound to one :class:`~smart_auth.core.AuthCore`."""
 
-    def __init__(self, auth: SmartAuth) -> None:
+    def __init__(self, auth: AuthCore) -> None:
         self.auth = auth
 
     # -- helpers --------------------------------------------------------------------------
@@ -200,8 +198,6 @@ class Pages:
     # -- authorization request ---------------------------------------------------------------
     async def authorize(self, request: Request) -> Response:
         if request.method == "POST":
-            from smart_auth.routes import read_form
-
             form = await read_form(request)
             if isinstance(form, Response):
                 return form
@@ -499,19 +495,3 @@ def _consent_items(scope: str) -> list[dict[str, Any]]:
         {"scope": word, "words": plain_words(word), "optional": _optional(word), "n": n}
         for n, word in enumerate(scope.split())
     ]
-
-
-def add_routes(auth: SmartAuth, router: APIRouter) -> None:
-    from smart_auth.activation import Activation
-
-    pages = Pages(auth)
-    activation = Activation(pages)
-    router.add_api_route("/auth/authorize", pages.authorize, methods=["GET", "POST"])
-    router.add_api_route("/auth/login", pages.login_form, methods=["GET"])
-    router.add_api_route("/auth/login", pages.login, methods=["POST"])
-    router.add_api_route("/auth/patient", pages.picker_form, methods=["GET"])
-    router.add_api_route("/auth/patient", pages.pick, methods=["POST"])
-    router.add_api_route("/auth/consent", pages.consent_form, methods=["GET"])
-    router.add_api_route("/auth/consent", pages.consent, methods=["POST"])
-    router.add_api_route("/auth/activate", activation.form, methods=["GET"])
-    router.add_api_route("/auth/activate", activation.submit, methods=["POST"])

@@ -5,7 +5,7 @@ The request body is first checked against ``registration.schema.json`` (jsonsche
 a bad request fails with a precise ``invalid_client_metadata`` message, then by Authlib's
 RFC 7591 metadata claims. The policy (``FHIR_SERVER_REGISTRATION``): ``off`` (404),
 ``token`` (a bearer token of a practitioner or a backend service, see
-:func:`smart_auth.launch.is_staff_or_system`) or ``open`` (anyone; ``system/`` scopes
+:func:`smart_auth.bearer.is_staff_or_system`) or ``open`` (anyone; ``system/`` scopes
 are then refused). Redirect URIs must be https, http on a loopback host, or a private-use
 scheme of a native app (RFC 8252 section 7), without a fragment.
 
@@ -32,7 +32,7 @@ import json
 import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
@@ -45,7 +45,9 @@ from jsonschema import Draft202012Validator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smart_auth.bearer import bearer_policy, is_staff_or_system
 from smart_auth.client_auth import JWKS_URI_REFUSED
+from smart_auth.core import AuthCore
 from smart_auth.discovery import AUTH_METHODS
 from smart_auth.models import safe_text
 from smart_auth.passwords import hash_secret, new_secret
@@ -53,9 +55,6 @@ from smart_auth.scope_limits import cap_scopes, scopes_beyond
 from smart_auth.scopes import AccessPolicy, ScopeError, parse_scopes
 from smart_auth.server import RawResponse, SmartJsonRequest, json_body, oauth_error, run_grant
 from smart_auth.store.base import Client
-
-if TYPE_CHECKING:
-    from smart_auth.service import SmartAuth
 
 SCHEMA = Path(__file__).parent / "registration.schema.json"
 DEFAULT_APP_SCOPE = (
@@ -217,7 +216,7 @@ class Registration(ClientRegistrationEndpoint):
     """Authlib's endpoint over the auth store."""
 
     def __init__(
-        self, auth: SmartAuth, allow_system: bool, registrar: AccessPolicy | None = None
+        self, auth: AuthCore, allow_system: bool, registrar: AccessPolicy | None = None
     ) -> None:
         super().__init__(server=auth.oauth())
         self.auth = auth
@@ -252,9 +251,7 @@ class Registration(ClientRegistrationEndpoint):
         return RawResponse(201, client_json(client, secret), [("Cache-Control", "no-store")])
 
 
-async def register(auth: SmartAuth, request: Request) -> Response:
-    from smart_auth.launch import bearer_policy, is_staff_or_system
-
+async def register(auth: AuthCore, request: Request) -> Response:
     policy = auth.config.registration
     if policy == "off":
         return oauth_error(404, "not_found", "Dynamic client registration is off on this server.")

@@ -2,60 +2,28 @@
 section 3.2, introspection RFC 7662, revocation RFC 7009, registration RFC 7591), the
 JWKS (RFC 7517 section 5), discovery (SMART App Launch 2.x
 https://hl7.org/fhir/smart-app-launch/conformance.html), the EHR launch API and the
-browser pages (:mod:`smart_auth.pages`).
+browser pages (:mod:`smart_auth.pages`, :mod:`smart_auth.activation`), all bound to one
+:class:`~smart_auth.core.AuthCore` by :func:`build_router`.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from smart_auth import launch, registration
+from smart_auth.activation import Activation
 from smart_auth.bodies import BoundedBodyRoute
+from smart_auth.core import AuthCore
 from smart_auth.discovery import openid_configuration, smart_configuration
-from smart_auth.server import SmartRequest, oauth_error, run_grant
-
-if TYPE_CHECKING:
-    from smart_auth.service import SmartAuth
-
-FORM = "application/x-www-form-urlencoded"
+from smart_auth.forms import oauth_request, read_form
+from smart_auth.pages import Pages
+from smart_auth.server import run_grant
 
 
-async def read_form(request: Request) -> list[tuple[str, str]] | Response:
-    """The url-encoded form of a POST, or an OAuth error response (the body was read
-    within its bound by the route, :class:`~smart_auth.bodies.BoundedBodyRoute`)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != FORM:
-        return oauth_error(400, "invalid_request", f"Send the parameters as {FORM}.")
-    body = await request.body()
-    try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return oauth_error(400, "invalid_request", "The form is not valid UTF-8 url-encoding.")
-
-
-def oauth_request(
-    auth: SmartAuth, request: Request, form: list[tuple[str, str]] | None = None
-) -> SmartRequest:
-    """An Authlib request from what the route read."""
-    base = auth.fhir_base(request)
-    return SmartRequest(
-        request.method,
-        str(request.url),
-        request.headers,
-        query=request.query_params.multi_items(),
-        form=form or [],
-        fhir_base=base,
-        auth_base=auth.auth_base(base),
-    )
-
-
-def build_router(auth: SmartAuth) -> APIRouter:
-    from smart_auth import launch, pages, registration
-
+def build_router(auth: AuthCore) -> APIRouter:
+    """Every route of the authorization server, bound to ``auth``."""
     # every route reads its body within a bound before its handler runs
     router = APIRouter(include_in_schema=False, route_class=BoundedBodyRoute)
 
@@ -108,5 +76,20 @@ def build_router(auth: SmartAuth) -> APIRouter:
     router.add_api_route("/auth/revoke", revoke, methods=["POST"])
     router.add_api_route("/auth/register", register, methods=["POST"])
     router.add_api_route("/auth/launch", create_launch, methods=["POST"])
-    pages.add_routes(auth, router)
+    _add_pages(auth, router)
     return router
+
+
+def _add_pages(auth: AuthCore, router: APIRouter) -> None:
+    """The browser pages: sign-in, patient picker, consent and account activation."""
+    pages = Pages(auth)
+    activation = Activation(pages)
+    router.add_api_route("/auth/authorize", pages.authorize, methods=["GET", "POST"])
+    router.add_api_route("/auth/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/auth/login", pages.login, methods=["POST"])
+    router.add_api_route("/auth/patient", pages.picker_form, methods=["GET"])
+    router.add_api_route("/auth/patient", pages.pick, methods=["POST"])
+    router.add_api_route("/auth/consent", pages.consent_form, methods=["GET"])
+    router.add_api_route("/auth/consent", pages.consent, methods=["POST"])
+    router.add_api_route("/auth/activate", activation.form, methods=["GET"])
+    router.add_api_route("/auth/activate", activation.submit, methods=["POST"])

@@ -1,0 +1,38 @@
+"""What the authorization server asks of the FHIR data, handed in by ``fhir_server`` when
+the application is assembled (``smart_auth`` never imports ``fhir_server``): which
+patients a user may act for (the patient picker, SMART App Launch 2.x
+https://hl7.org/fhir/smart-app-launch/app-launch.html, and the re-check of every grant,
+:mod:`smart_auth.entitlement`), whether a resource exists, which resource types exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class PatientChoice:
+    """A patient the signed-in user may act for (shown on the patient picker)."""
+
+    id: str
+    display: str
+
+
+class FhirHooks(Protocol):
+    """What the authorization server asks of the FHIR data (given by ``fhir_server``)."""
+
+    async def patients_for(self, fhir_user: str, query: str | None) -> list[PatientChoice]:
+        """Patient/x -> [x]; RelatedPerson/y -> the patient it represents while it is
+        active and within its period; Practitioner/z -> patients whose name matches
+        ``query`` (the picker's search)."""
+        ...
+
+    async def display(self, reference: str) -> str | None:
+        """A display name for a reference ("Patient/1"); None if it does not exist."""
+        ...
+
+    def is_resource_type(self, name: str) -> bool:
+        """Whether ``name`` is a FHIR resource type (scopes of other types are never
+        granted). Optional: hooks without it let any well-formed type name through."""
+        ...
