@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     conditional_delete_max: int = Field(
         100, ge=1, description="Most resources one conditional delete may remove"
     )
+    export_dir: str | None = Field(
+        None,
+        description="Folder of the $export jobs and their files (default: 'exports' next to"
+        " the SQLite file, or ./data/exports)",
+    )
+    export_ttl: str = Field(
+        "24h",
+        description="How long $export files are kept after the job ends (a duration: 90s,"
+        " 30m, 24h, 7d, or seconds)",
+    )
+    export_max_jobs: int = Field(
+        2, ge=1, description="$export jobs running at once (429 with Retry-After beyond)"
+    )
+    export_file_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="An $export NDJSON file is split (Type.001.ndjson...) past this size",
+    )
     outbound_allow: str = Field(
         "",
         description="Hosts, addresses or CIDR networks (comma separated) that outbound"
@@ -116,7 +134,26 @@ class Settings(BaseSettings):
         AllowList.parse(value)  # ValueError naming the bad entry
         return value
 
+    @field_validator("export_ttl")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration(value)  # ValueError naming the expected form
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+def parse_duration(text: str) -> int:
+    """Seconds of a duration such as ``90s``, ``30m``, ``24h``, ``7d`` or ``3600``."""
+    value = text.strip().lower()
+    unit = 1
+    if value[-1:] in _UNITS:
+        value, unit = value[:-1], _UNITS[value[-1]]
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"expected a duration such as 90s, 30m, 24h or 7d (got {text!r})")
+    return int(value) * unit
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

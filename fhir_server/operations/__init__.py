@@ -54,16 +54,14 @@ from __future__ import annotations
 
 from capability.support import SupportTable
 from capability.support import support_table as _type_table
-from fhir_server.operations import everything
+from fhir_server.operations import everything, export
 from fhir_server.operations.base import Operation
 
-OPERATIONS: tuple[Operation, ...] = (everything.OPERATION,)
+OPERATIONS: tuple[Operation, ...] = (export.OPERATION, everything.OPERATION)
 """Every operation the server offers."""
 
 
 def support_table() -> SupportTable:
     """The support table with every operation of :data:`OPERATIONS`: what the routes and
     the CapabilityStatement read."""
-    return _type_table().with_operations(
-        tuple(d for op in OPERATIONS for d in op.definitions)
-    )
+    return _type_table().with_operations(tuple(d for op in OPERATIONS for d in op.definitions))

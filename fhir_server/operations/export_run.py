@@ -1,0 +1,393 @@
+"""Running one ``$export`` job (https://hl7.org/fhir/uv/bulkdata/export.html) in the
+background of the server: the resources are read through the caller's guarded store in
+pages (keyset cursors, never the whole result in memory) and written to NDJSON files off
+the event loop.
+
+``_since`` is exact: a resource whose current version was written after ``_since`` and
+at or before the job's ``transactionTime`` is in the export; the next export with
+``_since=transactionTime`` takes up what came after. Before it reads, the job waits
+until every write that may have taken a ``lastUpdated`` at or before
+``transactionTime`` has committed (SQLite: its write lock; MongoDB: a short settle
+time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from fhir_server.interactions.search import compartment_condition
+from fhir_server.interactions.subsetting import subset
+from fhir_server.operations.export_jobs import HEARTBEAT, Job, Jobs
+from fhir_server.storage.base import HistoryQuery, Store, StoredVersion
+from fhir_server.storage.search_page import Cursor
+from resources import fhir_json
+from resources.compartments import literal_references, resources_in_compartment
+from resources.errors import FhirError
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+from resources.search.query import AnyOf, Condition, IdClause, SearchQuery
+from resources.terminology import value_set_codes
+
+log = logging.getLogger("fhir_server.export")
+
+PAGE = 1000
+"""Resources read from the store at a time."""
+PATIENT_BATCH = 100
+"""Patients of a Group (or ``patient`` list) searched for at a time."""
+MONGO_SETTLE = 1.0
+"""Seconds a job on MongoDB waits after its transactionTime before reading."""
+
+_running: set[asyncio.Task[None]] = set()
+"""The jobs of this process (kept referenced while they run)."""
+
+
+@dataclass
+class Plan:
+    """What a job exports (checked at kick-off)."""
+
+    types: list[str]
+    since: str | None
+    filters: dict[str, list[list[tuple[str, str]]]] = field(default_factory=dict)
+    """Per type, the ``_typeFilter`` queries (ORed); a type without one: everything."""
+    elements: dict[str, list[str]] = field(default_factory=dict)
+    patients: list[str] | None = None
+    """Patient ids (Group members or ``patient``); None: not limited to patients."""
+    referenced_types: frozenset[str] = frozenset()
+    """Types outside the Patient compartment that the patients' resources may refer to
+    (exported for a Group or a ``patient`` list)."""
+
+
+class Cancelled(Exception):
+    """The job was deleted while it ran."""
+
+
+def start(jobs: Jobs, job: Job, plan: Plan, store: Store, inner: Store, max_bytes: int) -> None:
+    """Run the job in the background of this process."""
+    task = asyncio.get_running_loop().create_task(_run(jobs, job, plan, store, inner, max_bytes))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+async def _run(
+    jobs: Jobs, job: Job, plan: Plan, store: Store, inner: Store, max_bytes: int
+) -> None:
+    run = _Run(jobs, job, plan, store, max_bytes)
+    beat = asyncio.get_running_loop().create_task(run.heartbeat())
+    try:
+        await _settle(inner, job.transaction_time)
+        await run.everything()
+        job.state, job.finished, job.progress = "complete", time.time(), "complete"
+        jobs.save(job)
+    except (Cancelled, FileNotFoundError):
+        jobs.remove(job.id)  # deleted while it ran: nothing is kept
+    except asyncio.CancelledError:
+        _fail(jobs, job, "The export was stopped with the server; start it again")
+        raise
+    except FhirError as error:
+        _fail(jobs, job, None, error.outcome())
+    except Exception:
+        log.exception("export %s failed", job.id)
+        _fail(jobs, job, "The export failed on an unexpected error (see the server log)")
+    finally:
+        beat.cancel()
+        run.close()
+
+
+def _fail(jobs: Jobs, job: Job, text: str | None, outcome: dict[str, Any] | None = None) -> None:
+    job.state, job.finished = "failed", time.time()
+    job.output, job.deleted, job.error = [], [], []
+    job.outcome = outcome or FhirError(500, "exception", text or "").outcome()
+    try:
+        jobs.save(job)
+    except OSError:
+        return
+    shutil.rmtree(jobs.files(job.id), ignore_errors=True)
+
+
+async def _settle(inner: Store, transaction_time: str) -> None:
+    """Wait until no write can still commit a ``lastUpdated`` at or before
+    ``transaction_time`` (see the module's docstring)."""
+    await asyncio.sleep(0.002)  # later writes take a later millisecond
+    for _ in range(4):  # through wrappers (timing, access) to the store itself
+        wrapped = getattr(inner, "inner", None) or getattr(inner, "_inner", None)
+        if wrapped is None:
+            break
+        inner = wrapped
+    path = getattr(inner, "path", None)
+    if isinstance(path, Path):
+        await asyncio.to_thread(_sqlite_barrier, path)
+    else:
+        await asyncio.sleep(MONGO_SETTLE)
+
+
+def _sqlite_barrier(path: Path) -> None:
+    """Take SQLite's write lock once: every write transaction that began before has
+    committed (or rolled back) by then, in any process."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+class _Run:
+    def __init__(self, jobs: Jobs, job: Job, plan: Plan, store: Store, max_bytes: int) -> None:
+        self.jobs, self.job, self.plan, self.store = jobs, job, plan, store
+        self.max_bytes = max_bytes
+        self.files = jobs.files(job.id)
+        self.written = 0
+        self.referenced: dict[str, set[str]] = {}
+        self._open: _Writer | None = None
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self.check()
+            self.job.heartbeat = time.time()
+            self.job.progress = f"{self.written} resources written"
+            await asyncio.to_thread(self.jobs.save, self.job)
+
+    def check(self) -> None:
+        if not self.files.is_dir():
+            raise Cancelled
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.abort()
+
+    async def everything(self) -> None:
+        for type_ in self.plan.types:
+            await self.export_type(type_)
+        for type_ in sorted(self.referenced):
+            if type_ in self.plan.types:
+                continue  # exported whole already
+            await self.export_referenced(type_, sorted(self.referenced[type_]))
+        if self.plan.since is not None and self.plan.patients is None:
+            for type_ in self.plan.types:
+                await self.export_deleted(type_)
+
+    # -- resources -------------------------------------------------------------------
+
+    async def export_type(self, type_: str) -> None:
+        writer = self._writer(type_, "output")
+        filters = self.plan.filters.get(type_) or [[]]
+        batches: list[list[str] | None] = (
+            [None]
+            if self.plan.patients is None
+            else [
+                self.plan.patients[i : i + PATIENT_BATCH]
+                for i in range(0, len(self.plan.patients), PATIENT_BATCH)
+            ]
+        )
+        seen: set[str] | None = set() if len(filters) * len(batches) > 1 else None
+        collect = self.plan.patients is not None
+        for items in filters:
+            for patients in batches:
+                query = self._query(type_, items, patients)
+                if query is None:
+                    continue
+                cursor: Cursor | None = None
+                while True:
+                    self.check()
+                    page = await self.store.search(query, cursor, PAGE, False)
+                    lines = []
+                    for stored in page.entries:
+                        if seen is not None:
+                            if stored.id in seen:
+                                continue
+                            seen.add(stored.id)
+                        lines.append(self._line(stored, collect))
+                    await writer.write(lines)
+                    self.written += len(lines)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+        await writer.finish()
+
+    def _query(
+        self, type_: str, items: list[tuple[str, str]], patients: list[str] | None
+    ) -> SearchQuery | None:
+        when = [("_lastUpdated", f"le{self.job.transaction_time}")]
+        if self.plan.since is not None:
+            when.append(("_lastUpdated", f"gt{self.plan.since}"))
+        query = build_query(type_, [*items, *when])
+        if patients is not None:
+            conditions: list[Condition] = [IdClause(tuple(patients))] if type_ == "Patient" else []
+            for patient in patients:
+                try:
+                    conditions.append(compartment_condition("Patient", patient, type_))
+                except FhirError:
+                    return None  # the type is not in the Patient compartment
+            query.conditions.append(AnyOf(tuple(conditions)))
+        return query
+
+    def _line(self, stored: StoredVersion, collect: bool) -> bytes:
+        assert stored.content is not None
+        content = stored.content
+        if collect:
+            self._collect(content)
+        elements = self.plan.elements.get(stored.type)
+        if elements:
+            content = subset(content, stored.type, None, elements)
+        return content
+
+    def _collect(self, content: bytes) -> None:
+        """The resources outside the Patient compartment this one refers to."""
+        for type_, id_ in literal_references(fhir_json.loads(content)):
+            if type_ in self.plan.referenced_types:
+                self.referenced.setdefault(type_, set()).add(id_)
+
+    async def export_referenced(self, type_: str, ids: Sequence[str]) -> None:
+        writer = self._writer(type_, "output")
+        for start in range(0, len(ids), PAGE):
+            self.check()
+            lines = []
+            for id_ in ids[start : start + PAGE]:
+                try:
+                    stored = await self.store.read(type_, id_)
+                except FhirError:
+                    break  # not readable with this token
+                if stored is None or stored.deleted:
+                    continue
+                if stored.last_updated > self.job.transaction_time:
+                    continue  # the next export has it
+                if self.plan.since is not None and stored.last_updated <= self.plan.since:
+                    continue
+                lines.append(self._line(stored, False))
+            await writer.write(lines)
+            self.written += len(lines)
+        await writer.finish()
+
+    # -- deleted -----------------------------------------------------------------------
+
+    async def export_deleted(self, type_: str) -> None:
+        """Tombstones written after ``_since`` (and at or before transactionTime), as
+        Bundles of DELETE requests (the manifest's ``deleted``)."""
+        since, until = self.plan.since or "", self.job.transaction_time
+        writer = self._writer(type_, "deleted")
+        before: int | None = None
+        while True:
+            self.check()
+            query = HistoryQuery(type=type_, since=since, count=PAGE, before_seq=before)
+            page = await self.store.history(query)
+            lines = []
+            for version in page.entries:
+                if version.deleted and since < version.last_updated <= until:
+                    if await self._recreated(version, until):
+                        continue
+                    lines.append(_delete_bundle(version))
+            await writer.write(lines)
+            before = page.next_before_seq
+            if before is None:
+                break
+        await writer.finish()
+
+    async def _recreated(self, tombstone: StoredVersion, until: str) -> bool:
+        current = await self.store.read(tombstone.type, tombstone.id)
+        return (
+            current is not None
+            and current.version > tombstone.version
+            and current.last_updated <= until
+        )
+
+    def _writer(self, type_: str, kind: str) -> _Writer:
+        writer = _Writer(self, type_, kind)
+        self._open = writer
+        return writer
+
+
+def build_query(type_: str, items: list[tuple[str, str]]) -> SearchQuery:
+    """The search of one type's resources (400 for what the search engine refuses)."""
+    return parse_search(
+        [type_],
+        items,
+        strict=True,
+        params_for=search_params,
+        max_count=PAGE,
+        default_count=PAGE,
+        value_set=value_set_codes,
+    )
+
+
+def patient_compartment_types() -> frozenset[str]:
+    return resources_in_compartment("Patient") | {"Patient"}
+
+
+def _delete_bundle(version: StoredVersion) -> bytes:
+    return fhir_json.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "request": {"method": "DELETE", "url": f"{version.type}/{version.id}"},
+                }
+            ],
+        }
+    )
+
+
+class _Writer:
+    """The NDJSON files of one type: ``Type.000.ndjson``, ``Type.001.ndjson``... each
+    written as ``.part`` and renamed when complete; a new one past the size limit."""
+
+    def __init__(self, run: _Run, type_: str, kind: str) -> None:
+        self.run, self.type, self.kind = run, type_, kind
+        self.number = 0
+        self.file: IO[bytes] | None = None
+        self.size = 0
+        self.count = 0
+
+    def _name(self) -> str:
+        prefix = "deleted-" if self.kind == "deleted" else ""
+        return f"{prefix}{self.type}.{self.number:03d}.ndjson"
+
+    async def write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        await asyncio.to_thread(self._write, lines)
+
+    def _write(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if self.file is not None and self.size + len(line) + 1 > self.run.max_bytes:
+                self._close()
+            if self.file is None:
+                self.file = open(self.run.files / (self._name() + ".part"), "wb")  # noqa: SIM115
+                self.size = self.count = 0
+            self.file.write(line)
+            self.file.write(b"\n")
+            self.size += len(line) + 1
+            self.count += 1
+
+    def _close(self) -> None:
+        assert self.file is not None
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        self.file = None
+        name = self._name()
+        os.replace(self.run.files / (name + ".part"), self.run.files / name)
+        entry = {"type": "Bundle" if self.kind == "deleted" else self.type, "file": name}
+        entry["count"] = self.count
+        (self.run.job.deleted if self.kind == "deleted" else self.run.job.output).append(entry)
+        self.number += 1
+
+    async def finish(self) -> None:
+        if self.file is not None:
+            await asyncio.to_thread(self._close)
+        self.run._open = None
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
