@@ -359,3 +359,21 @@ async def test_capability_statement_and_smart_configuration(env: Env) -> None:
     assert {"RS384", "ES384"} <= set(config["token_endpoint_auth_signing_alg_values_supported"])
     assert "system/*.rs" in config["scopes_supported"]
     assert "client-confidential-asymmetric" in config["capabilities"]
+
+
+async def test_a_job_whose_process_is_gone_is_failed(env: Env) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    jobs = Jobs(env.folder, env.app.state.settings)
+    job = jobs.create("ehr|", "x", "2024-01-01T00:00:00.000Z")
+    job.pid = int(gone.stdout)  # killed (kill -9) while it ran: its heartbeat is fresh
+    jobs.save(job)
+    response = await env.http.get(f"$export-status/{job.id}", headers=env.token())
+    assert response.status_code == 500

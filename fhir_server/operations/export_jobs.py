@@ -4,9 +4,10 @@ a temporary name and renamed, so it is always whole) and its files.
 
 A file is written as ``NAME.part`` and renamed when it is complete; the manifest is
 only given once the job's state is ``complete``. A running job writes a heartbeat into
-its record every few seconds; a job ``in-progress`` whose heartbeat is older than
-:data:`STALE_AFTER` was interrupted (the server stopped or was killed) and is reported
-failed, its files removed. Every server process sharing the folder sees the same jobs.
+its record every few seconds; a job ``in-progress`` whose server process is gone, or
+whose heartbeat is older than :data:`STALE_AFTER`, was interrupted (the server stopped
+or was killed, ``kill -9`` included) and is reported failed, its files removed.
+Every server process sharing the folder sees the same jobs.
 Jobs whose time is up (``FHIR_SERVER_EXPORT_TTL`` after they ended) are removed with
 their files whenever jobs are looked at.
 """
@@ -64,6 +65,8 @@ class Job:
     error: list[dict[str, Any]] = field(default_factory=list)
     outcome: dict[str, Any] | None = None
     """The OperationOutcome of a failed job."""
+    pid: int = field(default_factory=os.getpid)
+    """The server process running it: when that process is gone, so is the job."""
 
 
 class Jobs:
@@ -106,7 +109,9 @@ class Jobs:
         except (OSError, ValueError):
             return None
         job = Job(**data)
-        if job.state == "in-progress" and time.time() - job.heartbeat > STALE_AFTER:
+        if job.state == "in-progress" and (
+            time.time() - job.heartbeat > STALE_AFTER or not _alive(job.pid)
+        ):
             self._interrupted(job)
         if job.finished is not None and time.time() > job.finished + self.ttl:
             self.remove(job.id)
@@ -139,6 +144,18 @@ class Jobs:
             if job is not None and job.state == "in-progress":
                 count += 1
         return count
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine; a folder shared between machines
+    relies on the heartbeat)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    return True
 
 
 def _outcome(text: str, code: str = "exception") -> dict[str, Any]:
