@@ -379,6 +379,9 @@ class GuardedStore:
     async def close(self) -> None:  # pragma: no cover
         await self.inner.close()
 
+    async def ping(self) -> None:  # pragma: no cover - readiness pings the real store
+        await self.inner.ping()
+
 
 _NOT_YOURS = (
     "The access token does not allow changing {}: it is not only in the compartment of"

@@ -26,13 +26,21 @@ from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
 from fhir_server.failures import unexpected_failure
 from fhir_server.headers import NOSNIFF
+from fhir_server.health import metrics_router
+from fhir_server.health import router as health_router
+from fhir_server.metrics import Metrics, TimedStore
 from fhir_server.outbound import OutboundGuard
 from fhir_server.redact import url_for_log
+from fhir_server.request_log import (
+    REQUEST_ID_HEADER,
+    RequestObserver,
+    log_access,
+    request_id,
+)
 from fhir_server.routes import (
     FhirDispatch,
     Routes,
     error_response,
-    log_access,
     register_routes,
 )
 from fhir_server.storage.open import open_store
@@ -45,11 +53,16 @@ log = logging.getLogger("fhir_server")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     _lean_log_records()
+    metrics = Metrics(settings.metrics_dir) if settings.metrics == "on" else None
+    observer = RequestObserver(metrics, json_log=settings.log_format == "json")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()
+        if metrics is not None:
+            store = TimedStore(store, metrics)  # store timings for /metrics
+            await metrics.start()
         app.state.store = store
         log.info("store open: %s", url_for_log(settings.storage))
         app.check_telemetry()
@@ -69,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if auth is not None:
                 await auth.close()
             await store.close()
+            if metrics is not None:
+                await metrics.stop()
             log.info("store closed")
 
     app = FhirServerApp(
@@ -80,10 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.observer = observer
     app.state.auth = _smart_auth(settings, app) if settings.auth == "smart" else None
     if app.state.auth is not None:
         app.include_router(app.state.auth.router)
     app.fhir_routes = register_routes(app)
+    app.include_router(health_router)  # /healthz, /readyz: no authorization
+    if metrics is not None:
+        app.include_router(metrics_router)  # /metrics: route templates only, no ids
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
@@ -156,6 +175,8 @@ class FhirServerApp(FastAPI):
     middleware (Starlette builds the stack on the first request; this wraps it)."""
 
     fhir_routes: Routes = {}
+    observer: RequestObserver | None = None
+    """Metrics and log format of the end of each request (:mod:`fhir_server.request_log`)."""
     telemetry_off = False
     """Set at start-up when no OpenTelemetry provider is configured (see
     :meth:`check_telemetry`)."""
@@ -218,7 +239,8 @@ class SecurityHeaders:
 
 
 class AccessLog:
-    """One log line per request: method, path, status, milliseconds."""
+    """One log line per request (method, path, status, milliseconds; in JSON more), its
+    metrics, and its ``X-Request-ID`` response header (:mod:`fhir_server.request_log`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -228,15 +250,17 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        rid = request_id(scope)
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, rid)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            log_access(scope, status, started)
+            log_access(scope, status, started, None, rid)

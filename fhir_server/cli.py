@@ -23,7 +23,9 @@ import copy
 import logging
 import logging.config
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -129,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         # one clear line and a non-zero exit for a bad setting, store or address
         settings = startup.load_settings(overrides)
-        logging.config.dictConfig(_log_config(settings.log_level))
+        logging.config.dictConfig(_log_config(settings.log_level, settings.log_format))
         startup.check_store(settings)
         startup.check_port(settings.host, settings.port)
     except startup.StartupError as problem:
@@ -139,7 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
-        "log_config": _log_config(settings.log_level),
+        "log_config": _log_config(settings.log_level, settings.log_format),
         "access_log": False,
         # header/body timeouts, header size and connection caps (FHIR_SERVER_* settings)
         "http": LimitedHttpToolsProtocol,
@@ -160,17 +162,30 @@ def _serve(args: argparse.Namespace) -> int:
     # environment, so the command-line settings travel as FHIR_SERVER_* variables.
     for key, value in overrides.items():
         os.environ[f"FHIR_SERVER_{key.upper()}"] = str(value)
+    metrics_dir = None
+    if settings.metrics == "on" and not settings.metrics_dir:
+        # /metrics adds up every worker's figures from files there (fhir_server.metrics)
+        metrics_dir = tempfile.mkdtemp(prefix="fhir-server-metrics-")
+        os.environ["FHIR_SERVER_METRICS_DIR"] = metrics_dir
     config = uvicorn.Config("fhir_server.app:create_app", factory=True, workers=workers, **options)
-    return startup.run_workers(config)  # non-zero when a worker fails to start
+    try:
+        return startup.run_workers(config)  # non-zero when a worker fails to start
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _log_config(level: str) -> dict[str, Any]:
+def _log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging setup plus the server's own loggers on stderr; applied in every
-    worker process (``logging.basicConfig`` in the parent does not reach them)."""
+    worker process (``logging.basicConfig`` in the parent does not reach them). With
+    ``log_format`` ``json`` every record is a JSON object on a line of its own."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["fhir"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    if log_format == "json":
+        for name in config["formatters"]:
+            config["formatters"][name] = {"()": "fhir_server.request_log.JsonFormatter"}
     config["handlers"]["fhir"] = {
         "formatter": "fhir",
         "class": "logging.StreamHandler",

@@ -118,6 +118,21 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = Field("info", description="debug, info, warning, error or critical")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="'text': one line per record; 'json': one JSON object per line, the"
+        " access log's with request id, client address, user and client id",
+    )
+    metrics: Literal["on", "off"] = Field(
+        "on",
+        description="Prometheus metrics at /metrics (route templates, statuses and timings;"
+        " no ids, no patient data; unauthenticated)",
+    )
+    metrics_dir: str | None = Field(
+        None,
+        description="Folder where each server process writes its metrics for /metrics to"
+        " add up (set by 'fhir-server serve' for several workers; must be empty at start)",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -144,6 +159,7 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
 
 def parse_duration(text: str) -> int:
     """Seconds of a duration such as ``90s``, ``30m``, ``24h``, ``7d`` or ``3600``."""

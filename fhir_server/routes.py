@@ -39,7 +39,7 @@ from fhir_server.interactions.read import read, vread
 from fhir_server.interactions.search import search_compartment, search_system, search_type
 from fhir_server.interactions.update import update
 from fhir_server.operations import support_table
-from fhir_server.redact import query_for_log
+from fhir_server.request_log import POLICY_KEY, ROUTE_KEY, log_access, request_id
 from fhir_server.storage.base import Store
 from resources import fhir_json
 from resources.definitions import RESOURCE_TYPES
@@ -48,7 +48,6 @@ from smart_auth.scopes import AccessPolicy
 from smart_auth.service import AuthError, SmartAuth
 
 log = logging.getLogger("fhir_server")
-access_log = logging.getLogger("fhir_server.access")
 
 Handler = Callable[..., Awaitable[FhirResponse]]
 
@@ -113,6 +112,8 @@ class _Template:
     segments: tuple[tuple[str, bool], ...]
     """(literal or parameter name, is a parameter)"""
     endpoint: Callable[[Request], Awaitable[Response]]
+    route: str = ""
+    """The template below the server's root, for logs and metrics (``/fhir/{type}``)."""
 
     @classmethod
     def parse(cls, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> _Template:
@@ -120,7 +121,7 @@ class _Template:
         segments = tuple(
             (part[1:-1], True) if part.startswith("{") else (part, False) for part in parts
         )
-        return cls(segments, endpoint)
+        return cls(segments, endpoint, FHIR_PREFIX + path)
 
     def match(self, parts: list[str]) -> dict[str, str] | None:
         params: dict[str, str] = {}
@@ -173,20 +174,23 @@ class FhirDispatch:
         if scope["type"] == "http" and not (self.outer and _has_origin(scope)):
             found = self._route(scope)
             if found is not None:
-                endpoint, params = found
+                endpoint, params, route = found
                 scope["path_params"] = params
+                scope[ROUTE_KEY] = route
                 if not self.outer:
                     response = await endpoint(Request(scope, receive))
                     await response(scope, receive, send)
                     return
                 started = time.perf_counter()
+                rid = request_id(scope)
                 status = 500
                 try:
                     response = await endpoint(Request(scope, receive))
                     status = response.status_code
+                    response.raw_headers.append((b"x-request-id", rid))
                     await response(scope, receive, send)
                 finally:
-                    log_access(scope, status, started)
+                    log_access(scope, status, started, route, rid)
                 return
         if not self.outer and scope["type"] == "http":  # not the lifespan scope: no path
             scope = _without_trailing_slash(scope)
@@ -194,7 +198,7 @@ class FhirDispatch:
 
     def _route(
         self, scope: Scope
-    ) -> tuple[Callable[[Request], Awaitable[Response]], dict[str, str]] | None:
+    ) -> tuple[Callable[[Request], Awaitable[Response]], dict[str, str], str] | None:
         path = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root + "/"):  # mounted below a prefix (--root-path)
@@ -215,7 +219,7 @@ class FhirDispatch:
         for template in self.templates.get((scope["method"], len(parts)), ()):
             params = template.match(parts)
             if params is not None:
-                return template.endpoint, params
+                return template.endpoint, params, template.route
         return None
 
 
@@ -337,15 +341,6 @@ def _has_origin(scope: Scope) -> bool:
     return any(name == b"origin" for name, _ in scope["headers"])
 
 
-def log_access(scope: Scope, status: int, started: float) -> None:
-    """One access-log line: method, path and query (secrets redacted), status, milliseconds."""
-    if access_log.isEnabledFor(logging.INFO):
-        query = scope.get("query_string", b"").decode("latin-1")
-        path = scope["path"] + (f"?{query_for_log(scope['path'], query)}" if query else "")
-        elapsed = (time.perf_counter() - started) * 1000
-        access_log.info("%s %s %d %.1fms", scope["method"], path, status, elapsed)
-
-
 def fhir_base_url(request: Request) -> str:
     """The public FHIR base URL: configured, or the one the request came to."""
     settings: Settings = request.app.state.settings
@@ -375,13 +370,15 @@ def authenticate(auth: SmartAuth, request: Request, base: str) -> AccessPolicy:
     """The caller's access policy from its bearer token; 401/403 OperationOutcomes with
     ``WWW-Authenticate`` (https://www.rfc-editor.org/rfc/rfc6750#section-3) otherwise."""
     try:
-        return auth.authenticate(request.headers.get("authorization"), base)
+        policy = auth.authenticate(request.headers.get("authorization"), base)
     except AuthError as failure:
         code = "login" if failure.status == 401 else "forbidden"
         error = FhirError(failure.status, code, failure.message)
         if failure.www_authenticate:
             error.headers["WWW-Authenticate"] = failure.www_authenticate
         raise error from None
+    request.scope[POLICY_KEY] = policy  # the access log's user and client id
+    return policy
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -153,6 +153,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Return when the store answers a cheap request, raise otherwise (readiness)."""
+        ...
+
     async def read(
         self, type_: str, id_: str, access: AccessClause | None = None
     ) -> StoredVersion | None:

@@ -243,6 +243,10 @@ class MongoStore:
     async def close(self) -> None:
         await self.client.close()
 
+    async def ping(self) -> None:
+        """MongoDB's ``ping`` command (https://www.mongodb.com/docs/manual/reference/command/ping/)."""
+        await self.client.admin.command("ping")
+
     # -- reads -----------------------------------------------------------------------
 
     async def read(

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 try:
     import fcntl
@@ -235,6 +236,19 @@ class SQLiteStore:
             conn.execute("COMMIT")
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn
+
+    async def ping(self) -> None:
+        """A read of the file's schema on a connection of its own, off the event loop (a
+        file that went away is an error, not a new empty file)."""
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        uri = f"file:{quote(str(self.path))}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
 
     async def close(self) -> None:
         if self._search_pool is not None:
