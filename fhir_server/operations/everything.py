@@ -31,7 +31,8 @@ other, patient by patient, on the same pages.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -51,13 +52,10 @@ from fhir_server.operations.base import (
 )
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor, SearchPage
-from resources.compartments import (
-    MEMBERSHIP_COMPARTMENT,
-    literal_references,
-    patient_member_types,
-)
+from resources.compartments import MEMBERSHIP_COMPARTMENT, patient_member_types
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, gone, invalid, not_found
+from resources.search.index.reference import parse_reference
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 from resources.search.query import (
@@ -312,7 +310,7 @@ async def _referenced(
         for stored in frontier:
             if stored.content is None:
                 continue
-            for type_, id_ in literal_references(orjson.loads(stored.content)):
+            for type_, id_ in _targets(stored.content, ctx.base_url):
                 if (type_, id_) in seen or type_ in members or type_ not in RESOURCE_TYPES:
                     continue
                 if wanted is not None and type_ not in wanted:
@@ -339,6 +337,26 @@ async def _referenced(
         found += added
         frontier = added
     return found
+
+
+_REFERENCE = re.compile(rb'"reference"\s*:\s*"([^"\\]+)"')
+"""``Reference.reference`` in stored JSON (a match inside a string value would have its
+quotes escaped); references with escapes in them are not resource references anyway."""
+
+
+def _targets(content: bytes, base: str) -> Iterator[tuple[str, str]]:
+    """``(type, id)`` of the resources on this server that ``content`` refers to: relative
+    references, and absolute ones under the server's base URL (a scan of the bytes, ~10x
+    cheaper than parsing the JSON and walking it)."""
+    for match in _REFERENCE.finditer(content):
+        text = match.group(1).decode("utf-8", "replace")
+        if "://" in text:
+            if not text.startswith(base + "/"):
+                continue
+            text = text[len(base) + 1 :]
+        type_, id_, _, _ = parse_reference(text)
+        if type_ is not None and id_ is not None:
+            yield type_, id_
 
 
 def _valid_id(id_: str) -> bool:

@@ -138,6 +138,14 @@ class Compiler:
             return self._clause(alias, types, cond, drive, filters, pk)
         if isinstance(cond, IdClause):
             marks = ",".join("?" * len(cond.ids))
+            if drive and not cond.negate:
+                # the (type, id) index: the type alone (resource_live) would walk the type
+                kinds = ",".join("?" * len(types))
+                return (
+                    f"{alias}.pk IN (SELECT pk FROM resource"
+                    f" WHERE type IN ({kinds}) AND id IN ({marks}))",
+                    [*types, *cond.ids],
+                )
             negate = "NOT " if cond.negate else ""
             return f"{alias}.id {negate}IN ({marks})", list(cond.ids)
         if isinstance(cond, LastUpdatedClause):
