@@ -254,11 +254,27 @@ async def test_patient_token_exports_only_its_compartment(env: Env) -> None:
 
 
 async def test_group_export_with_referenced_resources(env: Env) -> None:
+    writer = env.token("system/*.cruds")
+    for id_, who in (("t-alice", ["alice"]), ("t-both", ["alice", "bob"])):
+        task = {
+            "resourceType": "Task",
+            "id": id_,
+            "status": "requested",
+            "intent": "order",
+            "for": {"reference": f"Patient/{who[0]}"},
+            "owner": {"reference": "Practitioner/dr"},
+            "input": [
+                {"type": {"text": "who"}, "valueReference": {"reference": f"Patient/{w}"}}
+                for w in who
+            ],
+        }
+        assert (await env.http.put(f"Task/{id_}", json=task, headers=writer)).status_code == 201
     manifest = await export(env, "Group/g-alice/$export", env.staff())
     found = await contents(env, manifest, env.staff())
     assert ids(found, "Patient") == {"alice"}
     assert ids(found, "Observation") == {"a-lab", "a-vital"}
-    assert ids(found, "Practitioner") == {"dr"}  # referenced by a-lab
+    assert ids(found, "Practitioner") == {"dr"}  # referenced by a-lab and t-alice: once
+    assert ids(found, "Task") == {"t-alice"}  # hers alone (t-both names bob too)
     assert "Organization" not in found
     response = await env.http.get("Group/nope/$export", headers={**ASYNC, **env.staff()})
     assert response.status_code == 404

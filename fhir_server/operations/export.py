@@ -251,13 +251,14 @@ def _plan(
     referenced: frozenset[str] = frozenset()
     if call.definition.level != "system":
         compartment = patient_compartment_types()
-        if patients is not None:
+        if patients is not None:  # the patients' records, and what they refer to
             referenced = frozenset(t for t in wanted if t not in compartment)
-        wanted = [t for t in wanted if t in compartment]
-    if not wanted and not referenced:
+        else:
+            wanted = [t for t in wanted if t in compartment]
+    if not wanted:
         raise FhirError(403, "forbidden", "The access token allows exporting none of these types")
-    filters = _type_filters(call, set(wanted) | referenced, warnings)
-    elements = _elements(call, [*wanted, *referenced])
+    filters = _type_filters(call, set(wanted), warnings)
+    elements = _elements(call, wanted)
     return Plan(wanted, since, filters, elements, patients, referenced)
 
 

@@ -24,17 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from fhir_server.interactions.search import compartment_condition
 from fhir_server.interactions.subsetting import subset
 from fhir_server.operations.export_jobs import HEARTBEAT, Job, Jobs
 from fhir_server.storage.base import HistoryQuery, Store, StoredVersion
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
-from resources.compartments import literal_references, resources_in_compartment
+from resources.compartments import (
+    MEMBERSHIP_COMPARTMENT,
+    literal_references,
+    patient_member_types,
+    resources_in_compartment,
+)
 from resources.errors import FhirError
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
-from resources.search.query import AnyOf, Condition, IdClause, SearchQuery
+from resources.search.query import Grant, GrantClause, SearchQuery
 from resources.terminology import value_set_codes
 
 log = logging.getLogger("fhir_server.export")
@@ -62,8 +66,8 @@ class Plan:
     patients: list[str] | None = None
     """Patient ids (Group members or ``patient``); None: not limited to patients."""
     referenced_types: frozenset[str] = frozenset()
-    """Types outside the Patient compartment that the patients' resources may refer to
-    (exported for a Group or a ``patient`` list)."""
+    """Types outside the Patient compartment whose resources the patients' resources
+    refer to are exported too (for a Group or a ``patient`` list)."""
 
 
 class Cancelled(Exception):
@@ -147,6 +151,11 @@ class _Run:
         self.files = jobs.files(job.id)
         self.written = 0
         self.referenced: dict[str, set[str]] = {}
+        """Resources outside the Patient compartment the patients' resources refer to."""
+        self.exported: dict[str, set[str]] = {}
+        """Of the types in ``plan.referenced_types``: the ids already written."""
+        self.numbers: dict[tuple[str, str], int] = {}
+        """The next file number of each (kind, type)."""
         self._open: _Writer | None = None
 
     async def heartbeat(self) -> None:
@@ -169,9 +178,8 @@ class _Run:
         for type_ in self.plan.types:
             await self.export_type(type_)
         for type_ in sorted(self.referenced):
-            if type_ in self.plan.types:
-                continue  # exported whole already
-            await self.export_referenced(type_, sorted(self.referenced[type_]))
+            ids = self.referenced[type_] - self.exported.get(type_, set())
+            await self.export_referenced(type_, sorted(ids))
         if self.plan.since is not None and self.plan.patients is None:
             for type_ in self.plan.types:
                 await self.export_deleted(type_)
@@ -207,6 +215,8 @@ class _Run:
                                 continue
                             seen.add(stored.id)
                         lines.append(self._line(stored, collect))
+                        if stored.type in self.plan.referenced_types:
+                            self.exported.setdefault(stored.type, set()).add(stored.id)
                     await writer.write(lines)
                     self.written += len(lines)
                     cursor = page.next_cursor
@@ -222,13 +232,7 @@ class _Run:
             when.append(("_lastUpdated", f"gt{self.plan.since}"))
         query = build_query(type_, [*items, *when])
         if patients is not None:
-            conditions: list[Condition] = [IdClause(tuple(patients))] if type_ == "Patient" else []
-            for patient in patients:
-                try:
-                    conditions.append(compartment_condition("Patient", patient, type_))
-                except FhirError:
-                    return None  # the type is not in the Patient compartment
-            query.conditions.append(AnyOf(tuple(conditions)))
+            query.conditions.append(records_of(patients))
         return query
 
     def _line(self, stored: StoredVersion, collect: bool) -> bytes:
@@ -301,7 +305,7 @@ class _Run:
         )
 
     def _writer(self, type_: str, kind: str) -> _Writer:
-        writer = _Writer(self, type_, kind)
+        writer = _Writer(self, type_, kind, self.numbers.get((kind, type_), 0))
         self._open = writer
         return writer
 
@@ -317,6 +321,15 @@ def build_query(type_: str, items: list[tuple[str, str]]) -> SearchQuery:
         default_count=PAGE,
         value_set=value_set_codes,
     )
+
+
+def records_of(patients: Sequence[str]) -> GrantClause:
+    """The resources that are the records of ``patients``, by the memberships stored with
+    each version (as ``$everything`` reads a patient's record): the Patient compartment's
+    types when in one of their compartments, other types (a Task, a Device) when they
+    refer to these patients and to no other."""
+    compartments = tuple(f"{MEMBERSHIP_COMPARTMENT}/{p}" for p in patients)
+    return GrantClause(Grant(None, compartments, patient_member_types()))
 
 
 def patient_compartment_types() -> frozenset[str]:
@@ -341,9 +354,9 @@ class _Writer:
     """The NDJSON files of one type: ``Type.000.ndjson``, ``Type.001.ndjson``... each
     written as ``.part`` and renamed when complete; a new one past the size limit."""
 
-    def __init__(self, run: _Run, type_: str, kind: str) -> None:
+    def __init__(self, run: _Run, type_: str, kind: str, number: int) -> None:
         self.run, self.type, self.kind = run, type_, kind
-        self.number = 0
+        self.number = number
         self.file: IO[bytes] | None = None
         self.size = 0
         self.count = 0
@@ -381,6 +394,7 @@ class _Writer:
         entry["count"] = self.count
         (self.run.job.deleted if self.kind == "deleted" else self.run.job.output).append(entry)
         self.number += 1
+        self.run.numbers[(self.kind, self.type)] = self.number
 
     async def finish(self) -> None:
         if self.file is not None:
