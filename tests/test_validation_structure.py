@@ -128,7 +128,8 @@ def test_modifier_extension_is_not_an_element_of_a_datatype() -> None:
 
 
 def test_modifier_extension_is_an_element_of_a_backbone_element() -> None:
-    resource = patient(contact=[{"gender": "male", "modifierExtension": [ext(valueString="a")]}])
+    contact = {"gender": "male", "telecom": [{"system": "phone", "value": "1"}]}  # pat-1
+    resource = patient(contact=[{**contact, "modifierExtension": [ext(valueString="a")]}])
     assert validate(resource) == []
 
 
@@ -254,7 +255,8 @@ def test_contained_resource_in_a_bundle_entry() -> None:
 
 def test_contained_resource_of_a_type_the_r4b_models_lack() -> None:
     product = {"resourceType": "MedicinalProduct", "id": "m", "name": [{"productName": "x"}]}
-    assert validate(observation(contained=[product])) == []
+    used = {"subject": {"reference": "#m"}}  # dom-3: a contained resource is referred to
+    assert validate(observation(contained=[product], **used)) == []
     resource = observation(contained=[{**product, "name": [{"productName": 1}]}])
     assert problem(resource) == ("structure", "Observation.contained[0].name[0].productName")
 

@@ -55,6 +55,10 @@ _STRING_SPACE = frozenset(" \t\r\n")
 # Primitive types whose R4 regex holds for every non-empty string without control
 # characters (``[ \r\n\t\S]+`` with XML Schema's ASCII ``\s``).
 _ANY_TEXT = frozenset({"string", "markdown", "xhtml"})
+# Strings SHALL NOT exceed 1 MB (1024 * 1024 characters),
+# https://hl7.org/fhir/R4/datatypes.html#string: string and its specializations.
+MAX_STRING = 1024 * 1024
+_LIMITED = frozenset({"string", "markdown", "code"})
 # Quick tests of common values (see ``fast_check``): printable ASCII, the R4 rules.
 _FAST_PATTERNS = {
     "uri": r"[!-~]+",
@@ -115,12 +119,28 @@ def format_check(type_code: str) -> Check:
             or (None if _base64_ok(value) else "Not a valid base64Binary value")
         )
     match = None if type_code in _ANY_TEXT else _regex(type_code)
+    if type_code in _LIMITED:
+        return _limited(match, type_code)
     if match is None:
         return _text_problem
 
     def check(value: str) -> str | None:
         problem = _text_problem(value)
         if problem is None and match(value) is None:
+            return f"{value[:100]!r} is not a valid {type_code}"
+        return problem
+
+    return check
+
+
+def _limited(match: Callable[[str], Any] | None, type_code: str) -> Check:
+    """The check of a string type with the 1 MB limit."""
+
+    def check(value: str) -> str | None:
+        if len(value) > MAX_STRING:
+            return f"A {type_code} must not be longer than 1 MB ({MAX_STRING:,} characters)"
+        problem = _text_problem(value)
+        if problem is None and match is not None and match(value) is None:
             return f"{value[:100]!r} is not a valid {type_code}"
         return problem
 
@@ -135,11 +155,21 @@ def fast_check(type_code: str) -> Callable[[str], Any] | None:
     function for them. None for the types that have none."""
     if kind_of(type_code) != STRING:
         return None
+    if type_code == "xhtml":
+        return _never  # always parsed (narrative)
+    if type_code in _LIMITED:
+        inner = str.isprintable if type_code in _ANY_TEXT else _plain_fast(type_code)
+        return lambda value: len(value) <= MAX_STRING and inner(value)
     if type_code in _ANY_TEXT:
         return str.isprintable  # no control characters, no lone surrogates, no odd space
     pattern = _FAST_PATTERNS.get(type_code) or definitions.primitive_types().get(type_code)
     if type_code in _DATE_TYPES and pattern is not None:
         pattern = pattern.replace(_ANY_DAY, _DAY_TO_28) if _ANY_DAY in pattern else None
+    return re.compile(pattern, re.ASCII).fullmatch if pattern else _never
+
+
+def _plain_fast(type_code: str) -> Callable[[str], Any]:
+    pattern = _FAST_PATTERNS.get(type_code) or definitions.primitive_types().get(type_code)
     return re.compile(pattern, re.ASCII).fullmatch if pattern else _never
 
 

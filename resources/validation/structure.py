@@ -22,6 +22,7 @@ from typing import Any
 
 from resources import definitions
 from resources.definitions import ValueSetCodes
+from resources.validation import invariants
 from resources.validation.primitives import (
     COMPLEX,
     RESOURCE,
@@ -80,10 +81,11 @@ class Slot:
 class Shape:
     """The JSON properties allowed in an object at one definition path."""
 
-    __slots__ = ("path", "values", "companions", "required", "required_choices")
+    __slots__ = ("path", "values", "companions", "required", "required_choices", "invariants")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.invariants: tuple[invariants.Invariant, ...] = ()  # checked on each object
         self.values: dict[str, Slot] = {}  # JSON property -> slot
         self.companions: dict[str, Slot] = {}  # "_given" -> the slot of "given"
         self.required: tuple[Slot, ...] = ()
@@ -137,6 +139,10 @@ def _build(path: str, pending: dict[str, Shape]) -> Shape:
             required_choices.append(name[:-3])
     new.required = tuple(required)
     new.required_choices = tuple(required_choices)
+    slots = list(new.values.values())
+    new.invariants = invariants.for_shape(
+        path, lambda element: tuple(s.name for s in slots if s.element == element)
+    )
     return new
 
 

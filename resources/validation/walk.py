@@ -26,6 +26,9 @@ from typing import Any
 from resources import definitions
 from resources.definitions import ValueSetCodes
 from resources.errors import Issue
+from resources.validation import bundle, narrative
+from resources.validation.fhirpath_eval import Env
+from resources.validation.invariants import contained_unreferenced
 from resources.validation.primitives import (
     BOOLEAN,
     COMPLEX,
@@ -48,16 +51,20 @@ _NULL = (
 class Walk:
     """One pass over the JSON, collecting issues (``issues``, then ``late``: second rank)."""
 
-    __slots__ = ("issues", "late")
+    __slots__ = ("issues", "late", "failed_invariants", "current", "root")
 
     def __init__(self) -> None:
         self.issues: list[Issue] = []
         self.late: list[Issue] = []
+        self.failed_invariants: list[Issue] = []  # reported when nothing else is
+        self.current: Any = None  # %resource of the invariants
+        self.root: Any = None  # %rootResource
 
     def result(self) -> list[Issue]:
-        """The issues, and the second-rank ones about places the others are not near."""
+        """The issues, and the second-rank ones about places the others are not near; the
+        failed invariants when the structure is valid."""
         if not self.late:
-            return self.issues
+            return self.issues or self.failed_invariants
         if not self.issues:
             return self.late
         return self.issues + _uncovered(self.late, self.issues)
@@ -66,8 +73,9 @@ class Walk:
         where = (expression,) if expression else ()
         self.issues.append(Issue(code, diagnostics, expression=where))
 
-    def resource(self, node: Any, expr: str) -> None:
-        """Check a resource object (``expr`` is "" for the root, its path when contained)."""
+    def resource(self, node: Any, expr: str, contained: bool = False) -> None:
+        """Check a resource object (``expr`` is "" for the root, its path when it is in
+        another one: ``contained`` when it is a contained resource)."""
         if not isinstance(node, dict):
             self.add("structure", expr, f"A resource must be a JSON object, not {json_name(node)}")
             return
@@ -80,7 +88,18 @@ class Walk:
         elif not definitions.is_resource_type(resource_type):
             self.add("structure", where, f"{resource_type!r} is not an R4 resource type")
         else:
-            self.object(node, shape(resource_type), expr or resource_type, _RESOURCE)
+            outer = self.current, self.root
+            self.current = node
+            if not contained:
+                self.root = node
+            try:
+                self.object(node, shape(resource_type), expr or resource_type, _RESOURCE)
+                if "contained" in node:
+                    self.dom_3(node, expr or resource_type)
+                if resource_type == "Bundle":
+                    self.failed_invariants.extend(bundle.problems(node, expr or resource_type))
+            finally:
+                self.current, self.root = outer
 
     def object(self, node: dict[Any, Any], at: Shape, expr: str, role: int) -> None:
         """Check one JSON object against a shape."""
@@ -125,6 +144,42 @@ class Walk:
             self.completeness(node, at, expr, chosen or {})
         if role == _ELEMENT and "id" in node and _only_id(node, at):
             self.add("invalid", expr, "An element needs a value or children besides 'id' (ele-1)")
+        if at.invariants:
+            self.invariants(node, at, expr)
+
+    def invariants(self, node: dict[Any, Any], at: Shape, expr: str) -> None:
+        """The constraints of the shape (``invariants``), on the object or its values."""
+        env = Env(self.current, self.root, node)
+        for invariant in at.invariants:
+            if invariant.child is None:
+                if not invariant.run(node, env):
+                    self.failed(invariant.key, invariant.human, expr)
+                continue
+            for name in invariant.child:
+                value = node.get(name)
+                if value is None:
+                    continue
+                if isinstance(value, list):
+                    for index, item in enumerate(value):
+                        if item is not None and not invariant.run(item, Env(*outer(env, item))):
+                            self.failed(invariant.key, invariant.human, f"{expr}.{name}[{index}]")
+                elif not invariant.run(value, Env(*outer(env, value))):
+                    self.failed(invariant.key, invariant.human, f"{expr}.{name}")
+
+    def failed(self, key: str, human: str, expr: str) -> None:
+        where = (expr,) if expr else ()
+        message = f"Constraint failed: {key}: {human}" if "-" in key else human
+        self.failed_invariants.append(Issue("invariant", message, expression=where))
+
+    def dom_3(self, node: dict[Any, Any], expr: str) -> None:
+        """dom-3: contained resources are referred to (``invariants.contained_unreferenced``)."""
+        for index in contained_unreferenced(node):
+            self.failed(
+                "dom-3",
+                "If the resource is contained in another resource, it SHALL be referred to "
+                "from elsewhere in the resource or SHALL refer to the containing resource",
+                f"{expr}.contained[{index}]",
+            )
 
     def completeness(
         self, node: dict[Any, Any], at: Shape, expr: str, chosen: dict[str, list[str]]
@@ -199,7 +254,7 @@ class Walk:
         elif value is None:
             self.add("structure", expr, _NULL)
         elif kind == RESOURCE:
-            self.resource(value, expr)
+            self.resource(value, expr, contained=slot.name == "contained")
         else:
             wrong_type = json_type_problem(value, kind, slot.type)
             if wrong_type:
@@ -212,6 +267,9 @@ class Walk:
         problem = slot.check(value)  # type: ignore[misc]
         if problem is not None:
             self.add("value", expr, problem)
+        elif slot.type == "xhtml":
+            for message in narrative.problems(value):
+                self.add("value", expr, message)
         elif slot.codes is not None and value not in slot.codes:
             self.add("code-invalid", expr, outside(f"{value!r} is not in", slot.binding))  # type: ignore[arg-type]
         elif slot.late is not None:
@@ -266,6 +324,11 @@ class Walk:
             if not any(binding.has_coding(c.get("system"), c.get("code")) for c in codings):
                 what = "None of the codings is in" if codings else "A coding is needed from"
                 self.add("code-invalid", expr, outside(what, binding))
+
+
+def outer(env: Env, context: Any) -> tuple[Any, Any, Any]:
+    """The variables of an evaluation on ``context`` in the same resource."""
+    return env.resource, env.root, context
 
 
 def _only_id(node: dict[Any, Any], at: Shape) -> bool:
