@@ -23,6 +23,7 @@ import asyncio
 import gc
 import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -53,6 +54,11 @@ from resources.search.parse import parse_search
 from resources.terminology import value_set_codes
 
 BATCH_SIZE = 1000
+MAX_MISSING = 100_000
+"""Conditional references remembered as not found, per target type."""
+_CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]*\?[^"\\]*)"')
+"""A conditional reference in a resource's JSON as read (one with escapes is not found
+here: the writer resolves it)."""
 
 _Latest = dict[tuple[str, str], WriteRequest]
 """The writes of the batch being prepared, by (type, id): the last one of each wins."""
@@ -96,6 +102,8 @@ class Importer:
         self._missing: dict[str, set[str]] = {}
         """Conditional references not found, by target type, until that type is written."""
         self._spool = Spool()
+        self._validate = True
+        """Off while resources that waited are tried again (validated the first time)."""
 
     async def run(self, items: Iterable[Item]) -> ImportReport:
         loop = asyncio.get_running_loop()
@@ -143,32 +151,40 @@ class Importer:
         """Another pass over the resources that wait for conditional references."""
         waiting, self._spool = self._spool, Spool()
         self._missing.clear()
+        self._validate = False
         self.report.passes += 1
         if self.progress is not None:
             self.progress.note(
                 f"{waiting.count:,} resources with conditional references to resources"
                 " read later: resolving them now"
             )
-        with waiting:
-            superseded = self._superseded
-            await self._pass(pool, (w.item for w in waiting.items(superseded)))
+        try:
+            with waiting:
+                superseded = self._superseded
+                await self._pass(pool, (w.item for w in waiting.items(superseded)))
+        finally:
+            self._validate = True
 
     def _superseded(self, type_: str) -> None:
         self.report.count(type_, "unchanged")
 
     async def _may_progress(self, previous: int | None) -> bool:
         """Whether another pass may resolve some of what waits: the last pass resolved
-        some, and one of the references not found then is found now."""
+        some, and one of the references not found then is found now (those found are
+        remembered, so that the workers rewrite them)."""
         spool = self._spool
         if previous is not None and spool.count >= previous:
             return False
         if spool.references is None:  # too many to look up: just try
             return True
-        for reference in spool.references:
+        progress = False
+        for reference in sorted(spool.references):
             split = conditional_reference(reference)
-            if split is not None and await self._find(*split):
-                return True
-        return False
+            found = await self._find(*split) if split is not None else []
+            if len(found) == 1 and split is not None:
+                self._resolved[reference] = f"{split[0]}/{found[0].id}"
+            progress = progress or bool(found)
+        return progress
 
     def _report_unresolved(self) -> None:
         for waiting in self._spool.items(self._superseded):
@@ -182,7 +198,13 @@ class Importer:
         if pool is None:
             for batch in batches:
                 future: asyncio.Future[list[Prepared]] = loop.create_future()
-                future.set_result([prepare_item(i.data) for i in batch if i.data is not None])
+                future.set_result(
+                    [
+                        prepare_item(i.data, self._known(i.data), self._validate)
+                        for i in batch
+                        if i.data is not None
+                    ]
+                )
                 yield batch, future
             return
         ahead: list[tuple[list[Item], asyncio.Future[list[Prepared]]]] = []
@@ -195,10 +217,19 @@ class Importer:
     def _submit(self, pool: Executor, batch: list[Item]) -> asyncio.Future[list[Prepared]]:
         loop = asyncio.get_running_loop()
         data = [item.data for item in batch if item.data is not None]
+        known = {i: k for i, d in enumerate(data) if (k := self._known(d))}
         # several chunks per worker: the first results arrive (and are unpacked) early
         size = max(1, -(-len(data) // (self.workers * 4)))
         parts = [
-            asyncio.wrap_future(pool.submit(prepare_chunk, data[i : i + size]), loop=loop)
+            asyncio.wrap_future(
+                pool.submit(
+                    prepare_chunk,
+                    data[i : i + size],
+                    {n - i: known[n] for n in range(i, i + size) if n in known},
+                    self._validate,
+                ),
+                loop=loop,
+            )
             for i in range(0, len(data), size)
         ]
 
@@ -206,6 +237,19 @@ class Importer:
             return [unpack(packed) for part in await asyncio.gather(*parts) for packed in part]
 
         return asyncio.ensure_future(gather())
+
+    def _known(self, data: bytes) -> dict[str, str] | None:
+        """The conditional references of ``data`` resolved already (so that a worker
+        rewrites them and prepares the resource), if any."""
+        if b"?" not in data or not self._resolved:
+            return None
+        known = {}
+        for found in _CONDITIONAL.findall(data):
+            reference = found.decode()
+            target = self._resolved.get(reference)
+            if target is not None:
+                known[reference] = target
+        return known or None
 
     async def _requests(self, batch: list[Item], prepared: list[Prepared]) -> list[WriteRequest]:
         """The writes of a batch: valid resources that differ from what is stored."""
@@ -315,7 +359,10 @@ class Importer:
                 f"the conditional reference {reference!r} matches more than one resource",
             )
         if not found:
-            self._missing.setdefault(type_, set()).add(reference)
+            missing = self._missing.setdefault(type_, set())
+            if len(missing) >= MAX_MISSING:  # memory stays bounded: search again instead
+                missing.clear()
+            missing.add(reference)
             return None
         target = self._resolved[reference] = f"{type_}/{found[0].id}"
         return target

@@ -12,8 +12,11 @@ With worker processes, a chunk of prepared resources travels back as plain tuple
 the slotted row classes themselves costs more than extracting them, and the SQLite store
 writes packed rows without making them again. A resource with a conditional reference
 (``Practitioner?identifier=…``, https://hl7.org/fhir/R4/http.html#trules) needs the
-store to be resolved, so its index and content are made by the writer, after the
-references are rewritten (``conditional`` is set, nothing else is sent).
+store to be resolved: the writer sends along the references it has resolved already
+(``known``), which are rewritten here; when some remain, its index and content are made
+by the writer, after it resolves them (``conditional`` is set, nothing else is sent).
+A resource tried again (it waited for the targets of its references) was validated the
+first time: ``validate`` is off.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from typing import Any
 
 from fhir_server.bulk_import.report import NOT_RESOURCE
 from fhir_server.interactions.context import check_id
-from fhir_server.interactions.references import conditional_reference, iter_references
+from fhir_server.interactions.references import (
+    conditional_reference,
+    iter_references,
+    rewrite_references,
+)
 from fhir_server.interactions.write import (
     check_valid,
     content_template,
@@ -66,7 +73,7 @@ class Prepared:
         return WriteRequest(self.type, self.id, "update", build, index=self.index)
 
 
-def parse_item(data: bytes) -> Prepared:
+def parse_item(data: bytes, validate: bool = True) -> Prepared:
     """Parse and validate one resource; its id set (derived from the content if absent)."""
     type_: str | None = None
     try:
@@ -84,18 +91,24 @@ def parse_item(data: bytes) -> Prepared:
         if not isinstance(id_, str):
             return Prepared(type_, None, "id must be a string")
         check_id(id_)
-        check_valid(resource)
+        if validate:
+            check_valid(resource)
     except FhirError as exc:
         return Prepared(type_, None, message(exc))
     return Prepared(type_, id_, None, resource)
 
 
-def prepare_item(data: bytes) -> Prepared:
-    """Parse, validate, index and serialise one resource (see the module docstring)."""
-    prepared = parse_item(data)
+def prepare_item(
+    data: bytes, known: dict[str, str] | None = None, validate: bool = True
+) -> Prepared:
+    """Parse, validate, index and serialise one resource (see the module docstring);
+    ``known``: conditional references already resolved (``Type?…`` -> ``Type/id``)."""
+    prepared = parse_item(data, validate)
     resource = prepared.resource
     if resource is None or prepared.id is None:
         return prepared
+    if known:  # after the id is derived (if absent) from the content as it was read
+        rewrite_references(resource, known.get)
     if b"?" in data and has_conditional_references(resource):
         prepared.conditional = True
         return prepared
@@ -131,9 +144,15 @@ def start_worker() -> None:
     gc.freeze()
 
 
-def prepare_chunk(chunk: Sequence[bytes]) -> list[tuple[Any, ...]]:
-    """Prepare a chunk in a worker; each resource as :func:`pack` makes it."""
-    return [pack(prepare_item(data)) for data in chunk]
+def prepare_chunk(
+    chunk: Sequence[bytes],
+    known: dict[int, dict[str, str]] | None = None,
+    validate: bool = True,
+) -> list[tuple[Any, ...]]:
+    """Prepare a chunk in a worker; each resource as :func:`pack` makes it (``known``:
+    the resolved references of the resources at these positions)."""
+    known = known or {}
+    return [pack(prepare_item(data, known.get(i), validate)) for i, data in enumerate(chunk)]
 
 
 def pack(prepared: Prepared) -> tuple[Any, ...]:

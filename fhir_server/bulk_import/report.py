@@ -86,8 +86,8 @@ class ImportReport:
         lines = []
         if self.waited:
             lines.append(
-                f"{self.waited:,} resource(s) with conditional references to resources read"
-                f" later were written after them ({self.passes} passes)"
+                f"{self.waited:,} resource(s) waited for the targets of their conditional"
+                f" references, read later ({self.passes} passes)"
             )
         for path, n in sorted(self.not_resources.items()):
             what = f"{n:,} line(s) without resourceType (not FHIR resources)"
