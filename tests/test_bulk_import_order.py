@@ -141,6 +141,24 @@ async def test_references_to_later_files_are_resolved(store: Store, tmp_path: Pa
     assert loc["managingOrganization"]["reference"] == "Organization/org0"
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_small_batches_give_the_same_result(
+    store: Store, tmp_path: Path, workers: int
+) -> None:
+    """Batches of two: targets are found in the store, in the batch being written, or in
+    a later pass; references already resolved are rewritten by the workers."""
+    folder = export_folder(tmp_path, encounters=9)
+    report = await import_paths(store, [folder], batch_size=2, workers=workers)
+    assert report.problem_count == 0, report.problems
+    assert report.written == 9 + 2 + 1 + 2 + 1 + 9
+    for n in range(9):
+        enc = await stored_json(store, "Encounter", f"enc{n}")
+        assert enc["participant"][0]["individual"]["reference"] == f"Practitioner/pr{n}"
+        assert enc["location"][0]["location"]["reference"] == f"Location/loc{n % 2}"
+    again = await import_paths(store, [folder], workers=workers)
+    assert again.written == 0 and again.waited == 0
+
+
 async def test_a_chain_of_waiting_resources_takes_one_pass_per_link(
     store: Store, tmp_path: Path
 ) -> None:
