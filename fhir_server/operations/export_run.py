@@ -360,15 +360,23 @@ class _Writer:
         self.file: IO[bytes] | None = None
         self.size = 0
         self.count = 0
+        self.pending: asyncio.Future[None] | None = None
 
     def _name(self) -> str:
         prefix = "deleted-" if self.kind == "deleted" else ""
         return f"{prefix}{self.type}.{self.number:03d}.ndjson"
 
     async def write(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        await asyncio.to_thread(self._write, lines)
+        """Hand ``lines`` to a thread to write while the next page is read (one page
+        in flight at a time)."""
+        await self.flush()
+        if lines:
+            self.pending = asyncio.ensure_future(asyncio.to_thread(self._write, lines))
+
+    async def flush(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
 
     def _write(self, lines: list[bytes]) -> None:
         for line in lines:
@@ -397,11 +405,14 @@ class _Writer:
         self.run.numbers[(self.kind, self.type)] = self.number
 
     async def finish(self) -> None:
+        await self.flush()
         if self.file is not None:
             await asyncio.to_thread(self._close)
         self.run._open = None
 
     def abort(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
         if self.file is not None:
             self.file.close()
             self.file = None
