@@ -228,7 +228,10 @@ def _patient_bundle(npi: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("order", ["practitioners imported before", "one import, same batch"])
+@pytest.mark.parametrize(
+    "order",
+    ["practitioners imported before", "one import, same batch", "one import, patients first"],
+)
 async def test_bundle_conditional_references_are_resolved(
     store: Store, tmp_path: Path, order: str
 ) -> None:
@@ -239,8 +242,10 @@ async def test_bundle_conditional_references_are_resolved(
     if order == "practitioners imported before":
         assert (await import_paths(store, [practitioners])).problem_count == 0
         report = await import_paths(store, [patients])
-    else:  # one import: the practitioners are in the same batch, not written yet
+    elif order == "one import, same batch":  # the practitioners are not written yet
         report = await import_paths(store, [practitioners, patients])
+    else:  # as a Synthea folder sorts: Aaron697_….json before practitionerInformation….json
+        report = await import_paths(store, [patients, practitioners])
     assert report.problem_count == 0, report.problems
     encounter = await store.read("Encounter", "0f5c2a8e-0000-4000-8000-0000000000e1")
     assert encounter is not None and encounter.content is not None

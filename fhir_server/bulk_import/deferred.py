@@ -56,7 +56,7 @@ class Spool:
         assert item.data is not None
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="fhir-import-")  # noqa: SIM115
-        fields = [s.encode() for s in (item.where, type_, id_, reason)]
+        fields = [s.encode(errors="surrogateescape") for s in (item.where, type_, id_, reason)]
         self._file.write(_HEADER.pack(*(len(f) for f in fields), len(item.data)))
         for field in fields:
             self._file.write(field)
@@ -83,7 +83,8 @@ class Spool:
         for position in range(self.count):
             header = self._file.read(_HEADER.size)
             lengths = _HEADER.unpack(header)
-            where, type_, id_, reason = (self._file.read(n).decode() for n in lengths[:4])
+            fields = (self._file.read(n).decode(errors="surrogateescape") for n in lengths[:4])
+            where, type_, id_, reason = fields
             data = self._file.read(lengths[4])
             if self._superseded.get((type_, id_), 0) > position:
                 superseded(type_)
