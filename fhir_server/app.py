@@ -114,7 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["Location", "ETag", "Last-Modified", "Content-Location"],
+            expose_headers=[
+                "Location",
+                "ETag",
+                "Last-Modified",
+                "Content-Location",
+                "X-Request-ID",  # what a browser app can quote when it reports a problem
+            ],
             max_age=3600,
         )
     app.add_middleware(AccessLog)

@@ -156,6 +156,15 @@ async def test_request_ids_are_made_or_taken_and_echoed(tmp_path, origin):
             assert response.headers.get_list("x-request-id") == [response.headers["x-request-id"]]
 
 
+async def test_browser_apps_may_read_the_request_id(tmp_path):
+    async with app_on(f"sqlite:///{tmp_path}/fhir.sqlite3") as env:
+        headers = {**staff(env, "user/*.rs"), "Origin": "https://app.example"}
+        response = await env.http.get("/fhir/Patient/p1", headers=headers)
+    exposed = response.headers["access-control-expose-headers"].lower().split(", ")
+    assert "x-request-id" in exposed
+    assert response.headers["x-request-id"]
+
+
 @pytest.mark.parametrize("origin", [None, "https://app.example"])
 async def test_json_access_log_lines(tmp_path, caplog, origin):
     extra = {"Origin": origin} if origin else {}
