@@ -16,8 +16,8 @@
    the raw limit (``bench/raw_app.py``: FastAPI + uvicorn returning the stored bytes of a
    Patient from the same SQLite file), ``fhir-server serve --auth off`` (reads), then
    ``fhir-server serve`` with SMART authorization on (reads, selective search, _include,
-   chained search, history, a CRUD mix, ingest of transaction Bundles of 1 Patient + 20
-   Observations).
+   chained search, history, ``Patient/{id}/$everything`` (``--everything-connections``,
+   default 4), a CRUD mix, ingest of transaction Bundles of 1 Patient + 20 Observations).
 4. With ``--soak``: 32 connections for 60 s of a mix of every request kind; any error
    (socket error or non-2xx answer) makes the command exit with status 1.
 
@@ -67,7 +67,7 @@ from bench.report import print_table, targets  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 TODAY = "2025-03-12"
 READ_SCOPE, WRITE_SCOPE = "system/*.rs", "system/*.cruds"
-SCENARIOS = ("read", "search", "include", "chain", "history", "crud", "ingest")
+SCENARIOS = ("read", "search", "include", "chain", "history", "everything", "crud", "ingest")
 BUNDLE_RESOURCES = 21  # 1 Patient + 20 Observations per transaction
 
 
@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--ingest-connections", type=int, default=4)
+    parser.add_argument(
+        "--everything-connections",
+        type=int,
+        default=4,
+        help="connections of the $everything scenario (its target is a latency)",
+    )
     parser.add_argument(
         "--ingest-bundles", type=int, default=2000, help="at most this many Bundles per run"
     )
@@ -341,6 +347,8 @@ class _Bench:
         a = self.args
         if scenario == "ingest":
             return Load(a.ingest_connections, a.duration, a.wrk_threads, a.ingest_bundles)
+        if scenario == "everything":
+            return Load(a.everything_connections, a.duration, a.wrk_threads)
         return Load(a.connections, a.duration, a.wrk_threads)
 
     def _measure(

@@ -10,6 +10,9 @@
 --   include  the same search with _include=Observation:performer&_include=Observation:encounter
 --   chain    GET /fhir/Observation?patient.identifier=urn:demo:mrn|M&code=http://loinc.org|Y
 --   history  GET /fhir/Patient/{random id}/_history
+--   everything  GET /fhir/Patient/{random id}/$everything: the first page of the
+--            patient's record (50 of ~60 resources, with the total and the resources
+--            they refer to)
 --   crud     per 10 requests: 4 reads of a Patient, 1 create (POST), 1 create by update
 --            (PUT to a new id), 1 update (PUT) of such a resource, 1 read of an Observation
 --            this run created, 1 delete of an updated one, 1 more read; a resource is
@@ -132,6 +135,10 @@ local function history()
    return get("/fhir/Patient/" .. (random_patient()) .. "/_history")
 end
 
+local function everything()
+   return get("/fhir/Patient/" .. (random_patient()) .. "/$everything")
+end
+
 local function observation(id, patient, value)
    local id_part = id and ('"id":"' .. id .. '",') or ""
    return '{"resourceType":"Observation",' .. id_part .. '"status":"final",'
@@ -217,7 +224,7 @@ end
 
 local MODES = {
    read = read, search = search, include = include, chain = chain, history = history,
-   crud = crud, ingest = bundle, mix = mix,
+   everything = everything, crud = crud, ingest = bundle, mix = mix,
 }
 
 function request()

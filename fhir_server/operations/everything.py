@@ -266,11 +266,11 @@ def record_of(patient_id: str) -> GrantClause:
     )
 
 
-NOBODYS_RECORD = GrantClause(
-    Grant(None, (), patient_member_types(), public_types=frozenset(RESOURCE_TYPES))
-)
-"""Resources of the types outside the Patient compartment that are in no patient's
-compartment: directory and definitional data (what a page's matches refer to)."""
+def nobodys_record(types: Iterable[str]) -> GrantClause:
+    """Resources of ``types`` that are in no patient's compartment: directory and
+    definitional data (what a page's matches refer to)."""
+    listed = frozenset(types)
+    return GrantClause(Grant(listed, (), frozenset(), public_types=listed))
 
 
 @cache
@@ -299,44 +299,50 @@ async def _referenced(
     ctx: Context, matches: Sequence[StoredVersion], request: EverythingRequest
 ) -> list[StoredVersion]:
     """The resources the matches refer to that are nobody's record, and those they refer
-    to, as the caller may see them (one search per type and step)."""
-    members = patient_member_types()
+    to, as the caller may see them (one search a step). Types of the Patient compartment
+    are not looked up: the patient's own are among the matches, other patients' are not
+    hers."""
+    excluded = patient_member_types()
     wanted = set(request.types) if request.types else None
     seen = {(m.type, m.id) for m in matches}
     found: list[StoredVersion] = []
     frontier: Sequence[StoredVersion] = matches
     for _ in range(_REFERENCE_ROUNDS):
-        targets: dict[str, set[str]] = {}
-        for stored in frontier:
-            if stored.content is None:
+        targets: set[tuple[str, str]] = set()
+        for key in _targets([stored.content or b"" for stored in frontier], ctx.base_url):
+            type_ = key[0]
+            if key in seen or type_ in excluded or type_ not in RESOURCE_TYPES:
                 continue
-            for type_, id_ in _targets(stored.content, ctx.base_url):
-                if (type_, id_) in seen or type_ in members or type_ not in RESOURCE_TYPES:
-                    continue
-                if wanted is not None and type_ not in wanted:
-                    continue
-                if _valid_id(id_):
-                    targets.setdefault(type_, set()).add(id_)
-        added: list[StoredVersion] = []
-        for type_, ids in sorted(targets.items()):
-            query = SearchQuery(
-                (type_,), [IdClause(tuple(sorted(ids))), NOBODYS_RECORD, *request.since]
-            )
-            try:
-                page = await ctx.store.search(query, None, len(ids), False)
-            except FhirError as error:
-                if error.status == 403:
-                    continue  # no scope for the type: left out, as a search leaves it
-                raise
-            for stored in page.entries:
-                if (stored.type, stored.id) not in seen:
-                    seen.add((stored.type, stored.id))
-                    added.append(stored)
+            if wanted is None or type_ in wanted:
+                targets.add(key)
+        added = await _lookup(ctx, targets, request)
         if not added:
             break
+        seen.update((s.type, s.id) for s in added)
         found += added
         frontier = added
     return found
+
+
+async def _lookup(
+    ctx: Context, targets: set[tuple[str, str]], request: EverythingRequest
+) -> list[StoredVersion]:
+    """Those of ``targets`` that are nobody's record, in one search: every id asked of
+    every type asked (an index lookup each), of which the pairs asked are kept."""
+    if not targets:
+        return []
+    types = tuple(sorted({type_ for type_, _ in targets}))
+    ids = tuple(sorted({id_ for _, id_ in targets}))
+    conditions: list[Condition] = [IdClause(ids), nobodys_record(types), *request.since]
+    try:
+        page = await ctx.store.search(
+            SearchQuery(types, conditions), None, len(types) * len(ids), False
+        )
+    except FhirError as error:
+        if error.status == 403:
+            return []  # no scope for any of the types: left out, as a search leaves them
+        raise
+    return [s for s in page.entries if (s.type, s.id) in targets]
 
 
 _REFERENCE = re.compile(rb'"reference"\s*:\s*"([^"\\]+)"')
@@ -344,27 +350,21 @@ _REFERENCE = re.compile(rb'"reference"\s*:\s*"([^"\\]+)"')
 quotes escaped); references with escapes in them are not resource references anyway."""
 
 
-def _targets(content: bytes, base: str) -> Iterator[tuple[str, str]]:
-    """``(type, id)`` of the resources on this server that ``content`` refers to: relative
+def _targets(contents: Sequence[bytes], base: str) -> Iterator[tuple[str, str]]:
+    """``(type, id)`` of the resources on this server that ``contents`` refer to: relative
     references, and absolute ones under the server's base URL (a scan of the bytes, ~10x
-    cheaper than parsing the JSON and walking it)."""
-    for match in _REFERENCE.finditer(content):
-        text = match.group(1).decode("utf-8", "replace")
+    cheaper than parsing the JSON and walking it; each distinct reference read once)."""
+    found = {text for content in contents for text in _REFERENCE.findall(content)}
+    prefix = base + "/"
+    for raw in found:
+        text = raw.decode("utf-8", "replace")
         if "://" in text:
-            if not text.startswith(base + "/"):
+            if not text.startswith(prefix):
                 continue
-            text = text[len(base) + 1 :]
+            text = text[len(prefix) :]
         type_, id_, _, _ = parse_reference(text)
         if type_ is not None and id_ is not None:
             yield type_, id_
-
-
-def _valid_id(id_: str) -> bool:
-    try:
-        check_id(id_)
-    except FhirError:
-        return False
-    return True
 
 
 # -- instance level ---------------------------------------------------------------------
