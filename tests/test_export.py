@@ -393,3 +393,14 @@ async def test_a_job_whose_process_is_gone_is_failed(env: Env) -> None:
     jobs.save(job)
     response = await env.http.get(f"$export-status/{job.id}", headers=env.token())
     assert response.status_code == 500
+
+
+async def test_a_late_heartbeat_never_overwrites_the_final_state(env: Env) -> None:
+    jobs = Jobs(env.folder, env.app.state.settings)
+    job = jobs.create("ehr|", "x", "2024-01-01T00:00:00.000Z")
+    job.state, job.finished = "complete", time.time()
+    jobs.save(job)
+    job.progress = "late"
+    jobs.save(job, heartbeat=True)  # a heartbeat still on its way when the job ended
+    saved = jobs.load(job.id)
+    assert saved is not None and saved.state == "complete" and saved.progress != "late"

@@ -357,6 +357,7 @@ def _write_warnings(jobs: Jobs, job: Job, warnings: list[str]) -> None:
 
 def _job_of(ctx: Context, job_id: str) -> tuple[Jobs, Job]:
     jobs = Jobs(export_dir(ctx.settings), ctx.settings)
+    jobs.sweep()  # expired jobs go, also when nobody starts a new one
     job = jobs.load(job_id)
     if job is None or job.owner != _owner(ctx):
         raise FhirError(404, "not-found", "No such export job")

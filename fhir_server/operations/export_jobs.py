@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,11 @@ STALE_AFTER = 30.0
 """A running job whose heartbeat is older than this was interrupted."""
 
 _JOB_ID = frozenset("0123456789abcdef")
+_SAVING = threading.Lock()
+"""Job records are written one at a time in this process (a heartbeat on a thread and
+the job's final state)."""
+_SWEEP_EVERY = 60.0
+_swept = 0.0
 
 
 def export_dir(settings: Settings) -> Path:
@@ -88,17 +94,21 @@ class Jobs:
         self.save(job)
         return job
 
-    def save(self, job: Job) -> None:
+    def save(self, job: Job, *, heartbeat: bool = False) -> None:
         """Write the record whole (temporary name, fsync, rename); FileNotFoundError when
-        the job's folder is gone (cancelled)."""
+        the job's folder is gone (cancelled). A ``heartbeat`` of a job that is no longer
+        in progress writes nothing: it never overwrites the final state."""
         folder = self.folder(job.id)
-        temp = folder / f"job.json.{os.getpid()}.tmp"
-        data = json.dumps(asdict(job)).encode()
-        with open(temp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, folder / "job.json")
+        with _SAVING:
+            if heartbeat and job.state != "in-progress":
+                return
+            temp = folder / f"job.json.{os.getpid()}.{threading.get_ident()}.tmp"
+            data = json.dumps(asdict(job)).encode()
+            with open(temp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, folder / "job.json")
 
     def load(self, job_id: str) -> Job | None:
         """The job (an interrupted one reported failed), or None: unknown, or expired."""
@@ -131,6 +141,13 @@ class Jobs:
 
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+    def sweep(self) -> None:
+        """Remove expired jobs (and report interrupted ones), at most once a minute."""
+        global _swept
+        if time.monotonic() - _swept >= _SWEEP_EVERY:
+            _swept = time.monotonic()
+            self.running()
 
     def running(self) -> int:
         """Jobs in progress (in every process), after removing expired ones."""

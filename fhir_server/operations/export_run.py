@@ -159,12 +159,14 @@ class _Run:
         self._open: _Writer | None = None
 
     async def heartbeat(self) -> None:
-        while True:
+        while self.files.is_dir():  # until the job is deleted (the run then stops too)
             await asyncio.sleep(HEARTBEAT)
-            self.check()
             self.job.heartbeat = time.time()
             self.job.progress = f"{self.written} resources written"
-            await asyncio.to_thread(self.jobs.save, self.job)
+            try:
+                await asyncio.to_thread(self.jobs.save, self.job, heartbeat=True)
+            except OSError:
+                return
 
     def check(self) -> None:
         if not self.files.is_dir():
