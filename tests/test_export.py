@@ -212,14 +212,25 @@ async def test_since_is_exact_and_lists_deleted(env: Env) -> None:
 
 async def test_writes_during_the_export_are_in_this_one_or_the_next(env: Env) -> None:
     writer = env.token("system/*.cruds")
+
+    async def write(n: int) -> None:
+        body = _obs(f"w{n}", "bob", "survey")
+        response = await env.http.put(f"Observation/w{n}", json=body, headers=writer)
+        assert response.status_code == 201
+
+    async def writes() -> None:
+        for n in range(40):
+            await write(n)
+
+    writing = asyncio.ensure_future(writes())  # before, while and after the job starts
+    await asyncio.sleep(0)
     status_url = await kick_off(env, "$export?_type=Observation")
-    for n in range(20):
-        await env.http.put(f"Observation/w{n}", json=_obs(f"w{n}", "bob", "survey"), headers=writer)
     manifest = await finished(env, status_url)
+    await writing
     now = ids(await contents(env, manifest), "Observation")
     nxt = await export(env, f"$export?_type=Observation&_since={manifest['transactionTime']}")
     later = ids(await contents(env, nxt), "Observation")
-    assert {f"w{n}" for n in range(20)} <= now | later and not (now & later)
+    assert {f"w{n}" for n in range(40)} <= now | later and not (now & later)
 
 
 async def test_scopes_limit_the_types(env: Env) -> None:

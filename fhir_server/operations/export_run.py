@@ -7,8 +7,8 @@ the event loop.
 at or before the job's ``transactionTime`` is in the export; the next export with
 ``_since=transactionTime`` takes up what came after. Before it reads, the job waits
 until every write that may have taken a ``lastUpdated`` at or before
-``transactionTime`` has committed (SQLite: its write lock; MongoDB: a short settle
-time).
+``transactionTime`` has committed (SQLite: it takes the write lock once; MongoDB: it
+writes the counters document every write transaction takes its instant from).
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ PAGE = 1000
 """Resources read from the store at a time."""
 PATIENT_BATCH = 100
 """Patients of a Group (or ``patient`` list) searched for at a time."""
-MONGO_SETTLE = 1.0
-"""Seconds a job on MongoDB waits after its transactionTime before reading."""
+SETTLE = 1.0
+"""Seconds a job waits after its transactionTime before reading, on a store that has no
+barrier of its own."""
 
 _running: set[asyncio.Task[None]] = set()
 """The jobs of this process (kept referenced while they run)."""
@@ -127,10 +128,25 @@ async def _settle(inner: Store, transaction_time: str) -> None:
             break
         inner = wrapped
     path = getattr(inner, "path", None)
+    counters = getattr(inner, "_counters", None)
     if isinstance(path, Path):
         await asyncio.to_thread(_sqlite_barrier, path)
+    elif counters is not None:
+        await _mongo_barrier(counters, transaction_time)
     else:
-        await asyncio.sleep(MONGO_SETTLE)
+        await asyncio.sleep(SETTLE)
+
+
+async def _mongo_barrier(counters: Any, transaction_time: str) -> None:
+    """Every MongoDB write transaction takes its ``lastUpdated`` from the ``counters``
+    document (``fhir_server.storage.mongo``, its ``_Clock``). A write to that document
+    outside a transaction waits until a transaction in progress that wrote it has ended
+    (https://www.mongodb.com/docs/manual/core/transactions-production-consideration/#in-progress-transactions-and-write-conflicts),
+    and one that had not written it yet conflicts and is retried, taking a later
+    instant: after it, no write can still commit at or before ``transaction_time``."""
+    from fhir_server.storage.mongo_setup import SEQUENCE
+
+    await counters.update_one({"_id": SEQUENCE}, {"$max": {"last_updated": transaction_time}})
 
 
 def _sqlite_barrier(path: Path) -> None:
