@@ -321,6 +321,8 @@ async def test_another_clients_token_gets_nothing(env: Env) -> None:
         ("$export?_elements=not%20an%20element", ASYNC),
         ("$export?includeAssociatedData=x", {**ASYNC, "Prefer": "respond-async, handling=strict"}),
         ("Patient/$export?patient=Observation/1", ASYNC),
+        ("Patient/$export?_type=Practitioner", ASYNC),
+        ("$export?_since=2024-13-01T00:00:00Z", ASYNC),
     ],
 )
 async def test_bad_input_is_a_400(env: Env, query: str, headers: dict[str, str]) -> None:
@@ -415,3 +417,18 @@ async def test_a_late_heartbeat_never_overwrites_the_final_state(env: Env) -> No
     jobs.save(job, heartbeat=True)  # a heartbeat still on its way when the job ended
     saved = jobs.load(job.id)
     assert saved is not None and saved.state == "complete" and saved.progress != "late"
+
+
+async def test_output_formats_offsets_and_or_filters(env: Env) -> None:
+    for output_format in ("ndjson", "application/ndjson", "application/fhir%2Bndjson"):
+        manifest = await export(env, f"$export?_type=Patient&_outputFormat={output_format}")
+        assert {e["type"] for e in manifest["output"]} == {"Patient"}
+    manifest = await export(env, "$export?_type=Patient&_since=2000-01-01T01:00:00%2B01:00")
+    assert sum(e["count"] for e in manifest["output"]) == 2
+    manifest = await export(
+        env,
+        "$export?_type=Observation,Patient"
+        "&_typeFilter=Observation%3Fcode:text%3Da-lab,a-vital,Patient%3F_id%3Dbob",
+    )
+    found = await contents(env, manifest)
+    assert ids(found, "Observation") == {"a-lab", "a-vital"} and ids(found, "Patient") == {"bob"}

@@ -254,6 +254,13 @@ def _plan(
         if patients is not None:  # the patients' records, and what they refer to
             referenced = frozenset(t for t in wanted if t not in compartment)
         else:
+            outside = [t for t in requested if t not in compartment]
+            if outside:
+                raise invalid(
+                    f"A Patient-level $export without patients exports the Patient"
+                    f" compartment; not in it: {', '.join(outside)}",
+                    "_type",
+                )
             wanted = [t for t in wanted if t in compartment]
     if not wanted:
         raise FhirError(403, "forbidden", "The access token allows exporting none of these types")
