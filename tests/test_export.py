@@ -432,3 +432,38 @@ async def test_output_formats_offsets_and_or_filters(env: Env) -> None:
     )
     found = await contents(env, manifest)
     assert ids(found, "Observation") == {"a-lab", "a-vital"} and ids(found, "Patient") == {"bob"}
+
+
+async def test_files_are_split_at_the_configured_size(tmp_path: Path) -> None:
+    settings = Settings(
+        storage=storage_url("sqlite", tmp_path),
+        auth="off",
+        export_dir=str(tmp_path / "exports"),
+        export_file_max_bytes=1024,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            for n in range(30):
+                body = {"resourceType": "Patient", "id": f"p{n}", "name": [{"family": "x" * 50}]}
+                assert (await http.put(f"Patient/p{n}", json=body)).status_code == 201
+            kick = await http.get("$export", headers=ASYNC)
+            status_url = kick.headers["Content-Location"]
+            for _ in range(300):
+                status = await http.get(status_url)
+                if status.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            output = status.json()["output"]
+            assert len(output) > 2 and {e["type"] for e in output} == {"Patient"}
+            assert [e["url"].rsplit("/", 1)[1] for e in output][:2] == [
+                "Patient.000.ndjson",
+                "Patient.001.ndjson",
+            ]
+            total = 0
+            for entry in output:
+                body = (await http.get(entry["url"])).content
+                assert len(body) <= 1024 and body.endswith(b"\n")
+                total += len(body.splitlines())
+            assert total == sum(e["count"] for e in output) == 30
