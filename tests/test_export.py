@@ -467,3 +467,19 @@ async def test_files_are_split_at_the_configured_size(tmp_path: Path) -> None:
                 assert len(body) <= 1024 and body.endswith(b"\n")
                 total += len(body.splitlines())
             assert total == sum(e["count"] for e in output) == 30
+
+
+async def test_group_since_export_lists_only_its_patients_deleted(env: Env) -> None:
+    first = await export(env, "Group/g-alice/$export", env.staff())
+    writer = env.token("system/*.cruds")
+    for path in ("Observation/a-vital", "Observation/b-lab"):
+        assert (await env.http.delete(path, headers=writer)).status_code in (200, 204)
+    since = first["transactionTime"]
+    manifest = await export(env, f"Group/g-alice/$export?_since={since}", env.staff())
+    assert manifest["output"] == []
+    [deleted] = manifest["deleted"]
+    response = await env.http.get(deleted["url"], headers=env.staff())
+    urls = [
+        orjson.loads(line)["entry"][0]["request"]["url"] for line in response.content.splitlines()
+    ]
+    assert urls == ["Observation/a-vital"]

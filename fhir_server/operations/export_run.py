@@ -33,6 +33,7 @@ from resources.compartments import (
     MEMBERSHIP_COMPARTMENT,
     literal_references,
     patient_member_types,
+    patient_references,
     resources_in_compartment,
 )
 from resources.errors import FhirError
@@ -170,6 +171,7 @@ class _Run:
         """Resources outside the Patient compartment the patients' resources refer to."""
         self.exported: dict[str, set[str]] = {}
         """Of the types in ``plan.referenced_types``: the ids already written."""
+        self.patient_set = frozenset(plan.patients or ())
         self.numbers: dict[tuple[str, str], int] = {}
         """The next file number of each (kind, type)."""
         self._open: _Writer | None = None
@@ -198,7 +200,7 @@ class _Run:
         for type_ in sorted(self.referenced):
             ids = self.referenced[type_] - self.exported.get(type_, set())
             await self.export_referenced(type_, sorted(ids))
-        if self.plan.since is not None and self.plan.patients is None:
+        if self.plan.since is not None:
             for type_ in self.plan.types:
                 await self.export_deleted(type_)
 
@@ -305,7 +307,7 @@ class _Run:
             lines = []
             for version in page.entries:
                 if version.deleted and since < version.last_updated <= until:
-                    if await self._recreated(version, until):
+                    if await self._recreated(version, until) or not await self._theirs(version):
                         continue
                     lines.append(_delete_bundle(version))
             await writer.write(lines)
@@ -313,6 +315,24 @@ class _Run:
             if before is None:
                 break
         await writer.finish()
+
+    async def _theirs(self, tombstone: StoredVersion) -> bool:
+        """Whether a deleted resource was one of the export's patients' (always, when
+        the export is not limited to patients): the version before the delete, as the
+        caller may read it, is one of theirs or refers to one of them."""
+        if self.plan.patients is None:
+            return True
+        patients = self.patient_set
+        if tombstone.type == "Patient":
+            return tombstone.id in patients
+        try:
+            before = await self.store.vread(tombstone.type, tombstone.id, tombstone.version - 1)
+        except FhirError:
+            return False
+        if before is None or before.content is None:
+            return False
+        referred = patient_references(fhir_json.loads(before.content))
+        return any(r.split("/", 1)[1] in patients for r in referred)
 
     async def _recreated(self, tombstone: StoredVersion, until: str) -> bool:
         current = await self.store.read(tombstone.type, tombstone.id)
