@@ -305,6 +305,11 @@ async def test_another_clients_token_gets_nothing(env: Env) -> None:
     await finished(env, status_url, alice)
     assert (await env.http.get(status_url, headers=bob)).status_code == 404
     assert (await env.http.get(status_url, headers=alice)).status_code == 200
+    # her Group is not his to export; a user without a FHIR record exports nothing
+    response = await env.http.get("Group/g-alice/$export", headers={**ASYNC, **bob})
+    assert response.status_code == 404
+    nobody = env.token("user/*.rs", client_id="app", subject="u-nobody")
+    assert (await env.http.get("$export", headers={**ASYNC, **nobody})).status_code == 403
 
 
 @pytest.mark.parametrize(
