@@ -19,6 +19,7 @@ from typing import Any
 from fhir_server.storage.sqlite_access import access_sql, member_driver
 from fhir_server.storage.sqlite_index import TABLE_OF_TYPE, ParamIds
 from fhir_server.storage.sqlite_match import Sql, match_sql
+from resources.definitions import RESOURCE_TYPES
 from resources.search.model import SearchParam
 from resources.search.query import (
     AccessClause,
@@ -72,8 +73,12 @@ class Compiler:
         # with a driving condition, the type must not steer the plan to the (type, id)
         # index (a walk over every resource of the type): unary + keeps it a filter
         plus = "+" if driver is not None or members is not None else ""
-        clauses = [f"{plus}{alias}.type IN ({marks})", f"{alias}.method != 'delete'"]
-        params: list[Any] = list(types)
+        clauses = [f"{alias}.method != 'delete'"]
+        params: list[Any] = []
+        if not plus or len(types) < len(_EVERY_TYPE) or not _EVERY_TYPE.issubset(types):
+            # (a filter on every type, behind a driving condition, is no filter: $everything)
+            clauses.insert(0, f"{plus}{alias}.type IN ({marks})")
+            params += types
         if members is not None:
             clauses.append(members[0])
             params += members[1]
@@ -370,6 +375,9 @@ class Compiler:
         if descending:
             return f"coalesce({sort_alias}.high, {NO_VALUE_DESC!r})"
         return f"coalesce({sort_alias}.low, x'ff')"
+
+
+_EVERY_TYPE = frozenset(RESOURCE_TYPES)
 
 
 _RANK_BY_TYPE = {"reference": 1, "token": 2, "string": 3, "uri": 3}
