@@ -6,11 +6,14 @@ downloads with the token, ``DELETE``. It runs once (SQLite), not per store."""
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -119,3 +122,60 @@ def test_whole_flow_as_an_outside_client(server: tuple[LiveServer, str, RSAKey])
     assert httpx.delete(status_url, headers=reader).status_code == 202
     assert httpx.get(status_url, headers=reader).status_code == 404
     assert httpx.get(manifest["output"][0]["url"], headers=reader).status_code == 404
+
+
+def test_a_job_cut_off_by_kill_9_is_failed_after_the_restart(
+    tmp_path: Path, server: tuple[LiveServer, str, RSAKey]
+) -> None:
+    """The job is held before it reads (the test holds SQLite's write lock, which the job
+    waits for), the server is killed with SIGKILL, and a new one on the same store and
+    folder reports the job failed: never complete, no files."""
+    _, client_id, key = server
+    storage = f"sqlite:///{tmp_path}/fhir.sqlite3"
+    command = [
+        sys.executable,
+        "-m",
+        "fhir_server.cli",
+        "clients",
+        "create",
+        "--name",
+        "EHR",
+        "--auth",
+        "private_key_jwt",
+        "--jwks",
+        str(tmp_path / "jwks.json"),
+        "--scope",
+        "system/*.rs",
+        "--storage",
+        storage,
+        "--client-id",
+        client_id,
+    ]
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    env = {"FHIR_SERVER_EXPORT_DIR": str(tmp_path / "exports")}
+    live = LiveServer(storage, tmp_path / "server.log", auth="smart", **env)
+    try:
+        reader = token(live, client_id, key, "system/*.rs")
+        lock = sqlite3.connect(tmp_path / "fhir.sqlite3", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        kick = httpx.get(f"{live.base}/$export", headers={**reader, "Prefer": "respond-async"})
+        assert kick.status_code == 202, kick.text
+        status_url = kick.headers["Content-Location"]
+        assert httpx.get(status_url, headers=reader).status_code == 202  # held, in progress
+        live.stop(signal.SIGKILL)
+        lock.execute("ROLLBACK")
+        lock.close()
+    except BaseException:
+        live.stop(signal.SIGKILL)
+        raise
+    again = LiveServer(storage, tmp_path / "server2.log", auth="smart", **env)
+    try:
+        status_url = status_url.replace(live.base, again.base)
+        status = httpx.get(status_url, headers=token(again, client_id, key, "system/*.rs"))
+        assert status.status_code == 500, status.text
+        assert status.json()["resourceType"] == "OperationOutcome"
+        job = status_url.rsplit("/", 1)[1]
+        assert not (tmp_path / "exports" / job / "files").exists()
+    finally:
+        again.stop()
