@@ -15,7 +15,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.operations.everything import CARE_DATES
+from fhir_server.operations.everything_params import CARE_DATES
 from resources.compartments import patient_member_types
 from resources.search.parameters import search_params
 from tests.conftest import BASE, STORES, storage_url
@@ -432,6 +432,15 @@ async def test_every_patient_for_staff_and_systems(
             assert len(matches) == len(set(matches))
             assert set(matches) == ALICE_RECORD | BOB_RECORD
             assert "Task/both-task" not in included
+
+
+async def test_count_zero(http: httpx.AsyncClient, system: dict[str, str]) -> None:
+    bundle = await _get(http, "Patient/alice/$everything?_count=0", system)
+    assert bundle["total"] == len(ALICE_RECORD) and "entry" not in bundle
+    assert [link["relation"] for link in bundle["link"]] == ["self"]
+    bundle = await _get(http, "Patient/$everything?_count=0", system)
+    assert "entry" not in bundle
+    assert [link["relation"] for link in bundle["link"]] == ["self"]
 
 
 async def test_a_patient_gets_only_her_own_at_type_level(

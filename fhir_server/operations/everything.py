@@ -21,9 +21,10 @@ the directory types; staff and backend services read anyone's.
 
 Parameters: ``_count``, ``_since`` (resources changed at or after the instant), ``_type``
 (only these types, in the record and among the referenced resources), ``start`` and
-``end`` (care dates: a resource whose care date parameter (:data:`CARE_DATES`) has a
-value that ends before ``start`` or starts after ``end`` is left out; resources without
-a care date, such as the Patient and Coverage, are always in). At type level
+``end`` (care dates: a resource whose care date parameter, ``CARE_DATES`` of
+:mod:`.everything_params`, has a value that ends before ``start`` or starts after
+``end`` is left out; resources without a care date, such as the Patient and Coverage,
+are always in). At type level
 (``Patient/$everything``) the records of every patient the caller may read follow each
 other, patient by patient, on the same pages.
 """
@@ -32,15 +33,14 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import orjson
 
 from capability.support import support_table
-from fhir_server.headers import prefer_handling
 from fhir_server.interactions.context import bundle_id, check_id, query_string
 from fhir_server.operations.base import (
     Context,
@@ -50,85 +50,24 @@ from fhir_server.operations.base import (
     OperationDefinition,
     OperationParameter,
 )
+from fhir_server.operations.everything_params import (
+    EverythingRequest,
+    parse_request,
+)
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor, SearchPage
 from resources.compartments import MEMBERSHIP_COMPARTMENT, patient_member_types
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, gone, invalid, not_found
 from resources.search.index.reference import parse_reference
-from resources.search.parameters import search_params
-from resources.search.parse import parse_search
 from resources.search.query import (
-    AnyOf,
-    Clause,
     Condition,
     Grant,
     GrantClause,
     IdClause,
-    MissingMatch,
     SearchQuery,
 )
 
-CARE_DATES: Mapping[str, str] = {
-    # the types with the R4 clinical date parameter ``date`` (Observation.effective,
-    # Encounter.period, Immunization.occurrence, ...) use it; the others name theirs
-    **dict.fromkeys(
-        [
-            "AdverseEvent",
-            "AllergyIntolerance",
-            "Appointment",
-            "AuditEvent",
-            "CarePlan",
-            "CareTeam",
-            "ClinicalImpression",
-            "Composition",
-            "Consent",
-            "DiagnosticReport",
-            "DocumentReference",
-            "Encounter",
-            "EpisodeOfCare",
-            "FamilyMemberHistory",
-            "Flag",
-            "Immunization",
-            "ImmunizationEvaluation",
-            "ImmunizationRecommendation",
-            "Invoice",
-            "List",
-            "MeasureReport",
-            "MedicationRequest",
-            "Observation",
-            "Procedure",
-            "ResearchSubject",
-            "RiskAssessment",
-            "SupplyRequest",
-        ],
-        "date",
-    ),
-    "ChargeItem": "occurrence",
-    "Claim": "created",
-    "Communication": "sent",
-    "CommunicationRequest": "occurrence",
-    "Condition": "onset-date",
-    "DeviceRequest": "event-date",
-    "ExplanationOfBenefit": "created",
-    "Goal": "start-date",
-    "ImagingStudy": "started",
-    "Media": "created",
-    "MedicationAdministration": "effective-time",
-    "MedicationDispense": "whenhandedover",
-    "MedicationStatement": "effective",
-    "NutritionOrder": "datetime",
-    "ServiceRequest": "occurrence",
-    "Specimen": "collected",
-}
-"""The care date of each type of the record (the search parameter ``start``/``end`` are
-compared with). A resource of another type of the record that has a date parameter of
-one of these names is compared on it too (``created`` of a ClaimResponse, ``date`` of a
-Schedule)."""
-
-PARAMETERS = frozenset({"_count", "_since", "_type", "start", "end", "_cursor"})
-"""The operation's parameters (``_cursor`` carries the paging position)."""
-_IGNORED = frozenset({"_format", "_pretty"})
 _MAX_PATIENTS_PER_PAGE = 100
 """Patients a type-level page walks through at most (a short page then has a ``next``
 link): records left empty by ``_type`` or ``_since`` do not make one request read every
@@ -136,124 +75,6 @@ patient."""
 _REFERENCE_ROUNDS = 3
 """Referenced resources of referenced resources (PractitionerRole -> Practitioner ->
 Organization), this many steps from the page's matches."""
-
-
-@dataclass(frozen=True)
-class EverythingRequest:
-    """The operation's parameters, parsed."""
-
-    count: int
-    types: tuple[str, ...] | None = None
-    """``_type``: only these types (None: every type)."""
-    since: tuple[Condition, ...] = ()
-    care: tuple[Condition, ...] = ()
-    cursor: str | None = None
-    applied: list[tuple[str, str]] = field(default_factory=list)
-    """The parameters as they go into the links (``_cursor`` aside)."""
-
-
-def parse_request(ctx: Context, items: Sequence[tuple[str, str]]) -> EverythingRequest:
-    """The parameters (of the query, and of a POSTed ``Parameters`` resource)."""
-    strict = prefer_handling(ctx.header("prefer")) == "strict"
-    values: dict[str, list[str]] = {}
-    for name, value in items:
-        if name in PARAMETERS:
-            values.setdefault(name, []).append(value)
-        elif strict and name not in _IGNORED:
-            raise invalid(f"Unknown parameter of $everything: {name}", name)
-    for name, given in values.items():
-        if len(given) > 1 and name != "_type":
-            raise invalid(f"The parameter {name} of $everything is given more than once", name)
-    applied: list[tuple[str, str]] = []
-    count = _count(ctx, values.get("_count", [None])[0], applied)
-    types = _types(values.get("_type", []), applied)
-    since = _since(values.get("_since", [None])[0], applied)
-    start = values.get("start", [None])[0]
-    end = values.get("end", [None])[0]
-    care = tuple(_care(start, end, applied))
-    cursor = values.get("_cursor", [None])[0]
-    return EverythingRequest(count, types, since, care, cursor, applied)
-
-
-def _count(ctx: Context, given: str | None, applied: list[tuple[str, str]]) -> int:
-    if given is None:
-        return ctx.settings.default_page_size
-    try:
-        count = int(given)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise invalid(f"_count must be a non-negative integer, not {given!r}", "_count")
-    count = min(count, ctx.settings.max_page_size)
-    applied.append(("_count", str(count)))
-    return count
-
-
-def _types(given: list[str], applied: list[tuple[str, str]]) -> tuple[str, ...] | None:
-    if not given:
-        return None
-    names = [t.strip() for value in given for t in value.split(",") if t.strip()]
-    known = support_table().types
-    unknown = [t for t in names if t not in known]
-    if unknown:
-        raise invalid(f"_type names unknown resource types: {', '.join(unknown)}", "_type")
-    types = tuple(dict.fromkeys(names))
-    applied.append(("_type", ",".join(types)))
-    return types
-
-
-def _since(given: str | None, applied: list[tuple[str, str]]) -> tuple[Condition, ...]:
-    if given is None:
-        return ()
-    conditions = _parse("Patient", "_lastUpdated", f"ge{given}", "_since")
-    applied.append(("_since", given))
-    return conditions
-
-
-def _care(
-    start: str | None, end: str | None, applied: list[tuple[str, str]]
-) -> Iterable[Condition]:
-    """For each care date parameter: no value, or a value that overlaps the range."""
-    bounds = [
-        (name, prefix, value)
-        for name, prefix, value in (("start", "ge", start), ("end", "le", end))
-        if value is not None
-    ]
-    for name, _, value in bounds:
-        applied.append((name, value))
-    for code, type_ in _care_codes().items():
-        param = search_params(type_)[code]
-        for name, prefix, value in bounds:
-            (clause,) = _parse(type_, code, f"{prefix}{value}", name)
-            missing = Clause(param, (MissingMatch(True),))
-            yield AnyOf((clause, missing))
-
-
-@cache
-def _care_codes() -> dict[str, str]:
-    """Each care date parameter code, with a type that has it."""
-    codes: dict[str, str] = {}
-    for type_, code in sorted(CARE_DATES.items()):
-        codes.setdefault(code, type_)
-    return codes
-
-
-def _parse(type_: str, name: str, value: str, parameter: str) -> tuple[Condition, ...]:
-    try:
-        query = parse_search(
-            [type_],
-            [(name, value)],
-            strict=True,
-            params_for=search_params,
-            max_count=1,
-            default_count=1,
-        )
-    except FhirError as error:
-        raise invalid(
-            f"The value of {parameter} is not a valid date or instant: {value[2:]!r}",
-            parameter,
-        ) from error
-    return tuple(query.conditions)
 
 
 # -- the record of one patient --------------------------------------------------------------
@@ -427,7 +248,7 @@ async def everything_type(ctx: Context, request: EverythingRequest) -> FhirRespo
     matches: list[StoredVersion] = []
     included: list[StoredVersion] = []
     next_position: _Position | None = None
-    for _ in range(_MAX_PATIENTS_PER_PAGE):
+    for _ in range(_MAX_PATIENTS_PER_PAGE if request.count > 0 else 0):
         found = await ctx.store.search(
             SearchQuery((MEMBERSHIP_COMPARTMENT,)), patients_cursor, 1, False
         )
