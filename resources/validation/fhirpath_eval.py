@@ -544,7 +544,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _eq(a: Any, b: Any) -> bool | None:
     if a.__class__ is str and b.__class__ is str and a != b and a[:1].isdigit() and b[:1].isdigit():
-        dates = _compare_dates(a, b)
+        dates = compare_dates(a, b)
         if dates is not None or (_DATE.fullmatch(a) and _DATE.fullmatch(b)):
             return None if dates is None else dates == 0
     return _equal(a, b)
@@ -562,7 +562,7 @@ def _order(a: Any, b: Any) -> int | None:
     if isinstance(a, int | Decimal) and isinstance(b, int | Decimal):
         return (a > b) - (a < b)
     if isinstance(a, str) and isinstance(b, str):
-        dates = _compare_dates(a, b)
+        dates = compare_dates(a, b)
         if dates is not None or (_DATE.fullmatch(a) and _DATE.fullmatch(b)):
             return dates
         return (a > b) - (a < b)
@@ -617,7 +617,7 @@ def _moment(text: str) -> tuple[list[Any], int] | None:
     return parts, len(parts)
 
 
-def _compare_dates(a: str, b: str) -> int | None:
+def compare_dates(a: str, b: str) -> int | None:
     """Dates compared part by part; None when they cannot be (not both dates, or equal
     as far as the less precise goes while their precisions differ)."""
     if len(a) == len(b) and _same_shape(a, b):

@@ -40,6 +40,7 @@ from resources.validation.fhirpath_eval import (
     EvaluationError,
     Fn,
     child_path,
+    compare_dates,
     compile_expression,
     truth,
 )
@@ -243,8 +244,25 @@ def _meta(items: list[Any], name: str) -> bool:
     return any(isinstance(c.get("meta"), dict) and name in c["meta"] for c in items)
 
 
+def _qty_3(quantity: Any, env: Env) -> bool:
+    """qty-3, ``code.empty() or system.exists()``."""
+    has_code = "code" in quantity or "_code" in quantity
+    return not has_code or "system" in quantity or "_system" in quantity
+
+
+def _per_1(period: Any, env: Env) -> bool:
+    """per-1, ``start.hasValue().not() or end.hasValue().not() or (start <= end)``."""
+    start, end = period.get("start"), period.get("end")
+    if start.__class__ is not str or end.__class__ is not str:
+        return True
+    order = compare_dates(start, end)
+    return order is None or order <= 0
+
+
 NATIVE: dict[str, Callable[[Any, Env], bool]] = {
     "ref-1@Reference": _ref_1,
+    "qty-3@Quantity": _qty_3,
+    "per-1@Period": _per_1,
     # contained.contained.empty()
     "dom-2@DomainResource": _no_contained(lambda items: not any("contained" in c for c in items)),
     # contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()

@@ -149,7 +149,8 @@ def _limited(match: Callable[[str], Any] | None, type_code: str) -> Check:
 
 @cache
 def fast_check(type_code: str) -> Callable[[str], Any] | None:
-    """A quick test of a non-empty string value: true only when ``format_check`` and
+    """A quick test of a non-empty string value of at most :data:`MAX_STRING` characters
+    (the walk tests the length): true only when ``format_check`` and
     ``late_check`` find nothing wrong with it (false tells nothing), for most values of
     the type; C-level (a regex or ``str.isprintable``), so the walk calls no Python
     function for them. None for the types that have none."""
@@ -157,19 +158,11 @@ def fast_check(type_code: str) -> Callable[[str], Any] | None:
         return None
     if type_code == "xhtml":
         return _never  # always parsed (narrative)
-    if type_code in _LIMITED:
-        inner = str.isprintable if type_code in _ANY_TEXT else _plain_fast(type_code)
-        return lambda value: len(value) <= MAX_STRING and inner(value)
     if type_code in _ANY_TEXT:
         return str.isprintable  # no control characters, no lone surrogates, no odd space
     pattern = _FAST_PATTERNS.get(type_code) or definitions.primitive_types().get(type_code)
     if type_code in _DATE_TYPES and pattern is not None:
         pattern = pattern.replace(_ANY_DAY, _DAY_TO_28) if _ANY_DAY in pattern else None
-    return re.compile(pattern, re.ASCII).fullmatch if pattern else _never
-
-
-def _plain_fast(type_code: str) -> Callable[[str], Any]:
-    pattern = _FAST_PATTERNS.get(type_code) or definitions.primitive_types().get(type_code)
     return re.compile(pattern, re.ASCII).fullmatch if pattern else _never
 
 

@@ -32,6 +32,7 @@ from resources.validation.invariants import contained_unreferenced
 from resources.validation.primitives import (
     BOOLEAN,
     COMPLEX,
+    MAX_STRING,
     RESOURCE,
     STRING,
     json_name,
@@ -51,14 +52,13 @@ _NULL = (
 class Walk:
     """One pass over the JSON, collecting issues (``issues``, then ``late``: second rank)."""
 
-    __slots__ = ("issues", "late", "failed_invariants", "current", "root")
+    __slots__ = ("issues", "late", "failed_invariants", "env")
 
     def __init__(self) -> None:
         self.issues: list[Issue] = []
         self.late: list[Issue] = []
         self.failed_invariants: list[Issue] = []  # reported when nothing else is
-        self.current: Any = None  # %resource of the invariants
-        self.root: Any = None  # %rootResource
+        self.env = Env(None, None, None)  # %resource, %rootResource, %context
 
     def result(self) -> list[Issue]:
         """The issues, and the second-rank ones about places the others are not near; the
@@ -88,10 +88,11 @@ class Walk:
         elif not definitions.is_resource_type(resource_type):
             self.add("structure", where, f"{resource_type!r} is not an R4 resource type")
         else:
-            outer = self.current, self.root
-            self.current = node
+            env = self.env
+            outer = env.resource, env.root
+            env.resource = node
             if not contained:
-                self.root = node
+                env.root = node
             try:
                 self.object(node, shape(resource_type), expr or resource_type, _RESOURCE)
                 if "contained" in node:
@@ -99,7 +100,7 @@ class Walk:
                 if resource_type == "Bundle":
                     self.failed_invariants.extend(bundle.problems(node, expr or resource_type))
             finally:
-                self.current, self.root = outer
+                env.resource, env.root = outer
 
     def object(self, node: dict[Any, Any], at: Shape, expr: str, role: int) -> None:
         """Check one JSON object against a shape."""
@@ -123,6 +124,7 @@ class Walk:
                 slot.kind == STRING
                 and value.__class__ is str
                 and value
+                and len(value) <= MAX_STRING
                 and slot.fast(value)  # type: ignore[misc]
                 and (slot.codes is None or value in slot.codes)
             ):
@@ -149,7 +151,8 @@ class Walk:
 
     def invariants(self, node: dict[Any, Any], at: Shape, expr: str) -> None:
         """The constraints of the shape (``invariants``), on the object or its values."""
-        env = Env(self.current, self.root, node)
+        env = self.env
+        env.context = node
         for invariant in at.invariants:
             if invariant.child is None:
                 if not invariant.run(node, env):
@@ -161,10 +164,15 @@ class Walk:
                     continue
                 if isinstance(value, list):
                     for index, item in enumerate(value):
-                        if item is not None and not invariant.run(item, Env(*outer(env, item))):
+                        env.context = item
+                        if item is not None and not invariant.run(item, env):
                             self.failed(invariant.key, invariant.human, f"{expr}.{name}[{index}]")
-                elif not invariant.run(value, Env(*outer(env, value))):
+                    env.context = node
+                    continue
+                env.context = value
+                if not invariant.run(value, env):
                     self.failed(invariant.key, invariant.human, f"{expr}.{name}")
+                env.context = node
 
     def failed(self, key: str, human: str, expr: str) -> None:
         where = (expr,) if expr else ()
@@ -225,6 +233,7 @@ class Walk:
                 kind == STRING
                 and item.__class__ is str
                 and item
+                and len(item) <= MAX_STRING
                 and fast(item)  # type: ignore[misc]
                 and (codes is None or item in codes)
             ):
@@ -324,11 +333,6 @@ class Walk:
             if not any(binding.has_coding(c.get("system"), c.get("code")) for c in codings):
                 what = "None of the codings is in" if codings else "A coding is needed from"
                 self.add("code-invalid", expr, outside(what, binding))
-
-
-def outer(env: Env, context: Any) -> tuple[Any, Any, Any]:
-    """The variables of an evaluation on ``context`` in the same resource."""
-    return env.resource, env.root, context
 
 
 def _only_id(node: dict[Any, Any], at: Shape) -> bool:
