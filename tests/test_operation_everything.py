@@ -107,6 +107,31 @@ SEED: list[dict[str, Any]] = [
         "individual": {"reference": "Patient/alice"},
     },
     {
+        "resourceType": "DocumentReference",
+        "id": "a-note",
+        "status": "current",
+        "subject": {"reference": "Patient/alice"},
+        "content": [
+            {"attachment": {"contentType": "text/plain", "url": "Binary/a-doc"}},
+            # an attachment that is Bob's (its securityContext): never in her record
+            {"attachment": {"contentType": "text/plain", "url": f"{BASE}/Binary/b-doc"}},
+        ],
+    },
+    {
+        "resourceType": "Binary",
+        "id": "a-doc",
+        "contentType": "text/plain",
+        "securityContext": {"reference": "DocumentReference/a-note"},
+        "data": "bm90ZQ==",
+    },
+    {
+        "resourceType": "Binary",
+        "id": "b-doc",
+        "contentType": "text/plain",
+        "securityContext": {"reference": "Patient/bob"},
+        "data": "Ym9i",
+    },
+    {
         "resourceType": "Task",
         "id": "a-task",
         "status": "requested",
@@ -131,6 +156,7 @@ ALICE_RECORD = {
     "DiagnosticReport/a-report",
     "MedicationRequest/a-rx",
     "ResearchSubject/a-subject",
+    "DocumentReference/a-note",
     "Task/a-task",
 }
 ALICE_REFERENCED = {
@@ -140,8 +166,9 @@ ALICE_REFERENCED = {
     "Location/room",
     "Medication/med",
     "Device/scale",
+    "Binary/a-doc",  # an attachment of her DocumentReference, secured by it
 }
-BOB_RECORD = {"Patient/bob", "Observation/b-obs", "Device/b-pump"}
+BOB_RECORD = {"Patient/bob", "Observation/b-obs", "Device/b-pump", "Binary/b-doc"}
 
 
 @pytest.fixture(params=STORES)
@@ -250,6 +277,7 @@ async def test_the_record_and_what_it_refers_to(
     assert "Task/both-task" not in every  # refers to Bob too
     assert "Location/unused" not in every
     assert "Device/b-pump" not in every  # Bob's device, referred to from her Observation
+    assert "Binary/b-doc" not in every  # Bob's attachment on her DocumentReference
     entry = bundle["entry"][0]
     assert entry["fullUrl"] == f"{BASE}/{_keys(bundle)[0]}"
     assert bundle["link"][0] == {"relation": "self", "url": f"{BASE}/Patient/alice/$everything"}

@@ -11,8 +11,9 @@ membership rows (a patient's few hundred, however large the store), paged with t
 stores' keyset cursors like any search: ``_count``, ``next`` links, stable while data
 changes. Each page adds, as ``include`` entries, the resources its matches refer to that
 are nobody's record (Practitioner, Organization, Location, Medication, ... and what
-those refer to in turn): never another patient's data (an Observation of Bob referred to
-from Alice's DiagnosticReport is not in Alice's record).
+those refer to in turn), and the Binaries its attachments are (``Attachment.url``
+``Binary/id``): never another patient's data (an Observation of Bob referred to from
+Alice's DiagnosticReport is not in Alice's record).
 
 Everything goes through the caller's store (the guarded store under SMART): the access
 rules hold for every entry as for a search. A patient-context token reads its own
@@ -41,6 +42,7 @@ from typing import Any
 import orjson
 
 from capability.support import support_table
+from fhir_server.access import GuardedStore
 from fhir_server.interactions.context import bundle_id, check_id, query_string
 from fhir_server.operations.base import (
     Context,
@@ -56,7 +58,11 @@ from fhir_server.operations.everything_params import (
 )
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor, SearchPage
-from resources.compartments import MEMBERSHIP_COMPARTMENT, patient_member_types
+from resources.compartments import (
+    MEMBERSHIP_COMPARTMENT,
+    SECURED_BY_CONTEXT,
+    patient_member_types,
+)
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, gone, invalid, not_found
 from resources.search.index.reference import parse_reference
@@ -65,6 +71,7 @@ from resources.search.query import (
     Grant,
     GrantClause,
     IdClause,
+    LastUpdatedClause,
     SearchQuery,
 )
 
@@ -116,6 +123,17 @@ async def _record_page(
     return await ctx.store.search(_record_query(patient_id, request), cursor, count, with_total)
 
 
+async def _included(
+    ctx: Context, patient_id: str, matches: Sequence[StoredVersion], request: EverythingRequest
+) -> list[StoredVersion]:
+    """What a page adds to its matches: the resources they refer to and the Binaries
+    their attachments are."""
+    if not matches:
+        return []
+    referenced = await _referenced(ctx, matches, request)
+    return referenced + await _attachments(ctx, patient_id, matches, request)
+
+
 async def _referenced(
     ctx: Context, matches: Sequence[StoredVersion], request: EverythingRequest
 ) -> list[StoredVersion]:
@@ -130,7 +148,8 @@ async def _referenced(
     frontier: Sequence[StoredVersion] = matches
     for _ in range(_REFERENCE_ROUNDS):
         targets: set[tuple[str, str]] = set()
-        for key in _targets([stored.content or b"" for stored in frontier], ctx.base_url):
+        contents = [stored.content or b"" for stored in frontier]
+        for key in _targets(contents, ctx.base_url, _REFERENCE):
             type_ = key[0]
             if key in seen or type_ in excluded or type_ not in RESOURCE_TYPES:
                 continue
@@ -166,16 +185,85 @@ async def _lookup(
     return [s for s in page.entries if (s.type, s.id) in targets]
 
 
+async def _attachments(
+    ctx: Context, patient_id: str, matches: Sequence[StoredVersion], request: EverythingRequest
+) -> list[StoredVersion]:
+    """The Binaries the matches' attachments are (``Attachment.url`` ``Binary/id``; the
+    spec: "including binaries and attachments"): the patient's own (``securityContext``
+    her Patient, usually matches already) and those of no patient (secured by another
+    resource, such as the DocumentReference whose content they are), never another
+    patient's. A patient-context token reads one secured by a resource it may read
+    (https://hl7.org/fhir/R4/binary.html#security), through the guarded read."""
+    if request.types is not None and SECURED_BY_CONTEXT not in request.types:
+        return []
+    contents = [stored.content or b"" for stored in matches]
+    seen = {(m.type, m.id) for m in matches}
+    ids = {
+        id_
+        for type_, id_ in _targets(contents, ctx.base_url, _ATTACHMENT)
+        if type_ == SECURED_BY_CONTEXT and (type_, id_) not in seen
+    }
+    if not ids:
+        return []
+    kind = frozenset({SECURED_BY_CONTEXT})
+    hers_or_nobodys = GrantClause(
+        Grant(kind, (f"{MEMBERSHIP_COMPARTMENT}/{patient_id}",), frozenset(), public_types=kind)
+    )
+    query = SearchQuery(
+        (SECURED_BY_CONTEXT,), [IdClause(tuple(sorted(ids))), hers_or_nobodys, *request.since]
+    )
+    try:
+        found = (await ctx.store.search(query, None, len(ids), False)).entries
+    except FhirError as error:
+        if error.status == 403:
+            return []
+        raise
+    missing = ids - {stored.id for stored in found}
+    if missing and _patient_context(ctx):
+        for id_ in sorted(missing):  # secured by a resource: hidden from its searches
+            stored = await ctx.store.read(SECURED_BY_CONTEXT, id_)
+            if stored is not None and not stored.deleted and _changed_since(stored, request):
+                found.append(stored)
+    return found
+
+
+def _patient_context(ctx: Context) -> bool:
+    """Whether every grant of the caller is limited to a patient's compartment (its
+    reads of Binaries then follow their ``securityContext``)."""
+    if not isinstance(ctx.store, GuardedStore):
+        return False  # authorization off
+    try:
+        clause = ctx.store.clause("r", [SECURED_BY_CONTEXT], "reading")
+    except FhirError:
+        return False  # no scope to read Binaries
+    return clause is not None and all(g.compartments is not None for g in clause.grants)
+
+
+def _changed_since(stored: StoredVersion, request: EverythingRequest) -> bool:
+    """``_since`` on one resource (the instants compare as text, as the stores do)."""
+    return all(
+        stored.last_updated >= value.low
+        for condition in request.since
+        if isinstance(condition, LastUpdatedClause)
+        for value in condition.values
+    )
+
+
 _REFERENCE = re.compile(rb'"reference"\s*:\s*"([^"\\]+)"')
 """``Reference.reference`` in stored JSON (a match inside a string value would have its
 quotes escaped); references with escapes in them are not resource references anyway."""
+_ATTACHMENT = re.compile(rb'"url"\s*:\s*"([^"\\]+)"')
+"""``Attachment.url`` (and other ``url`` elements: only ``Binary/id`` ones are kept)."""
 
 
-def _targets(contents: Sequence[bytes], base: str) -> Iterator[tuple[str, str]]:
-    """``(type, id)`` of the resources on this server that ``contents`` refer to: relative
-    references, and absolute ones under the server's base URL (a scan of the bytes, ~10x
-    cheaper than parsing the JSON and walking it; each distinct reference read once)."""
-    found = {text for content in contents for text in _REFERENCE.findall(content)}
+def _targets(
+    contents: Sequence[bytes], base: str, pattern: re.Pattern[bytes]
+) -> Iterator[tuple[str, str]]:
+    """``(type, id)`` of the resources on this server that ``contents`` refer to through
+    ``pattern``: relative references, and absolute ones under the server's base URL (a
+    scan of the bytes, ~10x cheaper than parsing the JSON and walking it; each distinct
+    reference read once)."""
+    found = {text for content in contents for text in pattern.findall(content)}
     prefix = base + "/"
     for raw in found:
         text = raw.decode("utf-8", "replace")
@@ -203,7 +291,7 @@ async def everything_instance(
         raise gone(f"Patient/{patient_id} was deleted")
     cursor = Cursor.decode(request.cursor) if request.cursor else None
     page = await _record_page(ctx, patient_id, request, cursor, request.count, True)
-    included = await _referenced(ctx, page.entries, request) if page.entries else []
+    included = await _included(ctx, patient_id, page.entries, request)
     path = f"{MEMBERSHIP_COMPARTMENT}/{patient_id}/$everything"
     next_cursor = page.next_cursor.encode() if page.next_cursor else None
     bundle = _bundle(ctx, path, request, page.entries, included, next_cursor, page.total)
@@ -259,8 +347,7 @@ async def everything_type(ctx: Context, request: EverythingRequest) -> FhirRespo
         room = request.count - len(matches)
         page = await _record_page(ctx, patient.id, request, record_cursor, room, False)
         matches += page.entries
-        if page.entries:
-            included += await _referenced(ctx, page.entries, request)
+        included += await _included(ctx, patient.id, page.entries, request)
         here = patients_cursor.encode() if patients_cursor else None
         if page.next_cursor is not None:
             next_position = _Position(here, page.next_cursor.encode())
