@@ -298,6 +298,20 @@ async def test_a_patient_downloads_her_own_record(
     assert set(_keys(bundle, "include")) == ALICE_REFERENCED
 
 
+async def test_a_caregiver_and_a_v1_token_get_the_same(
+    http: httpx.AsyncClient, token: Token
+) -> None:
+    for headers in (
+        token("user/*.rs", fhir_user="RelatedPerson/mum", subject="mum", patient="alice"),
+        token("patient/*.read", patient="alice"),
+    ):
+        matches, included, _ = await _all_pages(http, "Patient/alice/$everything", headers)
+        assert set(matches) == ALICE_RECORD
+        assert included == ALICE_REFERENCED
+        response = await http.get("Patient/bob/$everything", headers=headers)
+        assert response.status_code == 404
+
+
 async def test_another_patients_token_gets_nothing(
     http: httpx.AsyncClient, bob: dict[str, str]
 ) -> None:
