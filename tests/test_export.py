@@ -461,6 +461,7 @@ async def test_files_are_split_at_the_configured_size(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             output = status.json()["output"]
+            assert status.json()["requiresAccessToken"] is False  # authorization is off
             assert len(output) > 2 and {e["type"] for e in output} == {"Patient"}
             assert [e["url"].rsplit("/", 1)[1] for e in output][:2] == [
                 "Patient.000.ndjson",

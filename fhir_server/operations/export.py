@@ -402,7 +402,7 @@ def _manifest(ctx: Context, job: Job) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "transactionTime": job.transaction_time,
         "request": job.request,
-        "requiresAccessToken": True,
+        "requiresAccessToken": ctx.auth is not None,  # with authorization off: none
         "output": files(job.output),
         "error": files(job.error),
     }
