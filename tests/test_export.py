@@ -425,7 +425,12 @@ async def test_a_late_heartbeat_never_overwrites_the_final_state(env: Env) -> No
 
 
 async def test_output_formats_offsets_and_or_filters(env: Env) -> None:
-    for output_format in ("ndjson", "application/ndjson", "application/fhir%2Bndjson"):
+    for output_format in (
+        "ndjson",
+        "application/ndjson",
+        "application/fhir%2Bndjson",
+        "application/fhir+ndjson",
+    ):
         manifest = await export(env, f"$export?_type=Patient&_outputFormat={output_format}")
         assert {e["type"] for e in manifest["output"]} == {"Patient"}
     manifest = await export(env, "$export?_type=Patient&_since=2000-01-01T01:00:00%2B01:00")

@@ -108,6 +108,8 @@ async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
     strict = prefer_handling(ctx.header("prefer")) == "strict"
     warnings = _unsupported(call, strict)
     output_format = call.value("_outputFormat")
+    if output_format is not None:  # a '+' sent unescaped in a query reads as a space
+        output_format = output_format.strip().replace(" ", "+")
     if output_format is not None and output_format not in _FORMATS:
         raise invalid(
             f"_outputFormat {output_format!r} is not supported; use {NDJSON}", "_outputFormat"
