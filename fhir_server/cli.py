@@ -87,12 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "import":
-        return _import(args)
-    if args.command == "demo-data":
-        return _demo_data(args)
-    if args.command == "compact":
-        return _compact(args)
+    store_commands = {"import": _import, "demo-data": _demo_data, "compact": _compact}
+    if args.command in store_commands:
+        from fhir_server import startup
+
+        try:
+            return store_commands[args.command](args)
+        except startup.StartupError as problem:  # a bad setting or store: one line
+            print(f"fhir-server {args.command}: {problem}", file=sys.stderr)
+            return problem.exit_status
     if args.command in ("invite", "users", "clients", "keys"):
         return run_admin(args)
     return 2  # pragma: no cover - argparse enforces a command
@@ -242,8 +245,15 @@ def _add_write_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--quiet", action="store_true", help="no progress line (default: shown)")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(**({"storage": args.storage} if args.storage else {}))
+def _settings(args: argparse.Namespace, *, open_store: bool = True) -> Settings:
+    """The settings (``--storage`` over the environment); a bad value, or a store that
+    does not open, is a ``startup.StartupError`` naming it."""
+    from fhir_server import startup
+
+    settings = startup.load_settings({"storage": args.storage} if args.storage else {})
+    if open_store:
+        startup.check_store(settings)
+    return settings
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
@@ -316,7 +326,7 @@ def _compact(args: argparse.Namespace) -> int:
 
     from fhir_server.storage.sqlite import path_from_url, vacuum
 
-    settings = _settings(args)
+    settings = _settings(args, open_store=False)
     if not settings.storage.startswith("sqlite:"):
         print(
             "fhir-server compact: only SQLite stores (MongoDB reuses freed space itself;"

@@ -140,3 +140,34 @@ def test_a_worker_failing_to_start_exits_the_parent_non_zero(tmp_path):
     )
     assert done.returncode == 3, done.stderr
     assert "failed to start" in done.stderr
+
+
+def _command(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
+    environment = {**os.environ, "FHIR_SERVER_STORAGE": f"sqlite:///{tmp_path}/x.sqlite3", **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stderr + done.stdout
+
+
+def test_the_store_commands_report_a_bad_setting_or_store_in_one_line(tmp_path):
+    """``import``, ``demo-data`` and ``compact`` as ``serve`` does: no traceback."""
+    source = tmp_path / "one.json"
+    source.write_text('{"resourceType": "Patient", "id": "p"}')
+    cases = [
+        (["import", str(source), "--storage", "postgres://x"], {}, 1, "unsupported storage URL"),
+        (["demo-data", "--patients", "10", "--quiet"], {"FHIR_SERVER_AUTH": "of"}, 2, "AUTH"),
+        (["import", str(source)], {"FHIR_SERVER_STORAGE": "foo"}, 1, "unsupported storage URL"),
+        (["compact"], {"FHIR_SERVER_LOG_LEVEL": "loud"}, 2, "LOG_LEVEL"),
+    ]
+    for args, env, expected, text in cases:
+        status, output = _command(tmp_path, *args, **env)
+        assert status == expected, (args, output)
+        assert "Traceback" not in output, output
+        lines = [line for line in output.splitlines() if line.startswith(f"fhir-server {args[0]}:")]
+        assert len(lines) == 1 and text in lines[0], output
