@@ -240,6 +240,13 @@ async def test_scopes_limit_the_types(env: Env) -> None:
     response = await env.http.get("$export?_type=Patient", headers={**ASYNC, **narrow})
     assert response.status_code == 403
     assert response.json()["resourceType"] == "OperationOutcome"
+    # a granular scope: only what it lets the token search
+    labs = env.token(
+        "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/"
+        "observation-category|laboratory"
+    )
+    found = await contents(env, await export(env, headers=labs), labs)
+    assert ids(found, "Observation") == {"a-lab", "b-lab"}
 
 
 async def test_patient_token_refused_at_system_level(env: Env) -> None:
