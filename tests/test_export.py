@@ -501,3 +501,68 @@ async def test_group_since_export_lists_only_its_patients_deleted(env: Env) -> N
         orjson.loads(line)["entry"][0]["request"]["url"] for line in response.content.splitlines()
     ]
     assert urls == ["Observation/a-vital"]
+
+
+async def test_round_trip_through_import(env: Env, tmp_path: Path) -> None:
+    """``$export``, ``fhir-server import`` of the files into an empty store, ``$export``
+    again: the same resources byte for byte but for meta.versionId and lastUpdated."""
+    from fhir_server.bulk_import import import_paths
+    from fhir_server.storage.open import open_store
+
+    writer = env.token("system/*.cruds")
+    vitals = _obs("a-bp", "alice", "vital-signs", valueQuantity={"value": 72.50, "unit": "mm"})
+    body = orjson.dumps(vitals).replace(b"72.5", b"72.50")  # a decimal's precision is kept
+    headers = {**writer, "content-type": "application/fhir+json"}
+    assert (
+        await env.http.put("Observation/a-bp", content=body, headers=headers)
+    ).status_code == 201
+
+    async def files(manifest: dict[str, Any], folder: Path) -> dict[str, bytes]:
+        folder.mkdir()
+        lines: dict[str, bytes] = {}
+        for entry in manifest["output"]:
+            data = (await env.http.get(entry["url"], headers=env.token())).content
+            (folder / entry["url"].rsplit("/", 1)[1]).write_bytes(data)
+            for line in data.splitlines():
+                resource = orjson.loads(line)
+                lines[f"{resource['resourceType']}/{resource['id']}"] = _unversioned(line)
+        return lines
+
+    first = await files(await export(env), tmp_path / "first")
+    assert b"72.50" in first["Observation/a-bp"]
+    store = open_store(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    await store.open()
+    try:
+        report = await import_paths(store, [tmp_path / "first"], workers=0)
+        assert report is not None
+    finally:
+        await store.close()
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path / 'copy.sqlite3'}",
+        auth="off",
+        export_dir=str(tmp_path / "exports-copy"),
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            kick = await http.get("$export", headers=ASYNC)
+            status_url = kick.headers["Content-Location"]
+            for _ in range(300):
+                status = await http.get(status_url)
+                if status.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            second: dict[str, bytes] = {}
+            for entry in status.json()["output"]:
+                for line in (await http.get(entry["url"])).content.splitlines():
+                    resource = orjson.loads(line)
+                    second[f"{resource['resourceType']}/{resource['id']}"] = _unversioned(line)
+    assert second == first
+
+
+def _unversioned(line: bytes) -> bytes:
+    """A stored resource without ``meta.versionId`` and ``meta.lastUpdated``."""
+    import re
+
+    return re.sub(rb'"(versionId|lastUpdated)":"[^"]*",?', b"", line)
