@@ -17,6 +17,8 @@ Collections:
   a content once, as the SQLite store does. Writers keep both copies until every
   server that may share a database reads that form (a server of an earlier release
   would lose a content it replaces; see ``MongoStore._with_contents``);
+- ``events`` and ``event_cursors``: the outbox (``fhir_server.events.outbox_mongo``), an
+  event per version written with it;
 - ``counters``: the document ``history_seq`` (the last history ``seq`` handed out, ``n``,
   and the latest ``last_updated``) and ``schema`` (which one-time migrations ran).
 
@@ -75,6 +77,7 @@ from urllib.parse import parse_qs, urlsplit
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.events import outbox_mongo
 from fhir_server.redact import url_for_log
 from fhir_server.storage import base, mongo_index, mongo_search, mongo_setup
 from fhir_server.storage.base import (
@@ -114,7 +117,7 @@ _HISTORY_INDEXES = [
     # patient-context history: the versions in a compartment, newest first
     IndexModel([(MEMBERS, ASCENDING), ("seq", DESCENDING)], name="history_member_seq"),
 ]
-_COLLECTIONS = ("resources", "history", "counters")
+_COLLECTIONS = ("resources", "history", "counters", outbox_mongo.EVENTS, outbox_mongo.CURSORS)
 _ATTEMPTS = 100
 """Plain (not If-Match) writes that lose a race re-read and try again, this many times."""
 
@@ -187,6 +190,7 @@ class MongoStore:
         self._resources = self.db["resources"]
         self._history = self.db["history"]
         self._counters = self.db["counters"]
+        self._events = self.db[outbox_mongo.EVENTS]
 
     @classmethod
     def from_url(
@@ -242,6 +246,10 @@ class MongoStore:
 
     async def close(self) -> None:
         await self.client.close()
+
+    @property
+    def outbox(self) -> outbox_mongo.MongoOutbox:
+        return outbox_mongo.MongoOutbox(self.db)
 
     async def ping(self) -> None:
         """MongoDB's ``ping`` command (https://www.mongodb.com/docs/manual/reference/command/ping/)."""
@@ -359,6 +367,9 @@ class MongoStore:
         if previous is not None:
             await self._end_version(previous, last_updated, session)
         await self._add_history(stored, session, members)
+        # the outbox: the version is an event, in the same transaction
+        event = outbox_mongo.event_document(seq, req.type, req.id, version, req.method)
+        await self._events.insert_one(event, session=session)
         return WriteResult(stored, previous is None or previous.deleted, previous)
 
     async def _check_absent(self, req: WriteRequest, session: Any) -> None:

@@ -14,6 +14,9 @@ workers had a p99 of 1.25 s at 1M resources); the version check inside that tran
 makes ``If-Match`` an atomic compare-and-set. Reads are short indexed lookups run on the
 calling thread with their own connection (WAL lets readers proceed during a write).
 
+Every version is also an ``event`` row of the outbox, inserted in the same transaction
+(schema 7, ``fhir_server.events.outbox_sqlite``).
+
 Durability: WAL with ``synchronous=NORMAL`` survives a crash (``kill -9``) of the server
 process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
 """
@@ -38,6 +41,7 @@ try:
 except ImportError:  # not on POSIX: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
+from fhir_server.events import outbox_sqlite
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.base import (
     AccessDenied,
@@ -63,7 +67,7 @@ from resources.compartments import memberships, referring_types
 from resources.search.extract import indexer_for
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 6
+_SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -204,6 +208,8 @@ class SQLiteStore:
         conn.executescript(_SCHEMA)
         conn.executescript(sqlite_index.SCHEMA)
         conn.executescript(MEMBER_SCHEMA)
+        # v7: the event outbox (versions written before it are not events)
+        conn.executescript(outbox_sqlite.SCHEMA)
         if 0 < old_version < 2:
             conn.execute("BEGIN IMMEDIATE")
             backfill_members(conn)
@@ -293,6 +299,32 @@ class SQLiteStore:
         assert self._reader is not None, "store is not open"
         with self._reader_lock:
             return self._reader.execute(sql, params).fetchall()
+
+    query = _query
+    """A short indexed read on the reader connection (the outbox's)."""
+
+    @property
+    def outbox(self) -> outbox_sqlite.SQLiteOutbox:
+        return outbox_sqlite.SQLiteOutbox(self)
+
+    async def run_write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` in a transaction of the writer, in this process's turn (the
+        outbox's cursor changes: compare-and-sets across processes)."""
+        return await self._in_writer(self._run_write_sync, fn)
+
+    def _run_write_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._writer
+        assert conn is not None
+        with self._writer_turn():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return result
 
     # -- reads -----------------------------------------------------------------------
 
@@ -510,6 +542,8 @@ class SQLiteStore:
             " VALUES (?,?,?,?,?,?,?)",
             (seq, pk, req.type, req.id, version, last_updated, req.method),
         )
+        # the outbox: the version is an event, committed with it
+        conn.execute(outbox_sqlite.INSERT_EVENT, (seq, req.type, req.id, version, req.method))
         _record_members(conn, req, seq, previous)
         self._reindex(index, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)

@@ -1,0 +1,102 @@
+"""The outbox in the SQLite file: the ``event`` table, one row per version, inserted by
+``SQLiteStore._apply`` in the writer's transaction (so an acknowledged write's event is
+as durable as the write), and the ``event_cursor`` table of the readers' positions and
+leases, changed in short transactions of the store's writer (its turn, ``BEGIN
+IMMEDIATE``: a compare-and-set across every process sharing the file)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from fhir_server.events.outbox import CursorState, Event
+
+if TYPE_CHECKING:
+    from fhir_server.storage.sqlite import SQLiteStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS event (
+    seq INTEGER PRIMARY KEY,  -- the version's history seq (commit order)
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    method TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_cursor (
+    key TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    number INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0
+);
+"""
+
+INSERT_EVENT = "INSERT INTO event (seq, type, id, version, method) VALUES (?,?,?,?,?)"
+
+_CURSOR = "key, position, number, attempts, next_at"
+
+
+class SQLiteOutbox:
+    """:class:`fhir_server.events.outbox.Outbox` on a :class:`SQLiteStore`'s file."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def last_seq(self) -> int:
+        rows = self._store.query("SELECT max(seq) FROM event", ())
+        return int(rows[0][0] or 0)
+
+    async def events_after(self, seq: int, limit: int) -> list[Event]:
+        rows = self._store.query(
+            "SELECT seq, type, id, version, method FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [Event(*row) for row in rows]
+
+    async def open_cursor(self, key: str, position: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO event_cursor (key, position) VALUES (?, ?)", (key, position)
+            )
+
+        await self._store.run_write(run)
+
+    async def claim(self, key: str, owner: str, now: float, until: float) -> CursorState | None:
+        def run(conn: sqlite3.Connection) -> CursorState | None:
+            changed = conn.execute(
+                "UPDATE event_cursor SET owner = ?, until = ? WHERE key = ?"
+                " AND (owner IS NULL OR owner = ? OR until < ?)",
+                (owner, until, key, owner, now),
+            ).rowcount
+            if not changed:
+                return None
+            row = conn.execute(f"SELECT {_CURSOR} FROM event_cursor WHERE key = ?", (key,))
+            return CursorState(*row.fetchone())
+
+        return await self._store.run_write(run)
+
+    async def advance(self, key: str, owner: str, position: int, number: int) -> bool:
+        return await self._update(
+            "position = ?, number = ?, attempts = 0, next_at = 0", (position, number), key, owner
+        )
+
+    async def failed(self, key: str, owner: str, attempts: int, next_at: float) -> bool:
+        return await self._update("attempts = ?, next_at = ?", (attempts, next_at), key, owner)
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._update("owner = NULL, until = 0", (), key, owner)
+
+    async def drop_cursor(self, key: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM event_cursor WHERE key = ?", (key,))
+
+        await self._store.run_write(run)
+
+    async def _update(self, sets: str, params: tuple[object, ...], key: str, owner: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            sql = f"UPDATE event_cursor SET {sets} WHERE key = ? AND owner = ?"
+            return conn.execute(sql, (*params, key, owner)).rowcount == 1
+
+        return await self._store.run_write(run)

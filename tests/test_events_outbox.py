@@ -1,0 +1,86 @@
+"""The durable outbox (DESIGN.md, events): every committed version is one event, written
+in the same store transaction as the version, on every store; a rejected write is none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import JSON
+
+
+def _outbox(client: httpx.AsyncClient) -> Any:
+    app = client._transport.app  # type: ignore[attr-defined]
+    return app.state.store.outbox
+
+
+async def test_every_version_is_one_event_in_commit_order(client: httpx.AsyncClient) -> None:
+    patient = {"resourceType": "Patient", "name": [{"family": "Event"}]}
+    created = (await client.post("Patient", json=patient, headers=JSON)).json()
+    pid = created["id"]
+    await client.put(f"Patient/{pid}", json={**patient, "id": pid, "gender": "female"})
+    await client.delete(f"Patient/{pid}")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0d8b6b0e-1f4e-4e6b-9a53-8e0d1f2a3b4c",
+                "resource": {"resourceType": "Patient", "active": True},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "urn:uuid:0d8b6b0e-1f4e-4e6b-9a53-8e0d1f2a3b4c"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    assert (await client.post("", json=bundle, headers=JSON)).status_code == 200
+    events = await _outbox(client).events_after(0, 100)
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert [(e.type, e.version, e.method) for e in events[:3]] == [
+        ("Patient", 1, "create"),
+        ("Patient", 2, "update"),
+        ("Patient", 3, "delete"),
+    ]
+    assert {e.id for e in events[:3]} == {pid}
+    assert [(e.type, e.method) for e in events[3:]] == [
+        ("Patient", "create"),
+        ("Observation", "create"),
+    ]
+    assert await _outbox(client).last_seq() == events[-1].seq
+    assert len(await _outbox(client).events_after(events[1].seq, 100)) == 3
+
+
+async def test_a_refused_write_is_no_event(client: httpx.AsyncClient) -> None:
+    created = await client.post("Patient", json={"resourceType": "Patient"}, headers=JSON)
+    pid = created.json()["id"]
+    before = await _outbox(client).last_seq()
+    stale = {"resourceType": "Patient", "id": pid, "active": True}
+    refused = await client.put(f"Patient/{pid}", json=stale, headers={"If-Match": 'W/"9"'})
+    assert refused.status_code == 412
+    bad = await client.post("Patient", json={"resourceType": "Patient", "gender": 7})
+    assert bad.status_code == 400
+    assert await _outbox(client).last_seq() == before
+
+
+async def test_cursor_lease_is_a_compare_and_set(client: httpx.AsyncClient) -> None:
+    outbox = _outbox(client)
+    await outbox.open_cursor("Subscription/a", 5)
+    await outbox.open_cursor("Subscription/a", 9)  # exists: unchanged
+    mine = await outbox.claim("Subscription/a", "one", now=100.0, until=130.0)
+    assert mine is not None and (mine.position, mine.number) == (5, 0)
+    assert await outbox.claim("Subscription/a", "two", now=110.0, until=140.0) is None
+    assert await outbox.advance("Subscription/a", "one", 7, 1)
+    assert not await outbox.advance("Subscription/a", "two", 8, 2)
+    taken = await outbox.claim("Subscription/a", "two", now=131.0, until=160.0)  # expired
+    assert taken is not None and (taken.position, taken.number) == (7, 1)
+    assert not await outbox.failed("Subscription/a", "one", 1, 0.0)
+    await outbox.release("Subscription/a", "two")
+    assert await outbox.claim("Subscription/a", "one", now=132.0, until=160.0) is not None
