@@ -206,8 +206,11 @@ def _runner(fn: Fn, name: str) -> Callable[[Any, Env], bool]:
     def run(value: Any, env: Env) -> bool:
         try:
             return truth(fn([value], env)) is not False
-        except (EvaluationError, TypeError, ValueError, AttributeError, KeyError):
+        except EvaluationError:
             _log.debug("invariant %s could not be evaluated", name, exc_info=True)
+            return True
+        except Exception:  # an evaluator bug must not refuse a write; the tests keep it at zero
+            _log.warning("invariant %s failed unexpectedly", name, exc_info=True)
             return True
 
     return run
