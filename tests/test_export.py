@@ -159,7 +159,7 @@ async def test_system_export_whole_flow(env: Env) -> None:
     assert (await env.http.delete(status_url, headers=env.token())).status_code == 202
     assert (await env.http.get(status_url, headers=env.token())).status_code == 404
     assert (await env.http.get(url, headers=env.token())).status_code == 404
-    assert not any(env.folder.iterdir())
+    assert [p.name for p in env.folder.iterdir()] == [".lock"]
 
 
 async def test_post_kick_off_with_parameters(env: Env) -> None:
@@ -566,3 +566,20 @@ def _unversioned(line: bytes) -> bytes:
     import re
 
     return re.sub(rb'"(versionId|lastUpdated)":"[^"]*",?', b"", line)
+
+
+async def test_the_job_limit_holds_for_concurrent_kick_offs(env: Env) -> None:
+    """Kick-offs racing for the last places (threads here; processes sharing the folder
+    alike): the count and the new job are under one lock, so exactly the limit wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = Jobs(env.folder, env.app.state.settings)
+    with ThreadPoolExecutor(8) as pool:
+        made = list(
+            pool.map(lambda _: jobs.create("x|", "x", "2024-01-01T00:00:00.000Z", 3), range(8))
+        )
+    assert sum(job is not None for job in made) == 3
+    responses = await asyncio.gather(
+        *(env.http.get("$export", headers={**ASYNC, **env.token()}) for _ in range(3))
+    )
+    assert [r.status_code for r in responses] == [429, 429, 429]

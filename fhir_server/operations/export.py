@@ -128,7 +128,10 @@ async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
     patients = await _patients(ctx, call)
     plan = _plan(ctx, call, since, patients, warnings)
     jobs = Jobs(export_dir(ctx.settings), ctx.settings)
-    if jobs.running() >= ctx.settings.export_max_jobs:
+    job = jobs.create(
+        _owner(ctx), _request_url(ctx, call), now_instant(), ctx.settings.export_max_jobs
+    )
+    if job is None:
         error = FhirError(
             429,
             "throttled",
@@ -136,7 +139,6 @@ async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
         )
         error.headers["Retry-After"] = "30"
         raise error
-    job = jobs.create(_owner(ctx), _request_url(ctx, call), now_instant())
     if warnings:
         _write_warnings(jobs, job, warnings)
     inner = getattr(ctx.store, "inner", ctx.store)

@@ -28,6 +28,11 @@ from typing import Any
 from fhir_server.config import Settings, parse_duration
 from fhir_server.storage.sqlite import path_from_url
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None  # type: ignore[assignment]
+
 HEARTBEAT = 2.0
 """Seconds between a running job's heartbeats."""
 STALE_AFTER = 30.0
@@ -88,11 +93,22 @@ class Jobs:
     def files(self, job_id: str) -> Path:
         return self.root / job_id / "files"
 
-    def create(self, owner: str, request: str, transaction_time: str) -> Job:
-        job = Job(secrets.token_hex(16), owner, request, transaction_time)
-        self.files(job.id).mkdir(parents=True)
-        self.save(job)
-        return job
+    def create(
+        self, owner: str, request: str, transaction_time: str, limit: int | None = None
+    ) -> Job | None:
+        """A new job in progress; None when ``limit`` jobs are running already (counted
+        and created under a lock on the folder, so that processes sharing it cannot
+        both take the last place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+b") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if limit is not None and self.running() >= limit:
+                return None
+            job = Job(secrets.token_hex(16), owner, request, transaction_time)
+            self.files(job.id).mkdir(parents=True)
+            self.save(job)
+            return job
 
     def save(self, job: Job, *, heartbeat: bool = False) -> None:
         """Write the record whole (temporary name, fsync, rename); FileNotFoundError when
