@@ -84,6 +84,9 @@ class OperationDefinition:
     policy still applies to everything the operation reads or writes)."""
     affects_state: bool = False
     documentation: str = ""
+    instantiates: tuple[str, ...] = ()
+    """Canonicals of CapabilityStatements the server meets by offering it (the
+    statement's ``instantiates``), e.g. the Bulk Data server's."""
 
     @property
     def code(self) -> str:

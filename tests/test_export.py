@@ -386,7 +386,11 @@ async def test_expired_jobs_are_removed(env: Env) -> None:
 
 
 async def test_capability_statement_and_smart_configuration(env: Env) -> None:
-    rest = (await env.http.get("metadata")).json()["rest"][0]
+    statement = (await env.http.get("metadata")).json()
+    assert statement["instantiates"] == [
+        "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+    ]
+    rest = statement["rest"][0]
     assert {
         "name": "export",
         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",

@@ -45,23 +45,31 @@ _TYPE = "CapabilityStatement"
 @cache
 def capability_statement(base_url: str) -> dict[str, Any]:
     table = support_table()
-    return {
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": _PUBLISHED,
         "publisher": "fhir-server contributors",
         "kind": "instance",
-        "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
-        "implementation": {"description": "FHIR R4 server", "url": base_url},
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
-        "patchFormat": [
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/fhir+json",
-        ],
-        "rest": [_rest(table)],
     }
+    instantiates = sorted({url for op in table.operations for url in op.instantiates})
+    if instantiates:  # e.g. the Bulk Data server's, for $export
+        statement["instantiates"] = instantiates
+    statement.update(
+        {
+            "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
+            "implementation": {"description": "FHIR R4 server", "url": base_url},
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json", "json"],
+            "patchFormat": [
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/fhir+json",
+            ],
+            "rest": [_rest(table)],
+        }
+    )
+    return statement
 
 
 def _rest(table: SupportTable) -> dict[str, Any]:

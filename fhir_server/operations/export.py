@@ -96,6 +96,7 @@ def _definition(level: str, canonical: str, types: tuple[str, ...]) -> Operation
         scopes=_SCOPES[:2] if level == "system" else _SCOPES,
         documentation="Bulk Data export (asynchronous: Prefer: respond-async); NDJSON files"
         " served with the same access token",
+        instantiates=("http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data",),
     )
 
 
