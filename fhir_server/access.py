@@ -38,7 +38,7 @@ the current search index).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -199,10 +199,18 @@ def _covers(clause: AccessClause, types: Iterable[str]) -> bool:
 class GuardedStore:
     """The store as one caller may use it: every call carries the caller's grants."""
 
-    def __init__(self, inner: Store, policy: PolicyLike) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        policy: PolicyLike,
+        prepare: Callable[[WriteRequest], WriteRequest] | None = None,
+    ) -> None:
         self.inner = inner
         self.policy = policy
         self._clauses: dict[str, AccessClause] = {}
+        self._prepare = prepare
+        """Write rules applied before the access checks (a Subscription records who
+        wrote it: ``fhir_server.events.subscriptions``)."""
 
     def clause(self, letter: str, types: Iterable[str], what: str) -> AccessClause | None:
         """The grants for ``letter`` on ``types`` (None: unrestricted); 403 when the
@@ -280,6 +288,8 @@ class GuardedStore:
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
+        if self._prepare is not None:
+            request = self._prepare(request)
         guarded = self._guard(request)
         await self._check_targets([guarded])
         try:
@@ -290,6 +300,8 @@ class GuardedStore:
             raise await self._refusal(request) from None
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+        if self._prepare is not None:
+            requests = [self._prepare(r) for r in requests]
         guarded = [self._guard(r) for r in requests]
         await self._check_targets(guarded)
         absent: set[int] = set()  # deletes of resources the caller cannot see

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
+from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.failures import unexpected_failure
 from fhir_server.headers import NOSNIFF
 from fhir_server.health import metrics_router
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()
+        # subscriptions: this process's share of the outbox (fhir_server/events)
+        dispatcher = Dispatcher(store, settings, _outbound_guard(app, settings))
         if metrics is not None:
             store = TimedStore(store, metrics)  # store timings for /metrics
             await metrics.start()
@@ -76,9 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "AUTHORIZATION IS OFF (FHIR_SERVER_AUTH=off): every request is served"
                 " without a token; never expose this server"
             )
+        await dispatcher.start()
         try:
             yield
         finally:
+            await dispatcher.stop()
             if auth is not None:
                 await auth.close()
             await store.close()
@@ -151,12 +156,20 @@ def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
         lockout_after=settings.lockout_after,
         lockout_seconds=settings.lockout_seconds,
     )
-    # the one guard of outbound requests (a client's jwks_uri): https, public addresses
-    # unless FHIR_SERVER_OUTBOUND_ALLOW names them, time and size limits
-    app.state.outbound = OutboundGuard(settings.outbound_allow)
     return SmartAuth(
-        config, StoreHooks(lambda: app.state.store), fetch_client_jwks=app.state.outbound
+        config,
+        StoreHooks(lambda: app.state.store),
+        fetch_client_jwks=_outbound_guard(app, settings),
     )
+
+
+def _outbound_guard(app: FastAPI, settings: Settings) -> OutboundGuard:
+    """The one guard of outbound requests (a client's jwks_uri, subscription endpoints):
+    https, public addresses unless FHIR_SERVER_OUTBOUND_ALLOW names them, limits."""
+    guard = getattr(app.state, "outbound", None)
+    if guard is None:
+        guard = app.state.outbound = OutboundGuard(settings.outbound_allow)
+    return guard
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

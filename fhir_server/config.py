@@ -116,6 +116,16 @@ class Settings(BaseSettings):
         " requests (a client's jwks_uri) may reach although they are not public, and over"
         " http; see fhir_server.outbound",
     )
+    delivery_attempts: int = Field(
+        6,
+        ge=1,
+        le=30,
+        description="Attempts at sending one subscription notification (waits doubling"
+        " from delivery_backoff between them) before the Subscription's status is error",
+    )
+    delivery_backoff: float = Field(
+        1.0, gt=0, le=60, description="Seconds before the first retry of a notification"
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = Field("info", description="debug, info, warning, error or critical")
     log_format: Literal["text", "json"] = Field(

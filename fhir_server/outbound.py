@@ -157,6 +157,16 @@ class OutboundGuard:
             return str(error)
         return self._static_refusal(target)
 
+    def check_addresses(self, url: str) -> None:
+        """Resolve ``url``'s host and check its addresses as a request would, without
+        connecting (a subscription endpoint before it is activated); raises
+        :class:`OutboundError` (its ``reason`` says why)."""
+        try:
+            target = _Target.of(url)
+        except ValueError as error:
+            raise OutboundError(str(error)) from None
+        self._addresses(target)
+
     def _static_refusal(self, target: _Target) -> str | None:
         named = self.allow.names_host(target.host)
         literal = target.literal

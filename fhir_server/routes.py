@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from capability.support import SupportTable
 from fhir_server.access import GuardedStore
 from fhir_server.config import Settings
+from fhir_server.events.subscriptions import SubscriptionWrites, write_rule
 from fhir_server.failures import unexpected_failure
 from fhir_server.formats import request_body_kind, response_media_type
 from fhir_server.headers import FHIR_RESPONSE_HEADERS
@@ -332,8 +333,12 @@ def _context(request: Request, code: str, params: list[tuple[str, str]]) -> Cont
     store: Store = request.app.state.store
     base = fhir_base_url(request)
     auth = getattr(request.app.state, "auth", None)
+    guard = request.app.state.outbound
     if auth is not None and code != "capabilities":
-        store = GuardedStore(store, authenticate(auth, request, base))
+        policy = authenticate(auth, request, base)
+        store = GuardedStore(store, policy, write_rule(guard, policy))
+    elif code != "capabilities":
+        store = SubscriptionWrites(store, write_rule(guard, None))  # type: ignore[assignment]
     return Context(store, settings, base, request.headers, params, auth)
 
 

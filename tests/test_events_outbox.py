@@ -73,14 +73,21 @@ async def test_a_refused_write_is_no_event(client: httpx.AsyncClient) -> None:
 async def test_cursor_lease_is_a_compare_and_set(client: httpx.AsyncClient) -> None:
     outbox = _outbox(client)
     await outbox.open_cursor("Subscription/a", 5)
-    await outbox.open_cursor("Subscription/a", 9)  # exists: unchanged
-    mine = await outbox.claim("Subscription/a", "one", now=100.0, until=130.0)
-    assert mine is not None and (mine.position, mine.number) == (5, 0)
-    assert await outbox.claim("Subscription/a", "two", now=110.0, until=140.0) is None
+    await outbox.open_cursor("Subscription/b", 2)
+    await outbox.open_cursor("Subscription/b", 1)  # exists: never moves back
+    mine = await outbox.claim(["Subscription/a", "Subscription/b"], "one", 100.0, 130.0)
+    assert sorted((c.key, c.position, c.number) for c in mine) == [
+        ("Subscription/a", 5, 0),
+        ("Subscription/b", 2, 0),
+    ]
+    assert await outbox.claim(["Subscription/a"], "two", 110.0, 140.0) == []
     assert await outbox.advance("Subscription/a", "one", 7, 1)
     assert not await outbox.advance("Subscription/a", "two", 8, 2)
-    taken = await outbox.claim("Subscription/a", "two", now=131.0, until=160.0)  # expired
-    assert taken is not None and (taken.position, taken.number) == (7, 1)
+    taken = await outbox.claim(["Subscription/a"], "two", 131.0, 160.0)  # expired
+    assert [(c.position, c.number) for c in taken] == [(7, 1)]
     assert not await outbox.failed("Subscription/a", "one", 1, 0.0)
     await outbox.release("Subscription/a", "two")
-    assert await outbox.claim("Subscription/a", "one", now=132.0, until=160.0) is not None
+    assert len(await outbox.claim(["Subscription/a"], "one", 132.0, 160.0)) == 1
+    await outbox.open_cursor("Subscription/a", 9)  # reactivated: skips what came before
+    again = await outbox.claim(["Subscription/a"], "one", 133.0, 160.0)
+    assert [(c.position, c.number) for c in again] == [(9, 1)]

@@ -11,6 +11,7 @@ Both stores implement :class:`Outbox` (``SQLiteStore.outbox``, ``MongoStore.outb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,12 +49,15 @@ class Outbox(Protocol):
         ...
 
     async def open_cursor(self, key: str, position: int) -> None:
-        """Create the cursor ``key`` at ``position`` unless it exists."""
+        """Create the cursor ``key`` at ``position``, or move an existing one forward to
+        it (events before ``position`` are skipped; its event number goes on)."""
         ...
 
-    async def claim(self, key: str, owner: str, now: float, until: float) -> CursorState | None:
-        """Lease the cursor to ``owner`` until ``until`` when it is free, expired, or
-        already ``owner``'s (compare-and-set); None when another owner holds it."""
+    async def claim(
+        self, keys: Sequence[str], owner: str, now: float, until: float
+    ) -> list[CursorState]:
+        """Lease the cursors of ``keys`` that are free, expired, or already ``owner``'s to
+        ``owner`` until ``until`` (one compare-and-set for all); the ones it holds now."""
         ...
 
     async def advance(self, key: str, owner: str, position: int, number: int) -> bool:

@@ -15,9 +15,10 @@ dispatcher reads the outbox with a small look-back for that reason; run a replic
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.events.outbox import CursorState, Event
@@ -51,32 +52,37 @@ class MongoOutbox:
             await self._cursors.update_one(
                 {"_id": key},
                 {
+                    "$max": {"position": position},
                     "$setOnInsert": {
-                        "position": position,
                         "number": 0,
                         "owner": None,
                         "until": 0.0,
                         "attempts": 0,
                         "next_at": 0.0,
-                    }
+                    },
                 },
                 upsert=True,
             )
 
-    async def claim(self, key: str, owner: str, now: float, until: float) -> CursorState | None:
-        doc = await self._cursors.find_one_and_update(
+    async def claim(
+        self, keys: Sequence[str], owner: str, now: float, until: float
+    ) -> list[CursorState]:
+        if not keys:
+            return []
+        await self._cursors.update_many(
             {
-                "_id": key,
+                "_id": {"$in": list(keys)},
                 "$or": [{"owner": None}, {"owner": owner}, {"until": {"$lt": now}}],
             },
             {"$set": {"owner": owner, "until": until}},
-            return_document=ReturnDocument.AFTER,
         )
-        if doc is None:
-            return None
-        return CursorState(
-            key, int(doc["position"]), int(doc["number"]), int(doc["attempts"]), doc["next_at"]
-        )
+        docs = await self._cursors.find({"_id": {"$in": list(keys)}, "owner": owner}).to_list(None)
+        return [
+            CursorState(
+                d["_id"], int(d["position"]), int(d["number"]), int(d["attempts"]), d["next_at"]
+            )
+            for d in docs
+        ]
 
     async def advance(self, key: str, owner: str, position: int, number: int) -> bool:
         fields = {"position": position, "number": number, "attempts": 0, "next_at": 0.0}

@@ -7,6 +7,7 @@ IMMEDIATE``: a compare-and-set across every process sharing the file)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from fhir_server.events.outbox import CursorState, Event
@@ -58,23 +59,32 @@ class SQLiteOutbox:
     async def open_cursor(self, key: str, position: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR IGNORE INTO event_cursor (key, position) VALUES (?, ?)", (key, position)
+                "INSERT INTO event_cursor (key, position) VALUES (?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET position = max(position, excluded.position)",
+                (key, position),
             )
 
         await self._store.run_write(run)
 
-    async def claim(self, key: str, owner: str, now: float, until: float) -> CursorState | None:
-        def run(conn: sqlite3.Connection) -> CursorState | None:
-            changed = conn.execute(
-                "UPDATE event_cursor SET owner = ?, until = ? WHERE key = ?"
-                " AND (owner IS NULL OR owner = ? OR until < ?)",
-                (owner, until, key, owner, now),
-            ).rowcount
-            if not changed:
-                return None
-            row = conn.execute(f"SELECT {_CURSOR} FROM event_cursor WHERE key = ?", (key,))
-            return CursorState(*row.fetchone())
+    async def claim(
+        self, keys: Sequence[str], owner: str, now: float, until: float
+    ) -> list[CursorState]:
+        marks = ",".join("?" * len(keys))
 
+        def run(conn: sqlite3.Connection) -> list[CursorState]:
+            conn.execute(
+                f"UPDATE event_cursor SET owner = ?, until = ? WHERE key IN ({marks})"
+                " AND (owner IS NULL OR owner = ? OR until < ?)",
+                (owner, until, *keys, owner, now),
+            )
+            rows = conn.execute(
+                f"SELECT {_CURSOR} FROM event_cursor WHERE key IN ({marks}) AND owner = ?",
+                (*keys, owner),
+            )
+            return [CursorState(*row) for row in rows]
+
+        if not keys:
+            return []
         return await self._store.run_write(run)
 
     async def advance(self, key: str, owner: str, position: int, number: int) -> bool:

@@ -1,0 +1,289 @@
+"""The dispatcher: reads the outbox and delivers notifications of R4 Subscriptions
+(https://hl7.org/fhir/R4/subscription.html), one background task per server process,
+started and stopped with the app.
+
+Every :data:`POLL` seconds it:
+
+1. lists the Subscriptions that are ``requested`` or ``active`` (a search of the store);
+2. makes each ``requested`` one ``active`` once its endpoint passes the outbound guard's
+   checks (the host's addresses; there is no handshake in R4): a compare-and-set write
+   of the Subscription (``If-Match`` on the version it read, so one process does it), and
+   opens its cursor at the outbox's newest event: it hears of what is committed after;
+3. when the outbox has new events (or a retry is due), claims the cursors of the active
+   Subscriptions (a lease: one compare-and-set for all, renewed on every claim; a
+   cursor whose owner died is free again when its lease ends, :data:`LEASE` seconds)
+   and works through each held one in its own task, so a slow endpoint holds up only
+   its own subscription.
+
+For each event after the cursor, in order: the version matches when its resource is in
+the results of the criteria's search plus ``_id``, under the read access of the token
+that wrote the Subscription (``fhir_server.events.subscriptions``). The search sees the
+current version: an event whose resource has a newer version since is passed over (the
+newer one's event is matched in its turn: the receiver gets the latest state), and a
+delete is not notified (a tombstone is in no search's results). A match is sent
+(``rest_hook.deliver``) with the next event number of the subscription; the cursor
+moves past the event only once the endpoint accepted it, so delivery is at least once
+and in order. A failure is retried after ``delivery_backoff`` seconds, doubling, until
+``delivery_attempts`` attempts failed; then the Subscription's status is ``error`` with
+an ``error`` text and delivery stops (a client writing it again restarts it). Nothing
+here runs inside a request: a failing endpoint never slows a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from fhir_server.config import Settings
+from fhir_server.events.criteria import matching_query, parse_criteria
+from fhir_server.events.outbox import CursorState, Event, Outbox
+from fhir_server.events.rest_hook import deliver
+from fhir_server.events.subscriptions import TYPE, subscriber_access
+from fhir_server.interactions.write import content_builder, index_entries
+from fhir_server.outbound import OutboundError, OutboundGuard
+from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest
+from resources import fhir_json
+from resources.errors import FhirError
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+
+log = logging.getLogger("fhir_server.events")
+
+POLL = 0.2
+"""Seconds between looks at the outbox."""
+LEASE = 10.0
+"""Seconds a claimed cursor stays with its process without being claimed again."""
+BATCH = 100
+"""Events read at a time for one subscription."""
+
+
+class Dispatcher:
+    """One process's dispatcher over ``store`` (the raw store, not a guarded one)."""
+
+    def __init__(self, store: Any, settings: Settings, guard: OutboundGuard) -> None:
+        self.store = store
+        self.outbox: Outbox = store.outbox
+        self.guard = guard
+        self.attempts = settings.delivery_attempts
+        self.backoff = settings.delivery_backoff
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._task: asyncio.Task[None] | None = None
+        self._working: dict[str, asyncio.Task[None]] = {}
+        self._seen: dict[str, int] = {}
+        """Per subscription: the outbox position this process last worked up to, or
+        saw while another process held it."""
+        self._recheck: dict[str, float] = {}
+        """Per subscription: when to claim again although nothing new came (renewing
+        the lease, or taking over from a process that died)."""
+        self._not_before: dict[str, float] = {}
+        """Per subscription: not before then (a retry's wait, another process's lease)."""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fhir-server-dispatcher")
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._task, *self._working.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+        for key in list(self._working):
+            with contextlib.suppress(Exception):
+                await self.outbox.release(key, self.owner)
+        self._working.clear()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("subscription dispatch failed; trying again")
+            await asyncio.sleep(POLL)
+
+    async def tick(self) -> None:
+        subscriptions = await self._subscriptions()
+        last = await self.outbox.last_seq()
+        active: dict[str, dict[str, Any]] = {}
+        for stored, resource in subscriptions:
+            if resource.get("status") == "requested":
+                await self._activate(stored, resource, last)
+            elif resource.get("status") == "active":
+                active[f"{TYPE}/{stored.id}"] = resource
+        now = time.time()
+        due = [key for key in active if self._due(key, last, now)]
+        if not due:
+            return
+        held = {c.key: c for c in await self.outbox.claim(due, self.owner, now, now + LEASE)}
+        for key in due:
+            cursor = held.get(key)
+            if cursor is None:  # another process has it: look again after a while
+                self._seen[key] = last
+                self._not_before[key] = now + LEASE / 2
+                continue
+            self._recheck[key] = now + LEASE / 2
+            if cursor.next_at > now:  # a retry is due later
+                self._not_before[key] = cursor.next_at
+            elif cursor.position >= last:
+                self._seen[key] = last
+            else:
+                self._working[key] = asyncio.create_task(self._serve(active[key], cursor))
+
+    def _due(self, key: str, last: int, now: float) -> bool:
+        if key in self._working or now < self._not_before.get(key, 0.0):
+            return False
+        return last > self._seen.get(key, -1) or now >= self._recheck.get(key, 0.0)
+
+    async def _subscriptions(self) -> list[tuple[StoredVersion, dict[str, Any]]]:
+        query = parse_search(
+            [TYPE],
+            [("status", "requested,active")],
+            strict=True,
+            params_for=search_params,
+            max_count=1000,
+            default_count=1000,
+        )
+        out = []
+        cursor = None
+        while True:
+            page = await self.store.search(query, cursor, 1000, False)
+            for stored in page.entries:
+                if stored.content is not None:
+                    out.append((stored, fhir_json.loads(stored.content)))
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
+    async def _activate(self, stored: StoredVersion, resource: dict[str, Any], last: int) -> None:
+        endpoint = str((resource.get("channel") or {}).get("endpoint") or "")
+        try:
+            await asyncio.to_thread(self.guard.check_addresses, endpoint)
+        except OutboundError as error:
+            await self._set_status(
+                stored, resource, "error", f"The endpoint is refused: {error.reason}"
+            )
+            return
+        if await self._set_status(stored, resource, "active"):
+            await self.outbox.open_cursor(f"{TYPE}/{stored.id}", last)
+
+    async def _set_status(
+        self, stored: StoredVersion, resource: dict[str, Any], status: str, error: str = ""
+    ) -> bool:
+        """A compare-and-set of the Subscription's status (False: it changed meanwhile)."""
+        changed = {**resource, "status": status}
+        if error:
+            changed["error"] = error
+        else:
+            changed.pop("error", None)
+        request = WriteRequest(
+            TYPE,
+            stored.id,
+            "update",
+            content_builder(changed, stored.id),
+            if_match=stored.version,
+            index=index_entries(changed, stored.id),
+        )
+        try:
+            await self.store.write(request)
+        except VersionConflict:
+            return False
+        log.info("Subscription/%s is %s%s", stored.id, status, f": {error}" if error else "")
+        return True
+
+    async def _serve(self, subscription: dict[str, Any], cursor: CursorState) -> None:
+        key = cursor.key
+        try:
+            await self._deliver_pending(subscription, cursor)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery for %s failed", key)
+        finally:
+            self._working.pop(key, None)
+
+    async def _deliver_pending(self, subscription: dict[str, Any], cursor: CursorState) -> None:
+        key = cursor.key
+        try:
+            criteria = parse_criteria(str(subscription.get("criteria") or ""))
+        except FhirError as error:  # stored before the rules (import): never delivers
+            stored = await self.store.read(TYPE, key.split("/", 1)[1])
+            if stored is not None and stored.content is not None:
+                await self._set_status(
+                    stored, subscription, "error", f"The criteria is not valid: {error}"
+                )
+            return
+        access = subscriber_access(subscription)
+        position, number = cursor.position, cursor.number
+        events = await self.outbox.events_after(position, BATCH)
+        moved = False
+        renew_at = time.time() + LEASE / 2
+        for event in events:
+            if time.time() > renew_at:  # a long batch: keep the lease
+                now = time.time()
+                if not await self.outbox.claim([key], self.owner, now, now + LEASE):
+                    return
+                renew_at = now + LEASE / 2
+            found = await self._matching(event, criteria, access)
+            if found is None:
+                position, moved = event.seq, True
+                continue
+            try:
+                await deliver(self.guard, subscription, number + 1, found)
+            except OutboundError as error:
+                if moved:
+                    await self.outbox.advance(key, self.owner, position, number)
+                await self._failed(subscription, cursor, error)
+                return
+            position, number, moved = event.seq, number + 1, False
+            if not await self.outbox.advance(key, self.owner, position, number):
+                return  # the lease was lost: another process goes on from the cursor
+        if moved:
+            await self.outbox.advance(key, self.owner, position, number)
+        self._seen[key] = position
+
+    async def _matching(
+        self, event: Event, criteria: Any, access: Any
+    ) -> tuple[str, str, bytes | None] | None:
+        if event.method == "delete" or event.type not in criteria.types:
+            return None
+        page = await self.store.search(matching_query(criteria, event.id, access), None, 1, False)
+        if not page.entries:
+            return None
+        current = page.entries[0]
+        if current.version != event.version:
+            return None  # a newer version's own event is matched in its turn
+        return current.type, current.id, current.content
+
+    async def _failed(
+        self, subscription: dict[str, Any], cursor: CursorState, error: OutboundError
+    ) -> None:
+        attempts = cursor.attempts + 1
+        log.warning(
+            "notification of %s failed (attempt %d of %d): %s",
+            cursor.key,
+            attempts,
+            self.attempts,
+            error.reason,
+        )
+        if attempts < self.attempts:
+            wait = self.backoff * 2 ** (attempts - 1)
+            await self.outbox.failed(cursor.key, self.owner, attempts, time.time() + wait)
+            self._not_before[cursor.key] = time.time() + wait
+            return
+        await self.outbox.failed(cursor.key, self.owner, 0, 0.0)
+        stored = await self.store.read(TYPE, cursor.key.split("/", 1)[1])
+        if stored is None or stored.content is None:
+            return
+        current = fhir_json.loads(stored.content)
+        if current.get("status") == "active":
+            text = f"Delivery failed {attempts} times; the last failure: {error.reason}"
+            await self._set_status(stored, current, "error", text)
