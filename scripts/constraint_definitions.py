@@ -10,8 +10,14 @@ base (``dom-2`` in every resource, ``qty-3`` in ``Age``, ``ext-1`` on every
 a type and of the types it specializes (``parent``).
 
 Output: ``{"fhirVersion", "types": {type: {"parent": type | null, "constraints": [[path,
-key, severity, expression, human], ...]}}, "stats"}``, ``path`` relative to the type
-("" for the type itself, ``prediction``, ``value[x]``).
+key, severity, expression, human], ...]}}, "profiles", "profiledElements", "stats"}``,
+``path`` relative to the type ("" for the type itself, ``prediction``, ``value[x]``).
+
+The core's datatype profiles (complex types derived by constraint) are not types of their
+own: ``profiledElements`` lists the elements of resources and datatypes whose type names
+one (``{type: [[path, type code, profile], ...]}``: ``Immunization.doseQuantity`` is a
+``SimpleQuantity``, the only one R4's elements name) and ``profiles`` the constraints of
+those profiles (``{name: {"type": "Quantity", "constraints": [...]}}``: ``sqty-1``).
 """
 
 from __future__ import annotations
@@ -52,8 +58,51 @@ def constraint_definitions(structure_definitions: Iterable[dict[str, Any]]) -> d
                 )
         parent = (sd.get("baseDefinition") or "").rsplit("/", 1)[-1] or None
         types[type_] = {"parent": parent, "constraints": rules}
+    profiles = _profiles(structure_definitions)
+    profiled = _profiled_elements(defining, set(profiles))
+    used = {profile for rows in profiled.values() for _path, _code, profile in rows}
     return {
         "fhirVersion": "4.0.1",
         "types": types,
+        "profiles": {name: rules for name, rules in profiles.items() if name in used},
+        "profiledElements": profiled,
         "stats": {"constraints": sum(severities.values()), **dict(sorted(severities.items()))},
     }
+
+
+def _profiles(structure_definitions: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The constraints of the core's datatype profiles (complex types derived by constraint)."""
+    out: dict[str, Any] = {}
+    for sd in structure_definitions:
+        if sd.get("kind") != "complex-type" or sd.get("derivation") != "constraint":
+            continue
+        rules = [
+            [
+                element["path"].partition(".")[2],
+                constraint["key"],
+                constraint.get("severity", "error"),
+                constraint.get("expression"),
+                constraint.get("human", ""),
+            ]
+            for element in sd.get("snapshot", {}).get("element", [])
+            for constraint in element.get("constraint", [])
+            if constraint.get("source") in (None, sd.get("url"))
+        ]
+        out[sd["id"]] = {"type": sd["type"], "constraints": rules}
+    return dict(sorted(out.items()))
+
+
+def _profiled_elements(defining: list[dict[str, Any]], profiles: set[str]) -> dict[str, Any]:
+    """Type -> [[path, type code, profile]] of the elements typed with a profile."""
+    out: dict[str, Any] = {}
+    for sd in sorted(defining, key=lambda sd: sd["type"]):
+        type_ = sd["type"]
+        for element in sd.get("snapshot", {}).get("element", []):
+            path = element.get("path", "")
+            for element_type in element.get("type", []):
+                for url in element_type.get("profile", []):
+                    name = url.rsplit("/", 1)[-1]
+                    if name in profiles and path.startswith(type_ + "."):
+                        relative = path.removeprefix(type_ + ".")
+                        out.setdefault(type_, []).append([relative, element_type["code"], name])
+    return out

@@ -864,6 +864,8 @@ def write_constraints(document: dict[str, Any], out: Path) -> None:
     lines = ["{"]
     lines.append(f'"fhirVersion": {json.dumps(document["fhirVersion"])},')
     lines.append(f'"types": {_section(document["types"], 1)},')
+    lines.append(f'"profiles": {_section(document["profiles"], 1)},')
+    lines.append(f'"profiledElements": {_section(document["profiledElements"], 1)},')
     lines.append(f'"stats": {json.dumps(document["stats"], sort_keys=True)}')
     lines.append("}")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -50,9 +50,37 @@ def test_constraints_are_written_under_the_type_that_defines_them() -> None:
                                        _constraint("age-0", severity="warning")]},
         {"path": "Age.value", "constraint": [_constraint("age-2")]},
     ])  # fmt: skip
-    profile = {**_sd("SimpleQuantity", "Quantity", []), "derivation": "constraint"}
-    out = _module().constraint_definitions([quantity, age, profile])
+    profile = {
+        **_sd(
+            "SimpleQuantity",
+            "Quantity",
+            [
+                {
+                    "path": "Quantity",
+                    "constraint": [_constraint("qty-3", "Quantity"), _constraint("sqty-1")],
+                }
+            ],
+        ),  # fmt: skip
+        "id": "SimpleQuantity",
+        "type": "Quantity",
+        "derivation": "constraint",
+    }
+    unused = {**_sd("MoneyQuantity", "Quantity", []), "id": "MoneyQuantity",
+              "derivation": "constraint"}  # fmt: skip
+    dose = _sd("Dosage", "Element", [
+        {"path": "Dosage.dose", "type": [{"code": "Quantity", "profile": [
+            "http://hl7.org/fhir/StructureDefinition/SimpleQuantity"]}]},
+    ])  # fmt: skip
+    out = _module().constraint_definitions([quantity, age, profile, unused, dose])
+    assert out["profiles"] == {
+        "SimpleQuantity": {
+            "type": "Quantity",
+            "constraints": [["", "sqty-1", "error", "sqty-1()", "SQTY-1"]],
+        }
+    }
+    assert out["profiledElements"] == {"Dosage": [["dose", "Quantity", "SimpleQuantity"]]}
     assert out["types"] == {
+        "Dosage": {"parent": "Element", "constraints": []},
         "Age": {
             "parent": "Quantity",
             "constraints": [
@@ -75,3 +103,5 @@ def test_the_committed_data_has_every_r4_error_constraint() -> None:
     assert data["stats"] == {"constraints": 241, "error": 207, "warning": 34}
     assert data["types"]["Period"]["constraints"][0][:3] == ["", "per-1", "error"]
     assert data["types"]["Age"]["parent"] == "Quantity"
+    assert list(data["profiles"]) == ["SimpleQuantity"]
+    assert sum(len(rows) for rows in data["profiledElements"].values()) == 55

@@ -112,6 +112,18 @@ def test_invariant_of_a_specialized_datatype_includes_its_base() -> None:
     assert sorted(keys(resource)) == ["age-1", "qty-3"]
 
 
+def test_simple_quantity_has_no_comparator() -> None:
+    dose = {"value": 1, "comparator": "<"}
+    immunization = {"resourceType": "Immunization", "status": "completed",
+                    "vaccineCode": {"text": "x"}, "patient": {"reference": "Patient/1"},
+                    "occurrenceString": "x", "doseQuantity": dose}  # fmt: skip
+    assert where(immunization) == [("invariant", "Immunization.doseQuantity")]
+    assert keys(immunization) == ["sqty-1"]
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "valueQuantity": {"value": 1, "comparator": "<"}}  # fmt: skip
+    assert validate(observation) == []  # a Quantity, not a SimpleQuantity
+
+
 def test_extension_with_a_value_and_extensions_breaks_ext_1() -> None:
     extension = {"url": "http://x.org/e", "valueString": "a", "extension": [
         {"url": "b", "valueString": "b"}]}  # fmt: skip
@@ -148,7 +160,7 @@ def test_which_constraints_are_checked() -> None:
     """Every error constraint but the skip-list compiles; the counts the README gives."""
     assert invariants.not_compiled() == {}
     checked = invariants.checked()
-    assert len(checked) == 201
+    assert len(checked) == 202
     assert len(invariants.SKIPPED) == 6
     total = sum(
         1
@@ -156,7 +168,12 @@ def test_which_constraints_are_checked() -> None:
         for rule in invariants.constraints(type_)
         if rule[2] == "error"
     )
-    assert total == len(checked) + len(invariants.SKIPPED) == 207
+    assert total == 207
+    assert invariants.profile_constraints() == {
+        "SimpleQuantity": [["", "sqty-1", "error", "comparator.empty()",
+                            "The comparator is not used on a SimpleQuantity"]]
+    }  # fmt: skip
+    assert len(checked) + len(invariants.SKIPPED) == total + 1
     assert {"per-1@Period", "ras-2@RiskAssessment.prediction", "ref-1@Reference"} <= set(checked)
 
 

@@ -4,7 +4,8 @@ https://hl7.org/fhir/R4/validation.html).
 
 The constraints come from ``resources/data/r4_constraints.json``, generated from the R4
 StructureDefinitions (``scripts/constraint_definitions.py``). Which are checked: **every
-constraint of severity error** of every resource and complex datatype, compiled once per
+constraint of severity error** of every resource and complex datatype (and of the core
+profile ``SimpleQuantity`` on the elements typed with it: ``sqty-1``), compiled once per
 definition path into Python closures (``fhirpath_eval``), minus :data:`SKIPPED` (with
 each one's reason) and the ones the compiler refuses (:func:`not_compiled`, empty for
 R4 4.0.1; a test keeps it so). Warnings (``dom-6``, the ``*-0`` name rules ...) are not
@@ -83,8 +84,18 @@ class Invariant:
 
 
 @cache
+def _data() -> dict[str, Any]:
+    return orjson.loads(_DATA.read_bytes())
+
+
 def _types() -> dict[str, Any]:
-    return orjson.loads(_DATA.read_bytes())["types"]
+    return _data()["types"]
+
+
+def profile_constraints() -> dict[str, list[list[Any]]]:
+    """The constraints of the core's datatype profiles that R4's elements name
+    (``SimpleQuantity``: ``sqty-1``), by profile."""
+    return {name: p["constraints"] for name, p in _data()["profiles"].items()}
 
 
 def constraints(type_: str) -> list[list[Any]]:
@@ -126,32 +137,43 @@ def _is_resource(type_: str) -> bool:
     return "Resource" in _lineage(type_)
 
 
+def _all_error_constraints() -> list[tuple[str, str, tuple[str | None, str | None]]]:
+    """(``key@path``, expression, compile context) of every error constraint, the
+    profiles' included."""
+    out = []
+    for type_ in _types():
+        for path, key, severity, expression, _human in constraints(type_):
+            if severity == "error":
+                name = f"{key}@{type_}{'.' + path if path else ''}"
+                out.append((name, expression, _context(type_, path)))
+    for profile, rules in profile_constraints().items():
+        base = _data()["profiles"][profile]["type"]
+        for _path, key, severity, expression, _human in rules:
+            if severity == "error":
+                out.append((f"{key}@{profile}", expression, (base, None)))
+    return out
+
+
 def not_compiled() -> dict[str, str]:
     """Error constraints neither skipped nor compiled, by ``key@path``, with the reason."""
     out = {}
-    for type_ in _types():
-        for path, key, severity, expression, _human in constraints(type_):
-            name = f"{key}@{type_}{'.' + path if path else ''}"
-            if severity != "error" or name in SKIPPED:
-                continue
-            try:
-                compile_expression(expression, *_context(type_, path))
-            except Unsupported as exc:
-                out[name] = str(exc)
+    for name, expression, context in _all_error_constraints():
+        if name in SKIPPED:
+            continue
+        try:
+            compile_expression(expression, *context)
+        except Unsupported as exc:
+            out[name] = str(exc)
     return out
 
 
 def checked() -> list[str]:
     """Every constraint checked from its expression, as ``key@path``."""
-    out = []
-    for type_ in _types():
-        for path, key, severity, expression, _human in constraints(type_):
-            name = f"{key}@{type_}{'.' + path if path else ''}"
-            if severity != "error" or name in SKIPPED:
-                continue
-            if compiled(expression, *_context(type_, path)):
-                out.append(name)
-    return sorted(out)
+    return sorted(
+        name
+        for name, expression, context in _all_error_constraints()
+        if name not in SKIPPED and compiled(expression, *context)
+    )
 
 
 def for_shape(path: str, json_names: Callable[[str], tuple[str, ...]]) -> tuple[Invariant, ...]:
@@ -189,7 +211,30 @@ def for_shape(path: str, json_names: Callable[[str], tuple[str, ...]]) -> tuple[
             names = json_names(element)
             if names:
                 out.append(Invariant(key, human, run, names))
+    out.extend(_profiled(type_, below, json_names))
     return tuple(out)
+
+
+def _profiled(
+    type_: str, below: str, json_names: Callable[[str], tuple[str, ...]]
+) -> list[Invariant]:
+    """The constraints of the profiles the shape's elements are typed with (sqty-1 on the
+    SimpleQuantity ``Immunization.doseQuantity``), on each of their values."""
+    out = []
+    for path, code, profile in _data()["profiledElements"].get(type_, []):
+        parent, _, element = path.rpartition(".")
+        if parent != below:
+            continue
+        if element.endswith("[x]"):
+            names: tuple[str, ...] = (element[:-3] + code[0].upper() + code[1:],)
+        else:
+            names = json_names(element)
+        base = _data()["profiles"][profile]["type"]
+        for _rule_path, key, severity, expression, human in profile_constraints()[profile]:
+            fn = compiled(expression, base, None) if severity == "error" else None
+            if fn is not None and names:
+                out.append(Invariant(key, human, _runner(fn, f"{key}@{profile}"), names))
+    return out
 
 
 def _is_backbone(type_: str, path: str) -> bool:
