@@ -256,8 +256,46 @@ async def test_a_failing_endpoint_is_retried_then_the_status_is_error(
     assert written.status_code == 201
     assert time.monotonic() - started < 1.0  # the write does not wait for the endpoint
     found = await wait_status(http, sid, admin, "error")
-    assert "503" in found["error"]
+    assert "failed 3 times" in found["error"] and "503" not in found["error"]
     assert len(hook.snapshot()) == 3  # FHIR_SERVER_DELIVERY_ATTEMPTS
     await http.post("Observation", json=observation("Patient/alice"), headers=admin)
     await asyncio.sleep(0.6)
     assert len(hook.snapshot()) == 3  # error: no more deliveries
+
+
+async def test_an_endpoint_that_does_not_resolve_is_not_activated(
+    app: Any, http: httpx.AsyncClient
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    body = subscription("https://no-such-host.invalid/hook", "Observation?")
+    created = await http.post("Subscription", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    found = await wait_status(http, created.json()["id"], admin, "error")
+    assert "refused" in found["error"]
+
+
+async def test_the_entries_of_a_transaction_are_notified_in_order(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    body = subscription(hook.url, "Observation?patient=alice", payload="application/fhir+json")
+    created = await http.post("Subscription", json=body, headers=admin)
+    await wait_status(http, created.json()["id"], admin, "active")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {**observation("Patient/alice", code), "id": code},
+                "request": {"method": "PUT", "url": f"Observation/{code}"},
+            }
+            for code in ("first", "second", "third")
+        ],
+    }
+    assert (await http.post("", json=bundle, headers=admin)).status_code == 200
+    received = await until_received(hook, 3)
+    assert [r.path for r in received] == [
+        f"/hook/Observation/{code}" for code in ("first", "second", "third")
+    ]
+    assert [r.headers["X-Subscription-Event"] for r in received] == ["1", "2", "3"]

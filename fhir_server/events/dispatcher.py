@@ -47,7 +47,7 @@ from fhir_server.events.rest_hook import deliver
 from fhir_server.events.subscriptions import TYPE, subscriber_access
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundError, OutboundGuard
-from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest
+from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
 from resources import fhir_json
 from resources.errors import FhirError
 from resources.search.parameters import search_params
@@ -61,6 +61,17 @@ LEASE = 10.0
 """Seconds a claimed cursor stays with its process without being claimed again."""
 BATCH = 100
 """Events read at a time for one subscription."""
+ACTIVATION_TIMEOUT = 5.0
+"""Seconds the endpoint's host name has to resolve when a Subscription is activated."""
+ENDPOINT_REFUSED = (
+    "The endpoint was refused: its host does not resolve, or not to an address the"
+    " server may reach (see the server's log)"
+)
+DELIVERY_FAILED = (
+    "Notifications failed {attempts} times in a row (the endpoint could not be reached or"
+    " did not answer 2xx; the server's log has the reasons); write the Subscription with"
+    " status requested to start again"
+)
 
 
 class Dispatcher:
@@ -81,6 +92,8 @@ class Dispatcher:
         self._recheck: dict[str, float] = {}
         """Per subscription: when to claim again although nothing new came (renewing
         the lease, or taking over from a process that died)."""
+        self._opened: dict[str, int] = {}
+        """Per subscription: the version whose activation this process opened a cursor for."""
         self._not_before: dict[str, float] = {}
         """Per subscription: not before then (a retry's wait, another process's lease)."""
 
@@ -112,13 +125,19 @@ class Dispatcher:
 
     async def tick(self) -> None:
         subscriptions = await self._subscriptions()
-        last = await self.outbox.last_seq()
         active: dict[str, dict[str, Any]] = {}
         for stored, resource in subscriptions:
             if resource.get("status") == "requested":
-                await self._activate(stored, resource, last)
+                await self._activate(stored, resource)
             elif resource.get("status") == "active":
-                active[f"{TYPE}/{stored.id}"] = resource
+                key = f"{TYPE}/{stored.id}"
+                active[key] = resource
+                if self._opened.get(key) != stored.version:
+                    # from its latest activation on (also when the process that
+                    # activated it died before opening the cursor)
+                    await self.outbox.open_cursor(key, stored.seq)
+                    self._opened[key] = stored.version
+        last = await self.outbox.last_seq()
         now = time.time()
         due = [key for key in active if self._due(key, last, now)]
         if not due:
@@ -163,22 +182,30 @@ class Dispatcher:
             if cursor is None:
                 return out
 
-    async def _activate(self, stored: StoredVersion, resource: dict[str, Any], last: int) -> None:
+    async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> None:
+        """``requested`` to ``active`` when the endpoint's host resolves to addresses the
+        outbound guard allows (R4 has no handshake), else ``error``. The reason stays in
+        the log: like every outbound failure, it is not told to the client."""
         endpoint = str((resource.get("channel") or {}).get("endpoint") or "")
         try:
-            await asyncio.to_thread(self.guard.check_addresses, endpoint)
-        except OutboundError as error:
-            await self._set_status(
-                stored, resource, "error", f"The endpoint is refused: {error.reason}"
+            await asyncio.wait_for(
+                asyncio.to_thread(self.guard.check_addresses, endpoint), ACTIVATION_TIMEOUT
             )
+        except (OutboundError, TimeoutError) as error:
+            reason = getattr(error, "reason", "the host name did not resolve in time")
+            log.warning("Subscription/%s: endpoint refused: %s", stored.id, reason)
+            await self._set_status(stored, resource, "error", ENDPOINT_REFUSED)
             return
-        if await self._set_status(stored, resource, "active"):
-            await self.outbox.open_cursor(f"{TYPE}/{stored.id}", last)
+        written = await self._set_status(stored, resource, "active")
+        if written is not None and written.stored is not None:
+            key = f"{TYPE}/{stored.id}"
+            await self.outbox.open_cursor(key, written.stored.seq)
+            self._opened[key] = written.stored.version
 
     async def _set_status(
         self, stored: StoredVersion, resource: dict[str, Any], status: str, error: str = ""
-    ) -> bool:
-        """A compare-and-set of the Subscription's status (False: it changed meanwhile)."""
+    ) -> WriteResult | None:
+        """A compare-and-set of the Subscription's status (None: it changed meanwhile)."""
         changed = {**resource, "status": status}
         if error:
             changed["error"] = error
@@ -193,11 +220,11 @@ class Dispatcher:
             index=index_entries(changed, stored.id),
         )
         try:
-            await self.store.write(request)
+            result = await self.store.write(request)
         except VersionConflict:
-            return False
+            return None
         log.info("Subscription/%s is %s%s", stored.id, status, f": {error}" if error else "")
-        return True
+        return result
 
     async def _serve(self, subscription: dict[str, Any], cursor: CursorState) -> None:
         key = cursor.key
@@ -285,5 +312,5 @@ class Dispatcher:
             return
         current = fhir_json.loads(stored.content)
         if current.get("status") == "active":
-            text = f"Delivery failed {attempts} times; the last failure: {error.reason}"
+            text = DELIVERY_FAILED.format(attempts=attempts)
             await self._set_status(stored, current, "error", text)

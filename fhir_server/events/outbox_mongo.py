@@ -7,9 +7,9 @@ document, atomic on any deployment).
 On a standalone ``mongod`` (no transactions) the event is inserted right after the
 version's history document: a process killed between the two loses that event (the
 version itself is stored, in the history), and an event may become visible after events
-with larger seqs (the history has the same gap, see ``fhir_server.storage.mongo``). The
-dispatcher reads the outbox with a small look-back for that reason; run a replica set
-(one node will do) for delivery that never misses a version.
+with larger seqs that a reader has already passed, which then never sees it (the history
+has the same gap, see ``fhir_server.storage.mongo``). Run a replica set (one node will
+do) for delivery that never misses a version.
 """
 
 from __future__ import annotations
