@@ -35,6 +35,7 @@ def _obs(id_: str, patient: str, when: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 SEED: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": "alice", "name": [{"family": "Liddell"}]},
     {"resourceType": "Patient", "id": "bob", "name": [{"family": "Bravo"}]},
@@ -80,6 +81,7 @@ SEED: list[dict[str, Any]] = [
         "2021-05-01",
         encounter={"reference": "Encounter/a-visit"},
         device={"reference": "Device/b-pump"},  # Bob's: never in Alice's record
+        category=[{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
     ),
     _obs("b-obs", "bob", "2021-05-01"),
     {
@@ -352,6 +354,15 @@ async def test_scopes_limit_the_types(http: httpx.AsyncClient, token: Token) -> 
     headers = token("patient/Patient.rs patient/Observation.rs", patient="alice")
     bundle = await _get(http, "Patient/alice/$everything", headers)
     assert set(_keys(bundle)) == {"Patient/alice", "Observation/a-2020", "Observation/a-2021"}
+
+
+async def test_granular_scopes_narrow_the_record(http: httpx.AsyncClient, token: Token) -> None:
+    headers = token(
+        f"patient/Patient.rs patient/Observation.rs?category={CATEGORY}|laboratory",
+        patient="alice",
+    )
+    bundle = await _get(http, "Patient/alice/$everything", headers)
+    assert set(_keys(bundle)) == {"Patient/alice", "Observation/a-2021"}
 
 
 # -- paging ---------------------------------------------------------------------------------
