@@ -447,8 +447,9 @@ _SCOPES = ("patient/*.rs", "user/*.rs", "system/*.rs")
 _DOCUMENTATION = (
     "The patient's record (the Patient compartment, and resources of other types that"
     " refer to that patient and no other) with the resources it refers to that are no"
-    " patient's (Practitioner, Organization, Location, Medication...), as a searchset"
-    " Bundle paged with next links; a patient-context token gets its own patient's only."
+    " patient's (Practitioner, Organization, Location, Medication...) and the Binaries"
+    " its attachments are, as a searchset Bundle paged with next links; a patient-context"
+    " token gets its own patient's only."
 )
 
 OPERATION = Operation(
