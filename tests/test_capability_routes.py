@@ -87,3 +87,14 @@ async def test_the_capability_statement_can_be_subsetted(client):
     assert "rest" not in text.json() and text.json()["status"] == "active"
     bad = await client.get("metadata", params={"_summary": "nonsense"})
     assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
+
+
+async def test_an_operation_of_two_levels_is_listed_once(client):
+    """``CapabilityStatement.rest.resource.operation``: one entry per definition, though
+    ``Patient/$everything`` is declared at type and instance level."""
+    statement = (await client.get("metadata")).json()
+    for resource in statement["rest"][0]["resource"]:
+        keys = [(o["name"], o["definition"]) for o in resource.get("operation", [])]
+        assert len(keys) == len(set(keys)), resource["type"]
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    assert [o["name"] for o in patient["operation"]].count("everything") == 1

@@ -106,9 +106,14 @@ def _rest(table: SupportTable) -> dict[str, Any]:
 
 
 def _operations(table: SupportTable, type_: str) -> dict[str, Any]:
-    """``rest.resource.operation``: the type- and instance-level operations of ``type_``."""
-    found = [_operation(op) for op in table.operations if type_ in op.resource_types]
-    return {"operation": found} if found else {}
+    """``rest.resource.operation``: the type- and instance-level operations of ``type_``,
+    one entry per definition (``$everything`` is declared at both levels; the first
+    declaration's documentation is kept)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for op in table.operations:
+        if type_ in op.resource_types:
+            found.setdefault((op.name, op.canonical), _operation(op))
+    return {"operation": list(found.values())} if found else {}
 
 
 def _operation(op: OperationDefinition) -> dict[str, Any]:
