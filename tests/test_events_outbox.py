@@ -3,6 +3,8 @@ in the same store transaction as the version, on every store; a rejected write i
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -91,3 +93,21 @@ async def test_cursor_lease_is_a_compare_and_set(client: httpx.AsyncClient) -> N
     await outbox.open_cursor("Subscription/a", 9)  # reactivated: skips what came before
     again = await outbox.claim(["Subscription/a"], "one", 133.0, 160.0)
     assert [(c.position, c.number) for c in again] == [(9, 1)]
+
+
+async def test_an_import_writes_one_event_per_version(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from fhir_server.bulk_import import import_paths
+
+    lines = [{"resourceType": "Patient", "id": f"imported-{n}", "active": True} for n in range(5)]
+    data = tmp_path / "Patient.ndjson"
+    data.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    before = await _outbox(client).last_seq()
+    store = client._transport.app.state.store  # type: ignore[attr-defined]
+    await import_paths(store, [data], workers=0)
+    events = await _outbox(client).events_after(before, 100)
+    assert sorted((e.type, e.id, e.version, e.method) for e in events) == [
+        ("Patient", f"imported-{n}", 1, "update")
+        for n in range(5)  # by id, as history says
+    ]
