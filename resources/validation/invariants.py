@@ -307,7 +307,45 @@ def _per_1(period: Any, env: Env) -> bool:
     return order is None or order <= 0
 
 
+def _has_value_x(node: dict[str, Any]) -> bool:
+    """Whether an Observation (or a component) has a value[x] (its only elements named
+    value...)."""
+    return any(key.startswith(("value", "_value")) for key in node)
+
+
+def _obs_6(observation: Any, env: Env) -> bool:
+    """obs-6, ``dataAbsentReason.empty() or value.empty()``."""
+    return "dataAbsentReason" not in observation or not _has_value_x(observation)
+
+
+def _obs_7(observation: Any, env: Env) -> bool:
+    """obs-7, ``value.empty() or component.code.where(coding.intersect(%resource.code
+    .coding).exists()).empty()``: no component has a coding of the observation's code."""
+    components = observation.get("component")
+    if not components or not _has_value_x(observation):
+        return True
+    resource = env.resource if isinstance(env.resource, dict) else {}
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    if not isinstance(codings, list) or not codings:
+        return True
+    for component in components if isinstance(components, list) else [components]:
+        own = component.get("code") if isinstance(component, dict) else None
+        for coding in own.get("coding") or () if isinstance(own, dict) else ():
+            if coding is not None and any(coding == other for other in codings):
+                return False
+    return True
+
+
+def _obs_3(reference_range: Any, env: Env) -> bool:
+    """obs-3, ``low.exists() or high.exists() or text.exists()``."""
+    return any(key in reference_range for key in ("low", "high", "text", "_text"))
+
+
 NATIVE: dict[str, Callable[[Any, Env], bool]] = {
+    "obs-6@Observation": _obs_6,
+    "obs-7@Observation": _obs_7,
+    "obs-3@Observation.referenceRange": _obs_3,
     "ref-1@Reference": _ref_1,
     "qty-3@Quantity": _qty_3,
     "per-1@Period": _per_1,

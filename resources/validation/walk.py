@@ -156,17 +156,18 @@ class Walk:
         env = self.env
         for invariant in at.invariants:
             try:
-                self.invariant(invariant, node, expr, env)
+                if invariant.child is None:
+                    env.context = node
+                    if not invariant.run(node, env):
+                        self.failed(invariant.key, invariant.human, expr)
+                else:
+                    self.on_values(invariant, node, expr, env)
             except Exception:  # an evaluator bug must not refuse a write; the tests keep it at zero
                 log.warning("invariant %s failed unexpectedly", invariant.key, exc_info=True)
 
-    def invariant(self, invariant: Invariant, node: dict[Any, Any], expr: str, env: Env) -> None:
-        env.context = node
-        if invariant.child is None:
-            if not invariant.run(node, env):
-                self.failed(invariant.key, invariant.human, expr)
-            return
-        for name in invariant.child:
+    def on_values(self, invariant: Invariant, node: dict[Any, Any], expr: str, env: Env) -> None:
+        """An invariant of an element, on each of its values."""
+        for name in invariant.child or ():
             value = node.get(name)
             if value is None:
                 continue
