@@ -22,8 +22,10 @@ current version: an event whose resource has a newer version since is passed ove
 newer one's event is matched in its turn: the receiver gets the latest state), and a
 delete is not notified (a tombstone is in no search's results). A match is sent
 (``rest_hook.deliver``) with the next event number of the subscription; the cursor
-moves past the event only once the endpoint accepted it, so delivery is at least once
-and in order. A failure is retried after ``delivery_backoff`` seconds, doubling, until
+moves past an event only once the endpoint accepted it (saved every :data:`SAVE_EVERY`
+seconds and at the end of each batch: a process that dies sends the events since the
+last save again, with the same numbers), so delivery is at least once and in order. A
+failure is retried after ``delivery_backoff`` seconds, doubling, until
 ``delivery_attempts`` attempts failed; then the Subscription's status is ``error`` with
 an ``error`` text and delivery stops (a client writing it again restarts it). Nothing
 here runs inside a request: a failing endpoint never slows a write.
@@ -61,6 +63,9 @@ LEASE = 10.0
 """Seconds a claimed cursor stays with its process without being claimed again."""
 BATCH = 100
 """Events read at a time for one subscription."""
+SAVE_EVERY = 0.5
+"""Seconds between saves of a subscription's cursor while it delivers (and at the end of
+each batch): a process that dies sends again what it sent since the last save."""
 ACTIVATION_TIMEOUT = 5.0
 """Seconds the endpoint's host name has to resolve when a Subscription is activated."""
 ENDPOINT_REFUSED = (
@@ -229,7 +234,9 @@ class Dispatcher:
     async def _serve(self, subscription: dict[str, Any], cursor: CursorState) -> None:
         key = cursor.key
         try:
-            await self._deliver_pending(subscription, cursor)
+            more: CursorState | None = cursor
+            while more is not None:  # a full batch: the next one at once
+                more = await self._deliver_pending(subscription, more)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -237,7 +244,10 @@ class Dispatcher:
         finally:
             self._working.pop(key, None)
 
-    async def _deliver_pending(self, subscription: dict[str, Any], cursor: CursorState) -> None:
+    async def _deliver_pending(
+        self, subscription: dict[str, Any], cursor: CursorState
+    ) -> CursorState | None:
+        """One batch of events; the cursor to go on from when the batch was full."""
         key = cursor.key
         try:
             criteria = parse_criteria(str(subscription.get("criteria") or ""))
@@ -247,35 +257,39 @@ class Dispatcher:
                 await self._set_status(
                     stored, subscription, "error", f"The criteria is not valid: {error}"
                 )
-            return
+            return None
         access = subscriber_access(subscription)
-        position, number = cursor.position, cursor.number
+        position, number, attempts = cursor.position, cursor.number, cursor.attempts
+        saved = position
+        save_at = renew_at = time.time() + SAVE_EVERY
         events = await self.outbox.events_after(position, BATCH)
-        moved = False
-        renew_at = time.time() + LEASE / 2
         for event in events:
             if time.time() > renew_at:  # a long batch: keep the lease
                 now = time.time()
                 if not await self.outbox.claim([key], self.owner, now, now + LEASE):
-                    return
+                    return None
                 renew_at = now + LEASE / 2
             found = await self._matching(event, criteria, access)
-            if found is None:
-                position, moved = event.seq, True
-                continue
-            try:
-                await deliver(self.guard, subscription, number + 1, found)
-            except OutboundError as error:
-                if moved:
-                    await self.outbox.advance(key, self.owner, position, number)
-                await self._failed(subscription, cursor, error)
-                return
-            position, number, moved = event.seq, number + 1, False
-            if not await self.outbox.advance(key, self.owner, position, number):
-                return  # the lease was lost: another process goes on from the cursor
-        if moved:
-            await self.outbox.advance(key, self.owner, position, number)
+            if found is not None:
+                try:
+                    await deliver(self.guard, subscription, number + 1, found)
+                except OutboundError as error:
+                    if position != saved:
+                        await self.outbox.advance(key, self.owner, position, number)
+                    await self._failed(key, attempts, error)
+                    return None
+                number, attempts = number + 1, 0
+            position = event.seq
+            if found is not None and time.time() > save_at:
+                if not await self.outbox.advance(key, self.owner, position, number):
+                    return None  # the lease was lost: another process goes on from it
+                saved, save_at = position, time.time() + SAVE_EVERY
+        if position != saved and not await self.outbox.advance(key, self.owner, position, number):
+            return None
         self._seen[key] = position
+        if len(events) < BATCH:
+            return None
+        return CursorState(key, position, number, attempts)
 
     async def _matching(
         self, event: Event, criteria: Any, access: Any
@@ -290,24 +304,22 @@ class Dispatcher:
             return None  # a newer version's own event is matched in its turn
         return current.type, current.id, current.content
 
-    async def _failed(
-        self, subscription: dict[str, Any], cursor: CursorState, error: OutboundError
-    ) -> None:
-        attempts = cursor.attempts + 1
+    async def _failed(self, key: str, failures: int, error: OutboundError) -> None:
+        attempts = failures + 1
         log.warning(
             "notification of %s failed (attempt %d of %d): %s",
-            cursor.key,
+            key,
             attempts,
             self.attempts,
             error.reason,
         )
         if attempts < self.attempts:
             wait = self.backoff * 2 ** (attempts - 1)
-            await self.outbox.failed(cursor.key, self.owner, attempts, time.time() + wait)
-            self._not_before[cursor.key] = time.time() + wait
+            await self.outbox.failed(key, self.owner, attempts, time.time() + wait)
+            self._not_before[key] = time.time() + wait
             return
-        await self.outbox.failed(cursor.key, self.owner, 0, 0.0)
-        stored = await self.store.read(TYPE, cursor.key.split("/", 1)[1])
+        await self.outbox.failed(key, self.owner, 0, 0.0)
+        stored = await self.store.read(TYPE, key.split("/", 1)[1])
         if stored is None or stored.content is None:
             return
         current = fhir_json.loads(stored.content)
