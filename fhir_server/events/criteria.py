@@ -69,8 +69,12 @@ def parse_criteria(criteria: str) -> SearchQuery:
     )
 
 
-def matching_query(criteria: SearchQuery, id_: str, access: AccessClause | None) -> SearchQuery:
-    """The search that finds resource ``id_`` when it meets the criteria and the
-    subscriber may read it."""
-    conditions = [*criteria.conditions, IdClause((id_,))]
-    return replace(criteria, conditions=conditions, access=access, includes=(), sort=(), count=1)
+def matching_query(
+    criteria: SearchQuery, ids: tuple[str, ...], access: AccessClause | None
+) -> SearchQuery:
+    """The search that finds the resources of ``ids`` that meet the criteria and that
+    the subscriber may read."""
+    conditions = [*criteria.conditions, IdClause(ids)]
+    return replace(
+        criteria, conditions=conditions, access=access, includes=(), sort=(), count=len(ids)
+    )

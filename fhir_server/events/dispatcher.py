@@ -263,13 +263,14 @@ class Dispatcher:
         saved = position
         save_at = renew_at = time.time() + SAVE_EVERY
         events = await self.outbox.events_after(position, BATCH)
+        matches = await self._matching(events, criteria, access)
         for event in events:
             if time.time() > renew_at:  # a long batch: keep the lease
                 now = time.time()
                 if not await self.outbox.claim([key], self.owner, now, now + LEASE):
                     return None
                 renew_at = now + LEASE / 2
-            found = await self._matching(event, criteria, access)
+            found = matches.get(event.seq)
             if found is not None:
                 try:
                     await deliver(self.guard, subscription, number + 1, found)
@@ -292,17 +293,24 @@ class Dispatcher:
         return CursorState(key, position, number, attempts)
 
     async def _matching(
-        self, event: Event, criteria: Any, access: Any
-    ) -> tuple[str, str, bytes | None] | None:
-        if event.method == "delete" or event.type not in criteria.types:
-            return None
-        page = await self.store.search(matching_query(criteria, event.id, access), None, 1, False)
-        if not page.entries:
-            return None
-        current = page.entries[0]
-        if current.version != event.version:
-            return None  # a newer version's own event is matched in its turn
-        return current.type, current.id, current.content
+        self, events: list[Event], criteria: Any, access: Any
+    ) -> dict[int, tuple[str, str, bytes | None]]:
+        """The events of a batch whose versions match (by seq): one search of the
+        criteria for all their ids. The search sees current versions: an event whose
+        resource has a newer version since is left out (the newer one's event is
+        matched in its turn)."""
+        wanted = {e.id: e for e in events if e.method != "delete" and e.type in criteria.types}
+        if not wanted:
+            return {}
+        query = matching_query(criteria, tuple(wanted), access)
+        page = await self.store.search(query, None, len(wanted), False)
+        seqs = {(e.type, e.id, e.version): e.seq for e in events}
+        found: dict[int, tuple[str, str, bytes | None]] = {}
+        for current in page.entries:
+            seq = seqs.get((current.type, current.id, current.version))
+            if seq is not None:
+                found[seq] = (current.type, current.id, current.content)
+        return found
 
     async def _failed(self, key: str, failures: int, error: OutboundError) -> None:
         attempts = failures + 1
