@@ -113,7 +113,8 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._task = None
-        for key in list(self._working):
+        # the cursors this process held: another process takes them at once
+        for key in {*self._working, *self._recheck}:
             with contextlib.suppress(Exception):
                 await self.outbox.release(key, self.owner)
         self._working.clear()
