@@ -62,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()
         # subscriptions: this process's share of the outbox (fhir_server/events)
-        dispatcher = Dispatcher(store, settings, _outbound_guard(app, settings))
+        dispatcher = app.state.dispatcher = Dispatcher(
+            store, settings, _outbound_guard(app, settings)
+        )
         if metrics is not None:
             store = TimedStore(store, metrics)  # store timings for /metrics
             await metrics.start()

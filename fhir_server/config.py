@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     delivery_backoff: float = Field(
         1.0, gt=0, le=60, description="Seconds before the first retry of a notification"
     )
+    event_retention: int = Field(
+        86400,
+        ge=0,
+        description="Seconds the outbox keeps an event that every active subscription has"
+        " passed (older ones are pruned)",
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = Field("info", description="debug, info, warning, error or critical")
     log_format: Literal["text", "json"] = Field(

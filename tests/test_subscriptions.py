@@ -299,3 +299,28 @@ async def test_the_entries_of_a_transaction_are_notified_in_order(
         f"/hook/Observation/{code}" for code in ("first", "second", "third")
     ]
     assert [r.headers["X-Subscription-Event"] for r in received] == ["1", "2", "3"]
+
+
+async def test_the_outbox_keeps_only_what_an_active_subscription_still_needs(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    created = await http.post(
+        "Subscription", json=subscription(hook.url, "Observation?"), headers=admin
+    )
+    sid = created.json()["id"]
+    await wait_status(http, sid, admin, "active")
+    first = await http.post("Observation", json=observation("Patient/alice"), headers=admin)
+    await until_received(hook, 1)
+    hook.status = 500  # the next one stays pending
+    second = await http.post("Observation", json=observation("Patient/alice"), headers=admin)
+    await until_received(hook, 2)
+    outbox = app.state.store.outbox
+    dispatcher = app.state.dispatcher
+    dispatcher.retention = 0
+    await asyncio.sleep(0.01)
+    assert await dispatcher.prune([f"Subscription/{sid}"]) > 0
+    left = {e.id for e in await outbox.events_after(0, 1000)}
+    assert first.json()["id"] not in left
+    assert second.json()["id"] in left

@@ -40,6 +40,7 @@ import os
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.config import Settings
@@ -52,6 +53,7 @@ from fhir_server.outbound import OutboundError, OutboundGuard
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
 from resources import fhir_json
 from resources.errors import FhirError
+from resources.fhir_datetime import format_instant
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
 
@@ -63,6 +65,8 @@ LEASE = 10.0
 """Seconds a claimed cursor stays with its process without being claimed again."""
 BATCH = 100
 """Events read at a time for one subscription."""
+PRUNE_EVERY = 60.0
+"""Seconds between prunings of the outbox."""
 SAVE_EVERY = 0.5
 """Seconds between saves of a subscription's cursor while it delivers (and at the end of
 each batch): a process that dies sends again what it sent since the last save."""
@@ -88,6 +92,8 @@ class Dispatcher:
         self.guard = guard
         self.attempts = settings.delivery_attempts
         self.backoff = settings.delivery_backoff
+        self.retention = settings.event_retention
+        self._prune_at = 0.0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._working: dict[str, asyncio.Task[None]] = {}
@@ -144,6 +150,9 @@ class Dispatcher:
                     await self.outbox.open_cursor(key, stored.seq)
                     self._opened[key] = stored.version
         last = await self.outbox.last_seq()
+        if time.time() >= self._prune_at:
+            self._prune_at = time.time() + PRUNE_EVERY
+            await self.prune(list(active))
         now = time.time()
         due = [key for key in active if self._due(key, last, now)]
         if not due:
@@ -162,6 +171,22 @@ class Dispatcher:
                 self._seen[key] = last
             else:
                 self._working[key] = asyncio.create_task(self._serve(active[key], cursor))
+
+    async def prune(self, active: list[str]) -> int:
+        """Delete the events that every active subscription has passed and whose
+        versions are older than ``event_retention`` seconds (the outbox stays bounded;
+        a Subscription activated later starts after them anyway)."""
+        cutoff = format_instant(datetime.fromtimestamp(time.time() - self.retention, UTC))
+        through = await self.outbox.seq_updated_before(cutoff)
+        floor = await self.outbox.min_position(active)
+        if floor is not None:
+            through = min(through, floor)
+        if through <= 0:
+            return 0
+        pruned = await self.outbox.prune(through)
+        if pruned:
+            log.info("outbox: %d delivered events pruned", pruned)
+        return pruned
 
     def _due(self, key: str, last: int, now: float) -> bool:
         if key in self._working or now < self._not_before.get(key, 0.0):

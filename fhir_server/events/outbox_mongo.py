@@ -37,6 +37,7 @@ class MongoOutbox:
     def __init__(self, db: Any) -> None:
         self._events = db[EVENTS]
         self._cursors = db[CURSORS]
+        self._history = db["history"]
 
     async def last_seq(self) -> int:
         doc = await self._events.find_one({}, {"_id": 1}, sort=[("_id", DESCENDING)])
@@ -96,6 +97,23 @@ class MongoOutbox:
 
     async def drop_cursor(self, key: str) -> None:
         await self._cursors.delete_one({"_id": key})
+
+    async def min_position(self, keys: Sequence[str]) -> int | None:
+        if not keys:
+            return None
+        found = self._cursors.find({"_id": {"$in": list(keys)}}, {"position": 1})
+        positions = [int(d["position"]) for d in await found.to_list(None)]
+        return min(positions) if positions else None
+
+    async def seq_updated_before(self, instant: str) -> int:
+        doc = await self._history.find_one(
+            {"last_updated": {"$lt": instant}}, {"seq": 1}, sort=[("last_updated", DESCENDING)]
+        )
+        return int(doc["seq"]) if doc else 0
+
+    async def prune(self, through: int) -> int:
+        result = await self._events.delete_many({"_id": {"$lte": through}})
+        return int(result.deleted_count)
 
     async def _update(self, key: str, owner: str, fields: dict[str, Any]) -> bool:
         result = await self._cursors.update_one({"_id": key, "owner": owner}, {"$set": fields})

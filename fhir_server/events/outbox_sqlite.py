@@ -104,6 +104,26 @@ class SQLiteOutbox:
 
         await self._store.run_write(run)
 
+    async def min_position(self, keys: Sequence[str]) -> int | None:
+        if not keys:
+            return None
+        marks = ",".join("?" * len(keys))
+        sql = f"SELECT min(position) FROM event_cursor WHERE key IN ({marks})"
+        return self._store.query(sql, tuple(keys))[0][0]
+
+    async def seq_updated_before(self, instant: str) -> int:
+        rows = self._store.query(
+            "SELECT seq FROM history WHERE last_updated < ? ORDER BY last_updated DESC LIMIT 1",
+            (instant,),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def prune(self, through: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM event WHERE seq <= ?", (through,)).rowcount
+
+        return await self._store.run_write(run)
+
     async def _update(self, sets: str, params: tuple[object, ...], key: str, owner: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             sql = f"UPDATE event_cursor SET {sets} WHERE key = ? AND owner = ?"

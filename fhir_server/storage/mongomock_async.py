@@ -277,6 +277,25 @@ class AsyncMockCollection:
         transactions writing any of the documents it matches."""
         if self._transaction(session) is not None:
             raise NotImplementedError("mongomock_async: update_many in a transaction")
+        keys = await self._settled(filter)
+        table = documents(self.database.client.sync, self.database.name, self.name)
+        for key in keys:
+            table[key] = copy.deepcopy(table[key])
+        self.database.client.server.changes += 1
+        return self.sync.update_many(filter, update)
+
+    async def delete_many(self, filter: Mapping[str, Any], session: Any = None) -> Any:
+        """Outside transactions only (the outbox's pruning); waits for the transactions
+        writing any of the documents it matches."""
+        if self._transaction(session) is not None:
+            raise NotImplementedError("mongomock_async: delete_many in a transaction")
+        await self._settled(filter)
+        self.database.client.server.changes += 1
+        return self.sync.delete_many(filter)
+
+    async def _settled(self, filter: Mapping[str, Any]) -> list[Any]:
+        """The keys of the documents ``filter`` matches, once no transaction in progress
+        writes any of them."""
         server = self.database.client.server
         while True:
             await asyncio.sleep(0)
@@ -284,14 +303,9 @@ class AsyncMockCollection:
             owners = {server.writers.get((self.database.name, self.name, k)) for k in keys}
             owners.discard(None)
             if not owners:
-                break
+                return keys
             for owner in owners:
                 await owner._wait_ended()
-        table = documents(self.database.client.sync, self.database.name, self.name)
-        for key in keys:
-            table[key] = copy.deepcopy(table[key])
-        server.changes += 1
-        return self.sync.update_many(filter, update)
 
     # -- reads ----------------------------------------------------------------------
 
