@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import JSON
+from tests.conftest import BASE, JSON
 
 
 def _outbox(client: httpx.AsyncClient) -> Any:
@@ -110,4 +110,26 @@ async def test_an_import_writes_one_event_per_version(
     assert sorted((e.type, e.id, e.version, e.method) for e in events) == [
         ("Patient", f"imported-{n}", 1, "update")
         for n in range(5)  # by id, as history says
+    ]
+
+
+async def test_a_standalone_mongodb_writes_the_event_after_the_history(tmp_path: Path) -> None:
+    """No transactions: the event is inserted right after the version's history
+    document (``fhir_server.events.outbox_mongo``)."""
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    storage = f"mongomock://{tmp_path.name}-standalone/fhir?standalone=true"
+    app = create_app(Settings(storage=storage, auth="off"))
+    async with app.router.lifespan_context(app):
+        assert not app.state.store.transactions
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            created = await http.post("Patient", json={"resourceType": "Patient"}, headers=JSON)
+            pid = created.json()["id"]
+            await http.delete(f"Patient/{pid}")
+        events = await app.state.store.outbox.events_after(0, 10)
+    assert [(e.id, e.version, e.method) for e in events] == [
+        (pid, 1, "create"),
+        (pid, 2, "delete"),
     ]
