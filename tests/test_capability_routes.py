@@ -14,7 +14,12 @@ from tests.conftest import JSON
 _MINIMAL = {
     "Patient": {},
     "Observation": {"status": "final", "code": {"text": "x"}},
-    "Appointment": {"status": "booked", "participant": [{"status": "accepted"}]},
+    "Appointment": {
+        "status": "booked",
+        "start": "2030-01-07T09:00:00Z",
+        "end": "2030-01-07T09:30:00Z",
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/x1"}}],
+    },
     "CodeSystem": {"status": "draft", "content": "not-present"},
     "MedicinalProduct": {"name": [{"productName": "Acme 10 mg"}]},
     "SubstanceSpecification": {"description": "x"},
