@@ -106,7 +106,7 @@ SEED: list[dict[str, Any]] = [
         "status": "active",
         "reason": "watch",
         "criteria": "Observation?patient=bob",
-        "channel": {"type": "rest-hook", "endpoint": "https://example.org/hook"},
+        "channel": {"type": "rest-hook", "endpoint": "https://hook.example.invalid/hook"},
     },
     {
         "resourceType": "RelatedPerson",
