@@ -17,7 +17,7 @@ import pytest
 from fhir_server.demo_data import Population, write_ndjson
 from resources import fhir_json
 from resources.validation import invariants, narrative, structure, validate
-from resources.validation.fhirpath_eval import Env, truth
+from resources.validation.fhirpath_env import Env, truth
 from tests.conftest import JSON
 
 ROOT = Path(__file__).resolve().parent.parent

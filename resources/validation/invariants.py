@@ -36,15 +36,9 @@ from typing import Any
 import orjson
 
 from resources import definitions
-from resources.validation.fhirpath_eval import (
-    Env,
-    EvaluationError,
-    Fn,
-    child_path,
-    compare_dates,
-    compile_expression,
-    truth,
-)
+from resources.validation.fhirpath_env import Env, EvaluationError, Fn, truth
+from resources.validation.fhirpath_eval import child_path, compile_expression
+from resources.validation.fhirpath_operators import compare_dates
 from resources.validation.fhirpath_parse import Unsupported
 
 _log = logging.getLogger(__name__)

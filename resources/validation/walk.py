@@ -28,7 +28,7 @@ from resources import definitions
 from resources.definitions import ValueSetCodes
 from resources.errors import Issue
 from resources.validation import bundle, narrative
-from resources.validation.fhirpath_eval import Env
+from resources.validation.fhirpath_env import Env
 from resources.validation.invariants import Invariant, contained_unreferenced
 from resources.validation.primitives import (
     BOOLEAN,
