@@ -19,31 +19,21 @@ module on top, which adds the routes to the core.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
-from smart_auth.client_auth import JwksFetcher, fetch_jwks
 from smart_auth.core import AuthConfig, AuthCore, AuthError
 from smart_auth.hooks import FhirHooks, PatientChoice
 from smart_auth.routes import build_router
-from smart_auth.store import AuthStore
 
 __all__ = ["AuthConfig", "AuthError", "FhirHooks", "PatientChoice", "SmartAuth"]
 
 
 class SmartAuth(AuthCore):
-    """The authorization server: routes, token checks, discovery."""
+    """The authorization server: :class:`~smart_auth.core.AuthCore` (store, keys, tokens,
+    grants, token checks, discovery; its arguments) and its routes (``router``)."""
 
-    def __init__(
-        self,
-        config: AuthConfig,
-        hooks: FhirHooks,
-        *,
-        store: AuthStore | None = None,
-        fetch_client_jwks: JwksFetcher = fetch_jwks,
-    ) -> None:
-        """``store``: an already open auth store (else opened from ``storage_url`` by
-        :meth:`open`). ``fetch_client_jwks``: how client ``jwks_uri`` documents are
-        fetched (none by default: the assembly hands in ``fhir_server.outbound``'s
-        guard)."""
-        super().__init__(config, hooks, store=store, fetch_client_jwks=fetch_client_jwks)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.router: APIRouter = build_router(self)
