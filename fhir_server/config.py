@@ -132,6 +132,26 @@ class Settings(BaseSettings):
         description="Seconds the outbox keeps an event that every active subscription has"
         " passed (older ones are pruned)",
     )
+    payments: str = Field(
+        "off",
+        description="Online payment of Invoices (Invoice/[id]/$pay and /payments/webhook):"
+        " 'off', 'stripe', or a processor of your own as 'package.module:factory'"
+        " (fhir_server.payments)",
+    )
+    stripe_secret_key: str | None = Field(
+        None, description="Stripe secret API key (sk_live_… / sk_test_…) for payments=stripe"
+    )
+    stripe_webhook_secret: str | None = Field(
+        None, description="Signing secret (whsec_…) of the Stripe endpoint /payments/webhook"
+    )
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe's API base URL (tests point it elsewhere)"
+    )
+    portal_url: str | None = Field(
+        None,
+        description="The patient portal's URL: where a checkout returns by default (else"
+        " the server's /portal/)",
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = Field("info", description="debug, info, warning, error or critical")
     log_format: Literal["text", "json"] = Field(
