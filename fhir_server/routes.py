@@ -42,6 +42,7 @@ from fhir_server.interactions.update import update
 from fhir_server.operations import support_table
 from fhir_server.request_log import POLICY_KEY, ROUTE_KEY, log_access, request_id
 from fhir_server.storage.base import Store
+from fhir_server.workflows import WorkflowStore
 from resources import fhir_json
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, invalid
@@ -336,9 +337,11 @@ def _context(request: Request, code: str, params: list[tuple[str, str]]) -> Cont
     guard = request.app.state.outbound
     if auth is not None and code != "capabilities":
         policy = authenticate(auth, request, base)
-        store = GuardedStore(store, policy, write_rule(guard, policy))
+        ruled = WorkflowStore(store, policy=policy)
+        store = GuardedStore(ruled, policy, write_rule(guard, policy))  # type: ignore[arg-type]
     elif code != "capabilities":
-        store = SubscriptionWrites(store, write_rule(guard, None))  # type: ignore[assignment]
+        ruled = WorkflowStore(store)
+        store = SubscriptionWrites(ruled, write_rule(guard, None))  # type: ignore[assignment]
     return Context(store, settings, base, request.headers, params, auth)
 
 

@@ -47,6 +47,7 @@ from fhir_server.interactions.references import (
 )
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import Store, StoredVersion, TransactionsUnavailable, WriteRequest
+from fhir_server.workflows import Caller, WorkflowStore
 from resources import fhir_json
 from resources.errors import FhirError
 from resources.search.parameters import search_params
@@ -86,7 +87,9 @@ class Importer:
         workers: int = 0,
         progress: Progress | None = None,
     ) -> None:
-        self.store = store
+        # the workflow rules see imported data too (origin "import": they record what
+        # follows from it, e.g. a booked Appointment's Slot busy, and refuse nothing)
+        self.store = WorkflowStore(store, Caller.system(), origin="import")
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
