@@ -132,6 +132,22 @@ class Settings(BaseSettings):
         description="Seconds the outbox keeps an event that every active subscription has"
         " passed (older ones are pruned)",
     )
+    upload_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1,
+        description="Largest document a patient or staff may upload (a DocumentReference's"
+        " attachment or its Binary), in bytes (413 beyond)",
+    )
+    organization_name: str = Field(
+        "FHIR Server",
+        description="The organisation named on generated documents (PDFs, the patient"
+        " summary) when the patient has no managingOrganization",
+    )
+    auto_visit_summary: Literal["on", "off"] = Field(
+        "off",
+        description="File a visit-summary PDF as a DocumentReference when an Encounter"
+        " becomes finished",
+    )
     payments: str = Field(
         "off",
         description="Online payment of Invoices (Invoice/[id]/$pay and /payments/webhook):"
