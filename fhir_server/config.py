@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         description="Seconds the outbox keeps an event that every active subscription has"
         " passed (older ones are pruned)",
     )
+    audit: Literal["on", "off"] = Field(
+        "on",
+        description="Record every FHIR interaction and operation, sign-in, token, consent"
+        " and admin command as an AuditEvent (fhir_server.audit)",
+    )
+    audit_retention: str = Field(
+        "2190d",
+        description="How long AuditEvents are kept (a duration: 90d, 2190d = about 6 years;"
+        " or 'forever'); older ones are pruned once an hour",
+    )
     upload_max_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1,
@@ -225,3 +235,16 @@ def parse_duration(text: str) -> int:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    @field_validator("audit_retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        parse_retention(value)  # ValueError naming the expected form
+        return value
+
+
+
+def parse_retention(text: str) -> int | None:
+    """Seconds of a retention period (``90d``...), None for ``forever``."""
+    if text.strip().lower() == "forever":
+        return None
+    return parse_duration(text)
