@@ -222,6 +222,12 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("audit_retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        parse_retention(value)  # ValueError naming the expected form
+        return value
+
 
 def parse_duration(text: str) -> int:
     """Seconds of a duration such as ``90s``, ``30m``, ``24h``, ``7d`` or ``3600``."""
@@ -235,12 +241,6 @@ def parse_duration(text: str) -> int:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    @field_validator("audit_retention")
-    @classmethod
-    def _check_retention(cls, value: str) -> str:
-        parse_retention(value)  # ValueError naming the expected form
-        return value
-
 
 
 def parse_retention(text: str) -> int | None:
