@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from fhir_server.interactions.subsetting import subset
 from fhir_server.operations.export_jobs import HEARTBEAT, Job, Jobs
-from fhir_server.storage.base import HistoryQuery, Store, StoredVersion
+from fhir_server.storage.base import HistoryQuery, Store, StoredVersion, bulk_reads
 from fhir_server.storage.search_page import Cursor
 from resources import fhir_json
 from resources.compartments import (
@@ -86,6 +86,7 @@ def start(jobs: Jobs, job: Job, plan: Plan, store: Store, inner: Store, max_byte
 async def _run(
     jobs: Jobs, job: Job, plan: Plan, store: Store, inner: Store, max_bytes: int
 ) -> None:
+    bulk_reads.set(True)  # this task's reads: apart from the requests' (small cache)
     run = _Run(jobs, job, plan, store, max_bytes)
     beat = asyncio.get_running_loop().create_task(run.heartbeat())
     try:

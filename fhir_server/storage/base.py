@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     from resources.search.query import AccessClause, SearchQuery
 
 Method = Literal["create", "update", "patch", "delete"]
+
+bulk_reads: ContextVar[bool] = ContextVar("bulk_reads", default=False)
+"""True in a bulk job's task (``$export``): its searches read every page of the store
+once, so a store may run them apart from the requests' (SQLite: on a thread and a
+connection of their own, with a small page cache, so the job leaves the server's memory
+as it found it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from fhir_server.storage.base import (
     StoredVersion,
     WriteRequest,
     WriteResult,
+    bulk_reads,
     check_preconditions,
     next_version,
 )
@@ -138,6 +139,9 @@ INLINE_BUDGET = 0.005
 """Seconds a search (or history page) may run on the event loop before it moves to a thread."""
 _PROGRESS_STEPS = 1000
 """SQLite virtual-machine steps between checks of the budget."""
+BULK_CACHE_KIB = 2048
+"""The page cache of a bulk job's connection (``base.bulk_reads``): it reads each page
+once, and the requests' connections keep 64 MB each."""
 
 
 class SQLiteStore:
@@ -152,6 +156,7 @@ class SQLiteStore:
         self._reader_lock = threading.Lock()
         self._param_ids = sqlite_index.ParamIds()
         self._search_pool: ThreadPoolExecutor | None = None
+        self._bulk_pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._search_conns: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None
@@ -167,14 +172,14 @@ class SQLiteStore:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int = 65536) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         return conn
 
     async def open(self) -> None:
@@ -190,6 +195,7 @@ class SQLiteStore:
         self._inline = self._connect()
         self._inline.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
         self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-search")
+        self._bulk_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-bulk")
 
     def _create_schema(self) -> sqlite3.Connection:
         """Create or migrate the schema, in this process's turn to write: the processes
@@ -262,6 +268,9 @@ class SQLiteStore:
         if self._search_pool is not None:
             self._search_pool.shutdown(wait=True)
             self._search_pool = None
+        if self._bulk_pool is not None:
+            self._bulk_pool.shutdown(wait=True)
+            self._bulk_pool = None
         for conn in self._search_conns:
             conn.close()
         self._search_conns.clear()
@@ -425,6 +434,11 @@ class SQLiteStore:
         budget keeps a costly query from holding up the other requests for more than a
         few milliseconds. ``fn`` only reads (a stopped statement changes nothing)."""
         assert self._search_pool is not None and self._inline is not None, "store is not open"
+        if bulk_reads.get():  # a bulk job's page: on its own thread and small cache
+            assert self._bulk_pool is not None
+            return await asyncio.get_running_loop().run_in_executor(
+                self._bulk_pool, self._on_thread, fn, args, BULK_CACHE_KIB
+            )
         self._deadline = time.perf_counter() + INLINE_BUDGET
         try:
             return fn(self._inline, *args)
@@ -441,10 +455,12 @@ class SQLiteStore:
         """SQLite's progress handler on the inline connection: true stops the statement."""
         return time.perf_counter() > self._deadline
 
-    def _on_thread(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+    def _on_thread(
+        self, fn: Callable[..., _T], args: tuple[Any, ...], cache_kib: int = 65536
+    ) -> _T:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
+        if conn is None:  # one connection per thread (a bulk thread's: a small cache)
+            conn = self._local.conn = self._connect(cache_kib)
             self._search_conns.append(conn)
         return fn(conn, *args)
 
