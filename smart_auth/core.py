@@ -242,6 +242,7 @@ class AuthCore:
             "jwks": f"{auth}/jwks",
             "launch": f"{auth}/launch",
             "activate": f"{auth}/activate",
+            "userinfo": f"{auth}/userinfo",
         }
         if self.config.registration != "off":
             urls["register"] = f"{auth}/register"

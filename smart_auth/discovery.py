@@ -95,6 +95,7 @@ def openid_configuration(issuer: str, urls: dict[str, str]) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "userinfo_endpoint": urls["userinfo"],
     }
     if "register" in urls:
         config["registration_endpoint"] = urls["register"]

@@ -212,6 +212,14 @@ def client_json(client: Client, secret: str | None) -> dict[str, Any]:
     return body
 
 
+def issue_token(client: Client) -> str:
+    """A new RFC 7592 registration access token for ``client`` (its hash stored in the
+    record; see :mod:`smart_auth.client_management`)."""
+    token = new_secret()
+    client.registration_token_hash = hash_secret(token)
+    return token
+
+
 class Registration(ClientRegistrationEndpoint):
     """Authlib's endpoint over the auth store."""
 
@@ -247,8 +255,13 @@ class Registration(ClientRegistrationEndpoint):
             if "redirect" in str(error) or "loopback" in str(error) or "fragment" in str(error):
                 raise InvalidRedirectURIError(safe_text(str(error))) from error
             raise InvalidClientMetadataError(safe_text(str(error))) from error
+        token = issue_token(client)  # RFC 7592: the client manages its registration
         self.auth.store.add_client(client)
-        return RawResponse(201, client_json(client, secret), [("Cache-Control", "no-store")])
+        body = client_json(client, secret)
+        body["registration_access_token"] = token
+        manage = f"{self.auth.auth_base(request.fhir_base)}/register/{client.client_id}"
+        body["registration_client_uri"] = manage
+        return RawResponse(201, body, [("Cache-Control", "no-store")])
 
 
 async def register(auth: AuthCore, request: Request) -> Response:

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from smart_auth import launch, registration
+from smart_auth import client_management, launch, registration, userinfo
 from smart_auth.activation import Activation
 from smart_auth.bodies import BoundedBodyRoute
 from smart_auth.core import AuthCore
@@ -68,6 +68,17 @@ def build_router(auth: AuthCore) -> APIRouter:
     async def create_launch(request: Request) -> Response:
         return await launch.create_launch(auth, request)
 
+    async def manage_client(request: Request, client_id: str) -> Response:
+        handler = {
+            "GET": client_management.read_client,
+            "PUT": client_management.update_client,
+            "DELETE": client_management.delete_registration,
+        }[request.method]
+        return await handler(auth, request, client_id)
+
+    async def user_info(request: Request) -> Response:
+        return await userinfo.userinfo(auth, request)
+
     router.add_api_route("/fhir/.well-known/smart-configuration", well_known_smart)
     router.add_api_route("/fhir/.well-known/openid-configuration", well_known_openid)
     router.add_api_route("/auth/jwks", jwks)
@@ -76,6 +87,10 @@ def build_router(auth: AuthCore) -> APIRouter:
     router.add_api_route("/auth/revoke", revoke, methods=["POST"])
     router.add_api_route("/auth/register", register, methods=["POST"])
     router.add_api_route("/auth/launch", create_launch, methods=["POST"])
+    router.add_api_route(
+        "/auth/register/{client_id}", manage_client, methods=["GET", "PUT", "DELETE"]
+    )
+    router.add_api_route("/auth/userinfo", user_info, methods=["GET", "POST"])
     _add_pages(auth, router)
     return router
 
