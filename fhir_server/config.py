@@ -132,6 +132,18 @@ class Settings(BaseSettings):
         description="Seconds the outbox keeps an event that every active subscription has"
         " passed (older ones are pruned)",
     )
+    organization_inboxes: str = Field(
+        "",
+        description="Organizations (Organization/id, comma separated) any patient may"
+        " message besides their care team, e.g. a clinic's front desk or billing office"
+        " (fhir_server.workflows.messaging)",
+    )
+    attachment_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1,
+        description="Largest file (decoded bytes) attached to a message: a Binary whose"
+        " securityContext is a Patient (413 past it)",
+    )
     audit: Literal["on", "off"] = Field(
         "on",
         description="Record every FHIR interaction and operation, sign-in, token, consent"
