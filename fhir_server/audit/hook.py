@@ -1,0 +1,82 @@
+"""The one hook through which every FHIR interaction and operation is audited: each
+endpoint the routes register (``fhir_server.routes.register_routes``: the interactions
+of the support table, every operation of ``fhir_server.operations.OPERATIONS`` and their
+extra routes) is wrapped by :func:`audited`, so an operation added later is audited
+without code of its own.
+
+The wrapper runs the endpoint, then queues an :class:`~fhir_server.audit.record.Activity`
+(who, what path and query, the status, the response body) on the process's
+:class:`~fhir_server.audit.trail.AuditTrail`; the versions the request committed are
+noted by :class:`~fhir_server.audit.store.AuditedStore` through :data:`COMMITTED` (a
+context variable of the request's task). Building and storing the AuditEvents happens
+later, in the trail's writer task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.audit.record import Activity, Agent
+from fhir_server.request_log import POLICY_KEY
+from fhir_server.storage.base import WriteResult
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+COMMITTED: ContextVar[list[WriteResult] | None] = ContextVar("fhir_audit_committed", default=None)
+"""The versions the current request has committed so far (None: not audited)."""
+
+_NOT_AUDITED = frozenset({"capabilities"})
+"""The CapabilityStatement: public, no data, no token."""
+_ETAG_CODES = frozenset({"read", "vread"})
+
+
+def audited(code: str, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` recording each call on the app's audit trail (``app.state.audit``;
+    nothing when audit is off)."""
+    if code in _NOT_AUDITED:
+        return endpoint
+
+    async def audited_endpoint(request: Request) -> Response:
+        trail = getattr(request.app.state, "audit", None)
+        if trail is None:
+            return await endpoint(request)
+        committed: list[WriteResult] = []
+        token = COMMITTED.set(committed)
+        try:
+            response = await endpoint(request)
+        finally:
+            COMMITTED.reset(token)
+        trail.record(capture(code, request, response), committed)
+        return response
+
+    audited_endpoint.__name__ = getattr(endpoint, "__name__", code)
+    return audited_endpoint
+
+
+def capture(code: str, request: Request, response: Response) -> Activity:
+    """What the trail needs of a finished request (no parsing: references only)."""
+    scope = request.scope
+    client = scope.get("client")
+    agent = Agent.of_policy(scope.get(POLICY_KEY), client[0] if client else None)
+    path = scope["path"]
+    _, _, below = path.partition("/fhir/")
+    headers = {}
+    if code in _ETAG_CODES:
+        etag = response.headers.get("etag")
+        if etag:
+            headers["etag"] = etag
+    return Activity(
+        "rest",
+        code,
+        agent,
+        response.status_code,
+        scope["method"],
+        below.rstrip("/"),
+        scope.get("query_string", b"").decode("latin-1"),
+        getattr(response, "body", None),
+        headers,
+    )
