@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await auth.open()
             # expired codes, launch contexts, refresh tokens and revocations
             await asyncio.to_thread(auth.store.purge_expired)
+            if settings.portal == "on" and not settings.portal_fhir_base_url:
+                await _register_portal(auth, settings)
         else:
             log.warning(
                 "AUTHORIZATION IS OFF (FHIR_SERVER_AUTH=off): every request is served"
@@ -108,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(app.state.auth.router)
     app.fhir_routes = register_routes(app)
     app.include_router(health_router)  # /healthz, /readyz: no authorization
+    if settings.portal == "on":
+        from fhir_server.portal import portal_router
+
+        app.include_router(portal_router(settings))  # the patient portal app at /portal/
     if metrics is not None:
         app.include_router(metrics_router)  # /metrics: route templates only, no ids
     app.add_exception_handler(StarletteHTTPException, _http_exception)
@@ -163,6 +169,17 @@ def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
         StoreHooks(lambda: app.state.store),
         fetch_client_jwks=_outbound_guard(app, settings),
     )
+
+
+async def _register_portal(auth: SmartAuth, settings: Settings) -> None:
+    """The portal's public SMART client, registered (or given this address's redirect
+    URIs) at start-up; a failure is logged, the server still starts."""
+    from fhir_server.portal import register_portal
+
+    try:
+        await asyncio.to_thread(register_portal, auth.store, settings)
+    except Exception as error:  # noqa: BLE001 - the API serves without the portal
+        log.warning("portal: could not register its SMART client: %s", error)
 
 
 def _outbound_guard(app: FastAPI, settings: Settings) -> OutboundGuard:

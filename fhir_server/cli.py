@@ -4,12 +4,14 @@
   API, in N processes (default: one per CPU core);
 - ``fhir-server import PATH… [--storage URL]``: load Bundles and NDJSON
   (:mod:`fhir_server.bulk_import`);
-- ``fhir-server demo-data [--patients N] [--seed S]``: write a demo population
-  (:mod:`fhir_server.demo_data`);
+- ``fhir-server demo-data [--patients N] [--seed S] [--users [N]]``: write a demo
+  population (:mod:`fhir_server.demo_data`), with demo sign-ins for the portal;
 - ``fhir-server compact [--storage URL]``: a SQLite file brought to the current schema and
   rewritten without its free pages;
 - ``fhir-server invite``, ``users …``, ``clients …``, ``keys …``: SMART administration
   (:mod:`fhir_server.cli_admin` lists them);
+- ``fhir-server portal register``: the patient portal's SMART client
+  (:mod:`fhir_server.portal.cli`);
 - ``fhir-server --version``.
 
 Every option's help gives its default (``fhir-server COMMAND --help``).
@@ -33,6 +35,7 @@ from typing import Any
 
 from fhir_server.cli_admin import add_admin_commands, run_admin
 from fhir_server.config import Settings
+from fhir_server.portal.cli import add_portal_command, run_portal
 
 _STORAGE_HELP = "storage URL (default: FHIR_SERVER_STORAGE or sqlite:///data/fhir.sqlite3)"
 
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compact.add_argument("--storage", help=_STORAGE_HELP)
     add_admin_commands(commands)
+    add_portal_command(commands)
     return parser
 
 
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return problem.exit_status
     if args.command in ("invite", "users", "clients", "keys"):
         return run_admin(args)
+    if args.command == "portal":
+        return run_portal(args)
     return 2  # pragma: no cover - argparse enforces a command
 
 
@@ -228,6 +234,16 @@ def _add_demo_data(commands: Any) -> None:
         help="write NDJSON files (one per type) into DIR instead of the store (default:"
         " write to the store)",
     )
+    cmd.add_argument(
+        "--users",
+        type=int,
+        nargs="?",
+        const=10,
+        metavar="N",
+        help="also create portal sign-ins for the first N patients (default 10), their"
+        " caregivers and a caregiver of two (demo-caregiver), all with one printed random"
+        " password (default: no sign-ins)",
+    )
     _add_write_options(cmd)
 
 
@@ -298,6 +314,12 @@ def _demo_data(args: argparse.Namespace) -> int:
         print("fhir-server demo-data: --patients must be 10 to 100000", file=sys.stderr)
         return 2
     population = demo_data.Population(args.patients, args.seed, args.today)
+    if args.ndjson and args.users is not None:
+        print(
+            "fhir-server demo-data: --users writes sign-ins to a store, not --ndjson",
+            file=sys.stderr,
+        )
+        return 2
     if args.ndjson:
         counts = demo_data.write_ndjson(population, Path(args.ndjson))
         for type_, n in sorted(counts.items()):
@@ -318,7 +340,13 @@ def _demo_data(args: argparse.Namespace) -> int:
         )
     )
     print(report.summary())
-    return 1 if report.problem_count else 0
+    if report.problem_count:
+        return 1
+    if args.users is not None:
+        from fhir_server.portal.cli import demo_users
+
+        return demo_users(settings, population, args.users)
+    return 0
 
 
 def _compact(args: argparse.Namespace) -> int:

@@ -190,6 +190,17 @@ class Settings(BaseSettings):
         description="The patient portal's URL: where a checkout returns by default (else"
         " the server's /portal/)",
     )
+    portal: Literal["on", "off"] = Field(
+        "on",
+        description="The patient portal app at /portal/, registered as a public SMART client"
+        " on start-up (fhir_server.portal); 'off': neither",
+    )
+    portal_fhir_base_url: str | None = Field(
+        None,
+        description="The FHIR server the portal app talks to (default: this server); another"
+        " SMART server must have the portal registered as a client",
+    )
+    portal_client_id: str = Field("fhir-server-portal", description="The portal's SMART client_id")
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     log_level: str = Field("info", description="debug, info, warning, error or critical")
     log_format: Literal["text", "json"] = Field(

@@ -1,0 +1,103 @@
+// Builds the portal into ../fhir_server/portal/static (committed, so the Python package
+// serves it without Node): one minified, content-hashed script and stylesheet, the
+// HTML page that loads them, the web app manifest and its icons (PNGs drawn here).
+//
+//   npm ci && npm run build        (npm run typecheck: tsc over src/)
+import { build } from "esbuild";
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { deflateSync, crc32 } from "node:zlib";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, "..", "fhir_server", "portal", "static");
+rmSync(out, { recursive: true, force: true });
+mkdirSync(join(out, "assets"), { recursive: true });
+
+// fhirclient asks for a WebCrypto polyfill only where the browser has no crypto, and for
+// fetch polyfills unless FHIRCLIENT_PURE is defined: browsers the portal supports have both.
+const noPolyfills = {
+  name: "no-polyfills",
+  setup(b) {
+    b.onResolve({ filter: /^isomorphic-webcrypto$/ }, () => ({ path: "empty", namespace: "empty" }));
+    b.onLoad({ filter: /.*/, namespace: "empty" }, () => ({ contents: "export default {}" }));
+  },
+};
+
+const result = await build({
+  entryPoints: [join(here, "src", "main.tsx")],
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  jsx: "automatic",
+  jsxImportSource: "preact",
+  define: { FHIRCLIENT_PURE: "true", "process.env.NODE_ENV": '"production"' },
+  plugins: [noPolyfills],
+  outdir: join(out, "assets"),
+  entryNames: "[name]-[hash]",
+  metafile: true,
+  legalComments: "linked",
+  logLevel: "info",
+});
+
+const assets = readdirSync(join(out, "assets"));
+const script = assets.find((f) => f.startsWith("main-") && f.endsWith(".js"));
+const style = assets.find((f) => f.startsWith("main-") && f.endsWith(".css"));
+const page = readFileSync(join(here, "src", "index.html"), "utf8")
+  .replace("%SCRIPT%", `assets/${script}`)
+  .replace("%STYLE%", `assets/${style}`);
+writeFileSync(join(out, "index.html"), page);
+copyFileSync(join(here, "src", "manifest.webmanifest"), join(out, "manifest.webmanifest"));
+copyFileSync(join(here, "src", "icon.svg"), join(out, "icon.svg"));
+for (const size of [192, 512]) writeFileSync(join(out, `icon-${size}.png`), icon(size));
+
+const hash = createHash("sha256");
+for (const f of assets.sort()) hash.update(readFileSync(join(out, "assets", f)));
+writeFileSync(join(out, "BUILD"), `portal build ${hash.digest("hex").slice(0, 16)}\n`);
+console.log(Object.keys(result.metafile.outputs).join("\n"));
+
+// The app icon: a teal rounded square with a white cross, as an RGBA PNG.
+function icon(size) {
+  const radius = size * 0.18;
+  const arm = size * 0.14;
+  const reach = size * 0.3;
+  const c = size / 2;
+  const raw = Buffer.alloc((size * 4 + 1) * size);
+  for (let y = 0; y < size; y++) {
+    raw[y * (size * 4 + 1)] = 0;
+    for (let x = 0; x < size; x++) {
+      const dx = Math.max(radius - x, x - (size - 1 - radius), 0);
+      const dy = Math.max(radius - y, y - (size - 1 - radius), 0);
+      const inside = dx * dx + dy * dy <= radius * radius;
+      const cross =
+        (Math.abs(x - c) <= arm && Math.abs(y - c) <= reach) ||
+        (Math.abs(y - c) <= arm && Math.abs(x - c) <= reach);
+      const o = y * (size * 4 + 1) + 1 + x * 4;
+      const [r, g, b] = cross ? [255, 255, 255] : [0, 105, 120];
+      raw[o] = r;
+      raw[o + 1] = g;
+      raw[o + 2] = b;
+      raw[o + 3] = inside ? 255 : 0;
+    }
+  }
+  const chunk = (type, data) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body) >>> 0);
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(size, 0);
+  header.writeUInt32BE(size, 4);
+  header.set([8, 6, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}

@@ -1,0 +1,102 @@
+// Loading data over the FHIR API with the signed-in client, once per view and patient
+// (kept for the session so moving between screens does not fetch again), and what the
+// server offers (its CapabilityStatement, https://hl7.org/fhir/R4/capabilitystatement.html).
+import { createContext } from "preact";
+import { useContext, useEffect, useState } from "preact/hooks";
+import type { Client } from "./smart";
+import { entriesOf, type Json } from "./fhir";
+
+export interface Session {
+  client: Client;
+  patientId: string;
+  /** "Patient/1", "RelatedPerson/2", "Person/3": who signed in. */
+  fhirUser: string;
+  capabilities: Capabilities;
+}
+
+export const SessionContext = createContext<Session | null>(null);
+
+export function useSession(): Session {
+  const session = useContext(SessionContext);
+  if (!session) throw new Error("no session");
+  return session;
+}
+
+export interface Loaded<T> {
+  data?: T;
+  error?: string;
+  loading: boolean;
+}
+
+const cache = new Map<string, Promise<unknown>>();
+
+export function clearCache(): void {
+  cache.clear();
+}
+
+/** Run ``load`` once per key in this session; re-render with its result. */
+export function useLoad<T>(key: string, load: () => Promise<T>): Loaded<T> {
+  const [state, setState] = useState<Loaded<T>>({ loading: true });
+  useEffect(() => {
+    let live = true;
+    let promise = cache.get(key) as Promise<T> | undefined;
+    if (!promise) {
+      promise = load();
+      cache.set(key, promise);
+      promise.catch(() => cache.delete(key));
+    }
+    promise.then(
+      (data) => live && setState({ data, loading: false }),
+      (error) => live && setState({ error: problemText(error), loading: false }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [key]);
+  return state;
+}
+
+/** Search the patient's resources: every page (up to ``pages``), as a flat list. */
+export async function search(client: Client, query: string, pages = 5): Promise<Json[]> {
+  const bundles = (await client.request(query, { pageLimit: pages })) as Json | Json[];
+  return entriesOf(bundles);
+}
+
+/** A sentence for an error: the server's OperationOutcome text when there is one. */
+export function problemText(error: any): string {
+  const outcome = error?.response?.body ?? error?.body;
+  const issue = outcome?.issue?.[0];
+  if (issue) return issue.diagnostics || issue.details?.text || String(error.message || error);
+  return String(error?.message || error);
+}
+
+export class Capabilities {
+  constructor(private statement: Json) {}
+
+  static async load(client: Client): Promise<Capabilities> {
+    try {
+      return new Capabilities((await client.request("metadata")) as Json);
+    } catch {
+      return new Capabilities({});
+    }
+  }
+
+  private resource(type: string): Json | undefined {
+    for (const rest of this.statement.rest || []) {
+      for (const resource of rest.resource || []) if (resource.type === type) return resource;
+    }
+    return undefined;
+  }
+
+  /** Whether the server lists the operation ``$name`` on ``type`` (or at system level). */
+  operation(type: string, name: string): boolean {
+    const ops = [...(this.resource(type)?.operation || [])];
+    for (const rest of this.statement.rest || []) ops.push(...(rest.operation || []));
+    return ops.some((op: Json) => op.name === name || op.name === `$${name}`);
+  }
+
+  /** Whether the server supports the interaction (read, search-type, create...) on ``type``. */
+  interaction(type: string, code: string): boolean {
+    return (this.resource(type)?.interaction || []).some((i: Json) => i.code === code);
+  }
+}

@@ -1,0 +1,131 @@
+// The portal's entry: the welcome page with "Sign in", the return from the authorization
+// server (code exchange with PKCE), and the signed-in portal.
+import { render } from "preact";
+import { useState } from "preact/hooks";
+import "./styles.css";
+import { Portal, Emergency, currentRoute } from "./app";
+import { Capabilities, SessionContext, clearCache, problemText, type Session } from "./data";
+import {
+  ROUTE_KEY,
+  forget,
+  hasSession,
+  loadConfig,
+  ready,
+  signIn,
+  signOut,
+  type PortalConfig,
+} from "./smart";
+
+const root = document.getElementById("app") as HTMLElement;
+
+function Welcome({ config, message }: { config: PortalConfig | null; message?: string }) {
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<string | undefined>();
+  const start = async () => {
+    if (!config) return;
+    setBusy(true);
+    try {
+      await signIn(config, location.hash);
+    } catch (error) {
+      setBusy(false);
+      setProblem(problemText(error));
+    }
+  };
+  return (
+    <>
+      <header class="top">
+        <div class="brand">Patient portal</div>
+      </header>
+      <main id="content" class="page welcome">
+        <h1>Welcome to your patient portal</h1>
+        {message && (
+          <p class="notice" role="status">
+            {message}
+          </p>
+        )}
+        <p>See your health record, test results, medications and more.</p>
+        {config ? (
+          <button type="button" class="primary" onClick={start} disabled={busy}>
+            {busy ? "Signing in…" : "Sign in"}
+          </button>
+        ) : (
+          <p class="problem" role="alert">
+            The portal is not set up: its settings could not be loaded.
+          </p>
+        )}
+        {problem && (
+          <p class="problem" role="alert">
+            Could not start signing in: {problem}
+          </p>
+        )}
+      </main>
+      <Emergency />
+    </>
+  );
+}
+
+function showWelcome(config: PortalConfig | null, message?: string) {
+  render(<Welcome config={config} message={message} />, root);
+}
+
+async function start() {
+  let config: PortalConfig | null = null;
+  try {
+    config = await loadConfig();
+  } catch {
+    showWelcome(null);
+    return;
+  }
+  const denied = new URLSearchParams(location.search).get("error");
+  if (!hasSession()) {
+    showWelcome(config);
+    return;
+  }
+  let session: Session;
+  try {
+    const client = await ready();
+    const patientId = client.patient.id;
+    if (!patientId) throw new Error("the sign-in gave no patient to show");
+    const fhirUser = client.getFhirUser() || `Patient/${patientId}`;
+    session = { client, patientId, fhirUser, capabilities: await Capabilities.load(client) };
+  } catch (error) {
+    forget();
+    history.replaceState(null, "", location.pathname);
+    const message = denied
+      ? "Sign-in was cancelled: the portal was not given access."
+      : `Please sign in again (${problemText(error)}).`;
+    showWelcome(config, message);
+    return;
+  }
+  const saved = sessionStorage.getItem(ROUTE_KEY);
+  if (saved !== null) {
+    sessionStorage.removeItem(ROUTE_KEY);
+    if (saved && saved !== location.hash) location.hash = saved;
+  }
+  const onSignOut = async () => {
+    const revoked = await signOut(session.client);
+    clearCache();
+    history.replaceState(null, "", location.pathname);
+    showWelcome(
+      config,
+      revoked
+        ? "You have signed out. Your session on this device has ended."
+        : "You have signed out on this device.",
+    );
+  };
+  const onSwitch = async () => {
+    // a new launch: the server's pages ask whom to act for (SMART's patient picker)
+    const route = `#/${currentRoute()[0]}`;
+    await signOut(session.client);
+    clearCache();
+    await signIn(config as PortalConfig, route);
+  };
+  render(
+    <SessionContext.Provider value={session}>
+      <Portal onSignOut={onSignOut} onSwitch={onSwitch} />
+    </SessionContext.Provider>,
+    root,
+  );
+}
+
+start();
