@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the browser tests need, once: Debian's Chromium and ChromeDriver (the
 # login, consent and picker pages and the SMART client launches run in headless
-# Chromium), and the JavaScript SMART client (npm "fhirclient") into .cache/js-client.
+# Chromium), the JavaScript SMART client (npm "fhirclient") and axe-core (the portal's
+# accessibility checks, tests/portal) into .cache/js-client.
 #
 # Usage: scripts/setup_browser.sh        Idempotent; when it cannot install on this
 # machine it prints a warning with the cause (the last lines of the installer's output,
@@ -51,14 +52,15 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 
 JS="$ROOT/.cache/js-client"
-if [ ! -f "$JS/node_modules/fhirclient/build/fhir-client.js" ]; then
+if [ ! -f "$JS/node_modules/fhirclient/build/fhir-client.js" ] ||
+    [ ! -f "$JS/node_modules/axe-core/axe.min.js" ]; then
     if command -v npm >/dev/null 2>&1; then
         NPM_LOG="$LOGS/npm.log"
         : >"$NPM_LOG"
         mkdir -p "$JS"
         if ! (cd "$JS" && run "$NPM_LOG" npm install --no-audit --no-fund --no-progress \
-            --prefix . fhirclient@2.6.3); then
-            explain "$NPM_LOG" "could not install the npm fhirclient; its browser test will skip"
+            --prefix . fhirclient@2.6.3 axe-core@4.14.1); then
+            explain "$NPM_LOG" "could not install the npm fhirclient and axe-core; their browser tests will skip"
         fi
     else
         echo "warning: no npm; the fhirclient browser test will skip (install Node 20)" >&2

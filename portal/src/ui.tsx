@@ -66,3 +66,13 @@ export function Section({
     </section>
   );
 }
+
+/** A table that may scroll sideways on a narrow screen: a focusable, named region so
+ * that keyboard users can scroll it too (WCAG 2.1.1). */
+export function TableWrap({ label, children }: { label: string; children: ComponentChildren }) {
+  return (
+    <div class="table-wrap" tabIndex={0} role="region" aria-label={label}>
+      {children}
+    </div>
+  );
+}

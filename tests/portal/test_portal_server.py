@@ -67,7 +67,11 @@ async def test_the_app_is_served_with_its_settings(served: Any) -> None:
 
 async def test_no_file_outside_the_app_is_served(served: Any) -> None:
     http, _ = served
-    for path in ("/portal/../fhir_server/config.py", "/portal/%2e%2e/__init__.py", "/portal/nope.js"):
+    for path in (
+        "/portal/../fhir_server/config.py",
+        "/portal/%2e%2e/__init__.py",
+        "/portal/nope.js",
+    ):
         response = await http.get(path)
         assert response.status_code == 404, path
         assert response.json()["resourceType"] == "OperationOutcome"

@@ -2,7 +2,7 @@
 // online needs the server's Invoice/$pay operation, when it has it.
 import { search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, formatMoney, referenceText, type Json } from "../fhir";
-import { Empty, NotAvailable, Section, Show } from "../ui";
+import { Empty, NotAvailable, Section, Show, TableWrap } from "../ui";
 
 const STATUS: Record<string, string> = {
   draft: "Draft",
@@ -30,7 +30,7 @@ export function Billing() {
             const list = found.filter((r) => r.resourceType === "Invoice");
             if (!list.length) return <Empty>No statements.</Empty>;
             return (
-              <div class="table-wrap">
+              <TableWrap label="Statements">
                 <table>
                   <caption class="sr-only">Statements, newest first</caption>
                   <thead>
@@ -57,7 +57,7 @@ export function Billing() {
                     ))}
                   </tbody>
                 </table>
-              </div>
+              </TableWrap>
             );
           }}
         </Show>

@@ -9,7 +9,7 @@ import {
   whenOf,
   type Json,
 } from "../fhir";
-import { Empty, Section, Show } from "../ui";
+import { Empty, Section, Show, TableWrap } from "../ui";
 import { TrendChart, type Series } from "./chart";
 
 /** A test's key in URLs: its first coding's code (else its text). */
@@ -173,7 +173,7 @@ function TestList({ tests }: { tests: Test[] }) {
         return (
           <Section key={category} title={title} id={`results-${category}`}>
             {inGroup.length ? (
-              <div class="table-wrap">
+              <TableWrap label={title}>
                 <table>
                   <caption class="sr-only">{title}: the latest value of each test</caption>
                   <thead>
@@ -211,7 +211,7 @@ function TestList({ tests }: { tests: Test[] }) {
                     })}
                   </tbody>
                 </table>
-              </div>
+              </TableWrap>
             ) : (
               <Empty>No {title.toLowerCase()} yet.</Empty>
             )}
@@ -235,7 +235,7 @@ function TestDetail({ test }: { test: Test }) {
         ) : (
           <Empty>Only one result so far: no trend to show.</Empty>
         )}
-        <div class="table-wrap">
+        <TableWrap label={`Results of ${test.name}`}>
           <table>
             <caption class="sr-only">Every result of {test.name}, newest first</caption>
             <thead>
@@ -259,7 +259,7 @@ function TestDetail({ test }: { test: Test }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       </Section>
     </>
   );
