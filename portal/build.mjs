@@ -53,10 +53,32 @@ copyFileSync(join(here, "src", "manifest.webmanifest"), join(out, "manifest.webm
 copyFileSync(join(here, "src", "icon.svg"), join(out, "icon.svg"));
 for (const size of [192, 512]) writeFileSync(join(out, `icon-${size}.png`), icon(size));
 
-const hash = createHash("sha256");
-for (const f of assets.sort()) hash.update(readFileSync(join(out, "assets", f)));
-writeFileSync(join(out, "BUILD"), `portal build ${hash.digest("hex").slice(0, 16)}\n`);
+// What the build was made from: tests/portal checks that it matches the source, so a
+// change to the app that was not rebuilt (npm run build) is caught without Node.
+writeFileSync(join(out, "BUILD"), JSON.stringify({ source: sourceHash() }, null, 2) + "\n");
 console.log(Object.keys(result.metafile.outputs).join("\n"));
+
+/** sha256 over package.json, package-lock.json, build.mjs and src/**: each file's path
+ * (relative, "/"-separated) and bytes, in path order, each followed by a NUL byte. */
+function sourceHash() {
+  const files = ["package.json", "package-lock.json", "build.mjs"];
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(here, dir), { withFileTypes: true })) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory()) walk(path);
+      else files.push(path);
+    }
+  };
+  walk("src");
+  const hash = createHash("sha256");
+  for (const f of files.sort()) {
+    hash.update(f);
+    hash.update("\0");
+    hash.update(readFileSync(join(here, f)));
+    hash.update("\0");
+  }
+  return hash.digest("hex");
+}
 
 // The app icon: a teal rounded square with a white cross, as an RGBA PNG.
 function icon(size) {

@@ -62,6 +62,8 @@ def portal_router(settings: Settings) -> APIRouter:
             "fhirBaseUrl": fhir_base(request),
             "clientId": settings.portal_client_id,
             "scope": APP_SCOPE,
+            # FHIR_SERVER_AUTH=off: no sign-in to be had here (the welcome page says so)
+            "signIn": settings.auth == "smart" or bool(settings.portal_fhir_base_url),
         }
         return JSONResponse(body, headers={"Cache-Control": "no-cache"})
 

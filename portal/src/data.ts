@@ -29,6 +29,18 @@ export interface Loaded<T> {
 }
 
 const cache = new Map<string, Promise<unknown>>();
+let sessionEnded: (() => void) | null = null;
+
+/** What to do when the server no longer accepts the session (a 401, or a refused refresh:
+ * the grant was revoked or has expired): the portal then asks to sign in again. */
+export function onSessionEnded(handler: () => void): void {
+  sessionEnded = handler;
+}
+
+function endsSession(error: any): boolean {
+  const status = error?.status ?? error?.statusCode ?? error?.response?.status;
+  return status === 401 || /refresh/i.test(String(error?.message || ""));
+}
 
 export function clearCache(): void {
   cache.clear();
@@ -47,7 +59,10 @@ export function useLoad<T>(key: string, load: () => Promise<T>): Loaded<T> {
     }
     promise.then(
       (data) => live && setState({ data, loading: false }),
-      (error) => live && setState({ error: problemText(error), loading: false }),
+      (error) => {
+        if (endsSession(error) && sessionEnded) sessionEnded();
+        else if (live) setState({ error: problemText(error), loading: false });
+      },
     );
     return () => {
       live = false;

@@ -4,7 +4,14 @@ import { render } from "preact";
 import { useState } from "preact/hooks";
 import "./styles.css";
 import { Portal, Emergency, currentRoute } from "./app";
-import { Capabilities, SessionContext, clearCache, problemText, type Session } from "./data";
+import {
+  Capabilities,
+  SessionContext,
+  clearCache,
+  onSessionEnded,
+  problemText,
+  type Session,
+} from "./data";
 import {
   ROUTE_KEY,
   forget,
@@ -44,7 +51,12 @@ function Welcome({ config, message }: { config: PortalConfig | null; message?: s
           </p>
         )}
         <p>See your health record, test results, medications and more.</p>
-        {config ? (
+        {config && config.signIn === false ? (
+          <p class="problem" role="alert">
+            Signing in is turned off on this server (it runs without authorization,
+            FHIR_SERVER_AUTH=off), and the portal needs it.
+          </p>
+        ) : config ? (
           <button type="button" class="primary" onClick={start} disabled={busy}>
             {busy ? "Signing in…" : "Sign in"}
           </button>
@@ -102,6 +114,13 @@ async function start() {
     sessionStorage.removeItem(ROUTE_KEY);
     if (saved && saved !== location.hash) location.hash = saved;
   }
+  onSessionEnded(() => {
+    onSessionEnded(() => undefined); // once, however many requests fail together
+    forget();
+    clearCache();
+    history.replaceState(null, "", location.pathname);
+    showWelcome(config, "Your session has ended. Please sign in again.");
+  });
   const onSignOut = async () => {
     const revoked = await signOut(session.client);
     clearCache();

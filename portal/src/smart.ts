@@ -14,9 +14,15 @@ export interface PortalConfig {
   fhirBaseUrl: string;
   clientId: string;
   scope: string;
+  /** false: the server runs without authorization (FHIR_SERVER_AUTH=off). */
+  signIn?: boolean;
 }
 
 export const ROUTE_KEY = "portal.route";
+
+// A public client names itself when it refreshes (RFC 6749 section 6: the server needs
+// to know whose refresh token it is; there is no client secret to send instead).
+FHIR.oauth2.settings.refreshTokenWithClientId = true;
 
 export async function loadConfig(): Promise<PortalConfig> {
   const response = await fetch("config.json", { cache: "no-store" });

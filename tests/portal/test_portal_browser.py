@@ -103,9 +103,12 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 20) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.wait import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    # the app re-renders as its data arrives: an element found a moment ago may be gone
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 def _text(driver: Any) -> str:
@@ -294,6 +297,24 @@ def test_a_result_trend_chart_and_reload(site: dict[str, Any], browser: Any) -> 
     assert "Body weight" in _text(browser)
 
 
+def test_an_expired_access_token_is_refreshed(site: dict[str, Any], browser: Any) -> None:
+    """The portal stays signed in: when its access token has expired, the SMART client
+    gets a new one with the refresh token (rotated) before its next request."""
+    before = _session_tokens(browser)
+    browser.execute_script(
+        "const key = JSON.parse(sessionStorage.getItem('SMART_KEY'));"
+        "const state = JSON.parse(sessionStorage.getItem(key));"
+        "state.expiresAt = 0; sessionStorage.setItem(key, JSON.stringify(state));"
+    )
+    browser.get(browser.current_url.split("#")[0] + "#/medications")
+    browser.refresh()
+    _settled(browser, "Medications")
+    after = _session_tokens(browser)
+    assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] != before["refresh_token"]  # rotated on use
+    assert "Signed in as Charles Ramirez" in _text(browser)
+
+
 def test_sign_out_revokes_the_tokens(site: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -341,3 +362,23 @@ def test_a_caregiver_switches_patients(site: dict[str, Any], browser: Any) -> No
         ),
     )
     assert "Samuel Kim" not in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_a_revoked_session_asks_to_sign_in_again(site: dict[str, Any], browser: Any) -> None:
+    """Access ended elsewhere (the grant revoked): once the access token expires the
+    refresh is refused, and the portal says to sign in again instead of showing data."""
+    server: LiveServer = site["server"]
+    tokens = _session_tokens(browser)
+    revoked = httpx.post(
+        f"{server.origin}/auth/revoke",
+        data={"token": tokens["refresh_token"], "client_id": "fhir-server-portal"},
+    )
+    assert revoked.status_code == 200
+    browser.execute_script(
+        "const key = JSON.parse(sessionStorage.getItem('SMART_KEY'));"
+        "const state = JSON.parse(sessionStorage.getItem(key));"
+        "state.expiresAt = 0; sessionStorage.setItem(key, JSON.stringify(state));"
+    )
+    browser.refresh()
+    _wait(browser, lambda d: "Please sign in again" in _text(d))
+    assert "Mark Kowalski" not in _text(browser)

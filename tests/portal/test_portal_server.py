@@ -57,6 +57,7 @@ async def test_the_app_is_served_with_its_settings(served: Any) -> None:
         "fhirBaseUrl": f"{ORIGIN}/fhir",
         "clientId": "fhir-server-portal",
         "scope": "openid fhirUser launch/patient online_access patient/*.rs",
+        "signIn": True,
     }
     manifest = (await http.get("/portal/manifest.webmanifest")).json()
     sizes = {icon["sizes"] for icon in manifest["icons"]}
@@ -132,6 +133,12 @@ async def test_portal_off(tmp_path: Path) -> None:
         assert app.state.auth.store.get_client("fhir-server-portal") is None
 
 
+async def test_without_authorization_the_portal_says_it_cannot_sign_in(tmp_path: Path) -> None:
+    settings = Settings(storage=storage_url("sqlite", tmp_path), auth="off")
+    async for http, _ in _serving(settings):
+        assert (await http.get("/portal/config.json")).json()["signIn"] is False
+
+
 def test_the_built_app_is_small() -> None:
     import gzip
 
@@ -181,3 +188,38 @@ async def test_demo_sign_ins(kind: str, tmp_path: Path) -> None:
         assert len(choices) == 2
         again = create_sign_ins(auth.store, tokens, sign_ins[:1], "another password")
         assert again[0]["state"] == "new password"
+
+
+def test_the_build_matches_the_source() -> None:
+    """The committed build (fhir_server/portal/static) was made from the committed source:
+    after a change under portal/, run ``npm ci && npm run build`` there."""
+    import hashlib
+    import json
+
+    root = Path(__file__).resolve().parents[2] / "portal"
+    files = ["package.json", "package-lock.json", "build.mjs"]
+    files += [p.relative_to(root).as_posix() for p in (root / "src").rglob("*") if p.is_file()]
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    built = json.loads((STATIC / "BUILD").read_text())
+    assert built["source"] == digest.hexdigest(), "portal/ changed: rebuild it (npm run build)"
+
+
+def test_portal_register_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from fhir_server.cli import main
+
+    storage = storage_url("sqlite", tmp_path)
+    assert main(["portal", "register", "--storage", storage, "--port", "8111"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["client_id"] == "fhir-server-portal"
+    assert printed["redirect_uris"] == [
+        "http://127.0.0.1:8111/portal/",
+        "http://localhost:8111/portal/",
+    ]
+    assert "client_secret" not in printed
+    ndjson = ["demo-data", "--users", "--ndjson", str(tmp_path / "out"), "--storage", storage]
+    assert main(ndjson) == 2
+    assert "--users writes sign-ins to a store" in capsys.readouterr().err
