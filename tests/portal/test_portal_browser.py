@@ -227,6 +227,29 @@ def test_a_patient_signs_in_and_sees_their_home(site: dict[str, Any], browser: A
     print(f"\nportal: home interactive {timing['ready']:.0f} ms after the redirect from login")
 
 
+def test_keyboard_skip_link_and_focus(site: dict[str, Any], browser: Any) -> None:
+    """The first Tab reaches "Skip to content", which moves the focus to the screen's
+    heading; following a menu link with the keyboard focuses the new screen's heading."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.refresh()
+    _settled(browser, "Home")
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    focused = browser.switch_to.active_element
+    assert focused.text == "Skip to content"
+    focused.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element.tag_name == "h1"
+    link = browser.find_element(By.CSS_SELECTOR, "nav[aria-label=Portal]").find_element(
+        By.LINK_TEXT, "Results"
+    )
+    link.send_keys(Keys.ENTER)
+    _settled(browser, "Results")
+    active = browser.switch_to.active_element
+    assert active.tag_name == "h1" and active.text == "Results"
+    assert link.get_attribute("aria-current") == "page"
+
+
 @pytest.mark.skipif(AXE is None, reason="axe-core is not installed (scripts/setup_browser.sh)")
 def test_every_screen_is_accessible_and_fits_a_phone(site: dict[str, Any], browser: Any) -> None:
     problems: dict[str, Any] = {}
