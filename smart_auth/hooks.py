@@ -7,8 +7,16 @@ https://hl7.org/fhir/smart-app-launch/app-launch.html, and the re-check of every
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from starlette.requests import Request
+
+AuditHook = Callable[[str, Request, Mapping[str, str], int, bytes | None], None]
+"""Told of each sign-in, token request, revocation and consent decision, as ``(kind,
+request, details, status, body)`` (``fhir_server.audit`` records them); it must neither
+raise nor block. ``details`` never hold a password."""
 
 
 @dataclass
