@@ -39,7 +39,7 @@ from smart_auth.grants import (
     S256CodeChallenge,
     SmartAuthorizationRequest,
 )
-from smart_auth.hooks import FhirHooks
+from smart_auth.hooks import AuditHook, FhirHooks
 from smart_auth.keys import KeyManager
 from smart_auth.models import Grantee
 from smart_auth.scopes import AccessPolicy
@@ -117,6 +117,8 @@ class AuthCore:
         guard)."""
         self.config = config
         self.hooks = hooks
+        self.audit: AuditHook | None = None
+        """The audit trail's hook (set by ``fhir_server`` when audit is on)."""
         self._given_store = store
         self._store: AuthStore | None = store
         self.jwks_cache = JwksCache(fetch_client_jwks)
@@ -142,6 +144,18 @@ class AuthCore:
         self.sessions: SessionCodec | None = None
         if store is not None:
             self._assemble(store)
+
+    def record(
+        self,
+        kind: str,
+        request: Request,
+        details: dict[str, str],
+        status: int,
+        body: bytes | None = None,
+    ) -> None:
+        """Tell the audit trail of a sign-in, token, revocation or consent event."""
+        if self.audit is not None:
+            self.audit(kind, request, details, status, body)
 
     # -- lifetime ----------------------------------------------------------------------
     async def open(self) -> None:
