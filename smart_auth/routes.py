@@ -44,9 +44,11 @@ def build_router(auth: AuthCore) -> APIRouter:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
-        return await run_grant(
+        response = await run_grant(
             auth.oauth().create_token_response, oauth_request(auth, request, form)
         )
+        auth.record("token", request, dict(form), response.status_code, response.body)
+        return response
 
     async def introspect(request: Request) -> Response:
         form = await read_form(request)
@@ -60,7 +62,9 @@ def build_router(auth: AuthCore) -> APIRouter:
         if isinstance(form, Response):
             return form
         req = oauth_request(auth, request, form)
-        return await run_grant(auth.oauth().create_endpoint_response, "revocation", req)
+        response = await run_grant(auth.oauth().create_endpoint_response, "revocation", req)
+        auth.record("revoke", request, dict(form), response.status_code)
+        return response
 
     async def register(request: Request) -> Response:
         return await registration.register(auth, request)
