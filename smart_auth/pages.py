@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from smart_auth.audit import consent_details, login_event
 from smart_auth.core import AuthCore
 from smart_auth.forms import read_form
 from smart_auth.grants import launch_context
@@ -261,6 +262,7 @@ class Pages:
                 user = await self.check_password(username, password)
                 outcome = throttle.failed if user is None else throttle.succeeded
                 await run_in_threadpool(outcome, username, address)
+        self.auth.record("login", request, *login_event(username, user, wait))
         if user is not None and user.disabled:
             # only the holder of the right password learns that the account is disabled
             return self.render(
@@ -443,6 +445,8 @@ class Pages:
             self.auth.oauth().create_authorization_response, grant.request, grantee, grant
         )
         response = result.to_response()
+        details = consent_details(session, grantee, grant.client.client_id)
+        self.auth.record("consent", request, details, response.status_code)
         self.save(request, response, {"csrf": session["csrf"]})
         return response
 
