@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from capability.support import SupportTable
 from fhir_server.access import GuardedStore
+from fhir_server.audit.hook import audited
 from fhir_server.config import Settings
 from fhir_server.events.subscriptions import SubscriptionWrites, write_rule
 from fhir_server.failures import unexpected_failure
@@ -98,6 +99,7 @@ def register_routes(app: FastAPI) -> Routes:
     ]
     dispatch: dict[tuple[str, int], list[_Template]] = {}
     for code, method, path, endpoint in routes:
+        endpoint = audited(code, endpoint)  # every interaction and operation: fhir_server/audit
         app.add_api_route(
             FHIR_PREFIX + path, endpoint, methods=[method], name=code, include_in_schema=True
         )
