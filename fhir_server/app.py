@@ -22,6 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.audit import AuditedStore, open_trail
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
 from fhir_server.events.dispatcher import Dispatcher
@@ -70,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await metrics.start()
         app.state.store = store
         log.info("store open: %s", url_for_log(settings.storage))
+        # the audit trail writes through the raw store; the API's store keeps AuditEvents
+        # append-only and notes the versions each request commits (fhir_server/audit)
+        app.state.audit = await open_trail(app, settings, dispatcher.store)
+        app.state.store = AuditedStore(store)
         app.check_telemetry()
         auth = app.state.auth
         if auth is not None:
@@ -88,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await dispatcher.stop()
+            if app.state.audit is not None:
+                await app.state.audit.stop()  # what is queued is written
             if auth is not None:
                 await auth.close()
             await store.close()
