@@ -32,6 +32,7 @@ from fhir_server.health import metrics_router
 from fhir_server.health import router as health_router
 from fhir_server.metrics import Metrics, TimedStore
 from fhir_server.outbound import OutboundGuard
+from fhir_server.payments.webhook import router as payments_router
 from fhir_server.redact import url_for_log
 from fhir_server.request_log import (
     REQUEST_ID_HEADER,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(app.state.auth.router)
     app.fhir_routes = register_routes(app)
     app.include_router(health_router)  # /healthz, /readyz: no authorization
+    app.include_router(payments_router)  # /payments/webhook: signed by the processor
     if settings.portal == "on":
         from fhir_server.portal import portal_router
 

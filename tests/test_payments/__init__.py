@@ -1,0 +1,1 @@
+"""Online payment of bills (issue 20): $pay, the processor webhook, payment history."""
