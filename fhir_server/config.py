@@ -154,6 +154,14 @@ class Settings(BaseSettings):
         description="How long AuditEvents are kept (a duration: 90d, 2190d = about 6 years;"
         " or 'forever'); older ones are pruned once an hour",
     )
+    audit_window: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds over which the successful reads and searches of one user and app"
+        " on one patient's data are one AuditEvent (its period spans them); 0: one"
+        " AuditEvent per interaction",
+    )
     upload_max_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1,
