@@ -13,8 +13,10 @@ the Invoice's new status in one store transaction.
   the session identifier (checked atomically by the store), so a session is recorded
   once, whatever the number of events and concurrent deliveries.
 - When the payments reach the amount due, the Invoice becomes ``balanced`` in the same
-  transaction (a compare-and-set on the version read; a concurrent change makes the
-  whole write run again).
+  transaction: the ``billing`` workflow rule (``fhir_server.workflows.billing``) adds
+  that write, with a compare-and-set on the version read, on every path that records a
+  payment (this one included); :func:`settle` catches part payments committed
+  concurrently that add up only together.
 
 PaymentReconciliation is outside R4's Patient compartment and names no Patient: its
 patient is the patient of the Invoice(s) it references, recorded as its membership when
@@ -146,40 +148,29 @@ class Recorded:
     payment: str | None
     """``PaymentReconciliation/[id]`` (None: nothing recorded)."""
     created: bool
-    balanced: bool = False
     message: str = ""
 
 
 async def record_payment(store: Store, processor: str, event: PaymentEvent) -> Recorded:
-    """Record ``event`` (see the module): the PaymentReconciliation and, when the Invoice
-    is paid in full, its ``balanced`` status, in one transaction; nothing when the
-    session is recorded already."""
+    """Record ``event`` (see the module) through ``store``, a store with the workflow
+    rules (``fhir_server.workflows.billing`` balances the Invoice in the same
+    transaction); nothing when the session is recorded already."""
     kind, _, invoice_id = event.invoice.partition("/")
     if kind != "Invoice" or not invoice_id:
         return Recorded(None, False, message=f"not an Invoice: {event.invoice!r}")
-    for _ in range(_ATTEMPTS):
-        stored = await store.read("Invoice", invoice_id)
-        if stored is None or stored.deleted or stored.content is None:
-            return Recorded(None, False, message=f"{event.invoice} is not known")
-        invoice = fhir_json.loads(stored.content)
-        due = await balance(store, invoice, stored.version)
-        payment = payment_reconciliation(processor, event)
-        requests = [_payment_request(payment, processor, event, invoice)]
-        settle = due is not None and _settles(due, event.amount)
-        if settle:
-            assert due is not None
-            requests.append(_balanced_request(due))
-        try:
-            results = await store.write_batch(requests)
-        except ConditionMatched as matched:
-            found = matched.matches[0]
-            return Recorded(f"{found.type}/{found.id}", False, message="recorded already")
-        except VersionConflict:
-            continue  # the Invoice changed since it was read: again, on what is current
-        made = results[0].stored
-        assert made is not None
-        return Recorded(f"{made.type}/{made.id}", True, settle)
-    raise RuntimeError(f"{event.invoice} kept changing while a payment was recorded")
+    stored = await store.read("Invoice", invoice_id)
+    if stored is None or stored.deleted or stored.content is None:
+        return Recorded(None, False, message=f"{event.invoice} is not known")
+    invoice = fhir_json.loads(stored.content)
+    payment = payment_reconciliation(processor, event)
+    try:
+        [result] = await store.write_batch([_payment_request(payment, processor, event, invoice)])
+    except ConditionMatched as matched:
+        found = matched.matches[0]
+        return Recorded(f"{found.type}/{found.id}", False, message="recorded already")
+    made = result.stored
+    assert made is not None
+    return Recorded(f"{made.type}/{made.id}", True)
 
 
 def payment_reconciliation(processor: str, event: PaymentEvent) -> dict[str, Any]:
@@ -267,13 +258,17 @@ def _balanced_request(due: Balance) -> WriteRequest:
 
 
 async def settle(store: Store, invoice_id: str) -> bool:
-    """Make the Invoice ``balanced`` if its recorded payments cover it (after payments
-    that were committed concurrently, each seeing only its own); True when it did."""
+    """Make the Invoice ``balanced`` if its recorded payments cover it: after a payment
+    was committed, for part payments committed concurrently (each rule saw only its own
+    and the ones before); True when it did."""
     for _ in range(_ATTEMPTS):
         stored = await store.read("Invoice", invoice_id)
         if stored is None or stored.deleted or stored.content is None:
             return False
-        due = await balance(store, fhir_json.loads(stored.content), stored.version)
+        invoice = fhir_json.loads(stored.content)
+        if invoice.get("status") != PAYABLE:
+            return False
+        due = await balance(store, invoice, stored.version)
         if due is None or not _settles(due, Decimal(0)):
             return False
         try:

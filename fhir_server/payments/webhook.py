@@ -28,6 +28,7 @@ from fhir_server.payments.processor import (
     processor_for,
 )
 from fhir_server.routes import _bounded_body, error_response, render
+from fhir_server.workflows import Caller, WorkflowStore
 from resources.errors import FhirError, Issue, operation_outcome
 
 PATH = "/payments/webhook"
@@ -53,12 +54,13 @@ async def webhook(request: Request) -> Response:
             raise FhirError(400, "security", str(rejected)) from None
         if isinstance(event, IgnoredEvent):
             return _done(f"Event {event.event} ({event.kind}) records nothing")
-        store = request.app.state.store
+        # the server's own write, through the workflow rules (billing: the Invoice)
+        store = WorkflowStore(request.app.state.store, Caller.system())
         recorded = await record_payment(store, processor.name, event)
         if recorded.payment is None:
             log.warning("payment event %s not recorded: %s", event.event, recorded.message)
             return _done(f"Event {event.event} records nothing: {recorded.message}", "warning")
-        if recorded.created and not recorded.balanced:
+        if recorded.created:
             await settle(store, event.invoice.partition("/")[2])
         verb = "Recorded" if recorded.created else "Already recorded"
         log.info("payment event %s: %s %s", event.event, verb.lower(), recorded.payment)
