@@ -4,8 +4,20 @@ with the asynchronous request pattern (https://hl7.org/fhir/R4/async.html).
 - Kick-off: ``GET|POST [base]/$export``, ``[base]/Patient/$export``,
   ``[base]/Group/[id]/$export`` with ``Prefer: respond-async``: ``202`` and the status
   URL in ``Content-Location``. Parameters ``_outputFormat``, ``_since``, ``_type``,
-  ``_typeFilter``, ``_elements``, ``patient``; others are refused (400) under
-  ``Prefer: handling=strict`` and reported in the manifest's ``error`` otherwise.
+  ``_typeFilter``, ``_elements``, ``patient``, ``includeAssociatedData``
+  (``export_associated``); from the Bulk Data IG's next version (v3,
+  https://build.fhir.org/ig/HL7/bulk-data/export.html) ``_until`` and
+  ``organizeOutputBy`` (``export_blocks``). Other parameters, and values of these that
+  are not supported, are refused (400) under ``Prefer: handling=strict`` and reported
+  in the manifest's ``error`` otherwise.
+- ``_until``: resources last changed at or before it (and after ``_since``); the
+  manifest's ``transactionTime`` is then ``_until`` (or the kick-off's time when that
+  is earlier), so an export with ``_since`` = that ``transactionTime`` goes on from
+  there with nothing missed or repeated. A resource changed again after ``_until`` is
+  left to that next export (the current version of each resource is exported).
+- A Patient-level export without ``patient`` exports the records of every Patient the
+  caller may read: resources in their compartments (the memberships stored with each
+  version), never a resource of a compartment type that is in no patient's.
 - Status (``[base]/$export-status/[job]``): ``202`` with ``X-Progress`` and
   ``Retry-After`` while it runs, ``200`` with the manifest when complete, ``500`` with
   the OperationOutcome of a failed job; ``DELETE`` cancels and removes the files.
@@ -20,11 +32,8 @@ store applies the compartment rules to every page read).
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.responses import FileResponse
 
@@ -32,6 +41,7 @@ from capability.support import OperationDefinition, OperationParameter
 from fhir_server.access import compile_access
 from fhir_server.headers import prefer_handling
 from fhir_server.interactions.context import check_id, query_string
+from fhir_server.operations import export_params as params
 from fhir_server.operations.base import (
     Context,
     ExtraRoute,
@@ -40,49 +50,47 @@ from fhir_server.operations.base import (
     Operation,
     policy_of,
 )
+from fhir_server.operations.export_associated import PROVENANCE
+from fhir_server.operations.export_blocks import DETAIL
 from fhir_server.operations.export_jobs import Job, Jobs, export_dir
 from fhir_server.operations.export_run import (
     Plan,
-    build_query,
     patient_compartment_types,
     start,
 )
 from fhir_server.storage.base import now_instant
 from resources import fhir_json
 from resources.errors import FhirError, Issue, invalid, operation_outcome
-from resources.fhir_datetime import format_instant
 
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
-NDJSON = "application/fhir+ndjson"
-_FORMATS = frozenset({NDJSON, "application/ndjson", "ndjson"})
 _SCOPES = ("system/*.rs", "system/*.read", "user/*.rs", "patient/*.rs")
 _PARAMETERS = (
     OperationParameter("_outputFormat", "string", documentation="application/fhir+ndjson"),
     OperationParameter("_since", "instant"),
+    OperationParameter(
+        "_until",
+        "instant",
+        documentation="Resources changed at or before this instant (Bulk Data v3);"
+        " the manifest's transactionTime is then this instant",
+    ),
     OperationParameter("_type", "string", max="*"),
     OperationParameter("_typeFilter", "string", max="*"),
     OperationParameter("_elements", "string", max="*"),
+    OperationParameter(
+        "includeAssociatedData",
+        "code",
+        max="*",
+        documentation="LatestProvenanceResources or RelevantProvenanceResources",
+    ),
+    OperationParameter(
+        "organizeOutputBy",
+        "string",
+        documentation="Patient (Bulk Data v3): files of blocks, one per patient",
+    ),
 )
 _PATIENT = OperationParameter("patient", "Reference", max="*")
 _KNOWN = frozenset(p.name for p in (*_PARAMETERS, _PATIENT)) | {"_format", "_pretty"}
-_RESULT_PARAMS = frozenset(
-    {
-        "_include",
-        "_revinclude",
-        "_sort",
-        "_count",
-        "_elements",
-        "_summary",
-        "_total",
-        "_contained",
-        "_containedType",
-        "_cursor",
-        "_format",
-        "_pretty",
-    }
-)
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_ELEMENT = re.compile(r"(?:[A-Z][A-Za-z]*\.)?[a-z][A-Za-z0-9]*(?:\[x\])?")
+"""The parameters understood (a value of one may still be unsupported)."""
 RETRY_AFTER = 2
 
 
@@ -104,18 +112,27 @@ def _definition(level: str, canonical: str, types: tuple[str, ...]) -> Operation
 
 
 async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
-    if "respond-async" not in _prefer_tokens(ctx.header("prefer")):
+    if "respond-async" not in params.prefer_tokens(ctx.header("prefer")):
         raise invalid("$export is asynchronous: send the header Prefer: respond-async")
     strict = prefer_handling(ctx.header("prefer")) == "strict"
-    warnings = _unsupported(call, strict)
+    warnings = params.unsupported(call, strict, _KNOWN)
     output_format = call.value("_outputFormat")
     if output_format is not None:  # a '+' sent unescaped in a query reads as a space
         output_format = output_format.strip().replace(" ", "+")
-    if output_format is not None and output_format not in _FORMATS:
+    if output_format is not None and output_format not in params.FORMATS:
         raise invalid(
-            f"_outputFormat {output_format!r} is not supported; use {NDJSON}", "_outputFormat"
+            f"_outputFormat {output_format!r} is not supported; use {params.NDJSON}",
+            "_outputFormat",
         )
-    since = _since(call.value("_since"))
+    since = params.instant(call.value("_since"), "_since")
+    until = params.instant(call.value("_until"), "_until")
+    if since is not None and until is not None and until <= since:
+        raise invalid(f"_until ({until}) must be later than _since ({since})", "_until")
+    transaction_time = now_instant()
+    if until is not None and until < transaction_time:
+        transaction_time = until
+    provenance = params.associated(call, strict, warnings)
+    organize_by = params.organize_by(call, strict, warnings)
     policy = policy_of(ctx)
     if call.definition.level == "system" and policy is not None:
         grants = compile_access(policy, "s").grants
@@ -128,9 +145,17 @@ async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
             )
     patients = await _patients(ctx, call)
     plan = _plan(ctx, call, since, patients, warnings)
+    plan.organize_by = organize_by
+    if organize_by is not None and patients is None:
+        plan.all_patients = True
+        plan.referenced_types = frozenset(plan.types) - patient_compartment_types()
+    if provenance is not None:
+        _provenance_readable(ctx)
+        plan.provenance = provenance
+        plan.types = [t for t in plan.types if t != PROVENANCE]
     jobs = Jobs(export_dir(ctx.settings), ctx.settings)
     job = jobs.create(
-        _owner(ctx), _request_url(ctx, call), now_instant(), ctx.settings.export_max_jobs
+        _owner(ctx), _request_url(ctx, call), transaction_time, ctx.settings.export_max_jobs
     )
     if job is None:
         error = FhirError(
@@ -154,38 +179,17 @@ async def kick_off(ctx: Context, call: Invocation) -> FhirResponse:
     return FhirResponse(202, outcome, {"Content-Location": _status_url(ctx, job.id)})
 
 
-def _prefer_tokens(header: str | None) -> list[str]:
-    if not header:
-        return []
-    return [t.strip() for part in header.split(",") for t in part.split(";") if t.strip()]
-
-
-def _unsupported(call: Invocation, strict: bool) -> list[str]:
-    names = sorted({name for name, _ in call.params if name not in _KNOWN})
-    if call.definition.level == "system" and call.values("patient"):
-        names.append("patient")
-    if names and strict:
-        raise invalid(f"$export does not support these parameters: {', '.join(names)}", names[0])
-    return [f"The parameter {name} is not supported and was ignored" for name in names]
-
-
-def _since(value: str | None) -> str | None:
-    """``_since`` as the stores write ``lastUpdated``: UTC, milliseconds."""
-    if value is None:
-        return None
-    text = value.strip().replace(" ", "+")  # a '+' offset sent unescaped in a query
-    if not _INSTANT.fullmatch(text):
-        raise invalid(
-            f"_since must be an instant with a time zone, e.g. 2024-01-31T12:00:00Z"
-            f" (got {value!r})",
-            "_since",
+def _provenance_readable(ctx: Context) -> None:
+    policy = policy_of(ctx)
+    if policy is not None and not (
+        policy.allows(PROVENANCE, "r") and policy.allows(PROVENANCE, "s")
+    ):
+        raise FhirError(
+            403,
+            "forbidden",
+            "includeAssociatedData exports Provenance, which the access token does not"
+            " allow reading",
         )
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(f"_since {value!r} is not a valid instant", "_since") from None
-    moment = moment.astimezone(UTC)
-    return format_instant(moment.replace(microsecond=moment.microsecond // 1000 * 1000))
 
 
 async def _patients(ctx: Context, call: Invocation) -> list[str] | None:
@@ -269,66 +273,11 @@ def _plan(
             wanted = [t for t in wanted if t in compartment]
     if not wanted:
         raise FhirError(403, "forbidden", "The access token allows exporting none of these types")
-    filters = _type_filters(call, set(wanted), warnings)
-    elements = _elements(call, wanted)
-    return Plan(wanted, since, filters, elements, patients, referenced)
-
-
-def _type_filters(
-    call: Invocation, types: set[str], warnings: list[str]
-) -> dict[str, list[list[tuple[str, str]]]]:
-    filters: dict[str, list[list[tuple[str, str]]]] = {}
-    for value in call.values("_typeFilter"):
-        for text in _split_filters(value):
-            type_, _, query = text.partition("?")
-            if not query:
-                raise invalid(
-                    f"_typeFilter {text!r} must be [type]?[search parameters]", "_typeFilter"
-                )
-            try:
-                items = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
-            except ValueError:
-                raise invalid(f"_typeFilter {text!r} is not a query", "_typeFilter") from None
-            if type_ not in types:
-                warnings.append(f"_typeFilter {text!r} names a type that is not exported")
-                continue
-            results = sorted({name for name, _ in items if name in _RESULT_PARAMS})
-            if results:
-                raise invalid(
-                    f"_typeFilter {text!r}: {', '.join(results)} may not be used here",
-                    "_typeFilter",
-                )
-            build_query(type_, items)  # 400 now rather than a failed job later
-            filters.setdefault(type_, []).append(items)
-    return filters
-
-
-def _split_filters(value: str) -> list[str]:
-    """``_typeFilter`` values are comma separated; a comma inside a query is escaped."""
-    parts, current = [], ""
-    for piece in value.split(","):
-        if current and "?" not in piece.split("&", 1)[0]:
-            current += "," + piece  # a comma inside a search value (OR)
-        else:
-            if current:
-                parts.append(current)
-            current = piece
-    if current:
-        parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _elements(call: Invocation, types: list[str]) -> dict[str, list[str]]:
-    names = [e.strip() for v in call.values("_elements") for e in v.split(",") if e.strip()]
-    for name in names:
-        if not _ELEMENT.fullmatch(name):
-            raise invalid(f"_elements: {name!r} is not [type.]element", "_elements")
-    elements: dict[str, list[str]] = {}
-    for type_ in types:
-        chosen = [n for n in names if "." not in n or n.split(".", 1)[0] == type_]
-        if chosen:
-            elements[type_] = [n.split(".", 1)[1] if "." in n else n for n in chosen]
-    return elements
+    filters = params.type_filters(call, set(wanted), warnings)
+    elements = params.elements(call, wanted)
+    plan = Plan(wanted, since, filters, elements, patients, referenced)
+    plan.all_patients = call.definition.level != "system" and patients is None
+    return plan
 
 
 def _owner(ctx: Context) -> str:
@@ -395,22 +344,26 @@ async def status(ctx: Context, method: str, job: str) -> FhirResponse:
 
 def _manifest(ctx: Context, job: Job) -> dict[str, Any]:
     def files(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {
-                "type": e["type"],
-                "url": ctx.url("$export-file", job.id, e["file"]),
-                "count": e["count"],
-            }
-            for e in entries
-        ]
+        listed = []
+        for e in entries:
+            item = {"type": e["type"]} if "type" in e else {}
+            item["url"] = ctx.url("$export-file", job.id, e["file"])
+            if "continues" in e:
+                item["continuesInFile"] = ctx.url("$export-file", job.id, e["continues"])
+            item["count"] = e["count"]
+            listed.append(item)
+        return listed
 
     manifest: dict[str, Any] = {
         "transactionTime": job.transaction_time,
         "request": job.request,
         "requiresAccessToken": ctx.auth is not None,  # with authorization off: none
-        "output": files(job.output),
-        "error": files(job.error),
     }
+    if job.organized_by is not None:
+        manifest["outputOrganizedBy"] = job.organized_by
+        manifest["outputOrganizedByDetail"] = DETAIL
+    manifest["output"] = files(job.output)
+    manifest["error"] = files(job.error)
     if job.deleted:
         manifest["deleted"] = files(job.deleted)
     return manifest
@@ -432,7 +385,7 @@ async def file(ctx: Context, method: str, job: str, name: str) -> FileResponse:
         raise FhirError(404, "not-found", f"The export has no file {name!r}")
     return FileResponse(
         jobs.files(found.id) / name,
-        media_type=NDJSON,
+        media_type=params.NDJSON,
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
     )
 

@@ -76,6 +76,8 @@ class Job:
     error: list[dict[str, Any]] = field(default_factory=list)
     outcome: dict[str, Any] | None = None
     """The OperationOutcome of a failed job."""
+    organized_by: str | None = None
+    """``organizeOutputBy`` (``Patient``) of a job whose files are blocks."""
     pid: int = field(default_factory=os.getpid)
     """The server process running it: when that process is gone, so is the job."""
 

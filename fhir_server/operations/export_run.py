@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fhir_server.interactions.subsetting import subset
+from fhir_server.operations.export_files import Files, TypeWriter
 from fhir_server.operations.export_jobs import HEARTBEAT, Job, Jobs
 from fhir_server.storage.base import HistoryQuery, Store, StoredVersion, bulk_reads
 from fhir_server.storage.search_page import Cursor
@@ -70,6 +70,16 @@ class Plan:
     referenced_types: frozenset[str] = frozenset()
     """Types outside the Patient compartment whose resources the patients' resources
     refer to are exported too (for a Group or a ``patient`` list)."""
+    all_patients: bool = False
+    """The patients are every Patient the caller may read (a Patient-level export
+    without ``patient``; an export organized by Patient): ``patients`` is filled when
+    the job starts, and only their records are exported (resources in some Patient
+    compartment, checked by the memberships stored with each version)."""
+    organize_by: str | None = None
+    """``organizeOutputBy`` (``Patient``): files of blocks, one per patient."""
+    provenance: str | None = None
+    """``includeAssociatedData``: ``latest`` or ``relevant`` Provenance of each resource
+    exported (``fhir_server.operations.export_associated``)."""
 
 
 class Cancelled(Exception):
@@ -164,21 +174,21 @@ def _sqlite_barrier(path: Path) -> None:
 
 class _Run:
     def __init__(self, jobs: Jobs, job: Job, plan: Plan, store: Store, max_bytes: int) -> None:
+        from fhir_server.operations.export_associated import Associated
+
         self.jobs, self.job, self.plan, self.store = jobs, job, plan, store
-        self.max_bytes = max_bytes
-        self.files = jobs.files(job.id)
+        self.folder = jobs.files(job.id)
+        self.files = Files(self.folder, job, max_bytes)
         self.written = 0
         self.referenced: dict[str, set[str]] = {}
         """Resources outside the Patient compartment the patients' resources refer to."""
         self.exported: dict[str, set[str]] = {}
         """Of the types in ``plan.referenced_types``: the ids already written."""
         self.patient_set = frozenset(plan.patients or ())
-        self.numbers: dict[tuple[str, str], int] = {}
-        """The next file number of each (kind, type)."""
-        self._open: _Writer | None = None
+        self.associated = Associated(self, plan.provenance) if plan.provenance else None
 
     async def heartbeat(self) -> None:
-        while self.files.is_dir():  # until the job is deleted (the run then stops too)
+        while self.folder.is_dir():  # until the job is deleted (the run then stops too)
             await asyncio.sleep(HEARTBEAT)
             self.job.heartbeat = time.time()
             self.job.progress = f"{self.written} resources written"
@@ -188,66 +198,97 @@ class _Run:
                 return
 
     def check(self) -> None:
-        if not self.files.is_dir():
+        if not self.folder.is_dir():
             raise Cancelled
 
     def close(self) -> None:
-        if self._open is not None:
-            self._open.abort()
+        self.files.abort()
 
     async def everything(self) -> None:
-        for type_ in self.plan.types:
-            await self.export_type(type_)
-        for type_ in sorted(self.referenced):
-            ids = self.referenced[type_] - self.exported.get(type_, set())
-            await self.export_referenced(type_, sorted(ids))
+        if self.plan.all_patients:
+            self.plan.patients = await self.every_patient()
+            self.patient_set = frozenset(self.plan.patients)
+        if self.plan.organize_by is not None:
+            from fhir_server.operations.export_blocks import export_blocks
+
+            await export_blocks(self)
+        else:
+            for type_ in self.plan.types:
+                await self.export_type(type_)
+            for type_ in sorted(self.referenced):
+                ids = self.referenced[type_] - self.exported.get(type_, set())
+                await self.export_referenced(type_, sorted(ids))
+        if self.associated is not None:
+            await self.associated.finish()
         if self.plan.since is not None:
             for type_ in self.plan.types:
                 await self.export_deleted(type_)
 
+    async def every_patient(self) -> list[str]:
+        """The ids of every Patient the caller may read (a patient-context token: its
+        own), in the store's order."""
+        found: list[str] = []
+        query = build_query("Patient", [])
+        cursor: Cursor | None = None
+        while True:
+            self.check()
+            page = await self.store.search(query, cursor, PAGE, False)
+            found += [stored.id for stored in page.entries]
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
+
+    def batches(self) -> list[list[str] | None]:
+        """The patients searched for at a time (``[None]``: not limited to patients)."""
+        if self.plan.patients is None:
+            return [None]
+        patients = self.plan.patients
+        return [patients[i : i + PATIENT_BATCH] for i in range(0, len(patients), PATIENT_BATCH)]
+
     # -- resources -------------------------------------------------------------------
 
     async def export_type(self, type_: str) -> None:
-        writer = self._writer(type_, "output")
+        writer = TypeWriter(self.files, type_, "output")
         filters = self.plan.filters.get(type_) or [[]]
-        batches: list[list[str] | None] = (
-            [None]
-            if self.plan.patients is None
-            else [
-                self.plan.patients[i : i + PATIENT_BATCH]
-                for i in range(0, len(self.plan.patients), PATIENT_BATCH)
-            ]
-        )
-        seen: set[str] | None = set() if len(filters) * len(batches) > 1 else None
-        collect = self.plan.patients is not None
+        batches = self.batches()
+        # a resource matching two filters, or in the records of patients of two batches
+        # (it refers to both), is written once: every id is remembered with several
+        # filters; with one, only those of resources that may be in several records
+        seen: set[str] | None = set() if len(filters) > 1 else None
+        shared: set[str] | None = set() if seen is None and len(batches) > 1 else None
+        collect = bool(self.plan.referenced_types)
         for items in filters:
             for patients in batches:
-                query = self._query(type_, items, patients)
-                if query is None:
-                    continue
+                query = self.query(type_, items, patients)
                 cursor: Cursor | None = None
                 while True:
                     self.check()
                     page = await self.store.search(query, cursor, PAGE, False)
-                    lines = []
+                    kept = []
                     for stored in page.entries:
                         if seen is not None:
                             if stored.id in seen:
                                 continue
                             seen.add(stored.id)
-                        lines.append(self._line(stored, collect))
+                        elif shared is not None and _in_several_records(stored):
+                            if stored.id in shared:
+                                continue
+                            shared.add(stored.id)
+                        kept.append(stored)
                         if stored.type in self.plan.referenced_types:
                             self.exported.setdefault(stored.type, set()).add(stored.id)
-                    await writer.write(lines)
-                    self.written += len(lines)
+                    await writer.write([self.line(stored, collect) for stored in kept])
+                    self.written += len(kept)
+                    if self.associated is not None:
+                        await self.associated.write(kept)
                     cursor = page.next_cursor
                     if cursor is None:
                         break
         await writer.finish()
 
-    def _query(
+    def query(
         self, type_: str, items: list[tuple[str, str]], patients: list[str] | None
-    ) -> SearchQuery | None:
+    ) -> SearchQuery:
         when = [("_lastUpdated", f"le{self.job.transaction_time}")]
         if self.plan.since is not None:
             when.append(("_lastUpdated", f"gt{self.plan.since}"))
@@ -256,7 +297,7 @@ class _Run:
             query.conditions.append(records_of(patients))
         return query
 
-    def _line(self, stored: StoredVersion, collect: bool) -> bytes:
+    def line(self, stored: StoredVersion, collect: bool = False) -> bytes:
         assert stored.content is not None
         content = stored.content
         if collect:
@@ -273,25 +314,34 @@ class _Run:
                 self.referenced.setdefault(type_, set()).add(id_)
 
     async def export_referenced(self, type_: str, ids: Sequence[str]) -> None:
-        writer = self._writer(type_, "output")
+        writer = TypeWriter(self.files, type_, "output")
         for start in range(0, len(ids), PAGE):
             self.check()
-            lines = []
+            kept = []
             for id_ in ids[start : start + PAGE]:
                 try:
-                    stored = await self.store.read(type_, id_)
+                    stored = await self.referenced_version(type_, id_)
                 except FhirError:
                     break  # not readable with this token
-                if stored is None or stored.deleted:
-                    continue
-                if stored.last_updated > self.job.transaction_time:
-                    continue  # the next export has it
-                if self.plan.since is not None and stored.last_updated <= self.plan.since:
-                    continue
-                lines.append(self._line(stored, False))
-            await writer.write(lines)
-            self.written += len(lines)
+                if stored is not None:
+                    kept.append(stored)
+            await writer.write([self.line(stored) for stored in kept])
+            self.written += len(kept)
+            if self.associated is not None:
+                await self.associated.write(kept)
         await writer.finish()
+
+    async def referenced_version(self, type_: str, id_: str) -> StoredVersion | None:
+        """A referenced resource as the export has it (None: deleted, or changed outside
+        the export's time range); FhirError when the caller may not read it."""
+        stored = await self.store.read(type_, id_)
+        if stored is None or stored.deleted:
+            return None
+        if stored.last_updated > self.job.transaction_time:
+            return None  # the next export has it
+        if self.plan.since is not None and stored.last_updated <= self.plan.since:
+            return None
+        return stored
 
     # -- deleted -----------------------------------------------------------------------
 
@@ -299,7 +349,7 @@ class _Run:
         """Tombstones written after ``_since`` (and at or before transactionTime), as
         Bundles of DELETE requests (the manifest's ``deleted``)."""
         since, until = self.plan.since or "", self.job.transaction_time
-        writer = self._writer(type_, "deleted")
+        writer = TypeWriter(self.files, type_, "deleted")
         before: int | None = None
         while True:
             self.check()
@@ -325,7 +375,7 @@ class _Run:
             return True
         patients = self.patient_set
         if tombstone.type == "Patient":
-            return tombstone.id in patients
+            return self.plan.all_patients or tombstone.id in patients
         try:
             before = await self.store.vread(tombstone.type, tombstone.id, tombstone.version - 1)
         except FhirError:
@@ -333,6 +383,8 @@ class _Run:
         if before is None or before.content is None:
             return False
         referred = patient_references(fhir_json.loads(before.content))
+        if self.plan.all_patients:  # any patient's (the patient may be deleted too)
+            return bool(referred)
         return any(r.split("/", 1)[1] in patients for r in referred)
 
     async def _recreated(self, tombstone: StoredVersion, until: str) -> bool:
@@ -343,10 +395,13 @@ class _Run:
             and current.last_updated <= until
         )
 
-    def _writer(self, type_: str, kind: str) -> _Writer:
-        writer = _Writer(self, type_, kind, self.numbers.get((kind, type_), 0))
-        self._open = writer
-        return writer
+
+def _in_several_records(stored: StoredVersion) -> bool:
+    """Whether the resource may be in the records of several patients: it names
+    ``Patient/`` twice or more (a Patient: once, its own compartment being the other),
+    a sound over-estimate of the memberships, which come from references."""
+    assert stored.content is not None
+    return stored.content.count(b"Patient/") >= (1 if stored.type == "Patient" else 2)
 
 
 def build_query(type_: str, items: list[tuple[str, str]]) -> SearchQuery:
@@ -387,71 +442,3 @@ def _delete_bundle(version: StoredVersion) -> bytes:
             ],
         }
     )
-
-
-class _Writer:
-    """The NDJSON files of one type: ``Type.000.ndjson``, ``Type.001.ndjson``... each
-    written as ``.part`` and renamed when complete; a new one past the size limit."""
-
-    def __init__(self, run: _Run, type_: str, kind: str, number: int) -> None:
-        self.run, self.type, self.kind = run, type_, kind
-        self.number = number
-        self.file: IO[bytes] | None = None
-        self.size = 0
-        self.count = 0
-        self.pending: asyncio.Future[None] | None = None
-
-    def _name(self) -> str:
-        prefix = "deleted-" if self.kind == "deleted" else ""
-        return f"{prefix}{self.type}.{self.number:03d}.ndjson"
-
-    async def write(self, lines: list[bytes]) -> None:
-        """Hand ``lines`` to a thread to write while the next page is read (one page
-        in flight at a time)."""
-        await self.flush()
-        if lines:
-            self.pending = asyncio.ensure_future(asyncio.to_thread(self._write, lines))
-
-    async def flush(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            await pending
-
-    def _write(self, lines: list[bytes]) -> None:
-        for line in lines:
-            if self.file is not None and self.size + len(line) + 1 > self.run.max_bytes:
-                self._close()
-            if self.file is None:
-                self.file = open(self.run.files / (self._name() + ".part"), "wb")  # noqa: SIM115
-                self.size = self.count = 0
-            self.file.write(line)
-            self.file.write(b"\n")
-            self.size += len(line) + 1
-            self.count += 1
-
-    def _close(self) -> None:
-        assert self.file is not None
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        self.file = None
-        name = self._name()
-        os.replace(self.run.files / (name + ".part"), self.run.files / name)
-        entry = {"type": "Bundle" if self.kind == "deleted" else self.type, "file": name}
-        entry["count"] = self.count
-        (self.run.job.deleted if self.kind == "deleted" else self.run.job.output).append(entry)
-        self.number += 1
-        self.run.numbers[(self.kind, self.type)] = self.number
-
-    async def finish(self) -> None:
-        await self.flush()
-        if self.file is not None:
-            await asyncio.to_thread(self._close)
-        self.run._open = None
-
-    def abort(self) -> None:
-        if self.pending is not None:
-            self.pending.cancel()
-        if self.file is not None:
-            self.file.close()
-            self.file = None
