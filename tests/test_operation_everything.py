@@ -381,6 +381,32 @@ async def test_paging_with_next_links(http: httpx.AsyncClient, system: dict[str,
     assert next_url.startswith(f"{BASE}/Patient/alice/$everything?_count=3&_cursor=")
 
 
+async def test_nothing_is_repeated_across_pages(
+    http: httpx.AsyncClient, system: dict[str, str]
+) -> None:
+    """What the record refers to comes once, with its first page, whatever page the
+    matches that refer to it are on."""
+    for count in (1, 2, 5):
+        url = f"Patient/alice/$everything?_count={count}"
+        pages: list[dict[str, Any]] = []
+        while url:
+            pages.append(await _get(http, url, system))
+            url = next((x["url"] for x in pages[-1]["link"] if x["relation"] == "next"), "")
+        every = [key for bundle in pages for key in _keys(bundle)]
+        assert len(every) == len(set(every))
+        assert set(every) == ALICE_RECORD | ALICE_REFERENCED | {"ResearchStudy/study"}
+        assert set(_keys(pages[0], "include")) == ALICE_REFERENCED | {"ResearchStudy/study"}
+        assert not [key for bundle in pages[1:] for key in _keys(bundle, "include")]
+    # at type level: each record brings what it refers to once
+    url = "Patient/$everything?_count=2"
+    included: list[str] = []
+    while url:
+        bundle = await _get(http, url, system)
+        included += _keys(bundle, "include")
+        url = next((x["url"] for x in bundle["link"] if x["relation"] == "next"), "")
+    assert sorted(included) == sorted(ALICE_REFERENCED | {"ResearchStudy/study"})
+
+
 async def test_pages_are_stable_while_the_record_grows(
     http: httpx.AsyncClient, system: dict[str, str]
 ) -> None:

@@ -9,11 +9,13 @@ and to no other patient. It is one search over every type, with a
 :class:`~resources.search.query.GrantClause` condition that the stores answer from the
 membership rows (a patient's few hundred, however large the store), paged with the
 stores' keyset cursors like any search: ``_count``, ``next`` links, stable while data
-changes. Each page adds, as ``include`` entries, the resources its matches refer to that
-are nobody's record (Practitioner, Organization, Location, Medication, ... and what
-those refer to in turn), and the Binaries its attachments are (``Attachment.url``
-``Binary/id``): never another patient's data (an Observation of Bob referred to from
-Alice's DiagnosticReport is not in Alice's record).
+changes. The first page of a record adds, as ``include`` entries, the resources the
+whole record refers to that are nobody's record (Practitioner, Organization, Location,
+Medication, ... and what those refer to in turn), and the Binaries its attachments are
+(``Attachment.url`` ``Binary/id``), each once: its later pages add none, so no resource
+is repeated across the pages of a record (a record longer than its first page is read
+to its end for that). Never another patient's data (an Observation of Bob referred to
+from Alice's DiagnosticReport is not in Alice's record).
 
 Everything goes through the caller's store (the guarded store under SMART): the access
 rules hold for every entry as for a search. A patient-context token reads its own
@@ -27,7 +29,10 @@ Parameters: ``_count``, ``_since`` (resources changed at or after the instant), 
 ``end`` is left out; resources without a care date, such as the Patient and Coverage,
 are always in). At type level
 (``Patient/$everything``) the records of every patient the caller may read follow each
-other, patient by patient, on the same pages.
+other, patient by patient, on the same pages; each record brings what it refers to
+(once a page: a Practitioner of two patients on two pages is on both). The Bundle has a
+``total`` at instance level (the record's matches); at type level none (it would count
+every patient's record).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ _MAX_PATIENTS_PER_PAGE = 100
 """Patients a type-level page walks through at most (a short page then has a ``next``
 link): records left empty by ``_type`` or ``_since`` do not make one request read every
 patient."""
+_SCAN = 1000
+"""Matches read at a time when a record is read to its end for what it refers to."""
 _REFERENCE_ROUNDS = 3
 """Referenced resources of referenced resources (PractitionerRole -> Practitioner ->
 Organization), this many steps from the page's matches."""
@@ -123,11 +130,27 @@ async def _record_page(
     return await ctx.store.search(_record_query(patient_id, request), cursor, count, with_total)
 
 
+async def _record_includes(
+    ctx: Context, patient_id: str, request: EverythingRequest, page: SearchPage, first: bool
+) -> list[StoredVersion]:
+    """What the record refers to, on its ``first`` page (from the whole record: the
+    page's matches and the rest, read to its end); nothing on its later pages."""
+    if not first or request.count == 0:
+        return []
+    record = list(page.entries)
+    cursor = page.next_cursor
+    while cursor is not None:
+        more = await _record_page(ctx, patient_id, request, cursor, _SCAN, False)
+        record += more.entries
+        cursor = more.next_cursor
+    return await _included(ctx, patient_id, record, request)
+
+
 async def _included(
     ctx: Context, patient_id: str, matches: Sequence[StoredVersion], request: EverythingRequest
 ) -> list[StoredVersion]:
-    """What a page adds to its matches: the resources they refer to and the Binaries
-    their attachments are."""
+    """What ``matches`` refer to: the resources they refer to and the Binaries their
+    attachments are."""
     if not matches:
         return []
     referenced = await _referenced(ctx, matches, request)
@@ -291,7 +314,7 @@ async def everything_instance(
         raise gone(f"Patient/{patient_id} was deleted")
     cursor = Cursor.decode(request.cursor) if request.cursor else None
     page = await _record_page(ctx, patient_id, request, cursor, request.count, True)
-    included = await _included(ctx, patient_id, page.entries, request)
+    included = await _record_includes(ctx, patient_id, request, page, cursor is None)
     path = f"{MEMBERSHIP_COMPARTMENT}/{patient_id}/$everything"
     next_cursor = page.next_cursor.encode() if page.next_cursor else None
     bundle = _bundle(ctx, path, request, page.entries, included, next_cursor, page.total)
@@ -347,7 +370,8 @@ async def everything_type(ctx: Context, request: EverythingRequest) -> FhirRespo
         room = request.count - len(matches)
         page = await _record_page(ctx, patient.id, request, record_cursor, room, False)
         matches += page.entries
-        included += await _included(ctx, patient.id, page.entries, request)
+        first = record_cursor is None
+        included += await _record_includes(ctx, patient.id, request, page, first)
         here = patients_cursor.encode() if patients_cursor else None
         if page.next_cursor is not None:
             next_position = _Position(here, page.next_cursor.encode())
