@@ -13,10 +13,13 @@
   account cannot sign in and every grant it made ends; ``users enable USERNAME``;
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
   none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]
-  [--client-id ID] [--pkce required|optional]``: a client, printed as JSON with its
-  ``client_id`` (and ``client_secret``); ``--client-id`` registers the id an app ships
-  with, ``--pkce optional`` lets an app that cannot send PKCE leave it out;
+  [--client-id ID] [--pkce required|optional] [--rate-limit 600/minute]``: a client,
+  printed as JSON with its ``client_id`` (and ``client_secret``); ``--client-id``
+  registers the id an app ships with, ``--pkce optional`` lets an app that cannot send
+  PKCE leave it out, ``--rate-limit`` overrides ``FHIR_SERVER_RATE_LIMIT`` for it
+  (:mod:`fhir_server.rate_limit`);
 - ``fhir-server clients list``; ``clients delete CLIENT_ID`` (its grants end too);
+  ``clients update CLIENT_ID --rate-limit 600/minute`` ('' for the default);
 - ``fhir-server keys rotate|list``: a new token signing key (the old one keeps verifying
   the tokens it signed until they expire; other processes pick the new key up within a
   minute).
@@ -142,8 +145,22 @@ def add_admin_commands(commands: Any) -> None:
         help="optional: the app may leave PKCE out (a challenge it sends is still"
         " verified; default: required)",
     )
+    create_client.add_argument("--rate-limit", type=_rate_limit, help=_RATE_LIMIT_HELP)
     _common(create_client)
     _common(clients.add_parser("list", help="list clients (without secrets)"))
+    update_client = clients.add_parser(
+        "update",
+        help="change a client's rate limit",
+        description="Change what the operator decides of a client; prints it as JSON.",
+    )
+    update_client.add_argument("client_id", metavar="CLIENT_ID", help="the client's client_id")
+    update_client.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        required=True,
+        help=_RATE_LIMIT_HELP + "; '' (empty): back to the server's default",
+    )
+    _common(update_client)
     delete_client = clients.add_parser(
         "delete",
         help="delete a client; ends its grants",
@@ -222,6 +239,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
             return admin.list_clients(store)
         if args.clients_command == "delete":
             return admin.delete_client(store, _tokens(store, settings), args.client_id)
+        if args.clients_command == "update":
+            return admin.update_client(store, args.client_id, rate_limit=args.rate_limit)
         jwks = json.loads(args.jwks.read_text()) if args.jwks else None
         return admin.create_client(
             store,
@@ -233,9 +252,26 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
             scope=args.scope,
             client_id=args.client_id,
             pkce=args.pkce,
+            rate_limit=args.rate_limit,
         )
     finally:
         store.close()
+
+
+_RATE_LIMIT_HELP = (
+    "requests this client may make to the FHIR API, e.g. 600/minute or off (default: the"
+    " server's FHIR_SERVER_RATE_LIMIT)"
+)
+
+
+def _rate_limit(text: str) -> str:
+    from fhir_server.rate_limit import parse_limit
+
+    try:
+        parse_limit(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
 
 
 def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:

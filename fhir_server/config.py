@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     lockout_seconds: int = Field(
         900, ge=1, description="The longest wait between sign-in attempts (s)"
     )
+    rate_limit: str = Field(
+        "",
+        description="Requests a client may make to the FHIR API, e.g. 600/minute (empty or"
+        " off: no limit); per-client: fhir-server clients create|update --rate-limit"
+        " (fhir_server.rate_limit)",
+    )
     cors_origins: str = Field(
         "*",
         description="Origins allowed to call the API from a browser (comma separated; '*' any):"
@@ -246,6 +252,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_duration(cls, value: str) -> str:
         parse_duration(value)  # ValueError naming the expected form
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from fhir_server.rate_limit import parse_limit
+
+        parse_limit(value)  # ValueError naming the accepted forms
         return value
 
     @field_validator("base_url")

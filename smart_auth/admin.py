@@ -156,6 +156,7 @@ def create_client(
     scope: str | None = None,
     client_id: str | None = None,
     pkce: str = "required",
+    rate_limit: str | None = None,
 ) -> dict[str, Any]:
     """Register a client; returns its RFC 7591 JSON with ``client_id`` and, for
     ``client_secret_basic``, the ``client_secret`` (shown only now). A
@@ -195,6 +196,8 @@ def create_client(
         raise AdminError(str(error)) from error
     if client_id is not None:
         client.client_id = client_id
+    if rate_limit:
+        client.metadata["rate_limit"] = rate_limit
     try:
         store.add_client(client)
     except DuplicateError:
@@ -218,6 +221,22 @@ def _taken(client_id: str) -> str:
 def list_clients(store: AuthStore) -> list[dict[str, Any]]:
     """Every client (without secrets)."""
     return [client_json(client, None) for client in store.list_clients()]
+
+
+def update_client(store: AuthStore, client_id: str, *, rate_limit: str | None) -> dict[str, Any]:
+    """Change what an operator decides of a client: its rate limit on the FHIR API
+    (``"600/minute"``; ``""``: the server's default; checked by the caller). Returns the
+    client's JSON."""
+    client = store.get_client(client_id)
+    if client is None:
+        raise AdminError(f"there is no client {client_id}")
+    if rate_limit is not None:
+        if rate_limit:
+            client.metadata["rate_limit"] = rate_limit
+        else:
+            client.metadata.pop("rate_limit", None)
+    store.update_client(client)
+    return client_json(client, None)
 
 
 def delete_client(store: AuthStore, tokens: TokenService, client_id: str) -> dict[str, Any]:

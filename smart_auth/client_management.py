@@ -116,6 +116,8 @@ async def update_client(auth: AuthCore, request: Request, client_id: str) -> Res
     updated.client_secret_hash = client.client_secret_hash
     updated.created_at = client.created_at
     updated.registration_token_hash = client.registration_token_hash
+    if "rate_limit" in client.metadata:  # the operator's, not the client's to change
+        updated.metadata["rate_limit"] = client.metadata["rate_limit"]
     if pkce_optional:
         updated.metadata["pkce"] = "optional"
     auth.store.update_client(updated)
