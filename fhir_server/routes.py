@@ -41,6 +41,7 @@ from fhir_server.interactions.read import read, vread
 from fhir_server.interactions.search import search_compartment, search_system, search_type
 from fhir_server.interactions.update import update
 from fhir_server.operations import support_table
+from fhir_server.rate_limit import RateLimiter, parse_limit
 from fhir_server.request_log import POLICY_KEY, ROUTE_KEY, log_access, request_id
 from fhir_server.storage.base import Store
 from fhir_server.workflows import WorkflowStore
@@ -388,7 +389,25 @@ def authenticate(auth: SmartAuth, request: Request, base: str) -> AccessPolicy:
             error.headers["WWW-Authenticate"] = failure.www_authenticate
         raise error from None
     request.scope[POLICY_KEY] = policy  # the access log's user and client id
+    _rate_limiter(request.app, auth).check(policy.client_id)
     return policy
+
+
+def _rate_limiter(app: Any, auth: SmartAuth) -> RateLimiter:
+    """The process's per-client rate limits (made on first use)."""
+    limiter = getattr(app.state, "rate_limits", None)
+    if limiter is None:
+        settings: Settings = app.state.settings
+
+        def override(client_id: str) -> str | None:
+            client = auth.store.get_client(client_id)
+            value = client.metadata.get("rate_limit") if client is not None else None
+            return value if isinstance(value, str) else None
+
+        limiter = app.state.rate_limits = RateLimiter(
+            parse_limit(settings.rate_limit), override, settings.workers
+        )
+    return limiter
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
