@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server.demo import codes as c
+from fhir_server.demo.billing import payments
 from fhir_server.demo.growth import Measurements
 from fhir_server.demo.layout import ref, when
 from fhir_server.demo.patient import Person, coding
@@ -123,7 +124,9 @@ def _visit(
     labs = list(_labs(person, v, start, panels))
     yield from labs
     yield _note(person, v, start, vitals)
-    yield _invoice(person, v, start, labs)
+    bill = _invoice(person, v, start, labs)
+    yield bill
+    yield from payments(person, v, bill)
 
 
 def _quantity(value: Any, unit: str) -> dict[str, Any]:
