@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -294,6 +295,44 @@ def test_screens_show_the_record_and_what_is_not_available(
     _nav(browser, "Appointments")
     text = _text(browser)
     assert "Upcoming" in text and "Past" in text
+
+
+def test_who_accessed_my_record(site: dict[str, Any], browser: Any) -> None:
+    """The server's AuditEvents about the patient: this session's own reads, by the
+    patient with the portal."""
+    from selenium.webdriver.common.by import By
+
+    text = ""
+    for _ in range(5):  # the server writes its audit trail in batches, off the request path
+        browser.get(f"{site['server'].origin}/portal/#/settings")
+        browser.refresh()  # the portal loads each screen's data once per page load
+        _settled(browser, "Settings")
+        text = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=settings-audit]").text
+        if "Charles Ramirez, with Patient portal" in text:
+            break
+        time.sleep(1)
+    assert re.search(r"Charles Ramirez, with Patient portal (viewed|looked up) ", text), text
+    assert "results" in text  # the kinds of data, in words
+
+
+def test_a_pdf_download(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    """The patient summary as a PDF, when the server offers Patient/$summary."""
+    from selenium.webdriver.common.by import By
+
+    server: LiveServer = site["server"]
+    statement = httpx.get(f"{server.base}/metadata").json()
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    if not any(op["name"] == "summary" for op in patient.get("operation", [])):
+        pytest.skip("this server does not offer Patient/$summary")
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    _nav(browser, "Documents")
+    browser.find_element(By.XPATH, "//button[.='Download your patient summary (PDF)']").click()
+    pdf = tmp_path / "patient-summary.pdf"
+    _wait(browser, lambda d: pdf.is_file() and pdf.stat().st_size > 0)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert "Downloaded." in _text(browser)
 
 
 def test_a_result_trend_chart_and_reload(site: dict[str, Any], browser: Any) -> None:
