@@ -103,14 +103,15 @@ def processor_for(settings: Settings) -> PaymentProcessor | None:
     choice = settings.payments.strip()
     if choice.lower() in ("", "off"):
         return None
-    key = (id(settings), choice)
+    key = settings.model_dump_json()
     found = _PROCESSORS.get(key)
     if found is None:
         found = _PROCESSORS[key] = _factory(choice)(settings)
     return found
 
 
-_PROCESSORS: dict[tuple[int, str], Any] = {}
+_PROCESSORS: dict[str, Any] = {}
+"""Processors by the settings they were made of (a few: one a configuration)."""
 
 
 def _factory(choice: str) -> Callable[[Settings], PaymentProcessor]:

@@ -28,6 +28,7 @@ from fhir_server.payments.processor import (
     processor_for,
 )
 from fhir_server.routes import _bounded_body, error_response, render
+from fhir_server.storage.base import TransactionsUnavailable
 from fhir_server.workflows import Caller, WorkflowStore
 from resources.errors import FhirError, Issue, operation_outcome
 
@@ -56,7 +57,12 @@ async def webhook(request: Request) -> Response:
             return _done(f"Event {event.event} ({event.kind}) records nothing")
         # the server's own write, through the workflow rules (billing: the Invoice)
         store = WorkflowStore(request.app.state.store, Caller.system())
-        recorded = await record_payment(store, processor.name, event)
+        try:
+            recorded = await record_payment(store, processor.name, event)
+        except TransactionsUnavailable as failure:  # a standalone MongoDB
+            raise FhirError(
+                503, "transient", f"The payment cannot be recorded: {failure}"
+            ) from None
         if recorded.payment is None:
             log.warning("payment event %s not recorded: %s", event.event, recorded.message)
             return _done(f"Event {event.event} records nothing: {recorded.message}", "warning")
