@@ -204,6 +204,22 @@ class Settings(BaseSettings):
         description="The patient portal's URL: where a checkout returns by default (else"
         " the server's /portal/)",
     )
+    cancel_cutoff: str = Field(
+        "0",
+        description="How long before an appointment's start a patient or caregiver may still"
+        " cancel it (a duration: 90m, 48h, 2d; 0: any time before the start); staff are not"
+        " bound (fhir_server.workflows.scheduling)",
+    )
+    telehealth_url_template: str | None = Field(
+        None,
+        description="The join link of a virtual appointment (appointmentType or slot"
+        " serviceType v3-ActCode VR), e.g. https://meet.example.org/{appointment_id}",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="The clinic's time zone (IANA name, e.g. Europe/Berlin): the default of"
+        " 'fhir-server schedule create --tz'",
+    )
     portal: Literal["on", "off"] = Field(
         "on",
         description="The patient portal app at /portal/, registered as a public SMART client"
@@ -260,6 +276,24 @@ class Settings(BaseSettings):
         from fhir_server.rate_limit import parse_limit
 
         parse_limit(value)  # ValueError naming the accepted forms
+        return value
+
+    @field_validator("cancel_cutoff")
+    @classmethod
+    def _check_cutoff(cls, value: str) -> str:
+        if value.strip() != "0":
+            parse_duration(value)  # ValueError naming the expected form
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected e.g. Europe/Berlin)") from None
         return value
 
     @field_validator("base_url")

@@ -340,10 +340,10 @@ def _context(request: Request, code: str, params: list[tuple[str, str]]) -> Cont
     guard = request.app.state.outbound
     if auth is not None and code != "capabilities":
         policy = authenticate(auth, request, base)
-        ruled = WorkflowStore(store, policy=policy)
+        ruled = WorkflowStore(store, policy=policy, settings=settings)
         store = GuardedStore(ruled, policy, write_rule(guard, policy))  # type: ignore[arg-type]
     elif code != "capabilities":
-        ruled = WorkflowStore(store)
+        ruled = WorkflowStore(store, settings=settings)
         store = SubscriptionWrites(ruled, write_rule(guard, None))  # type: ignore[assignment]
     return Context(store, settings, base, request.headers, params, auth)
 

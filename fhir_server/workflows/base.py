@@ -195,6 +195,8 @@ class Transaction:
     exclusions: list[tuple[Change, SearchQuery, FhirError]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     """Scratch space shared by the rules of one evaluation (e.g. slots claimed)."""
+    settings: Any = None
+    """The server's ``fhir_server.config.Settings`` (None: bulk import, the defaults)."""
     _current: dict[tuple[str, str], StoredVersion | None] = field(default_factory=dict)
 
     async def current(self, type_: str, id_: str) -> tuple[dict[str, Any] | None, int | None]:

@@ -44,11 +44,18 @@ class WorkflowStore:
     """``inner`` with the rules of ``fhir_server.workflows`` run on every write."""
 
     def __init__(
-        self, inner: Any, caller: Caller | None = None, origin: Origin = "api", policy: Any = None
+        self,
+        inner: Any,
+        caller: Caller | None = None,
+        origin: Origin = "api",
+        policy: Any = None,
+        settings: Any = None,
     ) -> None:
         """``caller``, or the ``policy`` (an access policy) it is made of when a write
-        first needs it; neither: the server itself (staff)."""
+        first needs it; neither: the server itself (staff). ``settings``: the server's,
+        handed to the rules (``Transaction.settings``)."""
         self.inner = inner
+        self.settings = settings
         self._caller = caller
         self._policy = policy
         self.origin: Origin = origin
@@ -87,7 +94,7 @@ class WorkflowStore:
 
     async def _evaluate(self, requests: Sequence[WriteRequest]) -> Transaction:
         changes = [Change(r, decode(r) if rules_for(r.type) else None) for r in requests]
-        tx = Transaction(self.inner, self.caller, self.origin, changes)
+        tx = Transaction(self.inner, self.caller, self.origin, changes, settings=self.settings)
         for change in changes:
             for fn in rules_for(change.type):
                 await fn(tx, change)
