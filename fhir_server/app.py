@@ -26,6 +26,8 @@ from fhir_server.audit import AuditedStore, open_trail
 from fhir_server.auth_hooks import StoreHooks
 from fhir_server.config import Settings
 from fhir_server.events.dispatcher import Dispatcher
+from fhir_server.events.grants import GrantCheck
+from fhir_server.events.wake import WakingStore
 from fhir_server.failures import unexpected_failure
 from fhir_server.headers import NOSNIFF
 from fhir_server.health import metrics_router
@@ -65,8 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.open()
         # subscriptions: this process's share of the outbox (fhir_server/events)
         dispatcher = app.state.dispatcher = Dispatcher(
-            store, settings, _outbound_guard(app, settings)
+            store,
+            settings,
+            _outbound_guard(app, settings),
+            GrantCheck(lambda: getattr(app.state, "auth", None)),
         )
+        store = WakingStore(store, dispatcher.wake)  # a commit here wakes it at once
         if metrics is not None:
             store = TimedStore(store, metrics)  # store timings for /metrics
             await metrics.start()

@@ -157,15 +157,16 @@ class OutboundGuard:
             return str(error)
         return self._static_refusal(target)
 
-    def check_addresses(self, url: str) -> None:
+    def check_addresses(self, url: str) -> list[IPAddress]:
         """Resolve ``url``'s host and check its addresses as a request would, without
-        connecting (a subscription endpoint before it is activated); raises
+        connecting (a subscription endpoint before it is activated, or before a kept-alive
+        connection is opened to it); the addresses one may connect to. Raises
         :class:`OutboundError` (its ``reason`` says why)."""
         try:
             target = _Target.of(url)
         except ValueError as error:
             raise OutboundError(str(error)) from None
-        self._addresses(target)
+        return self._addresses(target)
 
     def _static_refusal(self, target: _Target) -> str | None:
         named = self.allow.names_host(target.host)

@@ -275,6 +275,9 @@ class AccessPolicy:
     encounter: str | None = None
     scope: str = ""
     jti: str | None = None
+    family: str | None = None
+    """The token's grant (its ``family`` claim, see :mod:`smart_auth.tokens`): what a
+    Subscription records to stop when the grant is revoked."""
 
     def rules_for(self, resource_type: str, interaction: str) -> tuple[ScopeRule, ...]:
         """The rules allowing ``interaction`` (c/r/u/d/s) on ``resource_type``; none:
@@ -300,6 +303,7 @@ class AccessPolicy:
             encounter=_opt_str(claims.get("encounter")),
             scope=scope,
             jti=_opt_str(claims.get("jti")),
+            family=_opt_str(claims.get("family")),
         )
 
 

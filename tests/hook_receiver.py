@@ -64,10 +64,12 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        do_POST = do_PUT = _handle  # noqa: N815
+        do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
 
         def log_message(self, *args: Any) -> None:
             pass
+
+        protocol_version = "HTTP/1.1"  # kept-alive connections
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state = Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook")

@@ -16,6 +16,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from smart_auth.store.base import Client
 from tests.conftest import BASE, STORES, storage_url
 from tests.hook_receiver import Receiver, receiver
 
@@ -54,6 +55,10 @@ def hook() -> Iterator[Receiver]:
 
 
 def bearer(app: Any, scope: str, **context: Any) -> dict[str, str]:
+    """A token of the registered client ``test-app`` (a Subscription stops when the
+    client that created it is deleted)."""
+    if app.state.auth.store.get_client("test-app") is None:
+        app.state.auth.store.add_client(Client(client_id="test-app", scope=scope))
     value, _ = app.state.auth.token_service().issue_access_token(
         issuer=BASE, audience=BASE, client_id="test-app", scope=scope, **context
     )

@@ -2,52 +2,62 @@
 (https://hl7.org/fhir/R4/subscription.html), one background task per server process,
 started and stopped with the app.
 
-Every :data:`POLL` seconds it:
+It looks at the outbox as soon as a write of this process commits (the store the
+requests write through calls :meth:`Dispatcher.wake`, ``fhir_server.events.wake``), and
+every :data:`POLL` seconds for the writes of other processes (other workers, other
+servers on one MongoDB, ``fhir-server import``). Each look:
 
-1. lists the Subscriptions that are ``requested`` or ``active`` (a search of the store);
-2. makes each ``requested`` one ``active`` once its endpoint passes the outbound guard's
-   checks (the host's addresses; there is no handshake in R4): a compare-and-set write
-   of the Subscription (``If-Match`` on the version it read, so one process does it), and
-   opens its cursor at the outbox's newest event: it hears of what is committed after;
-3. when the outbox has new events (or a retry is due), claims the cursors of the active
-   Subscriptions (a lease: one compare-and-set for all, renewed on every claim; a
-   cursor whose owner died is free again when its lease ends, :data:`LEASE` seconds)
-   and works through each held one in its own task, so a slow endpoint holds up only
-   its own subscription.
+1. every :data:`RELOAD` seconds (at once after a Subscription was written here) lists the
+   Subscriptions that are ``requested`` or ``active``; makes each ``requested`` one
+   ``active`` once its endpoint passes the outbound guard's checks (the host's
+   addresses; there is no handshake in R4): a compare-and-set write of the Subscription
+   (``If-Match`` on the version it read, so one process does it), and opens its cursor at
+   the outbox's newest event: it hears of what is committed after. An active one whose
+   creator's authorization was revoked gets status ``error`` (``events.grants``);
+2. claims the cursors of the active Subscriptions it does not hold yet (a lease: one
+   compare-and-set for all, renewed every ``LEASE / 2`` seconds; a cursor whose owner died
+   is free again when its lease ends, :data:`LEASE` seconds), so each subscription is
+   served by one process;
+3. reads the new events once for all the subscriptions it holds and matches them per
+   criteria (subscriptions with the same criteria and creator share one search,
+   ``events.matching``), queueing each subscription's matches;
+4. every :data:`SAVE_EVERY` seconds saves the cursors that moved, in one write.
 
-For each event after the cursor, in order: the version matches when its resource is in
-the results of the criteria's search plus ``_id``, under the read access of the token
-that wrote the Subscription (``fhir_server.events.subscriptions``). The search sees the
-current version: an event whose resource has a newer version since is passed over (the
-newer one's event is matched in its turn: the receiver gets the latest state), and a
-delete is not notified (a tombstone is in no search's results). A match is sent
-(``rest_hook.deliver``) with the next event number of the subscription; the cursor
-moves past an event only once the endpoint accepted it (saved every :data:`SAVE_EVERY`
-seconds and at the end of each batch: a process that dies sends the events since the
-last save again, with the same numbers), so delivery is at least once and in order. A
-failure is retried after ``delivery_backoff`` seconds, doubling, until
-``delivery_attempts`` attempts failed; then the Subscription's status is ``error`` with
-an ``error`` text and delivery stops (a client writing it again restarts it). Nothing
-here runs inside a request: a failing endpoint never slows a write.
+Each held subscription sends its queue in its own task, one notification at a time and in
+order (``rest_hook.deliver``, over kept-alive connections, ``events.hook_client``), with
+the next event number of the subscription: different subscriptions are sent to
+concurrently, a slow endpoint holds up only its own. The cursor moves past an event only
+once the endpoint accepted it (and past the events that did not match), so delivery is
+at least once and in order: a process that dies sends the events since the last save
+again, with the same numbers. A failure is retried after ``delivery_backoff`` seconds,
+doubling, until ``delivery_attempts`` attempts failed; then the Subscription's status is
+``error`` with an ``error`` text and delivery stops (a client writing it again restarts
+it). Nothing here runs inside a request: a failing endpoint never slows a write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import time
 import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.config import Settings
-from fhir_server.events.criteria import matching_query, parse_criteria
-from fhir_server.events.outbox import CursorState, Event, Outbox
-from fhir_server.events.rest_hook import deliver
-from fhir_server.events.subscriptions import TYPE, subscriber_access
+from fhir_server.events.criteria import parse_criteria
+from fhir_server.events.grants import GrantCheck
+from fhir_server.events.hook_client import HookClient
+from fhir_server.events.matching import Matcher
+from fhir_server.events.outbox import CursorState, Outbox
+from fhir_server.events.rest_hook import Notification, deliver
+from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundError, OutboundGuard
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
@@ -56,20 +66,32 @@ from resources.errors import FhirError
 from resources.fhir_datetime import format_instant
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
+from resources.search.query import AccessClause, SearchQuery
 
 log = logging.getLogger("fhir_server.events")
 
-POLL = 0.2
-"""Seconds between looks at the outbox."""
+POLL = 0.1
+"""Seconds between looks at the outbox when nothing wakes the dispatcher (the writes of
+other processes)."""
+COALESCE = 0.002
+"""Seconds a wake-up waits, so that the commits of a burst are read in one look."""
+SEARCH_SPACING = 0.0003
+"""Seconds between looks per distinct criteria held (each look is one search per
+criteria): with 100 subscriptions of different criteria, at most 1 / (100 * 0.0003) =
+33 looks a second while writes keep coming."""
+RELOAD = 1.0
+"""Seconds between listings of the Subscriptions (at once after one is written here)."""
 LEASE = 10.0
 """Seconds a claimed cursor stays with its process without being claimed again."""
-BATCH = 100
-"""Events read at a time for one subscription."""
+READ_BATCH = 500
+"""Events read at a time."""
+QUEUE_MAX = 2000
+"""Matches queued for one subscription before its matching waits for its sending."""
 PRUNE_EVERY = 60.0
 """Seconds between prunings of the outbox."""
 SAVE_EVERY = 0.5
-"""Seconds between saves of a subscription's cursor while it delivers (and at the end of
-each batch): a process that dies sends again what it sent since the last save."""
+"""Seconds between saves of the cursors that moved: a process that dies sends again what
+it sent since the last save."""
 ACTIVATION_TIMEOUT = 5.0
 """Seconds the endpoint's host name has to resolve when a Subscription is activated."""
 ENDPOINT_REFUSED = (
@@ -83,115 +105,156 @@ DELIVERY_FAILED = (
 )
 
 
-class Dispatcher:
-    """One process's dispatcher over ``store`` (the raw store, not a guarded one)."""
+@dataclass
+class Held:
+    """A subscription whose cursor this process holds."""
 
-    def __init__(self, store: Any, settings: Settings, guard: OutboundGuard) -> None:
+    key: str
+    subscription: dict[str, Any]
+    version: int
+    """The Subscription's version the cursor was claimed under."""
+    criteria: SearchQuery
+    access: AccessClause | None
+    group: tuple[str, str]
+    """Subscriptions with the same criteria and creator match with one search."""
+    position: int
+    """Every event up to here was sent or did not match."""
+    number: int
+    """The event number of the last notification sent."""
+    matched: int
+    """Every event up to here was matched (its notifications are in ``queue``)."""
+    until: float
+    attempts: int = 0
+    next_at: float = 0.0
+    saved: tuple[int, int] = (0, 0)
+    queue: deque[tuple[int, Notification]] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+
+
+class Dispatcher:
+    """One process's dispatcher over ``store`` (the raw store, not a guarded one);
+    ``grants``: the check of the Subscriptions' creators (None: nothing to check)."""
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Settings,
+        guard: OutboundGuard,
+        grants: GrantCheck | None = None,
+    ) -> None:
         self.store = store
         self.outbox: Outbox = store.outbox
         self.guard = guard
+        self.grants = grants
+        self.client = HookClient(guard)
+        self.matcher = Matcher(store)
         self.attempts = settings.delivery_attempts
         self.backoff = settings.delivery_backoff
         self.retention = settings.event_retention
-        self._prune_at = 0.0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
-        self._working: dict[str, asyncio.Task[None]] = {}
-        self._seen: dict[str, int] = {}
-        """Per subscription: the outbox position this process last worked up to, or
-        saw while another process held it."""
-        self._recheck: dict[str, float] = {}
-        """Per subscription: when to claim again although nothing new came (renewing
-        the lease, or taking over from a process that died)."""
+        self._wake: asyncio.Event | None = None
+        self._active: dict[str, tuple[StoredVersion, dict[str, Any]]] = {}
+        self._held: dict[str, Held] = {}
         self._opened: dict[str, int] = {}
         """Per subscription: the version whose activation this process opened a cursor for."""
         self._not_before: dict[str, float] = {}
-        """Per subscription: not before then (a retry's wait, another process's lease)."""
+        """Per subscription: no claim before then (another process holds it)."""
+        self._reload_at = 0.0
+        self._prune_at = 0.0
+        self._save_at = 0.0
 
+    # -- life --------------------------------------------------------------------------
     async def start(self) -> None:
+        self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="fhir-server-dispatcher")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._task, *self._working.values()] if t is not None]
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        tasks = [h.task for h in self._held.values() if h.task is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._task = None
+        with contextlib.suppress(Exception):
+            await self._save()
         # the cursors this process held: another process takes them at once
-        for key in {*self._working, *self._recheck}:
+        for key in list(self._held):
             with contextlib.suppress(Exception):
                 await self.outbox.release(key, self.owner)
-        self._working.clear()
+        self._held.clear()
+        await self.client.close()
+        await self.matcher.close()
+
+    def wake(self, subscriptions_changed: bool = False) -> None:
+        """Look at the outbox now (a write of this process committed); with
+        ``subscriptions_changed``, list the Subscriptions again too."""
+        if subscriptions_changed:
+            self._reload_at = 0.0
+        if self._wake is not None:
+            self._wake.set()
 
     async def _run(self) -> None:
+        assert self._wake is not None
         while True:
+            self._wake.clear()
             try:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("subscription dispatch failed; trying again")
-            await asyncio.sleep(POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL)
+            groups = len({h.group for h in self._held.values()})
+            await asyncio.sleep(max(COALESCE, SEARCH_SPACING * groups))
 
     async def tick(self) -> None:
-        subscriptions = await self._subscriptions()
-        active: dict[str, dict[str, Any]] = {}
-        for stored, resource in subscriptions:
+        now = time.time()
+        if now >= self._reload_at:
+            self._reload_at = now + RELOAD
+            await self._reload()
+        last = await self.outbox.last_seq()
+        if now >= self._prune_at:
+            self._prune_at = now + PRUNE_EVERY
+            await self.prune(list(self._active))
+        await self._claim(now)
+        await self._match(last)
+        if time.time() >= self._save_at:
+            self._save_at = time.time() + SAVE_EVERY
+            await self._save()
+
+    # -- the Subscriptions -------------------------------------------------------------
+    async def _reload(self) -> None:
+        active: dict[str, tuple[StoredVersion, dict[str, Any]]] = {}
+        for stored, resource in await self._subscriptions():
+            key = f"{TYPE}/{stored.id}"
             if resource.get("status") == "requested":
                 await self._activate(stored, resource)
-            elif resource.get("status") == "active":
-                key = f"{TYPE}/{stored.id}"
-                active[key] = resource
-                if self._opened.get(key) != stored.version:
-                    # from its latest activation on (also when the process that
-                    # activated it died before opening the cursor)
-                    await self.outbox.open_cursor(key, stored.seq)
-                    self._opened[key] = stored.version
-        last = await self.outbox.last_seq()
-        if time.time() >= self._prune_at:
-            self._prune_at = time.time() + PRUNE_EVERY
-            await self.prune(list(active))
-        now = time.time()
-        due = [key for key in active if self._due(key, last, now)]
-        if not due:
-            return
-        held = {c.key: c for c in await self.outbox.claim(due, self.owner, now, now + LEASE)}
-        for key in due:
-            cursor = held.get(key)
-            if cursor is None:  # another process has it: look again after a while
-                self._seen[key] = last
-                self._not_before[key] = now + LEASE / 2
+                self._reload_at = 0.0  # list it again as active
                 continue
-            self._recheck[key] = now + LEASE / 2
-            if cursor.next_at > now:  # a retry is due later
-                self._not_before[key] = cursor.next_at
-            elif cursor.position >= last:
-                self._seen[key] = last
-            else:
-                self._working[key] = asyncio.create_task(self._serve(active[key], cursor))
-
-    async def prune(self, active: list[str]) -> int:
-        """Delete the events that every active subscription has passed and whose
-        versions are older than ``event_retention`` seconds (the outbox stays bounded;
-        a Subscription activated later starts after them anyway)."""
-        cutoff = format_instant(datetime.fromtimestamp(time.time() - self.retention, UTC))
-        through = await self.outbox.seq_updated_before(cutoff)
-        floor = await self.outbox.min_position(active)
-        if floor is not None:
-            through = min(through, floor)
-        if through <= 0:
-            return 0
-        pruned = await self.outbox.prune(through)
-        if pruned:
-            log.info("outbox: %d delivered events pruned", pruned)
-        return pruned
-
-    def _due(self, key: str, last: int, now: float) -> bool:
-        if key in self._working or now < self._not_before.get(key, 0.0):
-            return False
-        return last > self._seen.get(key, -1) or now >= self._recheck.get(key, 0.0)
+            if resource.get("status") != "active":
+                continue
+            reason = self.grants.revoked(resource) if self.grants is not None else None
+            if reason is not None:
+                await self._set_status(stored, resource, "error", reason)
+                continue
+            active[key] = (stored, resource)
+            if self._opened.get(key) != stored.version:
+                # from its latest activation on (also when the process that
+                # activated it died before opening the cursor)
+                await self.outbox.open_cursor(key, stored.seq)
+                self._opened[key] = stored.version
+        self._active = active
+        for key, held in list(self._held.items()):
+            current = active.get(key)
+            if current is None or current[0].version != held.version:
+                await self._drop(held, save=False)
 
     async def _subscriptions(self) -> list[tuple[StoredVersion, dict[str, Any]]]:
         query = parse_search(
@@ -257,106 +320,203 @@ class Dispatcher:
         log.info("Subscription/%s is %s%s", stored.id, status, f": {error}" if error else "")
         return result
 
-    async def _serve(self, subscription: dict[str, Any], cursor: CursorState) -> None:
-        key = cursor.key
-        try:
-            more: CursorState | None = cursor
-            while more is not None:  # a full batch: the next one at once
-                more = await self._deliver_pending(subscription, more)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("delivery for %s failed", key)
-        finally:
-            self._working.pop(key, None)
-
-    async def _deliver_pending(
-        self, subscription: dict[str, Any], cursor: CursorState
-    ) -> CursorState | None:
-        """One batch of events; the cursor to go on from when the batch was full."""
-        key = cursor.key
-        try:
-            criteria = parse_criteria(str(subscription.get("criteria") or ""))
-        except FhirError as error:  # stored before the rules (import): never delivers
-            stored = await self.store.read(TYPE, key.split("/", 1)[1])
-            if stored is not None and stored.content is not None:
-                await self._set_status(
-                    stored, subscription, "error", f"The criteria is not valid: {error}"
-                )
-            return None
-        access = subscriber_access(subscription)
-        position, number, attempts = cursor.position, cursor.number, cursor.attempts
-        saved = position
-        save_at = renew_at = time.time() + SAVE_EVERY
-        events = await self.outbox.events_after(position, BATCH)
-        matches = await self._matching(events, criteria, access)
-        for event in events:
-            if time.time() > renew_at:  # a long batch: keep the lease
-                now = time.time()
-                if not await self.outbox.claim([key], self.owner, now, now + LEASE):
-                    return None
-                renew_at = now + LEASE / 2
-            found = matches.get(event.seq)
-            if found is not None:
-                try:
-                    await deliver(self.guard, subscription, number + 1, found)
-                except OutboundError as error:
-                    if position != saved:
-                        await self.outbox.advance(key, self.owner, position, number)
-                    await self._failed(key, attempts, error)
-                    return None
-                number, attempts = number + 1, 0
-            position = event.seq
-            if found is not None and time.time() > save_at:
-                if not await self.outbox.advance(key, self.owner, position, number):
-                    return None  # the lease was lost: another process goes on from it
-                saved, save_at = position, time.time() + SAVE_EVERY
-        if position != saved and not await self.outbox.advance(key, self.owner, position, number):
-            return None
-        self._seen[key] = position
-        if len(events) < BATCH:
-            return None
-        return CursorState(key, position, number, attempts)
-
-    async def _matching(
-        self, events: list[Event], criteria: Any, access: Any
-    ) -> dict[int, tuple[str, str, bytes | None]]:
-        """The events of a batch whose versions match (by seq): one search of the
-        criteria for all their ids. The search sees current versions: an event whose
-        resource has a newer version since is left out (the newer one's event is
-        matched in its turn)."""
-        wanted = {e.id: e for e in events if e.method != "delete" and e.type in criteria.types}
-        if not wanted:
-            return {}
-        query = matching_query(criteria, tuple(wanted), access)
-        page = await self.store.search(query, None, len(wanted), False)
-        seqs = {(e.type, e.id, e.version): e.seq for e in events}
-        found: dict[int, tuple[str, str, bytes | None]] = {}
-        for current in page.entries:
-            seq = seqs.get((current.type, current.id, current.version))
-            if seq is not None:
-                found[seq] = (current.type, current.id, current.content)
-        return found
-
-    async def _failed(self, key: str, failures: int, error: OutboundError) -> None:
-        attempts = failures + 1
-        log.warning(
-            "notification of %s failed (attempt %d of %d): %s",
-            key,
-            attempts,
-            self.attempts,
-            error.reason,
-        )
-        if attempts < self.attempts:
-            wait = self.backoff * 2 ** (attempts - 1)
-            await self.outbox.failed(key, self.owner, attempts, time.time() + wait)
-            self._not_before[key] = time.time() + wait
-            return
-        await self.outbox.failed(key, self.owner, 0, 0.0)
+    async def _set_error(self, key: str, text: str) -> None:
+        """The Subscription's status ``error`` with ``text``, if it is still active."""
         stored = await self.store.read(TYPE, key.split("/", 1)[1])
         if stored is None or stored.content is None:
             return
         current = fhir_json.loads(stored.content)
         if current.get("status") == "active":
-            text = DELIVERY_FAILED.format(attempts=attempts)
             await self._set_status(stored, current, "error", text)
+        self._reload_at = 0.0
+
+    # -- cursors -----------------------------------------------------------------------
+    async def _claim(self, now: float) -> None:
+        new = [
+            k for k in self._active if k not in self._held and now >= self._not_before.get(k, 0.0)
+        ]
+        renew = [k for k, h in self._held.items() if h.until - now < LEASE / 2]
+        if not new and not renew:
+            return
+        got = {c.key: c for c in await self.outbox.claim(new + renew, self.owner, now, now + LEASE)}
+        for key in renew:
+            held = self._held.get(key)
+            if held is None:
+                continue
+            if key in got:
+                held.until = now + LEASE
+            else:  # the lease was lost: another process goes on from the saved cursor
+                await self._drop(held, save=False, release=False)
+        for key in new:
+            cursor = got.get(key)
+            if cursor is None:  # another process has it: try again after a while
+                self._not_before[key] = now + LEASE / 2
+                continue
+            stored, resource = self._active[key]
+            held = await self._hold(cursor, stored, resource, now + LEASE)
+            if held is not None:
+                self._held[key] = held
+
+    async def _hold(
+        self, cursor: CursorState, stored: StoredVersion, resource: dict[str, Any], until: float
+    ) -> Held | None:
+        try:
+            criteria = parse_criteria(str(resource.get("criteria") or ""))
+        except FhirError as error:  # stored before the rules (import): never delivers
+            await self._set_status(stored, resource, "error", f"The criteria is not valid: {error}")
+            await self.outbox.release(cursor.key, self.owner)
+            return None
+        creator = next(
+            (e for e in resource.get("extension") or [] if e.get("url") == CREATOR), None
+        )
+        group = (str(resource.get("criteria")), json.dumps(creator, sort_keys=True))
+        return Held(
+            key=cursor.key,
+            subscription=resource,
+            version=stored.version,
+            criteria=criteria,
+            access=subscriber_access(resource),
+            group=group,
+            position=cursor.position,
+            number=cursor.number,
+            matched=cursor.position,
+            until=until,
+            attempts=cursor.attempts,
+            next_at=cursor.next_at,
+            saved=(cursor.position, cursor.number),
+        )
+
+    async def _drop(self, held: Held, *, save: bool, release: bool = True) -> None:
+        """Stop serving ``held`` (its task is cancelled unless it is the caller)."""
+        self._held.pop(held.key, None)
+        task = held.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if save and (held.position, held.number) != held.saved:
+            await self.outbox.advance(held.key, self.owner, held.position, held.number)
+        if release:
+            await self.outbox.release(held.key, self.owner)
+        await self.client.close_lane(held.key.split("/", 1)[1])
+
+    async def _save(self) -> None:
+        moved = [h for h in self._held.values() if (h.position, h.number) != h.saved]
+        if not moved:
+            return
+        states = [(h.key, h.position, h.number) for h in moved]
+        lost = await self.outbox.advance_many(self.owner, states)
+        for held in moved:
+            if held.key in lost:
+                await self._drop(held, save=False, release=False)
+            else:
+                held.saved = (held.position, held.number)
+
+    async def prune(self, active: list[str]) -> int:
+        """Delete the events that every active subscription has passed and whose
+        versions are older than ``event_retention`` seconds (the outbox stays bounded;
+        a Subscription activated later starts after them anyway)."""
+        cutoff = format_instant(datetime.fromtimestamp(time.time() - self.retention, UTC))
+        through = await self.outbox.seq_updated_before(cutoff)
+        floor = await self.outbox.min_position(active)
+        if floor is not None:
+            through = min(through, floor)
+        if through <= 0:
+            return 0
+        pruned = await self.outbox.prune(through)
+        if pruned:
+            log.info("outbox: %d delivered events pruned", pruned)
+        return pruned
+
+    # -- matching and sending ----------------------------------------------------------
+    async def _match(self, last: int) -> None:
+        """Match the events up to ``last`` for every held subscription that has not yet
+        (each group of subscriptions with one search) and start their sending."""
+        while True:
+            pending = [
+                h for h in self._held.values() if h.matched < last and len(h.queue) < QUEUE_MAX
+            ]
+            if not pending:
+                return
+            start = min(h.matched for h in pending)
+            events = await self.outbox.events_after(start, READ_BATCH)
+            through = events[-1].seq if events else last
+            groups: dict[tuple[str, str], list[Held]] = defaultdict(list)
+            for held in pending:
+                groups[held.group].append(held)
+            for group in groups.values():
+                lowest = min(h.matched for h in group)
+                batch = [e for e in events if e.seq > lowest]
+                first = group[0]
+                found = await self.matcher.matches(batch, first.criteria, first.access)
+                for held in group:
+                    if self._held.get(held.key) is not held:
+                        continue  # dropped meanwhile
+                    for seq in sorted(found):
+                        if held.matched < seq <= through:
+                            held.queue.append((seq, found[seq]))
+                    held.matched = through
+                    if not held.queue and held.task is None:
+                        held.position = through
+                    elif held.queue and held.task is None:
+                        held.task = asyncio.create_task(self._send(held))
+            if through >= last:
+                return
+
+    async def _send(self, held: Held) -> None:
+        try:
+            while held.queue:
+                wait = held.next_at - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                reason = self.grants.revoked(held.subscription) if self.grants else None
+                if reason is not None:
+                    await self._drop(held, save=True)
+                    await self._set_error(held.key, reason)
+                    return
+                seq, notification = held.queue[0]
+                try:
+                    await deliver(self.client, held.subscription, held.number + 1, notification)
+                except OutboundError as error:
+                    if not await self._failed(held, error):
+                        return
+                    continue
+                held.queue.popleft()
+                held.number, held.position, held.attempts, held.next_at = (
+                    held.number + 1,
+                    seq,
+                    0,
+                    0.0,
+                )
+            held.position = max(held.position, held.matched)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery for %s failed", held.key)
+            await self._drop(held, save=True)
+        finally:
+            held.task = None
+
+    async def _failed(self, held: Held, error: OutboundError) -> bool:
+        """Record a failed notification; False when the Subscription is now in error."""
+        held.attempts += 1
+        log.warning(
+            "notification of %s failed (attempt %d of %d): %s",
+            held.key,
+            held.attempts,
+            self.attempts,
+            error.reason,
+        )
+        if (held.position, held.number) != held.saved:
+            if not await self.outbox.advance(held.key, self.owner, held.position, held.number):
+                await self._drop(held, save=False, release=False)
+                return False
+            held.saved = (held.position, held.number)
+        if held.attempts < self.attempts:
+            held.next_at = time.time() + self.backoff * 2 ** (held.attempts - 1)
+            await self.outbox.failed(held.key, self.owner, held.attempts, held.next_at)
+            return True
+        await self.outbox.failed(held.key, self.owner, 0, 0.0)
+        await self._drop(held, save=False)
+        await self._set_error(held.key, DELIVERY_FAILED.format(attempts=held.attempts))
+        return False

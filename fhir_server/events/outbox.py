@@ -65,6 +65,11 @@ class Outbox(Protocol):
         False when the lease was lost."""
         ...
 
+    async def advance_many(self, owner: str, states: Sequence[tuple[str, int, int]]) -> set[str]:
+        """:meth:`advance` for several cursors (``(key, position, number)``) in one write;
+        the keys whose lease was lost."""
+        ...
+
     async def failed(self, key: str, owner: str, attempts: int, next_at: float) -> bool:
         """Record a failed delivery and when to try again."""
         ...

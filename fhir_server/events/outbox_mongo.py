@@ -89,6 +89,13 @@ class MongoOutbox:
         fields = {"position": position, "number": number, "attempts": 0, "next_at": 0.0}
         return await self._update(key, owner, fields)
 
+    async def advance_many(self, owner: str, states: Sequence[tuple[str, int, int]]) -> set[str]:
+        lost = set()
+        for key, position, number in states:  # one document each: atomic on its own
+            if not await self.advance(key, owner, position, number):
+                lost.add(key)
+        return lost
+
     async def failed(self, key: str, owner: str, attempts: int, next_at: float) -> bool:
         return await self._update(key, owner, {"attempts": attempts, "next_at": next_at})
 

@@ -92,6 +92,21 @@ class SQLiteOutbox:
             "position = ?, number = ?, attempts = 0, next_at = 0", (position, number), key, owner
         )
 
+    async def advance_many(self, owner: str, states: Sequence[tuple[str, int, int]]) -> set[str]:
+        def run(conn: sqlite3.Connection) -> set[str]:
+            lost = set()
+            for key, position, number in states:
+                changed = conn.execute(
+                    "UPDATE event_cursor SET position = ?, number = ?, attempts = 0,"
+                    " next_at = 0 WHERE key = ? AND owner = ?",
+                    (position, number, key, owner),
+                ).rowcount
+                if changed != 1:
+                    lost.add(key)
+            return lost
+
+        return await self._store.run_write(run)
+
     async def failed(self, key: str, owner: str, attempts: int, next_at: float) -> bool:
         return await self._update("attempts = ?, next_at = ?", (attempts, next_at), key, owner)
 

@@ -3,10 +3,13 @@
 - with a ``payload`` (``application/fhir+json``; ``application/json`` is read the same):
   ``PUT [endpoint]/[type]/[id]`` with the resource version as the body;
 - without one: ``POST [endpoint]`` with an empty body ("the notification is a ping");
+- a deletion, with a payload: ``DELETE [endpoint]/[type]/[id]`` (R4 says nothing of
+  deletions; this is what other servers do), without one the same empty ``POST``;
 - every ``channel.header`` (``Name: value``) sent with each call.
 
-Every call goes through the outbound guard (``fhir_server.outbound``): the endpoint a
-client supplied must be public (https) unless ``FHIR_SERVER_OUTBOUND_ALLOW`` names it.
+Every call goes through the outbound guard's rules on kept-alive connections
+(``fhir_server.events.hook_client``): the endpoint a client supplied must be public
+(https) unless ``FHIR_SERVER_OUTBOUND_ALLOW`` names it.
 A 2xx answer is a delivery; anything else (a refused address, a closed port, a timeout,
 another status) is a failure the dispatcher retries. The request also carries the event
 number of the subscription (``X-Subscription-Event``) and its id
@@ -15,13 +18,29 @@ number of the subscription (``X-Subscription-Event``) and its id
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.events.hook_client import HookClient
 from fhir_server.outbound import OutboundError, OutboundGuard
 from resources.errors import invalid
 
 PAYLOADS = frozenset({"application/fhir+json", "application/json"})
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one notification is about: the version's resource (``content``, None when
+    it is not sent) or its deletion."""
+
+    type: str
+    id: str
+    content: bytes | None
+    deleted: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.type}/{self.id}"
 
 
 def check_channel(channel: Any, guard: OutboundGuard) -> None:
@@ -71,10 +90,10 @@ def _headers(channel: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def deliver(
-    guard: OutboundGuard,
+    client: HookClient,
     subscription: dict[str, Any],
     number: int,
-    resource: tuple[str, str, bytes | None],
+    notification: Notification,
 ) -> None:
     """Send one notification; raises :class:`OutboundError` unless the endpoint answered 2xx."""
     channel = subscription.get("channel") or {}
@@ -84,12 +103,16 @@ async def deliver(
         ("X-Subscription-Id", str(subscription.get("id"))),
         ("X-Subscription-Event", str(number)),
     ]
-    type_, id_, content = resource
-    if channel.get("payload") and content is not None:
-        method, url, body = "PUT", f"{endpoint.rstrip('/')}/{type_}/{id_}", content
+    resource_url = f"{endpoint.rstrip('/')}/{notification.path}"
+    if channel.get("payload") and notification.deleted:
+        method, url, body = "DELETE", resource_url, b""
+    elif channel.get("payload") and notification.content is not None:
+        method, url, body = "PUT", resource_url, notification.content
         headers.append(("Content-Type", "application/fhir+json"))
     else:
         method, url, body = "POST", endpoint, b""
-    response = await asyncio.to_thread(guard.request, method, url, headers=headers, content=body)
+    response = await client.request(
+        method, url, headers=headers, content=body, lane=str(subscription.get("id"))
+    )
     if not 200 <= response.status < 300:
         raise OutboundError(f"HTTP status {response.status}")

@@ -11,8 +11,10 @@ API (create, update, patch, conditional interactions, batch and transaction entr
   dispatcher checks the endpoint (the guard's address checks) and makes it ``active``;
   nothing is delivered before;
 - the server records the context of the token that wrote it in the extension
-  :data:`CREATOR` (client id, ``fhirUser``, granted scopes and, for patient-context
-  tokens, the patient as a Reference), replacing any the client sent. The dispatcher
+  :data:`CREATOR` (client id, ``fhirUser``, user account, the grant's ``family``, granted
+  scopes and, for patient-context tokens, the patient as a Reference), replacing any the
+  client sent; the dispatcher stops the Subscription when that grant, account or client
+  is revoked (``fhir_server.events.grants``). The dispatcher
   matches events under that context's read access, so a patient's subscription hears
   only of what that patient may read. The patient Reference also makes the
   Subscription a member of that patient's compartment (Subscription is outside the R4
@@ -96,6 +98,10 @@ def creator_extension(policy: PolicyLike) -> dict[str, Any]:
         parts.append({"url": "client", "valueString": str(client_id)})
     if policy.fhir_user:
         parts.append({"url": "user", "valueString": policy.fhir_user})
+    for name in ("subject", "family"):  # the account and the grant (see events.grants)
+        value = getattr(policy, name, None)
+        if value:
+            parts.append({"url": name, "valueString": str(value)})
     scope = getattr(policy, "scope", "")
     if scope:
         parts.append({"url": "scope", "valueString": str(scope)})
@@ -116,6 +122,23 @@ def subscriber_access(subscription: dict[str, Any]) -> AccessClause | None:
     """What the Subscription's creator may read (None: no limit; no creator recorded)."""
     from smart_auth.scopes import AccessPolicy, parse_scopes
 
+    fields = creator_fields(subscription)
+    if fields is None:
+        return None
+    patient = fields.get("patient", "")
+    policy = AccessPolicy(
+        rules=parse_scopes(fields.get("scope", ""), strict=False).rules,
+        client_id=fields.get("client", ""),
+        fhir_user=fields.get("user"),
+        patient=patient.split("/", 1)[1] if patient.startswith("Patient/") else None,
+    )
+    clause = compile_access(policy, "r")
+    return None if clause.unrestricted else clause
+
+
+def creator_fields(subscription: dict[str, Any]) -> dict[str, str] | None:
+    """The parts of the :data:`CREATOR` extension (client, user, subject, family, scope,
+    patient), None when the Subscription has none."""
     creator = next(
         (
             e
@@ -135,15 +158,7 @@ def subscriber_access(subscription: dict[str, Any]) -> AccessClause | None:
             value = part["valueReference"].get("reference")
         if isinstance(value, str):
             fields.setdefault(str(part.get("url")), value)
-    patient = fields.get("patient", "")
-    policy = AccessPolicy(
-        rules=parse_scopes(fields.get("scope", ""), strict=False).rules,
-        client_id=fields.get("client", ""),
-        fhir_user=fields.get("user"),
-        patient=patient.split("/", 1)[1] if patient.startswith("Patient/") else None,
-    )
-    clause = compile_access(policy, "r")
-    return None if clause.unrestricted else clause
+    return fields
 
 
 class SubscriptionWrites:

@@ -1,0 +1,112 @@
+"""Which events of the outbox a Subscription's criteria matches
+(https://hl7.org/fhir/R4/subscription.html: "a write matches when the new version is in
+that search's results"), with the store's own search engine.
+
+- A created or updated version matches when its resource is in the results of the
+  criteria's search plus ``_id`` of the batch's ids, under the read access of the
+  Subscription's creator (one search for a whole batch of events). The search sees the
+  current versions: an event whose resource has a newer version since is passed over (the
+  newer one's event is matched in its turn: the receiver gets the latest state).
+- A deletion matches when the version it deleted did: that version is written to a
+  scratch SQLite store of this process (a temporary file, renewed now and then) and the
+  same search runs there. Criteria that follow references (chained parameters, ``_has``)
+  cannot be followed there: a deletion never matches them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fhir_server.events.criteria import matching_query
+from fhir_server.events.outbox import Event
+from fhir_server.events.rest_hook import Notification
+from fhir_server.interactions.write import content_builder, index_entries
+from fhir_server.storage.base import WriteRequest
+from resources import fhir_json
+from resources.search.query import AccessClause, SearchQuery
+
+SCRATCH_WRITES = 1000
+"""Writes to the scratch store before it is replaced by an empty one."""
+
+
+class Matcher:
+    """Matches batches of events for the dispatcher over ``store``."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._scratch: Any = None
+        self._scratch_dir: str | None = None
+        self._scratch_writes = 0
+
+    async def close(self) -> None:
+        await self._drop_scratch()
+
+    async def matches(
+        self, events: list[Event], criteria: SearchQuery, access: AccessClause | None
+    ) -> dict[int, Notification]:
+        """The notifications of the matching events, by seq."""
+        found: dict[int, Notification] = {}
+        wanted = {e.id: e for e in events if e.method != "delete" and e.type in criteria.types}
+        if wanted:
+            query = matching_query(criteria, tuple(wanted), access)
+            page = await self.store.search(query, None, len(wanted), False)
+            seqs = {(e.type, e.id, e.version): e.seq for e in events}
+            for current in page.entries:
+                seq = seqs.get((current.type, current.id, current.version))
+                if seq is not None:
+                    found[seq] = Notification(current.type, current.id, current.content)
+        for event in events:
+            deleted = event.method == "delete" and event.type in criteria.types
+            if deleted and await self._deleted_matched(event, criteria, access):
+                found[event.seq] = Notification(event.type, event.id, None, deleted=True)
+        return found
+
+    async def _deleted_matched(
+        self, event: Event, criteria: SearchQuery, access: AccessClause | None
+    ) -> bool:
+        """Whether the version a deletion removed was in the criteria's results."""
+        if event.version <= 1:
+            return False
+        before = await self.store.vread(event.type, event.id, event.version - 1)
+        if before is None or before.content is None:
+            return False
+        resource = fhir_json.loads(before.content)
+        scratch = await self._scratch_store()
+        request = WriteRequest(
+            event.type,
+            event.id,
+            "update",
+            content_builder(resource, event.id),
+            index=index_entries(resource, event.id),
+        )
+        await scratch.write(request)
+        self._scratch_writes += 1
+        query = matching_query(criteria, (event.id,), access)
+        page = await scratch.search(query, None, 1, False)
+        return bool(page.entries)
+
+    async def _scratch_store(self) -> Any:
+        if self._scratch is not None and self._scratch_writes >= SCRATCH_WRITES:
+            await self._drop_scratch()
+        if self._scratch is None:
+            from fhir_server.storage.open import open_store
+
+            self._scratch_dir = tempfile.mkdtemp(prefix="fhir-server-match-")
+            path = Path(self._scratch_dir) / "scratch.sqlite3"
+            self._scratch = open_store(f"sqlite:///{path}", sqlite_synchronous="OFF")
+            await self._scratch.open()
+            self._scratch_writes = 0
+        return self._scratch
+
+    async def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            with contextlib.suppress(Exception):
+                await self._scratch.close()
+            self._scratch = None
+        if self._scratch_dir is not None:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
