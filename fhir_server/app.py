@@ -29,7 +29,7 @@ from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.grants import GrantCheck
 from fhir_server.events.wake import WakingStore
 from fhir_server.failures import unexpected_failure
-from fhir_server.headers import NOSNIFF
+from fhir_server.headers import HSTS, NOSNIFF
 from fhir_server.health import metrics_router
 from fhir_server.health import router as health_router
 from fhir_server.metrics import Metrics, TimedStore
@@ -263,7 +263,13 @@ class SecurityHeaders:
     no-store`` on those of ``/fhir`` and ``/auth`` that set no ``Cache-Control`` of their
     own (the discovery documents and the JWKS do). FHIR responses carry both already
     (:data:`fhir_server.headers.FHIR_RESPONSE_HEADERS`), also on the fast path in front
-    of this middleware."""
+    of this middleware.
+
+    Every HTML page gets a Content-Security-Policy with ``frame-ancestors 'none'`` (no
+    page of the server can be framed: clickjacking) and ``X-Frame-Options: DENY`` when
+    it sets none of its own (the sign-in pages and the portal set stricter ones), and a
+    response over https (TLS here, or a proxy's ``X-Forwarded-Proto`` from an address
+    uvicorn trusts) gets ``Strict-Transport-Security`` (RFC 6797)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -286,9 +292,18 @@ class SecurityHeaders:
                         headers[name] = value
                 if private and "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"
+                if (headers.get("content-type") or "").startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", _HTML_CSP)
+                    headers.setdefault("X-Frame-Options", "DENY")
+                if scope.get("scheme") == "https":
+                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_HTML_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
+"""The least policy of an HTML page that sets none (e.g. ``/docs`` when it is on)."""
 
 
 class AccessLog:

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="server processes (default: FHIR_SERVER_WORKERS or the number of CPU cores)",
     )
+    serve.add_argument(
+        "--ssl-certfile",
+        help="serve https with this certificate (PEM; default: FHIR_SERVER_SSL_CERTFILE,"
+        " else plain http)",
+    )
+    serve.add_argument(
+        "--ssl-keyfile", help="the certificate's private key (PEM; FHIR_SERVER_SSL_KEYFILE)"
+    )
     _add_import(commands)
     _add_demo_data(commands)
     compact = commands.add_parser(
@@ -132,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
             "auth": args.auth,
             "log_level": args.log_level,
             "workers": args.workers,
+            "ssl_certfile": args.ssl_certfile,
+            "ssl_keyfile": args.ssl_keyfile,
         }.items()
         if value is not None
     }
@@ -141,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         # one clear line and a non-zero exit for a bad setting, store or address
         settings = startup.load_settings(overrides)
         logging.config.dictConfig(_log_config(settings.log_level, settings.log_format))
+        startup.check_tls(settings)
         startup.check_store(settings)
         startup.check_port(settings.host, settings.port)
     except startup.StartupError as problem:
@@ -157,6 +168,10 @@ def _serve(args: argparse.Namespace) -> int:
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": 10,
     }
+    if settings.ssl_certfile or settings.ssl_keyfile:
+        # TLS without a proxy; responses then carry Strict-Transport-Security
+        options["ssl_certfile"] = settings.ssl_certfile
+        options["ssl_keyfile"] = settings.ssl_keyfile
     workers = settings.workers
     if workers > 1 and settings.storage.startswith("mongomock:"):
         logging.getLogger("fhir_server").warning(

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     lockout_seconds: int = Field(
         900, ge=1, description="The longest wait between sign-in attempts (s)"
     )
+    ssl_certfile: str | None = Field(
+        None,
+        description="Serve https with this certificate (PEM, with its chain) and"
+        " FHIR_SERVER_SSL_KEYFILE, without a reverse proxy",
+    )
+    ssl_keyfile: str | None = Field(None, description="The certificate's private key (PEM)")
     rate_limit: str = Field(
         "",
         description="Requests a client may make to the FHIR API, e.g. 600/minute (empty or"

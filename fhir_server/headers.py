@@ -16,6 +16,9 @@ from resources.errors import invalid
 _ETAG = re.compile(r'^\s*(?:W/)?"([^"]*)"\s*$')
 
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+HSTS = "max-age=31536000"
+"""``Strict-Transport-Security`` of every response over https: a year
+(https://www.rfc-editor.org/rfc/rfc6797#section-6.1.1)."""
 """On every response of the server: a browser takes the ``Content-Type`` as sent and
 never guesses another from the bytes (https://fetch.spec.whatwg.org/#x-content-type-options-header):
 a Binary or an error echoing its input is not run as a script or page."""

@@ -24,7 +24,7 @@ from fhir_server.config import Settings
 from fhir_server.events.subscriptions import SubscriptionWrites, write_rule
 from fhir_server.failures import unexpected_failure
 from fhir_server.formats import request_body_kind, response_media_type
-from fhir_server.headers import FHIR_RESPONSE_HEADERS
+from fhir_server.headers import FHIR_RESPONSE_HEADERS, HSTS
 from fhir_server.interactions import Context, FhirResponse
 from fhir_server.interactions.bundle import batch_or_transaction
 from fhir_server.interactions.capabilities import capabilities
@@ -193,6 +193,8 @@ class FhirDispatch:
                     response = await endpoint(Request(scope, receive))
                     status = response.status_code
                     response.raw_headers.append((b"x-request-id", rid))
+                    if scope.get("scheme") == "https":
+                        response.raw_headers.append(_HSTS_HEADER)
                     await response(scope, receive, send)
                 finally:
                     log_access(scope, status, started, route, rid)
@@ -226,6 +228,9 @@ class FhirDispatch:
             if params is not None:
                 return template.endpoint, params, template.route
         return None
+
+
+_HSTS_HEADER = (b"strict-transport-security", HSTS.encode())
 
 
 def _without_trailing_slash(scope: Scope) -> Scope:

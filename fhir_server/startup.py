@@ -88,6 +88,24 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+def check_tls(settings: Settings) -> None:
+    """The certificate and key of ``--ssl-certfile``/``--ssl-keyfile`` load together
+    (both or neither)."""
+    import ssl
+
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if not cert and not key:
+        return
+    if not cert or not key:
+        raise StartupError("https needs both --ssl-certfile and --ssl-keyfile", 2)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        message = f"cannot use the certificate {cert} with the key {key}: {reason}"
+        raise StartupError(message, 2) from None
+
+
 def check_store(settings: Settings) -> None:
     """Open the store named by ``settings.storage`` and close it again."""
     from fhir_server.storage.open import open_store
