@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from smart_auth import client_management, launch, registration, userinfo
+from smart_auth import account_api, client_management, launch, registration, userinfo
 from smart_auth.activation import Activation
 from smart_auth.bodies import BoundedBodyRoute
 from smart_auth.core import AuthCore
@@ -83,6 +83,12 @@ def build_router(auth: AuthCore) -> APIRouter:
     async def user_info(request: Request) -> Response:
         return await userinfo.userinfo(auth, request)
 
+    async def account_apps(request: Request) -> Response:
+        return await account_api.list_apps(auth, request)
+
+    async def account_revoke(request: Request, client_id: str) -> Response:
+        return await account_api.revoke_app(auth, request, client_id)
+
     router.add_api_route("/fhir/.well-known/smart-configuration", well_known_smart)
     router.add_api_route("/fhir/.well-known/openid-configuration", well_known_openid)
     router.add_api_route("/auth/jwks", jwks)
@@ -95,6 +101,8 @@ def build_router(auth: AuthCore) -> APIRouter:
         "/auth/register/{client_id}", manage_client, methods=["GET", "PUT", "DELETE"]
     )
     router.add_api_route("/auth/userinfo", user_info, methods=["GET", "POST"])
+    router.add_api_route("/auth/account/apps", account_apps, methods=["GET"])
+    router.add_api_route("/auth/account/apps/{client_id}", account_revoke, methods=["DELETE"])
     _add_pages(auth, router)
     return router
 

@@ -309,6 +309,11 @@ class AuthStore(Protocol):
         """Revoke every refresh token of a family; how many were live."""
         ...
 
+    def user_refresh_tokens(self, user_id: str) -> list[RefreshToken]:
+        """Every refresh token of a user, whatever its state (the account page's
+        connected apps), oldest first."""
+        ...
+
     def grant_families(
         self, *, user_id: str | None = None, client_id: str | None = None
     ) -> list[str]:

@@ -326,6 +326,15 @@ class MongoAuthStore:
         query = {"family_id": family_id, "revoked": False}
         return self._count("auth_refresh_tokens", query, {"$set": {"revoked": True}})
 
+    def user_refresh_tokens(self, user_id: str) -> list[RefreshToken]:
+        with self._serial():
+            documents = list(
+                self.db.auth_refresh_tokens.find({"user_id": user_id}).sort(
+                    [("created_at", 1), ("_id", 1)]
+                )
+            )
+        return [t for t in (_from_doc(RefreshToken, d) for d in documents) if t is not None]
+
     def grant_families(
         self, *, user_id: str | None = None, client_id: str | None = None
     ) -> list[str]:

@@ -342,6 +342,13 @@ class SQLiteAuthStore:
         with self._transaction() as conn:
             return _revoke_family(conn, family_id)
 
+    def user_refresh_tokens(self, user_id: str) -> list[RefreshToken]:
+        rows = self._rows(
+            "SELECT * FROM auth_refresh_tokens WHERE user_id = ? ORDER BY created_at, token_hash",
+            (user_id,),
+        )
+        return [_from_row(RefreshToken, row) for row in rows]
+
     def grant_families(
         self, *, user_id: str | None = None, client_id: str | None = None
     ) -> list[str]:
