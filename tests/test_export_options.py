@@ -144,6 +144,23 @@ async def test_include_associated_data(env: Env) -> None:
     assert "RelevantProvenanceResources" in response.json()["issue"][0]["diagnostics"]
     manifest = await export(env, base + "_custom")
     assert any("_custom" in text for text in await warnings(env, manifest))
+    # more resources than one search of their Provenance takes (100 targets)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": _obs(f"many-{n}", "bob", "survey"),
+                "request": {"method": "PUT", "url": f"Observation/many-{n}"},
+            }
+            for n in range(150)
+        ],
+    }
+    response = await env.http.post("", json=bundle, headers=env.token("system/*.cruds"))
+    assert response.status_code == 200, response.text
+    await put(env, _provenance("p-many", "Observation/many-149", "2024-02-01T00:00:00Z"))
+    found = await contents(env, await export(env, base + "LatestProvenanceResources"))
+    assert ids(found, "Provenance") == {"p-new", "p-vital", "p-many"}
     # a token that may not read Provenance
     narrow = env.token("system/Observation.rs")
     response = await env.http.get(base + "LatestProvenanceResources", headers={**ASYNC, **narrow})

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 PROVENANCE = "Provenance"
 CODES = {"LatestProvenanceResources": "latest", "RelevantProvenanceResources": "relevant"}
 """The ``includeAssociatedData`` values supported, and what the run calls them."""
-_CHUNK = 200
-"""Targets asked for in one search."""
+_CHUNK = 100
+"""Targets asked for in one search (the search engine takes 100 values of a parameter)."""
 
 
 def least_restrictive(kinds: Sequence[str]) -> str | None:

@@ -46,8 +46,11 @@ log = logging.getLogger("fhir_server.export")
 
 PAGE = 1000
 """Resources read from the store at a time."""
-PATIENT_BATCH = 100
-"""Patients of a Group (or ``patient`` list) searched for at a time."""
+PATIENT_BATCH = 20
+"""Patients whose records are searched for at a time. A page of such a search reads the
+batch's membership rows, and a batch has a page for every ~1000 resources: the cost
+grows with the square of the batch (5,000 demo patients: 100 a batch 9.5k resources/s,
+20 a batch 38k/s)."""
 SETTLE = 1.0
 """Seconds a job waits after its transactionTime before reading, on a store that has no
 barrier of its own."""
@@ -213,8 +216,13 @@ class _Run:
 
             await export_blocks(self)
         else:
+            if self.plan.patients is not None:  # the types without filters: together
+                await self.export_records(
+                    [t for t in self.plan.types if t not in self.plan.filters]
+                )
             for type_ in self.plan.types:
-                await self.export_type(type_)
+                if self.plan.patients is None or type_ in self.plan.filters:
+                    await self.export_type(type_)
             for type_ in sorted(self.referenced):
                 ids = self.referenced[type_] - self.exported.get(type_, set())
                 await self.export_referenced(type_, sorted(ids))
@@ -286,13 +294,52 @@ class _Run:
                         break
         await writer.finish()
 
+    async def export_records(self, types: list[str]) -> None:
+        """The patients' records of ``types`` (none with ``_typeFilter``), a batch of
+        patients at a time in one search over every type: the rows of the batch's
+        memberships are read once, not once a type."""
+        if not types:
+            return
+        writers: dict[str, TypeWriter] = {}
+        batches = self.batches()
+        shared: dict[str, set[str]] | None = {} if len(batches) > 1 else None
+        collect = bool(self.plan.referenced_types)
+        for patients in batches:
+            query = self.query(types, [], patients)
+            cursor: Cursor | None = None
+            while True:
+                self.check()
+                page = await self.store.search(query, cursor, PAGE, False)
+                kept: dict[str, list[StoredVersion]] = {}
+                for stored in page.entries:
+                    if shared is not None and _in_several_records(stored):
+                        written = shared.setdefault(stored.type, set())
+                        if stored.id in written:
+                            continue
+                        written.add(stored.id)
+                    kept.setdefault(stored.type, []).append(stored)
+                    if stored.type in self.plan.referenced_types:
+                        self.exported.setdefault(stored.type, set()).add(stored.id)
+                for type_, entries in kept.items():
+                    if type_ not in writers:
+                        writers[type_] = TypeWriter(self.files, type_, "output")
+                    await writers[type_].write([self.line(s, collect) for s in entries])
+                    self.written += len(entries)
+                    if self.associated is not None:
+                        await self.associated.write(entries)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        for writer in writers.values():
+            await writer.finish()
+
     def query(
-        self, type_: str, items: list[tuple[str, str]], patients: list[str] | None
+        self, types: str | list[str], items: list[tuple[str, str]], patients: list[str] | None
     ) -> SearchQuery:
         when = [("_lastUpdated", f"le{self.job.transaction_time}")]
         if self.plan.since is not None:
             when.append(("_lastUpdated", f"gt{self.plan.since}"))
-        query = build_query(type_, [*items, *when])
+        query = build_query(types, [*items, *when])
         if patients is not None:
             query.conditions.append(records_of(patients))
         return query
@@ -404,10 +451,11 @@ def _in_several_records(stored: StoredVersion) -> bool:
     return stored.content.count(b"Patient/") >= (1 if stored.type == "Patient" else 2)
 
 
-def build_query(type_: str, items: list[tuple[str, str]]) -> SearchQuery:
-    """The search of one type's resources (400 for what the search engine refuses)."""
+def build_query(types: str | list[str], items: list[tuple[str, str]]) -> SearchQuery:
+    """The search of one type's resources, or several types' (400 for what the search
+    engine refuses)."""
     return parse_search(
-        [type_],
+        [types] if isinstance(types, str) else types,
         items,
         strict=True,
         params_for=search_params,
