@@ -79,10 +79,20 @@ export async function search(client: Client, query: string, pages = 5): Promise<
 
 /** A sentence for an error: the server's OperationOutcome text when there is one. */
 export function problemText(error: any): string {
-  const outcome = error?.response?.body ?? error?.body;
-  const issue = outcome?.issue?.[0];
-  if (issue) return issue.diagnostics || issue.details?.text || String(error.message || error);
-  return String(error?.message || error);
+  // fhirclient's HttpError puts the response body after its first line
+  const message = String(error?.message || error);
+  const start = message.indexOf("{");
+  if (start >= 0) {
+    try {
+      const body = JSON.parse(message.slice(start));
+      const issue = body.issue?.[0];
+      if (issue?.diagnostics || issue?.details?.text) return issue.diagnostics || issue.details.text;
+      if (body.error_description) return body.error_description;
+    } catch {
+      // not JSON after all
+    }
+  }
+  return message.split("\n")[0];
 }
 
 export class Capabilities {

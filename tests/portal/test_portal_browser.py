@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.doubles.fake_stripe import FakeStripe, fake_stripe
 from tests.live import ROOT, LiveServer
 from tests.smart_support import NO_CHROMIUM, NO_CHROMIUM_REASON, chromium, wait_for_heading
 
@@ -68,7 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "--patients",
             "20",
             "--users",
-            "1",
+            "2",
             "--today",
             date.today().isoformat(),
             "--storage",
@@ -85,11 +86,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     assert made.returncode == 0, made.stderr
     password = re.search(r"all with the password: (\S+)", made.stdout)
     assert password, made.stdout
-    server = LiveServer(storage, folder / "server.log", auth="smart")
-    try:
-        yield {"server": server, "password": password.group(1), "users": made.stdout}
-    finally:
-        server.stop()
+    with fake_stripe() as stripe:
+        server = LiveServer(
+            storage,
+            folder / "server.log",
+            auth="smart",
+            FHIR_SERVER_PAYMENTS="stripe",
+            FHIR_SERVER_STRIPE_SECRET_KEY=stripe.secret_key,
+            FHIR_SERVER_STRIPE_WEBHOOK_SECRET=stripe.webhook_secret,
+            FHIR_SERVER_STRIPE_API_BASE=stripe.api_base,
+        )
+        try:
+            yield {"server": server, "password": password.group(1), "stripe": stripe}
+        finally:
+            server.stop()
     if measured:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         REPORT.write_text(json.dumps(measured, indent=2))
@@ -400,6 +410,41 @@ def test_sign_out_revokes_the_tokens(site: dict[str, Any], browser: Any) -> None
         headers={"Authorization": f"Bearer {tokens['access_token']}"},
     )
     assert read.status_code == 401
+
+
+def test_paying_a_bill_online(site: dict[str, Any], browser: Any) -> None:
+    """An open bill paid at the payment processor (the Stripe double: the test plays the
+    payer and the processor's signed webhook): the portal sends the browser to the
+    checkout page, and back on Billing the bill is paid and in the payment history."""
+    from selenium.webdriver.common.by import By
+
+    server: LiveServer = site["server"]
+    stripe: FakeStripe = site["stripe"]
+    browser.get(f"{server.origin}/portal/#/billing")
+    wait_for_heading(browser, "Welcome to your patient portal")
+    browser.find_element(By.XPATH, "//button[.='Sign in']").click()
+    _sign_in(browser, "demo-pat-000002", site["password"])
+    _settled(browser, "Billing")
+    # an open bill: its Pay button names what is left to pay (the demo data has part
+    # payments, which the history lists and the amount leaves out)
+    button = browser.find_element(By.XPATH, "//button[starts-with(., 'Pay $')]")
+    amount = button.text.removeprefix("Pay ")
+    cents = round(float(amount.strip("$").replace(",", "")) * 100)
+    button.click()
+    _wait(browser, lambda d: d.current_url.startswith(f"{stripe.api_base}/pay/"))
+    session = browser.current_url.rsplit("/", 1)[1]
+    assert stripe.sessions[session]["amount_total"] == cents
+    assert stripe.pay(session).send(f"{server.origin}/payments/webhook") == 200
+    browser.get(stripe.sessions[session]["success_url"].replace("{CHECKOUT_SESSION_ID}", session))
+    _settled(browser, "Billing")
+    text = _text(browser)
+    assert "Thank you: your payment was made." in text
+    history = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=bill-history]").text
+    assert f"{amount} paid" in history
+    statements = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=bill-statements]")
+    assert not statements.find_elements(By.XPATH, ".//button[starts-with(., 'Pay ')]")
+    browser.find_element(By.XPATH, "//nav//button[.='Sign out']").click()
+    _wait(browser, lambda d: "You have signed out" in _text(d))
 
 
 def test_a_caregiver_switches_patients(site: dict[str, Any], browser: Any) -> None:

@@ -1,6 +1,9 @@
-// Billing: statements (Invoices with their line items) and insurance (Coverage); paying
-// online needs the server's Invoice/$pay operation, when it has it.
-import { search, useLoad, useSession } from "../data";
+// Billing: statements (Invoices with their line items), paying an open one online
+// through the server's Invoice/$pay (when it lists it: a checkout page at the payment
+// processor, which sends the browser back here), payment history (PaymentReconciliation)
+// and insurance (Coverage).
+import { useState } from "preact/hooks";
+import { problemText, search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, formatMoney, referenceText, type Json } from "../fhir";
 import { Empty, NotAvailable, Section, Show, TableWrap } from "../ui";
 
@@ -22,8 +25,24 @@ export function Billing() {
     search(client, `Coverage?beneficiary=Patient/${p}&_include=Coverage:payor`),
   );
   const pay = capabilities.operation("Invoice", "pay");
+  const payments = useLoad(`payments:${patientId}`, () =>
+    search(client, "PaymentReconciliation?_sort=-created&_count=100", 2),
+  );
+  // back from the payment processor's checkout page (Invoice/$pay's return URL)
+  const returned = new URLSearchParams(location.search).get("payment");
   return (
     <>
+      {returned === "success" && (
+        <p class="notice" role="status">
+          Thank you: your payment was made. The bill shows as paid once the payment processor
+          has confirmed it to your clinic.
+        </p>
+      )}
+      {returned === "cancelled" && (
+        <p class="notice" role="status">
+          The payment was cancelled: nothing was charged.
+        </p>
+      )}
       <Section title="Statements" id="bill-statements">
         <Show loaded={invoices} what="statements">
           {(found) => {
@@ -39,6 +58,7 @@ export function Billing() {
                       <th scope="col">For</th>
                       <th scope="col">Amount</th>
                       <th scope="col">Status</th>
+                      {pay && <th scope="col">Pay</th>}
                     </tr>
                   </thead>
                   <tbody>
@@ -52,7 +72,19 @@ export function Billing() {
                             .join("; ")}
                         </td>
                         <td>{formatMoney(i.totalGross || i.totalNet)}</td>
-                        <td>{STATUS[i.status] || i.status}</td>
+                        <td>
+                          {STATUS[i.status] || i.status}
+                          {i.status === "issued" && openOf(i, payments.data) !== dueOf(i) && (
+                            <div class="muted">{formatMoney(money(i, openOf(i, payments.data)))} to pay</div>
+                          )}
+                        </td>
+                        {pay && (
+                          <td>
+                            {i.status === "issued" && openOf(i, payments.data) > 0 && (
+                              <PayButton invoice={i} open={money(i, openOf(i, payments.data))} />
+                            )}
+                          </td>
+                        )}
                       </tr>
                     ))}
                   </tbody>
@@ -62,13 +94,15 @@ export function Billing() {
           }}
         </Show>
       </Section>
-      <Section title="Pay online" id="bill-pay">
-        {pay ? (
-          <p>This server offers online payment; the portal's payment screen is coming in its next version.</p>
-        ) : (
+      {pay ? (
+        <Section title="Payment history" id="bill-history">
+          <Payments />
+        </Section>
+      ) : (
+        <Section title="Pay online" id="bill-pay">
           <NotAvailable feature="Paying online" detail="Pay by the means printed on your statement." />
-        )}
-      </Section>
+        </Section>
+      )}
       <Section title="Insurance" id="bill-insurance">
         <Show loaded={coverage} what="insurance">
           {(found) => {
@@ -110,5 +144,105 @@ export function Billing() {
         </Show>
       </Section>
     </>
+  );
+}
+
+/** What is due on a bill, in cents (its totalGross, else totalNet). */
+function dueOf(invoice: Json): number {
+  const total = invoice.totalGross || invoice.totalNet;
+  return Math.round(Number(total?.value || 0) * 100);
+}
+
+/** What is left to pay on a bill, in cents: its total less the recorded payments
+ * towards it (a payment's detail amount, or its whole amount when it pays one bill). */
+function openOf(invoice: Json, payments: Json[] | undefined): number {
+  const reference = `Invoice/${invoice.id}`;
+  let paid = 0;
+  for (const payment of payments || []) {
+    if ((payment.status || "active") !== "active") continue;
+    const details: Json[] = payment.detail || [];
+    for (const detail of details) {
+      if (detail.request?.reference !== reference) continue;
+      const value = detail.amount?.value ?? (details.length === 1 ? payment.paymentAmount?.value : 0);
+      paid += Math.round(Number(value || 0) * 100);
+    }
+  }
+  return Math.max(0, dueOf(invoice) - paid);
+}
+
+function money(invoice: Json, cents: number): Json {
+  const currency = (invoice.totalGross || invoice.totalNet)?.currency || "USD";
+  return { value: cents / 100, currency };
+}
+
+/** Open a checkout session for an open bill and go to the processor's checkout page
+ * (the server charges what is open on the bill). */
+function PayButton({ invoice, open }: { invoice: Json; open: Json }) {
+  const { client } = useSession();
+  const [state, setState] = useState<{ busy?: boolean; problem?: string }>({});
+  const amount = formatMoney(open);
+  const pay = async () => {
+    setState({ busy: true });
+    try {
+      const body = {
+        resourceType: "Parameters",
+        parameter: [{ name: "returnUrl", valueUrl: new URL("#/billing", location.href).href }],
+      };
+      const result = (await client.request({
+        url: `Invoice/${encodeURIComponent(invoice.id)}/$pay`,
+        method: "POST",
+        headers: { "content-type": "application/fhir+json" },
+        body: JSON.stringify(body),
+      })) as Json;
+      const url = (result.parameter || []).find((p: Json) => p.name === "url")?.valueUrl;
+      if (!url) throw new Error("the server gave no checkout page");
+      location.assign(url);
+    } catch (error: any) {
+      const status = error?.status ?? error?.statusCode;
+      setState({
+        problem: status === 501 ? "paying online is not set up on this server" : problemText(error),
+      });
+    }
+  };
+  return (
+    <>
+      <button type="button" class="secondary" onClick={pay} disabled={state.busy}>
+        {state.busy ? "Opening the payment page…" : `Pay ${amount}`}
+      </button>
+      {state.problem && (
+        <p class="problem" role="alert">
+          Could not pay: {state.problem}.
+        </p>
+      )}
+    </>
+  );
+}
+
+/** Payments recorded for the patient (the server shows a patient only their own). */
+function Payments() {
+  const { client, patientId } = useSession();
+  const loaded = useLoad(`payments:${patientId}`, () =>
+    search(client, "PaymentReconciliation?_sort=-created&_count=50", 1),
+  );
+  return (
+    <Show loaded={loaded} what="payments">
+      {(list) =>
+        list.length ? (
+          <ul class="items">
+            {list.map((r) => (
+              <li key={r.id}>
+                <strong>{formatMoney(r.paymentAmount)}</strong>{" "}
+                <span class="muted">
+                  paid {formatDate(r.paymentDate || r.created)}
+                  {r.paymentIdentifier?.value ? `, reference ${r.paymentIdentifier.value}` : ""}
+                </span>
+              </li>
+            ))}
+          </ul>
+        ) : (
+          <Empty>No payments made online yet.</Empty>
+        )
+      }
+    </Show>
   );
 }
