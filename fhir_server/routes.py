@@ -21,6 +21,7 @@ from capability.support import SupportTable
 from fhir_server.access import GuardedStore
 from fhir_server.audit.hook import audited
 from fhir_server.config import Settings
+from fhir_server.documents.binary_raw import raw_binary, wants_raw
 from fhir_server.events.subscriptions import SubscriptionWrites, write_rule
 from fhir_server.failures import unexpected_failure
 from fhir_server.formats import request_body_kind, response_media_type
@@ -256,7 +257,13 @@ def _endpoint(
         params = query_items(request.scope)
         pretty = _last(params, "_pretty").lower() == "true"
         try:
-            media = response_media_type(request.headers.get("accept"), _last(params, "_format"))
+            accept = request.headers.get("accept")
+            try:
+                media = response_media_type(accept, _last(params, "_format"))
+            except FhirError:
+                if not wants_raw(code, request.path_params.get("type")):
+                    raise
+                media = ""  # a Binary's own content type (fhir_server.documents.binary_raw)
             ctx = _context(request, code, params)
             kwargs = _path_arguments(table, code, request.path_params)
             if body_kind == "form":
@@ -268,6 +275,8 @@ def _endpoint(
                 kwargs["body"] = await read_body(request, ctx.settings.max_body_bytes)
                 fhir_json.check_depth(kwargs["body"], ctx.settings.max_json_depth)
             result = await handler(ctx, **kwargs)
+            if not media:
+                return raw_binary(result, accept)
         except FhirError as error:
             return error_response(error, pretty)
         except Exception as failure:

@@ -3,7 +3,8 @@
 - Placeholders: an entry's ``fullUrl`` (``urn:uuid:…``, ``urn:oid:…`` or an absolute URL
   of a POSTed resource) stands for the resource until the server gives it an id; every
   ``Reference.reference`` naming it is rewritten to ``Type/id``, wherever it stands
-  (nested elements, extensions, contained resources), and so are ``href``/``src``
+  (nested elements, extensions, contained resources), and so are ``url`` elements
+  (an ``Attachment.url`` naming a Binary of the bundle) and ``href``/``src``
   attributes in the narrative (https://hl7.org/fhir/R4/bundle.html#references,
   https://hl7.org/fhir/R4/http.html#trules).
 - Conditional references (``Patient?identifier=…``) name the one resource a search finds
@@ -65,11 +66,16 @@ def iter_references(value: Any) -> Iterator[str]:
 
 def rewrite_references(value: Any, resolve: Callable[[str], str | None]) -> None:
     """Rewrite, in place, every ``reference`` for which ``resolve`` gives a new value, and
-    the ``href``/``src`` links of narrative ``div`` elements the same way."""
+    placeholder ``url`` values and the ``href``/``src`` links of narrative ``div``
+    elements the same way."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "reference" and isinstance(item, str):
                 new = resolve(item)
+                if new is not None:
+                    value[key] = new
+            elif key == "url" and isinstance(item, str) and is_placeholder(item):
+                new = resolve(item)  # an Attachment.url naming a Binary of the bundle
                 if new is not None:
                     value[key] = new
             elif key == "div" and isinstance(item, str) and ("href=" in item or "src=" in item):

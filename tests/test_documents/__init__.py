@@ -1,0 +1,1 @@
+"""Documents and patient education (issue 20): uploads, downloads, generated documents."""
