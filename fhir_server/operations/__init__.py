@@ -54,10 +54,24 @@ from __future__ import annotations
 
 from capability.support import SupportTable
 from capability.support import support_table as _type_table
-from fhir_server.operations import everything, export, pay
+from fhir_server.operations import (
+    everything,
+    export,
+    immunization_record,
+    pay,
+    summary,
+    visit_summary,
+)
 from fhir_server.operations.base import Operation
 
-OPERATIONS: tuple[Operation, ...] = (export.OPERATION, everything.OPERATION, pay.OPERATION)
+OPERATIONS: tuple[Operation, ...] = (
+    export.OPERATION,
+    everything.OPERATION,
+    pay.OPERATION,
+    summary.OPERATION,
+    immunization_record.OPERATION,
+    visit_summary.OPERATION,
+)
 """Every operation the server offers."""
 
 

@@ -83,6 +83,10 @@ class Operation:
     definitions: tuple[OperationDefinition, ...]
     handler: OperationHandler
     routes: tuple[ExtraRoute, ...] = ()
+    media: tuple[str, ...] = ()
+    """Media types besides FHIR JSON that the handler renders itself (``application/pdf``):
+    an ``Accept`` or ``_format`` asking for one of them is handed to the handler instead
+    of being refused with ``406``."""
 
 
 def policy_of(ctx: Context) -> AccessPolicy | None:

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from capability.support import OperationDefinition, SupportTable
 from fhir_server import operations
 from fhir_server.failures import unexpected_failure
-from fhir_server.formats import request_body_kind, response_media_type
+from fhir_server.formats import FHIR_JSON, request_body_kind, response_media_type
 from fhir_server.interactions.context import check_id
 from fhir_server.operations.base import (
     ExtraRoute,
@@ -40,9 +40,12 @@ def operation_routes(table: SupportTable) -> Iterator[tuple[str, str, str, Endpo
     """(code, method, path below ``/fhir``, endpoint) of every operation in ``table``
     and of the extra routes of :data:`fhir_server.operations.OPERATIONS`."""
     handlers = {d: op.handler for op in operations.OPERATIONS for d in op.definitions}
+    media = {d: op.media for op in operations.OPERATIONS for d in op.definitions}
     for definition in table.operations:
         for type_, path in _paths(definition):
-            endpoint = _invocation_endpoint(definition, type_, handlers[definition])
+            endpoint = _invocation_endpoint(
+                definition, type_, handlers[definition], media.get(definition, ())
+            )
             for method in definition.methods:
                 yield definition.code, method, path, endpoint
     for op in operations.OPERATIONS:
@@ -63,13 +66,16 @@ def _paths(definition: OperationDefinition) -> list[tuple[str | None, str]]:
 
 
 def _invocation_endpoint(
-    definition: OperationDefinition, type_: str | None, handler: OperationHandler
+    definition: OperationDefinition,
+    type_: str | None,
+    handler: OperationHandler,
+    own_media: tuple[str, ...] = (),
 ) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         params = query_items(request.scope)
         pretty = _last(params, "_pretty").lower() == "true"
         try:
-            media = response_media_type(request.headers.get("accept"), _last(params, "_format"))
+            media = _media(request, params, own_media)
             ctx = _context(request, definition.code, params)
             id_ = request.path_params.get("id")
             if id_ is not None:
@@ -95,6 +101,20 @@ def _invocation_endpoint(
 
     endpoint.__name__ = f"operation_{definition.name}_{type_ or 'system'}_{definition.level}"
     return endpoint
+
+
+def _media(request: Request, params: list[tuple[str, str]], own: tuple[str, ...]) -> str:
+    """The FHIR media type of the answer; when ``Accept`` or ``_format`` asks for one of
+    the ``own`` media types of the operation (its handler renders them), FHIR JSON for
+    its errors."""
+    accept, format_param = request.headers.get("accept"), _last(params, "_format")
+    try:
+        return response_media_type(accept, format_param)
+    except FhirError:
+        asked = format_param or accept or ""
+        if not any(media in asked or media.split("/")[-1] == asked for media in own):
+            raise
+        return FHIR_JSON
 
 
 def _route_endpoint(route: ExtraRoute) -> Endpoint:
