@@ -178,6 +178,7 @@ def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
         online_refresh_lifetime=settings.online_refresh_lifetime,
         lockout_after=settings.lockout_after,
         lockout_seconds=settings.lockout_seconds,
+        mfa=settings.mfa,
     )
     return SmartAuth(
         config,

@@ -11,6 +11,7 @@
 - ``fhir-server users list``; ``users reset-password USERNAME``: a new password (from
   standard input) that ends every grant the user made; ``users disable USERNAME``: the
   account cannot sign in and every grant it made ends; ``users enable USERNAME``;
+  ``users mfa-reset USERNAME``: the user's second factor is removed (``smart_auth.mfa``);
 - ``fhir-server clients create --name NAME [--redirect-uri URI]… --auth
   none|client_secret_basic|private_key_jwt [--jwks FILE | --jwks-uri URL] [--scope S]
   [--client-id ID] [--pkce required|optional] [--rate-limit 600/minute]``: a client,
@@ -84,6 +85,14 @@ def add_admin_commands(commands: Any) -> None:
     )
     reset.add_argument("username", metavar="USERNAME", help="the user's username")
     _common(reset)
+    mfa_reset = users.add_parser(
+        "mfa-reset",
+        help="remove a user's two-step sign-in (lost phone)",
+        description="Remove a user's second factor (TOTP and recovery codes): they sign in"
+        " with their password, and enrol again where FHIR_SERVER_MFA requires it.",
+    )
+    mfa_reset.add_argument("username", metavar="USERNAME", help="the user's username")
+    _common(mfa_reset)
     disable = users.add_parser(
         "disable",
         help="disable an account; ends the user's grants",
@@ -286,6 +295,8 @@ def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:
         return admin.disable_user(store, _tokens(store, settings), args.username)
     if command == "enable":
         return admin.enable_user(store, args.username)
+    if command == "mfa-reset":
+        return admin.reset_mfa(store, args.username)
     return admin.reset_password(store, _tokens(store, settings), args.username, _read_password())
 
 

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         " FHIR_SERVER_SSL_KEYFILE, without a reverse proxy",
     )
     ssl_keyfile: str | None = Field(None, description="The certificate's private key (PEM)")
+    mfa: Literal["off", "optional", "staff", "all"] = Field(
+        "optional",
+        description="Two-step sign-in with an authenticator app (TOTP): off; optional (asked of"
+        " users who enrolled); staff (Practitioner users must enrol before their first"
+        " token); all (everyone must)",
+    )
     rate_limit: str = Field(
         "",
         description="Requests a client may make to the FHIR API, e.g. 600/minute (empty or"

@@ -265,6 +265,14 @@ def list_users(store: AuthStore) -> list[dict[str, Any]]:
     ]
 
 
+def reset_mfa(store: AuthStore, username: str) -> dict[str, Any]:
+    """Remove a user's second factor (the help desk, when a phone is lost and the
+    recovery codes are gone): they sign in with the password alone, or enrol again where
+    ``FHIR_SERVER_MFA`` requires it. ``{"username", "mfa_removed"}``."""
+    user = _user(store, username)
+    return {"username": user.username, "mfa_removed": store.delete_second_factor(user.user_id)}
+
+
 def reset_password(
     store: AuthStore, tokens: TokenService, username: str, password: str, *, min_length: int = 8
 ) -> dict[str, Any]:

@@ -83,6 +83,8 @@ class AuthConfig:
     lockout_seconds: int = 900
     invitation_lifetime: int = 7 * DAY
     min_password_length: int = 8
+    mfa: Literal["off", "optional", "staff", "all"] = "optional"
+    """Multi-factor sign-in (``smart_auth.mfa``): who must enrol a TOTP second factor."""
 
 
 class AuthError(Exception):

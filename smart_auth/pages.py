@@ -80,6 +80,8 @@ class Pages:
 
     def __init__(self, auth: AuthCore) -> None:
         self.auth = auth
+        self.second_step: Any = None
+        """The second sign-in step (``smart_auth.mfa_pages.MfaPages``), set by the routes."""
 
     # -- helpers --------------------------------------------------------------------------
     def load(self, request: Request) -> dict[str, Any] | None:
@@ -285,6 +287,8 @@ class Pages:
                 error=_wait_text(wait) if wait else "The username or password is not right.",
                 username=username,
             )
+        if self.second_step is not None:  # the code, or the enrolment a policy requires
+            return await self.second_step.first_factor_passed(request, session, user)
         session.update(uid=user.user_id, fhir_user=user.fhir_user, auth_time=int(time.time()))
         return await self.after_login(request, session)
 

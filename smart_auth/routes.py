@@ -18,6 +18,7 @@ from smart_auth.bodies import BoundedBodyRoute
 from smart_auth.core import AuthCore
 from smart_auth.discovery import openid_configuration, smart_configuration
 from smart_auth.forms import oauth_request, read_form
+from smart_auth.mfa_pages import MfaPages
 from smart_auth.pages import Pages
 from smart_auth.server import run_grant
 
@@ -110,10 +111,16 @@ def build_router(auth: AuthCore) -> APIRouter:
 def _add_pages(auth: AuthCore, router: APIRouter) -> None:
     """The browser pages: sign-in, patient picker, consent and account activation."""
     pages = Pages(auth)
+    second_step = pages.second_step = MfaPages(pages)
     activation = Activation(pages)
     router.add_api_route("/auth/authorize", pages.authorize, methods=["GET", "POST"])
     router.add_api_route("/auth/login", pages.login_form, methods=["GET"])
     router.add_api_route("/auth/login", pages.login, methods=["POST"])
+    router.add_api_route("/auth/mfa", second_step.code_form, methods=["GET"])
+    router.add_api_route("/auth/mfa", second_step.code, methods=["POST"])
+    router.add_api_route("/auth/mfa/enrol", second_step.enrol_form, methods=["GET"])
+    router.add_api_route("/auth/mfa/enrol", second_step.enrol, methods=["POST"])
+    router.add_api_route("/auth/mfa/continue", second_step.enrolled_continue, methods=["POST"])
     router.add_api_route("/auth/patient", pages.picker_form, methods=["GET"])
     router.add_api_route("/auth/patient", pages.pick, methods=["POST"])
     router.add_api_route("/auth/consent", pages.consent_form, methods=["GET"])

@@ -322,6 +322,25 @@ class AuthStore(Protocol):
         access tokens issued from a code), whatever their state, sorted."""
         ...
 
+    # -- second factors (TOTP) -------------------------------------------------------------
+    def put_second_factor(self, factor: SecondFactor) -> None:
+        """Store the user's second factor, replacing any earlier one."""
+        ...
+
+    def get_second_factor(self, user_id: str) -> SecondFactor | None: ...
+
+    def delete_second_factor(self, user_id: str) -> bool: ...
+
+    def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Atomically record that a code of time step ``step`` was accepted; False (and
+        nothing changes) when a code of that step or a later one was already used."""
+        ...
+
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        """Atomically take a recovery code (by hash) out of the unused ones; False when it
+        is not among them."""
+        ...
+
     # -- access-token revocation (RFC 7009) ------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: int, now: int | None = None) -> None:
         """Record a revoked access token id (kept until ``expires_at``)."""
@@ -344,6 +363,22 @@ class AuthStore(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class SecondFactor:
+    """A user's TOTP second factor (RFC 6238, :mod:`smart_auth.mfa`): enrolled once the
+    user confirmed it with a first code (``confirmed``)."""
+
+    user_id: str
+    secret: str
+    """The shared secret, base32 (what the authenticator app holds)."""
+    confirmed: bool = False
+    created_at: int = 0
+    last_step: int = 0
+    """The newest time step a code was accepted for: each code works once."""
+    recovery_hashes: list[str] = field(default_factory=list)
+    """SHA-256 of the one-time recovery codes not used yet."""
+
+
 RECORDS: dict[type, tuple[str, str]] = {
     Client: ("auth_clients", "client_id"),
     User: ("auth_users", "user_id"),
@@ -351,5 +386,6 @@ RECORDS: dict[type, tuple[str, str]] = {
     LaunchContext: ("auth_launches", "launch_id"),
     AuthorizationCode: ("auth_codes", "code_hash"),
     RefreshToken: ("auth_refresh_tokens", "token_hash"),
+    SecondFactor: ("auth_second_factors", "user_id"),
 }
 """Each record type: its table (SQLite) or collection (MongoDB), and its key field."""

@@ -32,12 +32,15 @@ from smart_auth.store.base import (
     LaunchContext,
     RefreshToken,
     Revocation,
+    SecondFactor,
     Throttle,
     User,
     username_key,
 )
 
-R = TypeVar("R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken)
+R = TypeVar(
+    "R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken, SecondFactor
+)
 
 _COLLECTIONS = RECORDS
 _AFTER = ReturnDocument.AFTER
@@ -345,6 +348,30 @@ class MongoAuthStore:
             families = set(self.db.auth_refresh_tokens.distinct("family_id", query))
             families.update(self.db.auth_codes.distinct("_id", query))
         return sorted(f for f in families if f)
+
+    # -- second factors -------------------------------------------------------------------
+
+    def put_second_factor(self, factor: SecondFactor) -> None:
+        with self._serial():
+            self._coll(SecondFactor).replace_one(
+                {"_id": factor.user_id}, _to_doc(factor), upsert=True
+            )
+
+    def get_second_factor(self, user_id: str) -> SecondFactor | None:
+        return self._get(SecondFactor, user_id)
+
+    def delete_second_factor(self, user_id: str) -> bool:
+        with self._serial():
+            return self._coll(SecondFactor).delete_one({"_id": user_id}).deleted_count == 1
+
+    def use_totp_step(self, user_id: str, step: int) -> bool:
+        query = {"_id": user_id, "last_step": {"$lt": step}}
+        return self._update(SecondFactor, query, {"$set": {"last_step": step}}) is not None
+
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        query = {"_id": user_id, "recovery_hashes": code_hash}
+        update = {"$pull": {"recovery_hashes": code_hash}}
+        return self._update(SecondFactor, query, update) is not None
 
     # -- access-token revocation ---------------------------------------------------------
 

@@ -29,16 +29,19 @@ from smart_auth.store.base import (
     LaunchContext,
     RefreshToken,
     Revocation,
+    SecondFactor,
     Throttle,
     User,
     username_key,
 )
 
-R = TypeVar("R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken)
+R = TypeVar(
+    "R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken, SecondFactor
+)
 
 _TABLES = RECORDS
-_JSON_FIELDS = frozenset({"redirect_uris", "grant_types", "jwks", "metadata"})
-_BOOL_FIELDS = frozenset({"revoked", "disabled"})
+_JSON_FIELDS = frozenset({"redirect_uris", "grant_types", "jwks", "metadata", "recovery_hashes"})
+_BOOL_FIELDS = frozenset({"revoked", "disabled", "confirmed"})
 _COLUMN_DEFAULTS = {"disabled": "DEFAULT 0"}
 """Defaults of the columns added to the tables of an earlier release."""
 _EXTRA_COLUMNS = {"auth_users": ("username_key",)}
@@ -358,6 +361,35 @@ class SQLiteAuthStore:
             f" UNION SELECT code_hash FROM auth_codes WHERE {column} = ? ORDER BY 1"
         )
         return [row[0] for row in self._rows(sql, (value, value))]
+
+    # -- second factors -----------------------------------------------------------------------
+
+    def put_second_factor(self, factor: SecondFactor) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM auth_second_factors WHERE user_id = ?", (factor.user_id,))
+            self._insert(factor, conn)
+
+    def get_second_factor(self, user_id: str) -> SecondFactor | None:
+        return self._get(SecondFactor, user_id)
+
+    def delete_second_factor(self, user_id: str) -> bool:
+        return self._run("DELETE FROM auth_second_factors WHERE user_id = ?", (user_id,)) == 1
+
+    def use_totp_step(self, user_id: str, step: int) -> bool:
+        sql = "UPDATE auth_second_factors SET last_step = ? WHERE user_id = ? AND last_step < ?"
+        return self._run(sql, (step, user_id, step)) == 1
+
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        with self._transaction() as conn:
+            factor = self._get(SecondFactor, user_id, conn)
+            if factor is None or code_hash not in factor.recovery_hashes:
+                return False
+            left = [h for h in factor.recovery_hashes if h != code_hash]
+            conn.execute(
+                "UPDATE auth_second_factors SET recovery_hashes = ? WHERE user_id = ?",
+                (json.dumps(left), user_id),
+            )
+            return True
 
     # -- access-token revocation -----------------------------------------------------------
 
