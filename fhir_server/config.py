@@ -150,6 +150,42 @@ class Settings(BaseSettings):
         description="Seconds the outbox keeps an event that every active subscription has"
         " passed (older ones are pruned)",
     )
+    smtp_url: str = Field(
+        "",
+        description="The SMTP server of notification emails: smtp://[user:pass@]host:port"
+        " (STARTTLS when the server offers it; required when a password is given) or"
+        " smtps://[user:pass@]host:port (TLS); empty: no email is sent",
+    )
+    smtp_from: str = Field(
+        "", description="The From address of notification emails (e.g. portal@clinic.example)"
+    )
+    reminder_leads: str = Field(
+        "24h,2h",
+        description="How long before an appointment (or a due check-up) its reminders are"
+        " sent: durations, comma separated (24h,2h,30m)",
+    )
+    notification_templates: str | None = Field(
+        None,
+        description="A JSON file of notification texts by kind ({kind: {subject, body}}),"
+        " replacing the built-in ones; $portal_url and $time are filled in",
+    )
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str) -> str:
+        from fhir_server.notifications.mailer import SmtpServer
+
+        if value:
+            SmtpServer.parse(value)  # ValueError naming the expected form
+        return value
+
+    @field_validator("reminder_leads")
+    @classmethod
+    def _check_leads(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                parse_duration(part)  # ValueError naming the expected form
+        return value
     organization_inboxes: str = Field(
         "",
         description="Organizations (Organization/id, comma separated) any patient may"

@@ -59,6 +59,7 @@ from fhir_server.events.outbox import CursorState, Outbox
 from fhir_server.events.rest_hook import Notification, deliver
 from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
 from fhir_server.interactions.write import content_builder, index_entries
+from fhir_server.notifications import readers
 from fhir_server.outbound import OutboundError, OutboundGuard
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
 from resources import fhir_json
@@ -163,6 +164,9 @@ class Dispatcher:
         self._reload_at = 0.0
         self._prune_at = 0.0
         self._save_at = 0.0
+        self.readers = readers(store, settings, self.owner)
+        """The other readers of the outbox: notifications to people (``notifications``)."""
+        self._reading: asyncio.Task[None] | None = None
 
     # -- life --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,6 +180,8 @@ class Dispatcher:
                 await self._task
             self._task = None
         tasks = [h.task for h in self._held.values() if h.task is not None]
+        if self._reading is not None:
+            tasks.append(self._reading)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -188,6 +194,9 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self.outbox.release(key, self.owner)
         self._held.clear()
+        for reader in self.readers:
+            with contextlib.suppress(Exception):
+                await reader.release()
         await self.client.close()
         await self.matcher.close()
 
@@ -225,9 +234,22 @@ class Dispatcher:
             await self.prune(list(self._active))
         await self._claim(now)
         await self._match(last)
+        if self.readers and (self._reading is None or self._reading.done()):
+            self._reading = asyncio.create_task(self._read(last))
         if time.time() >= self._save_at:
             self._save_at = time.time() + SAVE_EVERY
             await self._save()
+
+    async def _read(self, last: int) -> None:
+        """The other readers' turn (in a task of their own: a slow mail server holds up
+        nothing else)."""
+        for reader in self.readers:
+            try:
+                await reader.tick(last)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; trying again", type(reader).__name__)
 
     # -- the Subscriptions -------------------------------------------------------------
     async def _reload(self) -> None:

@@ -1,0 +1,40 @@
+"""Notifications to people (issue 17): email through the configured SMTP server
+(``mailer``), texts without clinical detail (``templates``), the people of a patient and
+their preferences (``recipients``), the record of each message (``notifier``), news from
+the outbox (``people``) and reminders of what is due (``reminders``). The dispatcher of
+``fhir_server.events`` drives ``people`` and ``reminders`` (:func:`readers`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fhir_server.config import Settings
+
+
+def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
+    """The outbox readers of notifications to people (none without an SMTP server)."""
+    from fhir_server.notifications.mailer import Mailer
+    from fhir_server.notifications.notifier import Notifier
+    from fhir_server.notifications.people import PeopleReader
+    from fhir_server.notifications.reminders import Reminders, parse_leads
+    from fhir_server.notifications.templates import Templates
+
+    mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from)
+    if mailer is None:
+        return []
+    notifier = Notifier(store, mailer, Templates(settings.notification_templates), portal(settings))
+    return [
+        PeopleReader(store, notifier, owner),
+        Reminders(store, notifier, parse_leads(settings.reminder_leads), owner),
+    ]
+
+
+def portal(settings: Settings) -> str:
+    """The link in every message: ``FHIR_SERVER_PORTAL_URL``, else the server's portal."""
+    if settings.portal_url:
+        return settings.portal_url
+    base = (settings.base_url or "").rstrip("/")
+    if base.endswith("/fhir"):
+        base = base[: -len("/fhir")]
+    return f"{base}/portal/" if base else "/portal/"

@@ -1,0 +1,116 @@
+"""Sending one notification to the people of a patient, and its record
+(https://hl7.org/fhir/R4/communication.html).
+
+For each person (``recipients.people_of``) who has an email address and has not opted out
+of that kind of notification by email, the text of the kind (``templates``) is sent through
+the configured SMTP server (``mailer``), and every message, sent or failed, is recorded as
+a ``Communication`` so that staff and the patient can see what was sent:
+
+- ``status`` ``completed``, or ``not-done`` with a ``statusReason`` when the SMTP server did
+  not accept it;
+- ``category`` ``http://terminology.hl7.org/CodeSystem/communication-category``
+  ``notification`` (``reminder`` for reminders);
+- ``medium`` ``EMAILWRIT`` (``http://terminology.hl7.org/CodeSystem/v3-ParticipationMode``);
+- ``recipient`` the person, ``subject`` the patient, ``about`` what it is about, ``sent``;
+- ``payload`` the text sent (no clinical detail), ``meta.tag`` :data:`SENT_TAG` (so the
+  server's own records are never taken for a new message to the patient), and for
+  reminders an ``identifier`` that makes each reminder be sent once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fhir_server.interactions.write import content_builder, index_entries
+from fhir_server.notifications.mailer import Mailer, MailError
+from fhir_server.notifications.recipients import opted_out, people_of
+from fhir_server.notifications.templates import Templates
+from fhir_server.storage.base import WriteRequest, now_instant
+
+log = logging.getLogger("fhir_server.notifications")
+
+CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
+MEDIUM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+SENT_TAG = {"system": "urn:fhir-server:notification", "code": "sent"}
+
+
+class Notifier:
+    def __init__(self, store: Any, mailer: Mailer, templates: Templates, portal_url: str) -> None:
+        self.store = store
+        self.mailer = mailer
+        self.templates = templates
+        self.portal_url = portal_url
+
+    async def notify(
+        self,
+        kind: str,
+        patient: str,
+        about: str,
+        *,
+        category: str = "notification",
+        identifier: str | None = None,
+        **values: str,
+    ) -> int:
+        """Send ``kind`` about ``about`` to the people of ``patient``; how many messages
+        were sent."""
+        text = self.templates.render(kind, portal_url=self.portal_url, **values)
+        sent = 0
+        for person in await people_of(self.store, patient):
+            if person.email is None or await opted_out(self.store, person.reference, "email", kind):
+                continue
+            failure = None
+            try:
+                await self.mailer.send(person.email, text.subject, text.body)
+                sent += 1
+            except MailError as error:
+                failure = str(error)
+                log.warning("notification %s to %s failed: %s", kind, person.reference, error)
+            await self._record(
+                kind, patient, person.reference, about, text.body, category, identifier, failure
+            )
+        return sent
+
+    async def _record(
+        self,
+        kind: str,
+        patient: str,
+        recipient: str,
+        about: str,
+        body: str,
+        category: str,
+        identifier: str | None,
+        failure: str | None,
+    ) -> None:
+        record: dict[str, Any] = {
+            "resourceType": "Communication",
+            "meta": {"tag": [SENT_TAG]},
+            "status": "not-done" if failure else "completed",
+            "category": [{"coding": [{"system": CATEGORY, "code": category}], "text": kind}],
+            "medium": [{"coding": [{"system": MEDIUM, "code": "EMAILWRIT"}]}],
+            "subject": {"reference": patient},
+            "recipient": [{"reference": recipient}],
+            "sent": now_instant(),
+            "payload": [{"contentString": body}],
+        }
+        if about:
+            record["about"] = [{"reference": about}]
+        if identifier:
+            record["identifier"] = [{"system": REMINDER_SYSTEM, "value": identifier}]
+        if failure:
+            record["statusReason"] = {"text": "The email was not accepted by the mail server"}
+        id_ = str(uuid.uuid4())
+        request = WriteRequest(
+            "Communication",
+            id_,
+            "create",
+            content_builder(record, id_),
+            must_not_exist=True,
+            index=index_entries(record, id_),
+        )
+        await self.store.write(request)
+
+
+REMINDER_SYSTEM = "urn:fhir-server:reminder"
+"""The identifier system of reminder records: ``[type]/[id]|[due time]|[lead]``."""

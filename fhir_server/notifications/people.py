@@ -1,0 +1,205 @@
+"""Notifications to people from the outbox (issue 17, "Events for people"): a reader of
+the outbox with its own cursor (:data:`KEY`, leased like a subscription's, so one process
+sends each), driven by the dispatcher's looks (``fhir_server.events.dispatcher``).
+
+Each committed version is looked at once; a rule says whether it is news for a patient,
+comparing it with the version before (so a result is told once, when it becomes final):
+
+==========================  =========================================================
+kind                        when
+==========================  =========================================================
+``new-result``              an Observation of category ``laboratory``, or a
+                            DiagnosticReport, becomes ``final`` (created so, or
+                            updated to it)
+``new-message``             a Communication to the patient is created (not one of the
+                            server's own records, tagged ``urn:fhir-server:notification``)
+``new-document``            a DocumentReference ``current`` is created
+``new-invoice``             an Invoice becomes ``issued``
+``appointment-booked``      an Appointment becomes ``booked``
+``appointment-changed``     a ``booked`` Appointment's start or end changes
+``appointment-cancelled``   a ``booked`` Appointment becomes ``cancelled``
+``refill-decided``          a refill request (a MedicationRequest ``intent`` ``order``
+                            whose ``priorPrescription`` is set) leaves ``draft``
+==========================  =========================================================
+
+The patient is the one the resource is about (``subject``/``patient``, a Communication's
+``recipient``, an Appointment's Patient participants). Nothing is sent when notifications
+are not configured (no ``FHIR_SERVER_SMTP_URL``); the cursor starts at the outbox's end
+when they first are (no mail about the past).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fhir_server.events.outbox import Event, Outbox
+from fhir_server.notifications.notifier import SENT_TAG, Notifier
+from resources import fhir_json
+
+log = logging.getLogger("fhir_server.notifications")
+
+KEY = "notifications/people"
+LEASE = 10.0
+BATCH = 200
+
+Resource = dict[str, Any]
+Rule = Callable[[Resource, Resource | None], str | None]
+
+
+def _status(resource: Resource | None) -> Any:
+    return None if resource is None else resource.get("status")
+
+
+def _became(resource: Resource, before: Resource | None, *statuses: str) -> bool:
+    return resource.get("status") in statuses and _status(before) not in statuses
+
+
+def _lab(resource: Resource) -> bool:
+    for category in resource.get("category") or []:
+        for coding in (category or {}).get("coding") or []:
+            if coding.get("code") == "laboratory":
+                return True
+    return False
+
+
+def _observation(resource: Resource, before: Resource | None) -> str | None:
+    return "new-result" if _lab(resource) and _became(resource, before, "final") else None
+
+
+def _report(resource: Resource, before: Resource | None) -> str | None:
+    return "new-result" if _became(resource, before, "final") else None
+
+
+def _communication(resource: Resource, before: Resource | None) -> str | None:
+    tags = (resource.get("meta") or {}).get("tag") or []
+    ours = any(t.get("system") == SENT_TAG["system"] for t in tags if isinstance(t, dict))
+    return "new-message" if before is None and not ours else None
+
+
+def _document(resource: Resource, before: Resource | None) -> str | None:
+    return "new-document" if before is None and resource.get("status") == "current" else None
+
+
+def _invoice(resource: Resource, before: Resource | None) -> str | None:
+    return "new-invoice" if _became(resource, before, "issued") else None
+
+
+def _appointment(resource: Resource, before: Resource | None) -> str | None:
+    if _became(resource, before, "booked"):
+        return "appointment-booked"
+    if _status(before) == "booked" and resource.get("status") == "cancelled":
+        return "appointment-cancelled"
+    if (
+        before is not None
+        and resource.get("status") == "booked"
+        and (resource.get("start"), resource.get("end")) != (before.get("start"), before.get("end"))
+    ):
+        return "appointment-changed"
+    return None
+
+
+def _refill(resource: Resource, before: Resource | None) -> str | None:
+    if not resource.get("priorPrescription") or _status(before) != "draft":
+        return None
+    return "refill-decided" if resource.get("status") != "draft" else None
+
+
+RULES: dict[str, Rule] = {
+    "Observation": _observation,
+    "DiagnosticReport": _report,
+    "Communication": _communication,
+    "DocumentReference": _document,
+    "Invoice": _invoice,
+    "Appointment": _appointment,
+    "MedicationRequest": _refill,
+}
+
+
+def patients_of(resource: Resource) -> list[str]:
+    """The patients a resource is news for (``Patient/id``)."""
+    refs: list[Any] = []
+    if resource.get("resourceType") == "Communication":
+        refs = list(resource.get("recipient") or [])
+    elif resource.get("resourceType") == "Appointment":
+        refs = [p.get("actor") for p in resource.get("participant") or [] if isinstance(p, dict)]
+    else:
+        refs = [resource.get("subject"), resource.get("patient")]
+    out = []
+    for ref in refs:
+        text = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(text, str) and text.startswith("Patient/") and text not in out:
+            out.append(text)
+    return out
+
+
+class PeopleReader:
+    """The outbox reader of notifications to people (see the module)."""
+
+    def __init__(self, store: Any, notifier: Notifier, owner: str) -> None:
+        self.store = store
+        self.outbox: Outbox = store.outbox
+        self.notifier = notifier
+        self.owner = owner
+        self._opened = False
+        self._until = 0.0
+        self._retry_at = 0.0
+        self._position = self._number = 0
+
+    async def tick(self, last: int) -> None:
+        now = time.time()
+        if not self._opened:
+            if await self.outbox.min_position([KEY]) is None:
+                await self.outbox.open_cursor(KEY, last)  # from now on, not the past
+            self._opened = True
+        if now < self._retry_at:
+            return
+        if self._until - now < LEASE / 2:
+            held = await self.outbox.claim([KEY], self.owner, now, now + LEASE)
+            if not held:
+                self._until = 0.0
+                self._retry_at = now + LEASE / 2  # another process has it
+                return
+            self._until = now + LEASE
+            self._position, self._number = held[0].position, held[0].number
+        while self._position < last:
+            events = await self.outbox.events_after(self._position, BATCH)
+            if not events:
+                self._position = last
+                break
+            for event in events:
+                self._number += await self._handle(event)
+                self._position = event.seq
+            if not await self.outbox.advance(KEY, self.owner, self._position, self._number):
+                self._until = 0.0  # lost: claim again (and read from the saved position)
+                return
+
+    async def release(self) -> None:
+        if self._until:
+            await self.outbox.release(KEY, self.owner)
+
+    async def _handle(self, event: Event) -> int:
+        rule = RULES.get(event.type)
+        if rule is None or event.method == "delete":
+            return 0
+        current = await self.store.vread(event.type, event.id, event.version)
+        if current is None or current.content is None:
+            return 0
+        resource = fhir_json.loads(current.content)
+        before = None
+        if event.version > 1:
+            previous = await self.store.vread(event.type, event.id, event.version - 1)
+            if previous is not None and previous.content is not None:
+                before = fhir_json.loads(previous.content)
+        kind = rule(resource, before)
+        if kind is None:
+            return 0
+        sent = 0
+        for patient in patients_of(resource):
+            try:
+                sent += await self.notifier.notify(kind, patient, f"{event.type}/{event.id}")
+            except Exception:  # one person's failure is recorded; go on with the others
+                log.exception("notifying %s of %s/%s failed", patient, event.type, event.id)
+        return sent
