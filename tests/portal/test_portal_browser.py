@@ -443,6 +443,12 @@ def test_paying_a_bill_online(site: dict[str, Any], browser: Any) -> None:
     assert f"{amount} paid" in history
     statements = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=bill-statements]")
     assert not statements.find_elements(By.XPATH, ".//button[starts-with(., 'Pay ')]")
+    # education for the patient's conditions: MedlinePlus links by SNOMED CT code
+    _nav(browser, "Health record")
+    learn = browser.find_elements(By.PARTIAL_LINK_TEXT, "Learn about")
+    assert learn and learn[0].get_attribute("href").startswith(
+        "https://connect.medlineplus.gov/application?"
+    )
     browser.find_element(By.XPATH, "//nav//button[.='Sign out']").click()
     _wait(browser, lambda d: "You have signed out" in _text(d))
 

@@ -10,15 +10,15 @@ export function Appointments() {
   const loaded = useLoad(`appointments:${patientId}`, () =>
     search(client, `Appointment?patient=${p}&_sort=-date&_count=100`),
   );
-  const now = new Date().toISOString();
+  const now = Date.now();
   const booking = capabilities.operation("Appointment", "find") && capabilities.operation("Appointment", "book");
   return (
     <>
       <Show loaded={loaded} what="appointments">
         {(list) => {
           const upcoming = list
-            .filter((a) => (a.start || "") >= now && a.status !== "cancelled")
-            .sort((a, b) => a.start.localeCompare(b.start));
+            .filter((a) => Date.parse(a.start || "") >= now && a.status !== "cancelled")
+            .sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
           const past = list.filter((a) => !upcoming.includes(a));
           return (
             <>
