@@ -6,7 +6,8 @@ Before any worker process starts, the parent process
 - reads the settings (:class:`fhir_server.config.Settings`): a bad value names its
   ``FHIR_SERVER_*`` variable or its flag (exit status 2, as for a bad flag);
 - opens the store once and closes it (the SQLite file created or converted, the MongoDB
-  collections and indexes made), MongoDB with a server-selection timeout of
+  collections and indexes made, the starter catalogue of patient education loaded into
+  a new store: ``fhir_server.documents.catalogue``), MongoDB with a server-selection timeout of
   :data:`STARTUP_MONGO_TIMEOUT` seconds unless the URL sets ``serverSelectionTimeoutMS``:
   an unreachable server is named after that, not after the driver's 30 s;
 - tries the address it is to listen on: a port in use is named, with the way to choose
@@ -121,8 +122,13 @@ def check_store(settings: Settings) -> None:
         raise StartupError(f"FHIR_SERVER_STORAGE / --storage: {_first_line(exc)}") from None
 
     async def open_and_close() -> None:
+        from fhir_server.documents.catalogue import load_catalogue
+
         await store.open()
-        await store.close()
+        try:
+            await load_catalogue(store)  # patient education, into a new store (issue 20)
+        finally:
+            await store.close()
 
     try:
         asyncio.run(open_and_close())

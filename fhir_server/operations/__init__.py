@@ -55,6 +55,7 @@ from __future__ import annotations
 from capability.support import SupportTable
 from capability.support import support_table as _type_table
 from fhir_server.operations import (
+    education,
     everything,
     export,
     immunization_record,
@@ -71,6 +72,7 @@ OPERATIONS: tuple[Operation, ...] = (
     summary.OPERATION,
     immunization_record.OPERATION,
     visit_summary.OPERATION,
+    education.OPERATION,
 )
 """Every operation the server offers."""
 
