@@ -307,9 +307,9 @@ def test_screens_show_the_record_and_what_is_not_available(
     assert "Upcoming" in text and "Past" in text
 
 
-def test_who_accessed_my_record(site: dict[str, Any], browser: Any) -> None:
+def test_who_accessed_my_record_and_connected_apps(site: dict[str, Any], browser: Any) -> None:
     """The server's AuditEvents about the patient: this session's own reads, by the
-    patient with the portal."""
+    patient with the portal; and the apps connected to the account."""
     from selenium.webdriver.common.by import By
 
     text = ""
@@ -323,6 +323,9 @@ def test_who_accessed_my_record(site: dict[str, Any], browser: Any) -> None:
         time.sleep(1)
     assert re.search(r"Charles Ramirez, with Patient portal (viewed|looked up) ", text), text
     assert "results" in text  # the kinds of data, in words
+    # the apps connected to the account (the server's account API): this portal
+    apps = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=settings-apps]").text
+    assert "Patient portal (this portal)" in apps and "May read your record" in apps, apps
 
 
 def test_a_pdf_download(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:

@@ -1,9 +1,13 @@
-// Settings: notification preferences and connected apps (no server API for them yet:
-// each says so), and who accessed the record: the server's AuditEvents about this
-// patient (AuditEvent?patient=…, the IHE Basic Audit Log Patterns), when it keeps them.
-import { search, useLoad, useSession } from "../data";
+// Settings: who accessed the record (the server's AuditEvents about this patient,
+// AuditEvent?patient=…, after the IHE Basic Audit Log Patterns), the apps connected to
+// the account (the server's account API next to its token endpoint:
+// GET/DELETE …/auth/account/apps, with the session's token), and notification
+// preferences (no server API yet: it says so).
+import { useEffect, useState } from "preact/hooks";
+import { problemText, search, useLoad, useSession } from "../data";
 import { formatDate, type Json } from "../fhir";
-import { Empty, NotAvailable, Section, Show } from "../ui";
+import { smartConfiguration, type Client } from "../smart";
+import { Empty, Loading, NotAvailable, Problem, Section, Show } from "../ui";
 
 const ACTIONS: Record<string, string> = {
   C: "added",
@@ -24,7 +28,7 @@ export function Settings() {
         <NotAvailable feature="Choosing email and text message notifications" />
       </Section>
       <Section title="Connected apps" id="settings-apps">
-        <NotAvailable feature="Seeing and disconnecting the apps that have access to your record" />
+        <ConnectedApps />
       </Section>
     </>
   );
@@ -106,5 +110,94 @@ function AccessLog() {
         )
       }
     </Show>
+  );
+}
+
+/** The account API's address: ``account/apps`` next to the token endpoint. */
+async function appsUrl(client: Client): Promise<string | undefined> {
+  const token = (await smartConfiguration(client)).token_endpoint as string | undefined;
+  return token ? new URL("account/apps", token).href : undefined;
+}
+
+async function account(client: Client, url: string, method = "GET"): Promise<Response> {
+  await client.refreshIfNeeded();
+  const token = client.state.tokenResponse?.access_token;
+  return fetch(url, { method, headers: { Authorization: `Bearer ${token}` } });
+}
+
+/** What an app may do, in words, from its scopes. */
+function allowed(scope: string): string {
+  const words = scope.split(" ");
+  const data = words.filter((w) => /^(patient|user)\//.test(w));
+  const parts: string[] = [];
+  if (data.some((w) => /\.(c|u|d|cruds|cud|write)|\.[crus]*[cud]/.test(w))) parts.push("read and change your record");
+  else if (data.length) parts.push("read your record");
+  if (words.includes("offline_access")) parts.push("keep access while you are away");
+  return parts.join(", ") || "know who you are";
+}
+
+interface AppsState {
+  apps?: Json[];
+  unavailable?: boolean;
+  problem?: string;
+}
+
+function ConnectedApps() {
+  const { client } = useSession();
+  const [state, setState] = useState<AppsState>({});
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    let live = true;
+    (async () => {
+      const url = await appsUrl(client);
+      if (!url) return { unavailable: true };
+      const response = await account(client, url);
+      if (response.status === 404 || response.status === 405) return { unavailable: true };
+      if (!response.ok) return { problem: `HTTP ${response.status}` };
+      return { apps: ((await response.json()).apps || []) as Json[] };
+    })().then(
+      (next) => live && setState(next),
+      (error) => live && setState({ problem: problemText(error) }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [version]);
+  const disconnect = async (app: Json) => {
+    const url = await appsUrl(client);
+    if (!url) return;
+    const response = await account(client, `${url}/${encodeURIComponent(app.client_id)}`, "DELETE");
+    if (response.status === 401 || app.client_id === client.state.clientId) {
+      location.reload(); // this portal's own access ended: sign in again
+      return;
+    }
+    if (!response.ok && response.status !== 404) setState({ problem: `HTTP ${response.status}` });
+    setVersion((v) => v + 1);
+  };
+  if (state.unavailable) {
+    return <NotAvailable feature="Seeing and disconnecting the apps that have access to your record" />;
+  }
+  if (state.problem) return <Problem text={state.problem} />;
+  if (!state.apps) return <Loading what="your connected apps" />;
+  if (!state.apps.length) return <Empty>No apps are connected to your account.</Empty>;
+  return (
+    <ul class="items">
+      {state.apps.map((app) => {
+        const self = app.client_id === client.state.clientId;
+        return (
+          <li key={app.client_id}>
+            <strong>{app.client_name}</strong>
+            {self && <span class="muted"> (this portal)</span>}
+            <div class="muted">
+              May {allowed(app.scope || "")}. Connected {formatDate(app.granted_at, true)}, last used{" "}
+              {formatDate(app.last_used, true)}.
+            </div>
+            <button type="button" class="secondary" onClick={() => disconnect(app)}>
+              {self ? "Disconnect this portal (signs you out)" : `Disconnect ${app.client_name}`}
+            </button>
+          </li>
+        );
+      })}
+    </ul>
   );
 }
