@@ -233,3 +233,41 @@ async def test_an_appointment_reminder_goes_once_at_its_lead(
     assert len(mailbox.snapshot()) == 4
     kinds = [r["category"][0]["coding"][0]["code"] for r in await records(http, admin)]
     assert sorted(kinds) == ["notification"] * 2 + ["reminder"] * 2
+
+
+async def test_an_email_subscription_mails_no_detail(
+    http: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    admin = bearer(http, "system/*.cruds")
+    await seed(http, admin)
+    subscription = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Ward 3 results",
+        "criteria": "Observation?category=laboratory",
+        "channel": {"type": "email", "endpoint": "mailto:ward3@clinic.example"},
+    }
+    for endpoint in ("mailto:", "mailto:a@x.example,b@x.example", "https://x.example/"):
+        bad = {**subscription, "channel": {"type": "email", "endpoint": endpoint}}
+        refused = await http.post("Subscription", json=bad, headers=admin)
+        assert refused.status_code == 400, refused.text
+        assert "endpoint" in refused.text
+    with_payload = {**subscription["channel"], "payload": "application/fhir+json"}
+    refused = await http.post(
+        "Subscription", json={**subscription, "channel": with_payload}, headers=admin
+    )
+    assert refused.status_code == 400 and "payload" in refused.text
+    created = await http.post("Subscription", json=subscription, headers=admin)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    deadline = time.monotonic() + 15
+    while (await http.get(f"Subscription/{sid}", headers=admin)).json()["status"] != "active":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await http.post("Observation", json=lab("final"), headers=admin)
+    mails = await asyncio.to_thread(mailbox.wait_for, 3)  # the subscription's, and the people's
+    [mail] = [m for m in mails if m["To"] == "ward3@clinic.example"]
+    body = mail.get_payload()
+    assert "Observation" in body and "Ward 3 results" in body and PORTAL in body
+    for detail in ("Glucose", "2345-7", "312", "alice"):
+        assert detail not in body

@@ -51,15 +51,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.config import Settings
+from fhir_server.events import email_channel
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.events.grants import GrantCheck
 from fhir_server.events.hook_client import HookClient
 from fhir_server.events.matching import Matcher
-from fhir_server.events.outbox import CursorState, Outbox
-from fhir_server.events.rest_hook import Notification, deliver
+from fhir_server.events.outbox import CursorState, Notification, Outbox
+from fhir_server.events.rest_hook import deliver
 from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
 from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.notifications import readers
+from fhir_server.notifications import portal, readers
+from fhir_server.notifications.mailer import Mailer
+from fhir_server.notifications.templates import Templates
 from fhir_server.outbound import OutboundError, OutboundGuard
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
 from resources import fhir_json
@@ -99,6 +102,7 @@ ENDPOINT_REFUSED = (
     "The endpoint was refused: its host does not resolve, or not to an address the"
     " server may reach (see the server's log)"
 )
+NO_SMTP = "No SMTP server is configured (FHIR_SERVER_SMTP_URL): email notifications cannot be sent"
 DELIVERY_FAILED = (
     "Notifications failed {attempts} times in a row (the endpoint could not be reached or"
     " did not answer 2xx; the server's log has the reasons); write the Subscription with"
@@ -164,6 +168,9 @@ class Dispatcher:
         self._reload_at = 0.0
         self._prune_at = 0.0
         self._save_at = 0.0
+        self.mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from)
+        self.templates = Templates(settings.notification_templates)
+        self.portal_url = portal(settings)
         self.readers = readers(store, settings, self.owner)
         """The other readers of the outbox: notifications to people (``notifications``)."""
         self._reading: asyncio.Task[None] | None = None
@@ -303,15 +310,20 @@ class Dispatcher:
         outbound guard allows (R4 has no handshake), else ``error``. The reason stays in
         the log: like every outbound failure, it is not told to the client."""
         endpoint = str((resource.get("channel") or {}).get("endpoint") or "")
-        try:
-            await asyncio.wait_for(
-                asyncio.to_thread(self.guard.check_addresses, endpoint), ACTIVATION_TIMEOUT
-            )
-        except (OutboundError, TimeoutError) as error:
-            reason = getattr(error, "reason", "the host name did not resolve in time")
-            log.warning("Subscription/%s: endpoint refused: %s", stored.id, reason)
-            await self._set_status(stored, resource, "error", ENDPOINT_REFUSED)
-            return
+        if (resource.get("channel") or {}).get("type") == "email":
+            if self.mailer is None:
+                await self._set_status(stored, resource, "error", NO_SMTP)
+                return
+        else:
+            try:
+                await asyncio.wait_for(
+                    asyncio.to_thread(self.guard.check_addresses, endpoint), ACTIVATION_TIMEOUT
+                )
+            except (OutboundError, TimeoutError) as error:
+                reason = getattr(error, "reason", "the host name did not resolve in time")
+                log.warning("Subscription/%s: endpoint refused: %s", stored.id, reason)
+                await self._set_status(stored, resource, "error", ENDPOINT_REFUSED)
+                return
         written = await self._set_status(stored, resource, "active")
         if written is not None and written.stored is not None:
             key = f"{TYPE}/{stored.id}"
@@ -498,7 +510,16 @@ class Dispatcher:
                     return
                 seq, notification = held.queue[0]
                 try:
-                    await deliver(self.client, held.subscription, held.number + 1, notification)
+                    if (held.subscription.get("channel") or {}).get("type") == "email":
+                        await email_channel.deliver(
+                            self.mailer,
+                            self.templates,
+                            self.portal_url,
+                            held.subscription,
+                            notification,
+                        )
+                    else:
+                        await deliver(self.client, held.subscription, held.number + 1, notification)
                 except OutboundError as error:
                     if not await self._failed(held, error):
                         return

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.events.criteria import matching_query
-from fhir_server.events.outbox import Event
-from fhir_server.events.rest_hook import Notification
+from fhir_server.events.outbox import Event, Notification
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import WriteRequest
 from resources import fhir_json

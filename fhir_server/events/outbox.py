@@ -39,6 +39,21 @@ class CursorState:
     next_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one notification is about: the version's resource (``content``, None when
+    it is not sent) or its deletion."""
+
+    type: str
+    id: str
+    content: bytes | None
+    deleted: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.type}/{self.id}"
+
+
 class Outbox(Protocol):
     async def last_seq(self) -> int:
         """The seq of the newest event (0 when there is none)."""

@@ -18,40 +18,26 @@ number of the subscription (``X-Subscription-Event``) and its id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.events.hook_client import HookClient
+from fhir_server.events.outbox import Notification
 from fhir_server.outbound import OutboundError, OutboundGuard
 from resources.errors import invalid
 
 PAYLOADS = frozenset({"application/fhir+json", "application/json"})
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What one notification is about: the version's resource (``content``, None when
-    it is not sent) or its deletion."""
-
-    type: str
-    id: str
-    content: bytes | None
-    deleted: bool = False
-
-    @property
-    def path(self) -> str:
-        return f"{self.type}/{self.id}"
-
-
 def check_channel(channel: Any, guard: OutboundGuard) -> None:
-    """A rest-hook channel a client may write (400 naming what is wrong)."""
+    """A rest-hook channel a client may write (400 naming what is wrong; the email
+    channel is ``email_channel``'s)."""
     if not isinstance(channel, dict):
         raise invalid("Subscription.channel is required", "Subscription.channel")
     kind = channel.get("type")
     if kind != "rest-hook":
         raise invalid(
             f"Subscription.channel.type {kind!r} is not supported: this server delivers"
-            " rest-hook notifications only (websocket, email and message are not yet)",
+            " rest-hook and email notifications (websocket and message are not supported)",
             "Subscription.channel.type",
         )
     endpoint = channel.get("endpoint")

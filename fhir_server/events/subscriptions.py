@@ -4,9 +4,9 @@ API (create, update, patch, conditional interactions, batch and transaction entr
 
 - the ``criteria`` is a strict search (``fhir_server.events.criteria``): 400 naming an
   unknown parameter or a bad value;
-- the channel is ``rest-hook`` (other types: 400, not yet supported) and its endpoint
-  passes the outbound guard without network activity (400 otherwise); see
-  ``fhir_server.events.rest_hook``;
+- the channel is ``rest-hook``, whose endpoint passes the outbound guard without network
+  activity (400 otherwise; ``fhir_server.events.rest_hook``), or ``email`` to one
+  ``mailto:`` address (``fhir_server.events.email_channel``); other types are 400;
 - the status a client writes becomes ``requested`` (``off`` stays ``off``): the
   dispatcher checks the endpoint (the guard's address checks) and makes it ``active``;
   nothing is delivered before;
@@ -33,8 +33,8 @@ from dataclasses import replace
 from typing import Any
 
 from fhir_server.access import PolicyLike, compile_access
+from fhir_server.events import email_channel, rest_hook
 from fhir_server.events.criteria import parse_criteria
-from fhir_server.events.rest_hook import check_channel
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundGuard
 from fhir_server.storage.base import WriteRequest
@@ -72,7 +72,11 @@ def checked_subscription(
     """The Subscription to store (raises FhirError 400)."""
     criteria = resource.get("criteria")
     parse_criteria(criteria if isinstance(criteria, str) else "")
-    check_channel(resource.get("channel"), guard)
+    channel = resource.get("channel")
+    if isinstance(channel, dict) and channel.get("type") == "email":
+        email_channel.check_channel(channel)
+    else:
+        rest_hook.check_channel(channel, guard)
     out = dict(resource)
     if out.get("status") != "off":
         out["status"] = "requested"
