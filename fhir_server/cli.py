@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         " else plain http)",
     )
     serve.add_argument(
-        "--ssl-keyfile", help="the certificate's private key (PEM; FHIR_SERVER_SSL_KEYFILE)"
+        "--ssl-keyfile",
+        help="the certificate's private key (PEM; default: FHIR_SERVER_SSL_KEYFILE, else none)",
     )
     _add_import(commands)
     _add_demo_data(commands)

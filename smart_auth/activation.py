@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from smart_auth.admin import normalize_code
 from smart_auth.pages import USERNAME, Pages, _text
+from smart_auth.password_rules import password_problem
 from smart_auth.passwords import hash_password, hash_secret
 from smart_auth.session import csrf_ok, new_session
 from smart_auth.store.base import DuplicateError, Invitation, User
@@ -86,10 +87,9 @@ class Activation:
             return "Enter the activation code from your invitation."
         if not USERNAME.fullmatch(username):
             return "Choose a username of 3 to 64 letters, digits or . _ @ + -"
-        if len(password) < minimum or len(password) > 1024:
-            return f"Choose a password of at least {minimum} characters."
-        if password.lower() == username.lower():
-            return "The password must not be the username."
+        weak = password_problem(password, username, minimum)
+        if weak:
+            return weak
         if password != again:
             return "The two passwords differ."
         return None

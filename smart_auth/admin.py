@@ -33,6 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from smart_auth.password_rules import password_problem
 from smart_auth.passwords import hash_password, hash_secret
 from smart_auth.registration import client_from_metadata, client_json, schema_problem
 from smart_auth.store.base import AuthStore, DuplicateError, Invitation, User
@@ -130,8 +131,9 @@ def create_user(
         raise AdminError(
             "--fhir-user must be Patient/<id>, Practitioner/<id>, RelatedPerson/<id> or Person/<id>"
         )
-    if len(password) < min_length:
-        raise AdminError(f"the password needs at least {min_length} characters")
+    weak = password_problem(password, username, min_length)
+    if weak:
+        raise AdminError(weak)
     if store.find_user(username) is not None:
         raise AdminError(f"the username {username} is taken")
     user = User(
@@ -280,8 +282,9 @@ def reset_password(
     access tokens issued from them), so a stolen session does not outlive the reset.
     ``{"username", "revoked_grants"}``."""
     user = _user(store, username)
-    if len(password) < min_length:
-        raise AdminError(f"the password needs at least {min_length} characters")
+    weak = password_problem(password, user.username, min_length)
+    if weak:
+        raise AdminError(weak)
     store.update_password(user.user_id, hash_password(password))
     revoked = revoke_grants(store, tokens, user_id=user.user_id)
     return {"username": user.username, "revoked_grants": revoked}
