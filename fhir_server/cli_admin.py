@@ -5,7 +5,8 @@
   which the patient (or a caregiver, ``RelatedPerson/…``) registers a username and password;
   the link is on ``--base-url`` or ``FHIR_SERVER_BASE_URL`` (the server's public FHIR
   base); without either it assumes ``http://FHIR_SERVER_HOST:FHIR_SERVER_PORT/fhir``
-  (``127.0.0.1:8080``) and says so on standard error;
+  (``127.0.0.1:8080``) and says so on standard error; ``--email [ADDRESS]`` also emails
+  the link (``fhir_server.notifications.invitations``);
 - ``fhir-server users create --username NAME --fhir-user Practitioner/9``: a user (the
   FHIR resource they are is required), the password read from standard input;
 - ``fhir-server users list``; ``users reset-password USERNAME``: a new password (from
@@ -55,6 +56,15 @@ def add_admin_commands(commands: Any) -> None:
         help="Patient/<id>, RelatedPerson/<id> or Person/<id> (a caregiver of several)",
     )
     invite.add_argument("--days", type=float, default=7, help="valid for N days (default: 7)")
+    invite.add_argument(
+        "--email",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="also email the link (to ADDRESS, else to the person's email telecom) through"
+        " FHIR_SERVER_SMTP_URL; the message is recorded as a Communication (default: the"
+        " link is only printed)",
+    )
     _common(invite)
 
     users = commands.add_parser(
@@ -234,12 +244,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Any:
     store = open_auth_store(settings.storage)
     try:
         if args.command == "invite":
-            return admin.create_invitation(
+            invitation = admin.create_invitation(
                 store,
                 args.fhir_user,
                 server_url=_invitation_base(settings),
                 lifetime=int(args.days * 86400),
             )
+            if args.email is not None:
+                invitation.update(_email_invitation(settings, invitation, args.email))
+            return invitation
         if args.command == "users":
             return _users(store, args, settings)
         if args.command == "keys":
@@ -298,6 +311,20 @@ def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:
     if command == "mfa-reset":
         return admin.reset_mfa(store, args.username)
     return admin.reset_password(store, _tokens(store, settings), args.username, _read_password())
+
+
+def _email_invitation(settings: Settings, invitation: dict[str, Any], address: str) -> Any:
+    """``invite --email``: fhir_server.notifications.invitations."""
+    from fhir_server.notifications.invitations import InvitationError, email_invitation
+    from smart_auth.admin import AdminError
+
+    try:
+        return asyncio.run(email_invitation(settings, invitation, address or None))
+    except InvitationError as error:
+        raise AdminError(
+            f"{error}; the invitation was made, give the person this link another way:"
+            f" {invitation['link']}"
+        ) from None
 
 
 def _tokens(store: Any, settings: Settings) -> Any:

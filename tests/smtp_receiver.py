@@ -66,3 +66,10 @@ def smtp_server() -> Iterator[Mailbox]:
         yield box
     finally:
         controller.stop()
+
+
+def text_of(message: Message) -> str:
+    """The decoded text of a received plain-text email."""
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(message.get_content_charset() or "utf-8")

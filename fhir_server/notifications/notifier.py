@@ -67,50 +67,63 @@ class Notifier:
             except MailError as error:
                 failure = str(error)
                 log.warning("notification %s to %s failed: %s", kind, person.reference, error)
-            await self._record(
-                kind, patient, person.reference, about, text.body, category, identifier, failure
+            await record_message(
+                self.store,
+                kind,
+                patient,
+                person.reference,
+                about,
+                text.body,
+                category,
+                identifier,
+                failure,
             )
         return sent
 
-    async def _record(
-        self,
-        kind: str,
-        patient: str,
-        recipient: str,
-        about: str,
-        body: str,
-        category: str,
-        identifier: str | None,
-        failure: str | None,
-    ) -> None:
-        record: dict[str, Any] = {
-            "resourceType": "Communication",
-            "meta": {"tag": [SENT_TAG]},
-            "status": "not-done" if failure else "completed",
-            "category": [{"coding": [{"system": CATEGORY, "code": category}], "text": kind}],
-            "medium": [{"coding": [{"system": MEDIUM, "code": "EMAILWRIT"}]}],
-            "subject": {"reference": patient},
-            "recipient": [{"reference": recipient}],
-            "sent": now_instant(),
-            "payload": [{"contentString": body}],
-        }
-        if about:
-            record["about"] = [{"reference": about}]
-        if identifier:
-            record["identifier"] = [{"system": REMINDER_SYSTEM, "value": identifier}]
-        if failure:
-            record["statusReason"] = {"text": "The email was not accepted by the mail server"}
-        id_ = str(uuid.uuid4())
-        request = WriteRequest(
-            "Communication",
-            id_,
-            "create",
-            content_builder(record, id_),
-            must_not_exist=True,
-            index=index_entries(record, id_),
-        )
-        await self.store.write(request)
-
 
 REMINDER_SYSTEM = "urn:fhir-server:reminder"
-"""The identifier system of reminder records: ``[type]/[id]|[due time]|[lead]``."""
+"""The identifier system of reminder records: ``[type]/[id]/[due time]/[lead seconds]``."""
+
+
+async def record_message(
+    store: Any,
+    kind: str,
+    patient: str,
+    recipient: str,
+    about: str,
+    body: str,
+    category: str,
+    identifier: str | None,
+    failure: str | None,
+) -> str:
+    """Record one message sent (or not: ``failure``) as a Communication (see the module);
+    its reference."""
+    record: dict[str, Any] = {
+        "resourceType": "Communication",
+        "meta": {"tag": [SENT_TAG]},
+        "status": "not-done" if failure else "completed",
+        "category": [{"coding": [{"system": CATEGORY, "code": category}], "text": kind}],
+        "medium": [{"coding": [{"system": MEDIUM, "code": "EMAILWRIT"}]}],
+        "recipient": [{"reference": recipient}],
+        "sent": now_instant(),
+        "payload": [{"contentString": body}],
+    }
+    if patient:
+        record["subject"] = {"reference": patient}
+    if about:
+        record["about"] = [{"reference": about}]
+    if identifier:
+        record["identifier"] = [{"system": REMINDER_SYSTEM, "value": identifier}]
+    if failure:
+        record["statusReason"] = {"text": "The email was not accepted by the mail server"}
+    id_ = str(uuid.uuid4())
+    request = WriteRequest(
+        "Communication",
+        id_,
+        "create",
+        content_builder(record, id_),
+        must_not_exist=True,
+        index=index_entries(record, id_),
+    )
+    await store.write(request)
+    return f"Communication/{id_}"

@@ -4,8 +4,10 @@ see it (issue 17: "You have a new test result. Sign in to view it: <portal link>
 
 The administrator may replace any of them with a JSON file (``FHIR_SERVER_NOTIFICATION_
 TEMPLATES``: ``{"new-result": {"subject": "...", "body": "..."}}``). Placeholders
-(``string.Template``, so a text cannot reach anything else): ``$portal_url`` and, for
-reminders, ``$time`` (the appointment's or the due item's start, as written in FHIR).
+(``string.Template``, so a text cannot reach anything else): ``$portal_url``; for
+reminders ``$time`` (the appointment's or the due item's start, as written in FHIR); for
+invitations ``$link`` and ``$expires_at``; for email Subscriptions ``$type`` and
+``$reason``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ DEFAULTS: dict[str, Text] = {
     ),
     "health-maintenance": Text(
         "A check-up is due", "A check-up, screening or vaccination is due ($time)." + SIGN_IN
+    ),
+    "invitation": Text(
+        "Your invitation to the patient portal",
+        "You are invited to the patient portal. Create your account with this link (it"
+        " works once, until $expires_at):\n\n$link\n",
     ),
     "subscription": Text(
         "A subscription notification",
