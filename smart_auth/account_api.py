@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,7 +30,8 @@ from smart_auth.bearer import bearer_policy
 from smart_auth.core import AuthCore
 from smart_auth.scopes import AccessPolicy
 from smart_auth.server import oauth_error
-from smart_auth.store.base import RefreshToken
+from smart_auth.store.base import AuthStore, RefreshToken
+from smart_auth.tokens import TokenService
 
 _NEEDED = ("openid", "fhirUser")
 
@@ -62,20 +64,18 @@ def _live_families(tokens: list[RefreshToken]) -> dict[str, list[RefreshToken]]:
     return {f: ts for f, ts in families.items() if any(t.usable(now) for t in ts)}
 
 
-async def list_apps(auth: AuthCore, request: Request) -> Response:
-    policy = await _user(auth, request)
-    if isinstance(policy, Response):
-        return policy
-    assert policy.subject is not None
+def connected_apps(store: AuthStore, user_id: str) -> list[dict[str, Any]]:
+    """The clients holding live grants of the user (see the module docstring), sorted by
+    name; instants as RFC 3339 strings."""
     now = int(time.time())
     apps: dict[str, dict[str, Any]] = {}
-    for family in _live_families(auth.store.user_refresh_tokens(policy.subject)).values():
+    for family in _live_families(store.user_refresh_tokens(user_id)).values():
         live = [t for t in family if t.usable(now)]
         newest = max(live, key=lambda t: t.created_at)
         first = min(t.created_at for t in family)
         entry = apps.get(newest.client_id)
         if entry is None:
-            client = auth.store.get_client(newest.client_id)
+            client = store.get_client(newest.client_id)
             entry = apps[newest.client_id] = {
                 "client_id": newest.client_id,
                 "client_name": client.name if client is not None else newest.client_id,
@@ -93,7 +93,30 @@ async def list_apps(auth: AuthCore, request: Request) -> Response:
     for app in body:
         app["granted_at"] = _instant(app["granted_at"])
         app["last_used"] = _instant(app["last_used"])
-    return JSONResponse({"apps": body}, headers={"Cache-Control": "no-store"})
+    return body
+
+
+def end_app(store: AuthStore, tokens: TokenService, user_id: str, client_id: str) -> bool:
+    """End every live grant of the user to ``client_id`` (refresh tokens and the access
+    tokens issued from them); False when there was none."""
+    families = sorted(
+        f
+        for f, ts in _live_families(store.user_refresh_tokens(user_id)).items()
+        if any(t.client_id == client_id for t in ts)
+    )
+    for family in families:
+        store.revoke_family(family)
+        tokens.revoke_family_tokens(family)
+    return bool(families)
+
+
+async def list_apps(auth: AuthCore, request: Request) -> Response:
+    policy = await _user(auth, request)
+    if isinstance(policy, Response):
+        return policy
+    assert policy.subject is not None
+    apps = await run_in_threadpool(connected_apps, auth.store, policy.subject)
+    return JSONResponse({"apps": apps}, headers={"Cache-Control": "no-store"})
 
 
 async def revoke_app(auth: AuthCore, request: Request, client_id: str) -> Response:
@@ -101,14 +124,9 @@ async def revoke_app(auth: AuthCore, request: Request, client_id: str) -> Respon
     if isinstance(policy, Response):
         return policy
     assert policy.subject is not None
-    tokens = auth.store.user_refresh_tokens(policy.subject)
-    families = sorted(
-        f for f, ts in _live_families(tokens).items() if any(t.client_id == client_id for t in ts)
+    ended = await run_in_threadpool(
+        end_app, auth.store, auth.token_service(), policy.subject, client_id
     )
-    if not families:
+    if not ended:
         return oauth_error(404, "not_found", "You have not connected this app.")
-    service = auth.token_service()
-    for family in families:
-        auth.store.revoke_family(family)
-        service.revoke_family_tokens(family)
     return Response(status_code=204, headers={"Cache-Control": "no-store"})

@@ -65,6 +65,21 @@ class MfaPages:
         session.update(uid=user_id, fhir_user=fhir_user, auth_time=int(time.time()))
         return await self.pages.after_login(request, session)
 
+    async def check_code(
+        self, request: Request, username: str, user_id: str, code: str
+    ) -> tuple[bool, int]:
+        """Whether ``code`` is an unused second factor of the user (used up if so), and
+        the seconds to wait when wrong codes were throttled (then it is not checked)."""
+        throttle = self.pages.throttle()
+        key = f"mfa:{username}"
+        address = client_address(request.client.host if request.client else None)
+        wait = await run_in_threadpool(throttle.admit, key, address)
+        if wait:
+            return False, wait
+        right = await run_in_threadpool(mfa.verify, self.auth.store, user_id, code[:64])
+        await run_in_threadpool(throttle.succeeded if right else throttle.failed, key, address)
+        return right, 0
+
     # -- the code page -----------------------------------------------------------------
     async def code_form(self, request: Request) -> Response:
         session = self.pages.load(request)
@@ -81,16 +96,8 @@ class MfaPages:
             return self.pages.message(
                 request, "Form expired", "Reload the page and try again.", 403
             )
-        code = _text(form.get("code"))[:64]
-        throttle = self.pages.throttle()
-        key = f"mfa:{session['mfa_user']}"
-        address = client_address(request.client.host if request.client else None)
-        wait = await run_in_threadpool(throttle.admit, key, address)
-        right = False
-        if not wait:
-            right = await run_in_threadpool(mfa.verify, self.auth.store, session["mfa_uid"], code)
-            outcome = throttle.succeeded if right else throttle.failed
-            await run_in_threadpool(outcome, key, address)
+        code = _text(form.get("code"))
+        right, wait = await self.check_code(request, session["mfa_user"], session["mfa_uid"], code)
         if not right:
             return self.pages.render(
                 request,

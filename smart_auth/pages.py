@@ -253,18 +253,7 @@ class Pages:
         if not csrf_ok(session, _text(form.get("csrf"))):
             return self.message(request, "Form expired", "Reload the page and try again.", 403)
         username = _text(form.get("username")).strip()
-        password = _text(form.get("password"))
-        user: User | None = None
-        wait = 0
-        if username and password and len(username) <= 1024 and len(password) <= 1024:
-            throttle = self.throttle()
-            address = client_address(request.client.host if request.client else None)
-            wait = await run_in_threadpool(throttle.admit, username, address)
-            if not wait:
-                user = await self.check_password(username, password)
-                outcome = throttle.failed if user is None else throttle.succeeded
-                await run_in_threadpool(outcome, username, address)
-        self.auth.record("login", request, *login_event(username, user, wait))
+        user, wait = await self.password_step(request, username, _text(form.get("password")))
         if user is not None and user.disabled:
             # only the holder of the right password learns that the account is disabled
             return self.render(
@@ -291,6 +280,25 @@ class Pages:
             return await self.second_step.first_factor_passed(request, session, user)
         session.update(uid=user.user_id, fhir_user=user.fhir_user, auth_time=int(time.time()))
         return await self.after_login(request, session)
+
+    async def password_step(
+        self, request: Request, username: str, password: str
+    ) -> tuple[User | None, int]:
+        """The user whose username and password these are (None: wrong, or throttled)
+        and the seconds to wait before the next attempt (0: not throttled); recorded
+        for the audit trail. Also the account page's sign-in."""
+        user: User | None = None
+        wait = 0
+        if username and password and len(username) <= 1024 and len(password) <= 1024:
+            throttle = self.throttle()
+            address = client_address(request.client.host if request.client else None)
+            wait = await run_in_threadpool(throttle.admit, username, address)
+            if not wait:
+                user = await self.check_password(username, password)
+                outcome = throttle.failed if user is None else throttle.succeeded
+                await run_in_threadpool(outcome, username, address)
+        self.auth.record("login", request, *login_event(username, user, wait))
+        return user, wait
 
     def throttle(self) -> LoginThrottle:
         config = self.auth.config

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from smart_auth import account_api, client_management, launch, registration, userinfo
+from smart_auth.account_pages import AccountPages
 from smart_auth.activation import Activation
 from smart_auth.bodies import BoundedBodyRoute
 from smart_auth.core import AuthCore
@@ -112,6 +113,7 @@ def _add_pages(auth: AuthCore, router: APIRouter) -> None:
     """The browser pages: sign-in, patient picker, consent and account activation."""
     pages = Pages(auth)
     second_step = pages.second_step = MfaPages(pages)
+    account = AccountPages(pages, second_step)
     activation = Activation(pages)
     router.add_api_route("/auth/authorize", pages.authorize, methods=["GET", "POST"])
     router.add_api_route("/auth/login", pages.login_form, methods=["GET"])
@@ -121,6 +123,20 @@ def _add_pages(auth: AuthCore, router: APIRouter) -> None:
     router.add_api_route("/auth/mfa/enrol", second_step.enrol_form, methods=["GET"])
     router.add_api_route("/auth/mfa/enrol", second_step.enrol, methods=["POST"])
     router.add_api_route("/auth/mfa/continue", second_step.enrolled_continue, methods=["POST"])
+    router.add_api_route("/auth/account", account.page, methods=["GET"])
+    for path, handler in (
+        ("login", account.login),
+        ("mfa", account.code),
+        ("revoke", account.revoke),
+        ("sign-out-everywhere", account.sign_out_everywhere),
+        ("sign-out", account.sign_out),
+        ("password", account.password),
+        ("mfa/enrol", account.enrol),
+        ("mfa/done", account.enrol_done),
+        ("mfa/off", account.mfa_off),
+    ):
+        router.add_api_route(f"/auth/account/{path}", handler, methods=["POST"])
+    router.add_api_route("/auth/account/mfa/enrol", account.enrol_form, methods=["GET"])
     router.add_api_route("/auth/patient", pages.picker_form, methods=["GET"])
     router.add_api_route("/auth/patient", pages.pick, methods=["POST"])
     router.add_api_route("/auth/consent", pages.consent_form, methods=["GET"])
