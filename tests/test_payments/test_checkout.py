@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import httpx
 
-from tests.test_payments.support import Portal
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from tests.conftest import BASE
+from tests.patient_data.support import bearer, issuer
+from tests.test_payments.support import WEBHOOK, Portal
 
 
 def _parameters(response: httpx.Response) -> dict[str, dict]:
@@ -79,3 +83,17 @@ async def test_pay_is_post_only_and_listed(portal: Portal) -> None:
     statement = (await portal.http.get("metadata")).json()
     invoice = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Invoice")
     assert [op["name"] for op in invoice.get("operation", [])] == ["pay"]
+
+
+async def test_payments_off_is_not_supported(settings: Settings) -> None:
+    off = settings.model_copy(update={"payments": "off"})
+    app = create_app(off)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            admin = bearer(issuer(app)("system/*.cruds"))
+            response = await http.post("Invoice/any/$pay", headers=admin)
+            assert response.status_code == 501, response.text
+            response = await http.post(WEBHOOK, content=b"{}")
+            assert response.status_code == 501, response.text
+            assert response.json()["issue"][0]["code"] == "not-supported"
