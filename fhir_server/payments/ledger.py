@@ -26,6 +26,7 @@ so a patient-context token reads its own payments only.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -211,8 +212,6 @@ def _payment_request(
     payment: dict[str, Any], processor: str, event: PaymentEvent, invoice: dict[str, Any]
 ) -> WriteRequest:
     """The conditional create of ``payment``: once per checkout session."""
-    import uuid
-
     check_valid(payment)
     id_ = str(uuid.uuid4())
     index = index_entries(payment, id_)
