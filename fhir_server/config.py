@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     smtp_from: str = Field(
         "", description="The From address of notification emails (e.g. portal@clinic.example)"
     )
+    sms_webhook_url: str = Field(
+        "",
+        description="The SMS gateway: text messages are POSTed there (user:pass@ in the URL"
+        " is sent as Basic authentication); empty: no text messages",
+    )
+    sms_webhook_format: Literal["json", "form"] = Field(
+        "json",
+        description="'json': {to, body}; 'form': To=&Body=&From= form fields (Twilio's shape)",
+    )
+    sms_from: str = Field("", description="The sender of text messages (the 'form' From field)")
     reminder_leads: str = Field(
         "24h,2h",
         description="How long before an appointment (or a due check-up) its reminders are"

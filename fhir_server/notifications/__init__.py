@@ -1,7 +1,8 @@
 """Notifications to people (issue 17): email through the configured SMTP server
-(``mailer``), texts without clinical detail (``templates``), the people of a patient and
-their preferences (``recipients``), the record of each message (``notifier``), news from
-the outbox (``people``) and reminders of what is due (``reminders``). The dispatcher of
+(``mailer``), text messages through an SMS gateway (``sms``), texts without clinical
+detail (``templates``), the people of a patient and their preferences (``recipients``),
+the record of each message (``notifier``), news from the outbox (``people``) and
+reminders of what is due (``reminders``). The dispatcher of
 ``fhir_server.events`` drives ``people`` and ``reminders`` (:func:`readers`)."""
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ if TYPE_CHECKING:
 
 
 def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
-    """The outbox readers of notifications to people (none without an SMTP server)."""
+    """The outbox readers of notifications to people (none without an SMTP server or an SMS
+    gateway)."""
     from fhir_server.notifications.mailer import Mailer
     from fhir_server.notifications.notifier import Notifier
     from fhir_server.notifications.people import PeopleReader
     from fhir_server.notifications.reminders import Reminders, parse_leads
+    from fhir_server.notifications.sms import provider
     from fhir_server.notifications.templates import Templates
 
     mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from)
-    if mailer is None:
+    sms = provider(settings.sms_webhook_url, settings.sms_webhook_format, settings.sms_from)
+    if mailer is None and sms is None:
         return []
-    notifier = Notifier(store, mailer, Templates(settings.notification_templates), portal(settings))
+    templates = Templates(settings.notification_templates)
+    notifier = Notifier(store, mailer, templates, portal(settings), sms)
     return [
         PeopleReader(store, notifier, owner),
         Reminders(store, notifier, parse_leads(settings.reminder_leads), owner),

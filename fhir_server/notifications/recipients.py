@@ -3,7 +3,8 @@
 The people: the Patient, and the caregivers with proxy access, i.e. the active
 ``RelatedPerson``s of that patient (the same relationships the SMART sign-in grants
 access by), each reached through their own ``telecom``: the ``email`` contact point with
-the lowest ``rank`` that is not ``use: old`` and whose ``period`` has not ended.
+the lowest ``rank`` that is not ``use: old`` and whose ``period`` has not ended, and for
+text messages the ``sms`` one (or a ``phone`` of ``use: mobile``) chosen the same way.
 
 Their preferences are FHIR resources they can read and write with patient scopes: a
 ``Basic`` resource per person (``Basic`` is in the Patient compartment, so the patient's
@@ -43,6 +44,8 @@ class Person:
     reference: str
     """``Patient/p1`` or ``RelatedPerson/r1``."""
     email: str | None
+    phone: str | None = None
+    """Where text messages go: an ``sms`` contact point, else a ``mobile`` phone."""
 
 
 async def people_of(store: Any, patient: str) -> list[Person]:
@@ -55,11 +58,12 @@ async def people_of(store: Any, patient: str) -> list[Person]:
     resource = fhir_json.loads(stored.content)
     if resource.get("active") is False or resource.get("deceasedBoolean") is True:
         return out
-    out.append(Person(patient, best_email(resource)))
+    out.append(Person(patient, best_email(resource), best_phone(resource)))
     for related in await _search(store, "RelatedPerson", [("patient", patient)]):
         if related.get("active") is False or _ended(related.get("period")):
             continue
-        out.append(Person(f"RelatedPerson/{related['id']}", best_email(related)))
+        reference = f"RelatedPerson/{related['id']}"
+        out.append(Person(reference, best_email(related), best_phone(related)))
     return out
 
 
@@ -82,12 +86,27 @@ async def opted_out(store: Any, person: str, channel: str, kind: str) -> bool:
 
 def best_email(resource: dict[str, Any]) -> str | None:
     """The email contact point to use: lowest ``rank`` (none: last), not old or ended."""
+    return _best(resource, lambda p: p.get("system") == "email", "@")
+
+
+def best_phone(resource: dict[str, Any]) -> str | None:
+    """The contact point text messages go to: ``system`` ``sms``, or a ``phone`` of
+    ``use`` ``mobile``; lowest ``rank``, not old or ended."""
+
+    def texts(point: dict[str, Any]) -> bool:
+        system = point.get("system")
+        return system == "sms" or (system == "phone" and point.get("use") == "mobile")
+
+    return _best(resource, texts, "")
+
+
+def _best(resource: dict[str, Any], wanted: Any, needs: str) -> str | None:
     found = []
     for n, point in enumerate(resource.get("telecom") or []):
-        if not isinstance(point, dict) or point.get("system") != "email":
+        if not isinstance(point, dict) or not wanted(point):
             continue
         value = point.get("value")
-        if not isinstance(value, str) or "@" not in value or point.get("use") == "old":
+        if not isinstance(value, str) or needs not in value or point.get("use") == "old":
             continue
         if _ended(point.get("period")):
             continue
