@@ -26,8 +26,9 @@ log = logging.getLogger("fhir_server.portal")
 PORTAL_NAME = "Patient portal"
 PORTAL_SCOPE = "openid fhirUser launch/patient online_access offline_access patient/*.cruds"
 """Every scope the portal client may ask for (the app asks for fewer: see config.json)."""
-APP_SCOPE = "openid fhirUser launch/patient online_access patient/*.rs"
-"""What the app asks for at sign-in: who the user is, the patient, read and search."""
+APP_SCOPE = "openid fhirUser launch/patient online_access patient/*.rs patient/DocumentReference.c"
+"""What the app asks for at sign-in: who the user is, the patient, read and search, and
+adding documents (uploads)."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 

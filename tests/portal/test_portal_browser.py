@@ -325,7 +325,9 @@ def test_who_accessed_my_record_and_connected_apps(site: dict[str, Any], browser
     assert "results" in text  # the kinds of data, in words
     # the apps connected to the account (the server's account API): this portal
     apps = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=settings-apps]").text
-    assert "Patient portal (this portal)" in apps and "May read your record" in apps, apps
+    assert (
+        "Patient portal (this portal)" in apps and "May read your record and add to it" in apps
+    ), apps
 
 
 def test_a_pdf_download(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
@@ -346,6 +348,38 @@ def test_a_pdf_download(site: dict[str, Any], browser: Any, tmp_path: Path) -> N
     _wait(browser, lambda d: pdf.is_file() and pdf.stat().st_size > 0)
     assert pdf.read_bytes().startswith(b"%PDF")
     assert "Downloaded." in _text(browser)
+
+
+def test_uploading_and_downloading_a_document(
+    site: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """A file uploaded from Documents becomes a DocumentReference of the patient (the
+    server keeps its bytes in a Binary), listed, and downloaded back unchanged."""
+    from selenium.webdriver.common.by import By
+
+    upload = tmp_path / "upload" / "blood-pressure-diary.txt"
+    upload.parent.mkdir()
+    upload.write_text("Mon 128/82\nTue 131/85\n")
+    downloads = tmp_path / "downloads"
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    _nav(browser, "Documents")
+    browser.find_element(By.ID, "upload-file").send_keys(str(upload))
+    browser.find_element(By.ID, "upload-title").send_keys("Blood pressure diary")
+    browser.find_element(By.XPATH, "//button[.='Upload']").click()
+    _wait(browser, lambda d: "Blood pressure diary was uploaded." in _text(d))
+    listed = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=docs-list]")
+    button = _wait(
+        browser,
+        lambda d: listed.find_elements(
+            By.XPATH, ".//button[starts-with(., 'Download Blood pressure diary')]"
+        ),
+    )[0]
+    button.click()
+    copy = downloads / "blood-pressure-diary.txt"
+    _wait(browser, lambda d: copy.is_file() and copy.stat().st_size > 0)
+    assert copy.read_text() == upload.read_text()
 
 
 def test_a_result_trend_chart_and_reload(site: dict[str, Any], browser: Any) -> None:

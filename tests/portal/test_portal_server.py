@@ -56,7 +56,8 @@ async def test_the_app_is_served_with_its_settings(served: Any) -> None:
     assert config == {
         "fhirBaseUrl": f"{ORIGIN}/fhir",
         "clientId": "fhir-server-portal",
-        "scope": "openid fhirUser launch/patient online_access patient/*.rs",
+        "scope": "openid fhirUser launch/patient online_access patient/*.rs"
+        " patient/DocumentReference.c",
         "signIn": True,
     }
     manifest = (await http.get("/portal/manifest.webmanifest")).json()
@@ -91,7 +92,8 @@ async def test_the_portal_client_is_registered_at_start_up(served: Any) -> None:
         "response_type": "code",
         "client_id": "fhir-server-portal",
         "redirect_uri": "http://127.0.0.1:8123/portal/",
-        "scope": "openid fhirUser launch/patient online_access patient/*.rs",
+        "scope": "openid fhirUser launch/patient online_access patient/*.rs"
+        " patient/DocumentReference.c",
         "state": "s",
         "aud": f"{ORIGIN}/fhir",
         "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",

@@ -1,7 +1,9 @@
-// Documents: the patient's DocumentReferences (visit notes...) to read or download, and
-// the PDFs the server generates when it offers them (issue 20's operations, found in its
-// CapabilityStatement): patient summary (Patient/$summary), immunization record
-// (Patient/$immunization-record), visit summary (Encounter/$visit-summary).
+// Documents: the patient's DocumentReferences (visit notes, uploads...) to download (the
+// bytes inline, or a Binary fetched with the session's token), uploading one (a
+// DocumentReference with the file inline: the server keeps the bytes in a Binary), and
+// the PDFs the server generates when it offers them (found in its CapabilityStatement):
+// patient summary (Patient/$summary), immunization record (Patient/$immunization-record),
+// visit summary (Encounter/$visit-summary).
 import { useState } from "preact/hooks";
 import { problemText, search, useLoad, useSession } from "../data";
 import { conceptText, conceptsText, formatDate, type Json } from "../fhir";
@@ -14,10 +16,17 @@ function inline(document: Json): string | undefined {
   return `data:${attachment.contentType || "application/octet-stream"};base64,${attachment.data}`;
 }
 
-/** Fetch a PDF with the session's token and hand it to the browser as a download. */
-async function downloadPdf(client: Client, url: string, filename: string): Promise<void> {
-  const response = (await client.request({ url, headers: { accept: "application/pdf" } })) as Response;
-  if (!(response instanceof Response)) throw new Error("the server did not answer with a PDF");
+/** Fetch a file with the session's token and hand it to the browser as a download. */
+async function download(client: Client, url: string, filename: string, type = "application/pdf"): Promise<void> {
+  // fetch itself (not client.request, which reads text and JSON bodies as such)
+  await client.refreshIfNeeded();
+  const response = await fetch(new URL(url, `${client.state.serverUrl.replace(/\/$/, "")}/`), {
+    headers: { Accept: type, Authorization: `Bearer ${client.state.tokenResponse?.access_token}` },
+  });
+  if (!response.ok) {
+    const text = await response.text();
+    throw Object.assign(new Error(`HTTP ${response.status} ${text}`), { status: response.status });
+  }
   const blob = await response.blob();
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
@@ -28,13 +37,23 @@ async function downloadPdf(client: Client, url: string, filename: string): Promi
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
-function PdfButton({ url, filename, label }: { url: string; filename: string; label: string }) {
+function DownloadButton({
+  url,
+  filename,
+  label,
+  type,
+}: {
+  url: string;
+  filename: string;
+  label: string;
+  type?: string;
+}) {
   const { client } = useSession();
   const [state, setState] = useState<{ busy?: boolean; done?: boolean; problem?: string }>({});
   const start = async () => {
     setState({ busy: true });
     try {
-      await downloadPdf(client, url, filename);
+      await download(client, url, filename, type);
       setState({ done: true });
     } catch (error) {
       setState({ problem: problemText(error) });
@@ -55,7 +74,8 @@ function PdfButton({ url, filename, label }: { url: string; filename: string; la
 export function Documents() {
   const { client, patientId, capabilities } = useSession();
   const p = encodeURIComponent(patientId);
-  const loaded = useLoad(`documents:${patientId}`, () =>
+  const [version, setVersion] = useState(0); // a new upload: load the list again
+  const loaded = useLoad(`documents:${patientId}:${version}`, () =>
     search(client, `DocumentReference?patient=${p}&_sort=-date&_count=100`),
   );
   const summary = capabilities.operation("Patient", "summary");
@@ -67,14 +87,14 @@ export function Documents() {
         {summary || immunizations ? (
           <>
             {summary && (
-              <PdfButton
+              <DownloadButton
                 url={`Patient/${p}/$summary`}
                 filename="patient-summary.pdf"
                 label="Download your patient summary (PDF)"
               />
             )}
             {immunizations && (
-              <PdfButton
+              <DownloadButton
                 url={`Patient/${p}/$immunization-record`}
                 filename="immunization-record.pdf"
                 label="Download your immunization record (PDF)"
@@ -96,14 +116,21 @@ export function Documents() {
               <ul class="items">
                 {list.map((d) => {
                   const href = inline(d);
-                  const kind = conceptText(d.type, "Document");
+                  const attachment = d.content?.[0]?.attachment || {};
+                  const kind = d.description || conceptText(d.type, "Document");
+                  const type = String(attachment.contentType || "application/octet-stream").split(";")[0];
+                  const name = attachment.title || `${kind} ${formatDate(d.date)}${EXTENSIONS[type] || ""}`;
+                  const label = `Download ${kind} of ${formatDate(d.date)}`;
                   return (
                     <li key={d.id}>
                       <strong>{kind}</strong> <span class="muted">{formatDate(d.date)}</span>{" "}
                       {href && (
-                        <a href={href} download={`${kind} ${formatDate(d.date)}.txt`}>
-                          Download {kind.toLowerCase()} of {formatDate(d.date)}
+                        <a href={href} download={name}>
+                          {label}
                         </a>
+                      )}
+                      {!href && /^Binary\/[^/]+$/.test(attachment.url || "") && (
+                        <DownloadButton url={attachment.url} filename={name} label={label} type={type} />
                       )}
                     </li>
                   );
@@ -116,9 +143,81 @@ export function Documents() {
         </Show>
       </Section>
       <Section title="Upload a document" id="docs-upload">
-        <NotAvailable feature="Uploading documents" />
+        {capabilities.interaction("DocumentReference", "create") ? (
+          <Upload onUploaded={() => setVersion((v) => v + 1)} />
+        ) : (
+          <NotAvailable feature="Uploading documents" />
+        )}
       </Section>
     </>
+  );
+}
+
+const EXTENSIONS: Record<string, string> = {
+  "application/pdf": ".pdf",
+  "image/png": ".png",
+  "image/jpeg": ".jpg",
+  "image/heic": ".heic",
+  "text/plain": ".txt",
+};
+const MAX_BYTES = 10 * 1024 * 1024;
+
+function base64Of(file: File): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Upload a file as a DocumentReference about the patient (the bytes inline; the server
+ * checks the type and size and keeps them in a Binary). */
+function Upload({ onUploaded }: { onUploaded: () => void }) {
+  const { client, patientId } = useSession();
+  const [state, setState] = useState<{ busy?: boolean; done?: string; problem?: string }>({});
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    const file = (form.elements.namedItem("file") as HTMLInputElement).files?.[0];
+    const title = (form.elements.namedItem("title") as HTMLInputElement).value.trim();
+    if (!file) return setState({ problem: "choose a file first" });
+    const type = file.type || "application/octet-stream";
+    if (!EXTENSIONS[type]) return setState({ problem: "the file must be a PDF, PNG, JPEG, HEIC or plain text file" });
+    if (file.size > MAX_BYTES) return setState({ problem: "the file is larger than 10 MB" });
+    setState({ busy: true });
+    try {
+      const document = {
+        resourceType: "DocumentReference",
+        status: "current",
+        type: { text: "Document from the patient" },
+        subject: { reference: `Patient/${patientId}` },
+        date: new Date().toISOString(),
+        description: title || file.name,
+        content: [{ attachment: { contentType: type, data: await base64Of(file), title: file.name } }],
+      };
+      await client.create(document as any);
+      form.reset();
+      onUploaded();
+      setState({ done: `${title || file.name} was uploaded.` });
+    } catch (error) {
+      setState({ problem: problemText(error) });
+    }
+  };
+  return (
+    <form onSubmit={submit} class="upload">
+      <p class="muted">PDF, PNG, JPEG, HEIC or plain text, up to 10 MB. Your care team can see it.</p>
+      <label for="upload-file">File</label>
+      <input id="upload-file" name="file" type="file" accept=".pdf,.png,.jpg,.jpeg,.heic,.txt,application/pdf,image/png,image/jpeg,image/heic,text/plain" />
+      <label for="upload-title">What is it? (optional)</label>
+      <input id="upload-title" name="title" type="text" maxLength={200} />
+      <button type="submit" class="primary" disabled={state.busy}>
+        {state.busy ? "Uploading…" : "Upload"}
+      </button>
+      <p role="status" class={state.problem ? "problem" : "notice-line"}>
+        {state.problem ? `Could not upload: ${state.problem}.` : state.done || ""}
+      </p>
+    </form>
   );
 }
 
@@ -140,7 +239,7 @@ function VisitSummaries() {
                 return (
                   <li key={e.id}>
                     <strong>{when}</strong> {what}
-                    <PdfButton
+                    <DownloadButton
                       url={`Encounter/${encodeURIComponent(e.id)}/$visit-summary`}
                       filename={`visit-summary-${e.period?.start?.slice(0, 10) || e.id}.pdf`}
                       label={`Download the summary of the visit of ${when} (PDF)`}

@@ -128,10 +128,16 @@ async function account(client: Client, url: string, method = "GET"): Promise<Res
 /** What an app may do, in words, from its scopes. */
 function allowed(scope: string): string {
   const words = scope.split(" ");
-  const data = words.filter((w) => /^(patient|user)\//.test(w));
+  // the permissions of each data scope: "rs" of patient/*.rs, "c" of …DocumentReference.c
+  const letters = words
+    .filter((w) => /^(patient|user)\//.test(w))
+    .map((w) => w.split("?")[0].split(".").pop() || "")
+    .map((p) => (p === "read" ? "rs" : p === "write" ? "cud" : p === "*" ? "cruds" : p));
+  const has = (letter: string) => letters.some((l) => l.includes(letter));
   const parts: string[] = [];
-  if (data.some((w) => /\.(c|u|d|cruds|cud|write)|\.[crus]*[cud]/.test(w))) parts.push("read and change your record");
-  else if (data.length) parts.push("read your record");
+  if (has("u") || has("d")) parts.push("read and change your record");
+  else if (has("c")) parts.push("read your record and add to it");
+  else if (letters.length) parts.push("read your record");
   if (words.includes("offline_access")) parts.push("keep access while you are away");
   return parts.join(", ") || "know who you are";
 }
