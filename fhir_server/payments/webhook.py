@@ -56,7 +56,7 @@ async def webhook(request: Request) -> Response:
         if isinstance(event, IgnoredEvent):
             return _done(f"Event {event.event} ({event.kind}) records nothing")
         # the server's own write, through the workflow rules (billing: the Invoice)
-        store = WorkflowStore(request.app.state.store, Caller.system())
+        store = WorkflowStore(request.app.state.store, Caller.system(), settings=settings)
         try:
             recorded = await record_payment(store, processor.name, event)
         except TransactionsUnavailable as failure:  # a standalone MongoDB
