@@ -58,18 +58,20 @@ from fhir_server.events.hook_client import HookClient
 from fhir_server.events.matching import Matcher
 from fhir_server.events.outbox import CursorState, Notification, Outbox
 from fhir_server.events.rest_hook import deliver
+from fhir_server.events.statuses import (
+    endpoint_refusal,
+    list_subscriptions,
+    set_error,
+    set_status,
+)
 from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
-from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.notifications import portal, readers
 from fhir_server.notifications.mailer import Mailer
 from fhir_server.notifications.templates import Templates
 from fhir_server.outbound import OutboundError, OutboundGuard
-from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
-from resources import fhir_json
+from fhir_server.storage.base import StoredVersion
 from resources.errors import FhirError
 from resources.fhir_datetime import format_instant
-from resources.search.parameters import search_params
-from resources.search.parse import parse_search
 from resources.search.query import AccessClause, SearchQuery
 
 log = logging.getLogger("fhir_server.events")
@@ -96,13 +98,6 @@ PRUNE_EVERY = 60.0
 SAVE_EVERY = 0.5
 """Seconds between saves of the cursors that moved: a process that dies sends again what
 it sent since the last save."""
-ACTIVATION_TIMEOUT = 5.0
-"""Seconds the endpoint's host name has to resolve when a Subscription is activated."""
-ENDPOINT_REFUSED = (
-    "The endpoint was refused: its host does not resolve, or not to an address the"
-    " server may reach (see the server's log)"
-)
-NO_SMTP = "No SMTP server is configured (FHIR_SERVER_SMTP_URL): email notifications cannot be sent"
 DELIVERY_FAILED = (
     "Notifications failed {attempts} times in a row (the endpoint could not be reached or"
     " did not answer 2xx; the server's log has the reasons); write the Subscription with"
@@ -261,7 +256,7 @@ class Dispatcher:
     # -- the Subscriptions -------------------------------------------------------------
     async def _reload(self) -> None:
         active: dict[str, tuple[StoredVersion, dict[str, Any]]] = {}
-        for stored, resource in await self._subscriptions():
+        for stored, resource in await list_subscriptions(self.store):
             key = f"{TYPE}/{stored.id}"
             if resource.get("status") == "requested":
                 await self._activate(stored, resource)
@@ -271,7 +266,7 @@ class Dispatcher:
                 continue
             reason = self.grants.revoked(resource) if self.grants is not None else None
             if reason is not None:
-                await self._set_status(stored, resource, "error", reason)
+                await set_status(self.store, stored, resource, "error", reason)
                 continue
             active[key] = (stored, resource)
             if self._opened.get(key) != stored.version:
@@ -285,83 +280,21 @@ class Dispatcher:
             if current is None or current[0].version != held.version:
                 await self._drop(held, save=False)
 
-    async def _subscriptions(self) -> list[tuple[StoredVersion, dict[str, Any]]]:
-        query = parse_search(
-            [TYPE],
-            [("status", "requested,active")],
-            strict=True,
-            params_for=search_params,
-            max_count=1000,
-            default_count=1000,
-        )
-        out = []
-        cursor = None
-        while True:
-            page = await self.store.search(query, cursor, 1000, False)
-            for stored in page.entries:
-                if stored.content is not None:
-                    out.append((stored, fhir_json.loads(stored.content)))
-            cursor = page.next_cursor
-            if cursor is None:
-                return out
-
     async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> None:
-        """``requested`` to ``active`` when the endpoint's host resolves to addresses the
-        outbound guard allows (R4 has no handshake), else ``error``. The reason stays in
-        the log: like every outbound failure, it is not told to the client."""
-        endpoint = str((resource.get("channel") or {}).get("endpoint") or "")
-        if (resource.get("channel") or {}).get("type") == "email":
-            if self.mailer is None:
-                await self._set_status(stored, resource, "error", NO_SMTP)
-                return
-        else:
-            try:
-                await asyncio.wait_for(
-                    asyncio.to_thread(self.guard.check_addresses, endpoint), ACTIVATION_TIMEOUT
-                )
-            except (OutboundError, TimeoutError) as error:
-                reason = getattr(error, "reason", "the host name did not resolve in time")
-                log.warning("Subscription/%s: endpoint refused: %s", stored.id, reason)
-                await self._set_status(stored, resource, "error", ENDPOINT_REFUSED)
-                return
-        written = await self._set_status(stored, resource, "active")
+        """``requested`` to ``active`` once its endpoint checked out, else ``error``
+        (``statuses.endpoint_refusal``); the cursor opens at the activation."""
+        refusal = await endpoint_refusal(self.guard, self.mailer, stored.id, resource)
+        if refusal is not None:
+            await set_status(self.store, stored, resource, "error", refusal)
+            return
+        written = await set_status(self.store, stored, resource, "active")
         if written is not None and written.stored is not None:
             key = f"{TYPE}/{stored.id}"
             await self.outbox.open_cursor(key, written.stored.seq)
             self._opened[key] = written.stored.version
 
-    async def _set_status(
-        self, stored: StoredVersion, resource: dict[str, Any], status: str, error: str = ""
-    ) -> WriteResult | None:
-        """A compare-and-set of the Subscription's status (None: it changed meanwhile)."""
-        changed = {**resource, "status": status}
-        if error:
-            changed["error"] = error
-        else:
-            changed.pop("error", None)
-        request = WriteRequest(
-            TYPE,
-            stored.id,
-            "update",
-            content_builder(changed, stored.id),
-            if_match=stored.version,
-            index=index_entries(changed, stored.id),
-        )
-        try:
-            result = await self.store.write(request)
-        except VersionConflict:
-            return None
-        log.info("Subscription/%s is %s%s", stored.id, status, f": {error}" if error else "")
-        return result
-
     async def _set_error(self, key: str, text: str) -> None:
-        """The Subscription's status ``error`` with ``text``, if it is still active."""
-        stored = await self.store.read(TYPE, key.split("/", 1)[1])
-        if stored is None or stored.content is None:
-            return
-        current = fhir_json.loads(stored.content)
-        if current.get("status") == "active":
-            await self._set_status(stored, current, "error", text)
+        await set_error(self.store, key, text)
         self._reload_at = 0.0
 
     # -- cursors -----------------------------------------------------------------------
@@ -397,7 +330,8 @@ class Dispatcher:
         try:
             criteria = parse_criteria(str(resource.get("criteria") or ""))
         except FhirError as error:  # stored before the rules (import): never delivers
-            await self._set_status(stored, resource, "error", f"The criteria is not valid: {error}")
+            text = f"The criteria is not valid: {error}"
+            await set_status(self.store, stored, resource, "error", text)
             await self.outbox.release(cursor.key, self.owner)
             return None
         creator = next(
