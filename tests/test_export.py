@@ -296,6 +296,14 @@ async def test_group_export_with_referenced_resources(env: Env) -> None:
     assert "Organization" not in found
     response = await env.http.get("Group/nope/$export", headers={**ASYNC, **env.staff()})
     assert response.status_code == 404
+    # a Group that describes patients (actual false) has no members to export
+    definitional = {"resourceType": "Group", "id": "g-kind", "type": "person", "actual": False}
+    assert (
+        await env.http.put("Group/g-kind", json=definitional, headers=writer)
+    ).status_code == 201
+    response = await env.http.get("Group/g-kind/$export", headers={**ASYNC, **env.staff()})
+    assert response.status_code == 422
+    assert response.json()["resourceType"] == "OperationOutcome"
 
 
 async def test_another_clients_token_gets_nothing(env: Env) -> None:

@@ -213,7 +213,15 @@ async def _patients(ctx: Context, call: Invocation) -> list[str] | None:
     group = await ctx.store.read("Group", call.id)
     if group is None or group.deleted or group.content is None:
         raise FhirError(404, "not-found", f"Group/{call.id} is not known")
-    members = _members(fhir_json.loads(group.content))
+    resource = fhir_json.loads(group.content)
+    if resource.get("actual") is not True:
+        raise FhirError(
+            422,
+            "processing",
+            f"Group/{call.id} is not a group of actual patients (Group.actual is not true):"
+            " it names no members to export",
+        )
+    members = _members(resource)
     if named is not None:
         members = [m for m in members if m in set(named)]
     return members
