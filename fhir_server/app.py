@@ -182,7 +182,7 @@ def _smart_auth(settings: Settings, app: FastAPI) -> SmartAuth:
     )
     return SmartAuth(
         config,
-        StoreHooks(lambda: app.state.store),
+        StoreHooks(lambda: app.state.store, settings),
         fetch_client_jwks=_outbound_guard(app, settings),
     )
 

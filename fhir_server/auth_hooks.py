@@ -30,14 +30,26 @@ from resources.search.parse import parse_search
 from smart_auth.service import PatientChoice
 
 _PICKER_LIMIT = 20
+RESET_SUBJECT = "Choose a new password"
+RESET_TEXT = """Someone, probably you, asked to choose a new password for your health records
+account.
+
+Open this link within 30 minutes to choose it (it works once):
+
+{link}
+
+If it was not you, ignore this email: your password stays as it is.
+"""
 
 
 class StoreHooks:
     """``smart_auth.service.FhirHooks`` over a store (unrestricted: the auth server's own
     view, never a caller's)."""
 
-    def __init__(self, store: Callable[[], Store]) -> None:
+    def __init__(self, store: Callable[[], Store], settings: Any = None) -> None:
         self._store = store
+        self._settings = settings
+        """The server's settings (the SMTP server of password-reset emails)."""
 
     @property
     def store(self) -> Store:
@@ -65,6 +77,52 @@ class StoreHooks:
         if resource is None:
             return None
         return display_name(resource) or reference
+
+    async def send_password_reset(
+        self, fhir_user: str | None, email: str | None, link: str
+    ) -> bool:
+        """Email a password-reset link (``smart_auth.password_reset``) through
+        ``FHIR_SERVER_SMTP_URL`` to ``email``, else to the first email of the user's FHIR
+        resource; False when there is no server or no address."""
+        from fhir_server.notifications.mailer import Mailer
+        from fhir_server.notifications.recipients import best_email
+
+        settings = self._settings
+        mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from) if settings else None
+        if mailer is None:
+            return False
+        if not email and fhir_user:
+            resource = await self._resource(fhir_user)
+            email = best_email(resource) if resource is not None else None
+        if not email:
+            return False
+        await mailer.send(email, RESET_SUBJECT, RESET_TEXT.format(link=link))
+        return True
+
+    def offers_password_reset(self) -> bool:
+        """Whether emails can be sent (an SMTP server is configured)."""
+        return bool(self._settings is not None and self._settings.smtp_url)
+
+    async def fhir_users_with_email(self, email: str) -> list[str]:
+        """The Patients, Practitioners, RelatedPersons and Persons with ``email`` in their
+        ``telecom`` (at most a few: a shared family address names each)."""
+        found: list[str] = []
+        if "," in email or "\\" in email:
+            return found  # not one address
+        # as typed, and in lower case (how addresses are usually recorded)
+        values = ",".join(dict.fromkeys((email, email.lower())))
+        for type_ in ("Patient", "Practitioner", "RelatedPerson", "Person"):
+            query = parse_search(
+                (type_,),
+                [("email", values)],
+                strict=True,
+                params_for=search_params,
+                max_count=10,
+                default_count=10,
+            )
+            page = await self.store.search(query, None, 10, False)
+            found.extend(f"{e.type}/{e.id}" for e in page.entries)
+        return found
 
     async def patients_for(self, fhir_user: str, query: str | None) -> list[PatientChoice]:
         kind = fhir_user.partition("/")[0]

@@ -84,6 +84,11 @@ def add_admin_commands(commands: Any) -> None:
         help="required: Practitioner/<id> for staff; Patient/<id>, RelatedPerson/<id> or"
         " Person/<id>",
     )
+    create_user.add_argument(
+        "--email",
+        help="where password-reset links go (default: the first email in the telecom of the"
+        " user's FHIR resource)",
+    )
     _common(create_user)
     _common(users.add_parser("list", help="list users (no password hashes)"))
     reset = users.add_parser(
@@ -303,7 +308,9 @@ def _users(store: Any, args: argparse.Namespace, settings: Settings) -> Any:
     if command == "list":
         return admin.list_users(store)
     if command == "create":
-        return admin.create_user(store, args.username, _read_password(), args.fhir_user)
+        return admin.create_user(
+            store, args.username, _read_password(), args.fhir_user, email=args.email
+        )
     if command == "disable":
         return admin.disable_user(store, _tokens(store, settings), args.username)
     if command == "enable":

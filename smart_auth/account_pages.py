@@ -60,9 +60,6 @@ class AccountPages:
             return uid
         return None
 
-    def _expired_form(self, request: Request) -> Response:
-        return self.pages.message(request, "Form expired", "Reload the page and try again.", 403)
-
     def _form_ok(self, session: dict[str, Any], form: Any) -> bool:
         return csrf_ok(session, _text(form.get("csrf")))
 
@@ -98,7 +95,7 @@ class AccountPages:
         session = self._session(request)
         form = await request.form()
         if not self._form_ok(session, form):
-            return self._expired_form(request)
+            return self.pages.form_expired(request)
         username = _text(form.get("username")).strip()
         user, wait = await self.pages.password_step(request, username, _text(form.get("password")))
         if user is None or user.disabled:
@@ -133,7 +130,7 @@ class AccountPages:
         pending = session.get("account_pending")
         form = await request.form()
         if not isinstance(pending, list) or not self._form_ok(session, form):
-            return self._expired_form(request)
+            return self.pages.form_expired(request)
         uid, name = pending
         right, wait = await self.second_step.check_code(request, name, uid, _text(form.get("code")))
         if not right:
@@ -182,7 +179,7 @@ class AccountPages:
         if uid is None:
             return self._login_page(request, session, status=401)
         if not self._form_ok(session, form):
-            return self._expired_form(request)
+            return self.pages.form_expired(request)
         return session, uid, form
 
     async def revoke(self, request: Request) -> Response:

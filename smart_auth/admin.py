@@ -39,6 +39,8 @@ from smart_auth.registration import client_from_metadata, client_json, schema_pr
 from smart_auth.store.base import AuthStore, DuplicateError, Invitation, User
 from smart_auth.tokens import TokenService
 
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+"""What ``users create --email`` takes: one address, without display name."""
 FHIR_USER = re.compile(r"(Patient|Practitioner|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}")
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{3,64}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{3,128}")
@@ -111,7 +113,13 @@ def create_invitation(
 
 
 def create_user(
-    store: AuthStore, username: str, password: str, fhir_user: str | None, *, min_length: int = 8
+    store: AuthStore,
+    username: str,
+    password: str,
+    fhir_user: str | None,
+    *,
+    min_length: int = 8,
+    email: str | None = None,
 ) -> dict[str, Any]:
     """Create a user (argon2 password hash); returns ``{"user_id", "username", "fhir_user"}``.
 
@@ -136,15 +144,19 @@ def create_user(
         raise AdminError(weak)
     if store.find_user(username) is not None:
         raise AdminError(f"the username {username} is taken")
+    if email is not None and not EMAIL.fullmatch(email):
+        raise AdminError("--email must be an email address (name@example.org)")
     user = User(
         user_id=uuid.uuid4().hex,
         username=username,
         password_hash=hash_password(password),
         fhir_user=fhir_user,
         created_at=int(time.time()),
+        email=email,
     )
     store.add_user(user)
-    return {"user_id": user.user_id, "username": username, "fhir_user": fhir_user}
+    created = {"user_id": user.user_id, "username": username, "fhir_user": fhir_user}
+    return {**created, "email": email} if email else created
 
 
 def create_client(

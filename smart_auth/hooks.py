@@ -40,6 +40,19 @@ class FhirHooks(Protocol):
         """A display name for a reference ("Patient/1"); None if it does not exist."""
         ...
 
+    async def send_password_reset(
+        self, fhir_user: str | None, email: str | None, link: str
+    ) -> bool:
+        """Email ``link`` (a one-time password-reset link) to ``email``, else to the first
+        email of the ``fhir_user`` resource; whether it was sent. Optional: hooks without
+        it make ``/auth/forgot`` answer that resets by email are not offered."""
+        ...
+
+    async def fhir_users_with_email(self, email: str) -> list[str]:
+        """The people (``Patient/1``, ``Practitioner/9``...) whose ``telecom`` has ``email``.
+        Optional, as above."""
+        ...
+
     def is_resource_type(self, name: str) -> bool:
         """Whether ``name`` is a FHIR resource type (scopes of other types are never
         granted). Optional: hooks without it let any well-formed type name through."""

@@ -93,9 +93,7 @@ class MfaPages:
             return self.pages.expired(request)
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.pages.message(
-                request, "Form expired", "Reload the page and try again.", 403
-            )
+            return self.pages.form_expired(request)
         code = _text(form.get("code"))
         right, wait = await self.check_code(request, session["mfa_user"], session["mfa_uid"], code)
         if not right:
@@ -144,9 +142,7 @@ class MfaPages:
             return self.pages.expired(request)
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.pages.message(
-                request, "Form expired", "Reload the page and try again.", 403
-            )
+            return self.pages.form_expired(request)
         store = self.auth.store
         user_id = session["enrol_uid"]
         codes = await run_in_threadpool(
@@ -168,9 +164,7 @@ class MfaPages:
             return self.pages.expired(request)
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.pages.message(
-                request, "Form expired", "Reload the page and try again.", 403
-            )
+            return self.pages.form_expired(request)
         session.pop("enrolled", None)
         return await self._signed_in(
             request, session, session["enrol_uid"], session.get("enrol_fhir_user")

@@ -129,6 +129,10 @@ class Pages:
     def message(self, request: Request, title: str, text: str, status: int = 400) -> Response:
         return self.render(request, "message.html", status=status, title=title, text=text)
 
+    def form_expired(self, request: Request) -> Response:
+        """A form posted without its session's CSRF token."""
+        return self.message(request, "Form expired", "Reload the page and try again.", 403)
+
     def expired(self, request: Request) -> Response:
         return self.message(
             request,
@@ -251,7 +255,7 @@ class Pages:
             return self.expired(request)
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+            return self.form_expired(request)
         username = _text(form.get("username")).strip()
         user, wait = await self.password_step(request, username, _text(form.get("password")))
         if user is not None and user.disabled:
@@ -374,7 +378,7 @@ class Pages:
             return self.expired(request)
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+            return self.form_expired(request)
         query = _text(form.get("q")).strip()[:100] or None
         chosen = _text(form.get("patient"))
         choices = await self.choices(session.get("fhir_user"), query)
@@ -427,7 +431,7 @@ class Pages:
         assert session is not None
         form = await request.form()
         if not csrf_ok(session, _text(form.get("csrf"))):
-            return self.message(request, "Form expired", "Reload the page and try again.", 403)
+            return self.form_expired(request)
         try:
             grant = await self.validate(request, session)
         except OAuth2Error as error:

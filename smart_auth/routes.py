@@ -21,6 +21,7 @@ from smart_auth.discovery import openid_configuration, smart_configuration
 from smart_auth.forms import oauth_request, read_form
 from smart_auth.mfa_pages import MfaPages
 from smart_auth.pages import Pages
+from smart_auth.password_reset import PasswordResetPages
 from smart_auth.server import run_grant
 
 
@@ -123,6 +124,11 @@ def _add_pages(auth: AuthCore, router: APIRouter) -> None:
     router.add_api_route("/auth/mfa/enrol", second_step.enrol_form, methods=["GET"])
     router.add_api_route("/auth/mfa/enrol", second_step.enrol, methods=["POST"])
     router.add_api_route("/auth/mfa/continue", second_step.enrolled_continue, methods=["POST"])
+    resets = PasswordResetPages(pages)
+    router.add_api_route("/auth/forgot", resets.forgot_form, methods=["GET"])
+    router.add_api_route("/auth/forgot", resets.forgot, methods=["POST"])
+    router.add_api_route("/auth/reset", resets.reset_form, methods=["GET"])
+    router.add_api_route("/auth/reset", resets.reset, methods=["POST"])
     router.add_api_route("/auth/account", account.page, methods=["GET"])
     for path, handler in (
         ("login", account.login),

@@ -71,6 +71,9 @@ class User:
     disabled: bool = False
     """A disabled account cannot sign in and gets no tokens (``fhir-server users disable``);
     records of an earlier release, without the field, are enabled."""
+    email: str | None = None
+    """Where password-reset links go (``fhir-server users create --email``); None: the
+    first email in the ``telecom`` of the user's FHIR resource."""
 
 
 @dataclass(slots=True)
@@ -322,6 +325,20 @@ class AuthStore(Protocol):
         access tokens issued from a code), whatever their state, sorted."""
         ...
 
+    # -- password resets -------------------------------------------------------------------
+    def add_reset(self, reset: PasswordReset) -> None: ...
+
+    def get_reset(self, token_hash: str) -> PasswordReset | None: ...
+
+    def take_reset(self, token_hash: str, now: int | None = None) -> PasswordReset | None:
+        """Atomically use a reset link: the record if it was usable (now used up), else
+        None (unknown, used or expired)."""
+        ...
+
+    def users_with_email(self, email: str) -> list[User]:
+        """The users whose recorded ``email`` is ``email`` (compared without case)."""
+        ...
+
     # -- second factors (TOTP) -------------------------------------------------------------
     def put_second_factor(self, factor: SecondFactor) -> None:
         """Store the user's second factor, replacing any earlier one."""
@@ -379,6 +396,20 @@ class SecondFactor:
     """SHA-256 of the one-time recovery codes not used yet."""
 
 
+@dataclass(slots=True)
+class PasswordReset:
+    """A one-time link to choose a new password (``/auth/forgot``), stored hashed."""
+
+    token_hash: str
+    user_id: str
+    expires_at: int
+    used: bool = False
+    created_at: int = 0
+
+    def usable(self, now: int) -> bool:
+        return not self.used and self.expires_at > now
+
+
 RECORDS: dict[type, tuple[str, str]] = {
     Client: ("auth_clients", "client_id"),
     User: ("auth_users", "user_id"),
@@ -387,5 +418,6 @@ RECORDS: dict[type, tuple[str, str]] = {
     AuthorizationCode: ("auth_codes", "code_hash"),
     RefreshToken: ("auth_refresh_tokens", "token_hash"),
     SecondFactor: ("auth_second_factors", "user_id"),
+    PasswordReset: ("auth_password_resets", "token_hash"),
 }
 """Each record type: its table (SQLite) or collection (MongoDB), and its key field."""

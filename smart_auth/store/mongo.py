@@ -30,6 +30,7 @@ from smart_auth.store.base import (
     DuplicateError,
     Invitation,
     LaunchContext,
+    PasswordReset,
     RefreshToken,
     Revocation,
     SecondFactor,
@@ -39,7 +40,15 @@ from smart_auth.store.base import (
 )
 
 R = TypeVar(
-    "R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken, SecondFactor
+    "R",
+    Client,
+    User,
+    Invitation,
+    LaunchContext,
+    AuthorizationCode,
+    RefreshToken,
+    SecondFactor,
+    PasswordReset,
 )
 
 _COLLECTIONS = RECORDS
@@ -113,6 +122,7 @@ class MongoAuthStore:
         document = _to_doc(record)
         if isinstance(record, User):
             document["username_key"] = username_key(record.username)
+            document["email_key"] = record.email.lower() if record.email else None
         try:
             with self._serial():
                 self._coll(type(record)).insert_one(document)
@@ -348,6 +358,24 @@ class MongoAuthStore:
             families = set(self.db.auth_refresh_tokens.distinct("family_id", query))
             families.update(self.db.auth_codes.distinct("_id", query))
         return sorted(f for f in families if f)
+
+    # -- password resets ------------------------------------------------------------------
+
+    def add_reset(self, reset: PasswordReset) -> None:
+        self._insert(reset)
+
+    def get_reset(self, token_hash: str) -> PasswordReset | None:
+        return self._get(PasswordReset, token_hash)
+
+    def take_reset(self, token_hash: str, now: int | None = None) -> PasswordReset | None:
+        query = {"_id": token_hash, "used": False, "expires_at": {"$gt": _now(now)}}
+        return self._update(PasswordReset, query, {"$set": {"used": True}})
+
+    def users_with_email(self, email: str) -> list[User]:
+        with self._serial():
+            documents = list(self.db.auth_users.find({"email_key": email.lower()}))
+        found = [_from_doc(User, d) for d in documents]
+        return sorted((u for u in found if u is not None), key=lambda u: u.created_at)
 
     # -- second factors -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from smart_auth.store.base import (
     DuplicateError,
     Invitation,
     LaunchContext,
+    PasswordReset,
     RefreshToken,
     Revocation,
     SecondFactor,
@@ -36,12 +37,20 @@ from smart_auth.store.base import (
 )
 
 R = TypeVar(
-    "R", Client, User, Invitation, LaunchContext, AuthorizationCode, RefreshToken, SecondFactor
+    "R",
+    Client,
+    User,
+    Invitation,
+    LaunchContext,
+    AuthorizationCode,
+    RefreshToken,
+    SecondFactor,
+    PasswordReset,
 )
 
 _TABLES = RECORDS
 _JSON_FIELDS = frozenset({"redirect_uris", "grant_types", "jwks", "metadata", "recovery_hashes"})
-_BOOL_FIELDS = frozenset({"revoked", "disabled", "confirmed"})
+_BOOL_FIELDS = frozenset({"revoked", "disabled", "confirmed", "used"})
 _COLUMN_DEFAULTS = {"disabled": "DEFAULT 0"}
 """Defaults of the columns added to the tables of an earlier release."""
 _EXTRA_COLUMNS = {"auth_users": ("username_key",)}
@@ -361,6 +370,29 @@ class SQLiteAuthStore:
             f" UNION SELECT code_hash FROM auth_codes WHERE {column} = ? ORDER BY 1"
         )
         return [row[0] for row in self._rows(sql, (value, value))]
+
+    # -- password resets ----------------------------------------------------------------------
+
+    def add_reset(self, reset: PasswordReset) -> None:
+        self._insert(reset)
+
+    def get_reset(self, token_hash: str) -> PasswordReset | None:
+        return self._get(PasswordReset, token_hash)
+
+    def take_reset(self, token_hash: str, now: int | None = None) -> PasswordReset | None:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "UPDATE auth_password_resets SET used = 1"
+                " WHERE token_hash = ? AND used = 0 AND expires_at > ?",
+                (token_hash, _now(now)),
+            ).rowcount
+            return self._get(PasswordReset, token_hash, conn) if found == 1 else None
+
+    def users_with_email(self, email: str) -> list[User]:
+        rows = self._rows(
+            "SELECT * FROM auth_users WHERE lower(email) = lower(?) ORDER BY created_at", (email,)
+        )
+        return [_from_row(User, row) for row in rows]
 
     # -- second factors -----------------------------------------------------------------------
 
