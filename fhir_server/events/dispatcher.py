@@ -221,7 +221,10 @@ class Dispatcher:
             except Exception:
                 log.exception("subscription dispatch failed; trying again")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL)
+                # not wait_for: on Python 3.11 it can swallow the cancellation of stop()
+                # when the wait ends at the same moment, and stop() then waits forever
+                async with asyncio.timeout(POLL):
+                    await self._wake.wait()
             groups = len({h.group for h in self._held.values()})
             await asyncio.sleep(max(COALESCE, SEARCH_SPACING * groups))
 
