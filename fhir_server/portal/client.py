@@ -26,9 +26,12 @@ log = logging.getLogger("fhir_server.portal")
 PORTAL_NAME = "Patient portal"
 PORTAL_SCOPE = "openid fhirUser launch/patient online_access offline_access patient/*.cruds"
 """Every scope the portal client may ask for (the app asks for fewer: see config.json)."""
-APP_SCOPE = "openid fhirUser launch/patient online_access patient/*.rs patient/DocumentReference.c"
-"""What the app asks for at sign-in: who the user is, the patient, read and search, and
-adding documents (uploads)."""
+APP_SCOPE = (
+    "openid fhirUser launch/patient online_access patient/*.rs patient/DocumentReference.c"
+    " patient/Basic.cu"
+)
+"""What the app asks for at sign-in: who the user is, the patient, read and search,
+adding documents (uploads) and keeping notification choices (a Basic)."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 

@@ -325,9 +325,27 @@ def test_who_accessed_my_record_and_connected_apps(site: dict[str, Any], browser
     assert "results" in text  # the kinds of data, in words
     # the apps connected to the account (the server's account API): this portal
     apps = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=settings-apps]").text
-    assert (
-        "Patient portal (this portal)" in apps and "May read your record and add to it" in apps
-    ), apps
+    assert "Patient portal (this portal)" in apps and "May read and change your record" in apps, (
+        apps
+    )
+
+
+def test_notification_choices_are_kept(site: dict[str, Any], browser: Any) -> None:
+    """Turning off email about new bills is saved (a Basic of the patient's preferences,
+    as the server's notifications read it) and shown again after a reload."""
+    from selenium.webdriver.common.by import By
+
+    _nav(browser, "Settings")
+    box = browser.find_element(By.ID, "email-new-invoice")
+    assert box.is_selected() and browser.find_element(By.ID, "sms-new-invoice").is_selected()
+    box.click()
+    browser.find_element(By.XPATH, "//button[.='Save my choices']").click()
+    _wait(browser, lambda d: "Your choices are saved." in _text(d))
+    browser.refresh()
+    _settled(browser, "Settings")
+    assert not browser.find_element(By.ID, "email-new-invoice").is_selected()
+    assert browser.find_element(By.ID, "sms-new-invoice").is_selected()
+    assert browser.find_element(By.ID, "email-new-result").is_selected()
 
 
 def test_a_pdf_download(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 // AuditEvent?patient=…, after the IHE Basic Audit Log Patterns), the apps connected to
 // the account (the server's account API next to its token endpoint:
 // GET/DELETE …/auth/account/apps, with the session's token), and notification
-// preferences (no server API yet: it says so).
+// preferences (the server's FHIR form of them: a Basic coded
+// urn:fhir-server:notification|preferences whose subject is the person, one opt-out
+// extension per channel and kind turned off).
 import { useEffect, useState } from "preact/hooks";
 import { problemText, search, useLoad, useSession } from "../data";
 import { formatDate, type Json } from "../fhir";
 import { smartConfiguration, type Client } from "../smart";
-import { Empty, Loading, NotAvailable, Problem, Section, Show } from "../ui";
+import { Empty, Loading, NotAvailable, Problem, Section, Show, TableWrap } from "../ui";
 
 const ACTIONS: Record<string, string> = {
   C: "added",
@@ -25,7 +27,7 @@ export function Settings() {
         <AccessLog />
       </Section>
       <Section title="Notifications" id="settings-notifications">
-        <NotAvailable feature="Choosing email and text message notifications" />
+        <Notifications />
       </Section>
       <Section title="Connected apps" id="settings-apps">
         <ConnectedApps />
@@ -205,5 +207,146 @@ function ConnectedApps() {
         );
       })}
     </ul>
+  );
+}
+
+const PREFERENCES = "urn:fhir-server:notification|preferences";
+const OPT_OUT = "urn:fhir-server:notification-opt-out";
+const NOTIFICATION_KINDS: [string, string][] = [
+  ["new-result", "New test results"],
+  ["new-message", "New messages"],
+  ["new-document", "New documents"],
+  ["new-invoice", "New bills"],
+  ["appointment-booked", "Appointment booked"],
+  ["appointment-changed", "Appointment moved"],
+  ["appointment-cancelled", "Appointment cancelled"],
+  ["appointment-reminder", "Appointment reminders"],
+  ["health-maintenance", "Reminders of tests and care due"],
+  ["refill-decided", "Refill request answered"],
+];
+const CHANNELS: [string, string][] = [
+  ["email", "Email"],
+  ["sms", "Text message"],
+];
+
+/** The (channel, kind) pairs turned off in a preferences Basic ("*": any). */
+function optOuts(basic: Json | undefined): Set<string> {
+  const off = new Set<string>();
+  for (const ext of basic?.extension || []) {
+    if (ext.url !== OPT_OUT) continue;
+    const parts: Record<string, string> = {};
+    for (const part of ext.extension || []) parts[part.url] = part.valueCode;
+    off.add(`${parts.channel || "*"} ${parts.kind || "*"}`);
+  }
+  return off;
+}
+
+function isOn(off: Set<string>, channel: string, kind: string): boolean {
+  return ![`${channel} ${kind}`, `${channel} *`, `* ${kind}`, "* *"].some((k) => off.has(k));
+}
+
+function Notifications() {
+  const { client, fhirUser } = useSession();
+  const person = /^(Patient|RelatedPerson)\//.test(fhirUser) ? fhirUser : undefined;
+  const [version, setVersion] = useState(0);
+  const [status, setStatus] = useState<{ busy?: boolean; text?: string; problem?: string }>({});
+  const loaded = useLoad(`preferences:${person}:${version}`, async () => {
+    if (!person) return undefined;
+    const found = await search(client, `Basic?code=${encodeURIComponent(PREFERENCES)}&subject=${encodeURIComponent(person)}`, 1);
+    return found[0] ?? null;
+  });
+  if (!person) {
+    return <NotAvailable feature="Choosing notifications for this kind of sign-in" />;
+  }
+  const save = async (event: Event) => {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    const extension: Json[] = [];
+    for (const [kind] of NOTIFICATION_KINDS) {
+      for (const [channel] of CHANNELS) {
+        const box = form.elements.namedItem(`${channel}-${kind}`) as HTMLInputElement;
+        if (!box.checked) {
+          extension.push({
+            url: OPT_OUT,
+            extension: [
+              { url: "channel", valueCode: channel },
+              { url: "kind", valueCode: kind },
+            ],
+          });
+        }
+      }
+    }
+    const current = loaded.data as Json | null | undefined;
+    const basic: Json = {
+      ...(current || {}),
+      resourceType: "Basic",
+      code: { coding: [{ system: "urn:fhir-server:notification", code: "preferences" }] },
+      subject: { reference: person },
+      extension,
+    };
+    if (extension.length === 0) delete basic.extension;
+    setStatus({ busy: true });
+    try {
+      if (current?.id) await client.update(basic as any);
+      else await client.create(basic as any);
+      setVersion((v) => v + 1);
+      setStatus({ text: "Your choices are saved." });
+    } catch (error) {
+      setStatus({ problem: problemText(error) });
+    }
+  };
+  return (
+    <Show loaded={loaded} what="your notification choices">
+      {(basic) => {
+        const off = optOuts(basic ?? undefined);
+        return (
+          <form onSubmit={save} key={String(version)}>
+            <p class="muted">
+              What your clinic's server tells you about, and how (when it is set up to send email and
+              text messages). A notification never contains medical details: sign in to read them.
+            </p>
+            <TableWrap label="Notification choices">
+              <table>
+                <caption class="sr-only">Notifications by kind and channel</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Tell me about</th>
+                    {CHANNELS.map(([, label]) => (
+                      <th scope="col" key={label}>
+                        {label}
+                      </th>
+                    ))}
+                  </tr>
+                </thead>
+                <tbody>
+                  {NOTIFICATION_KINDS.map(([kind, label]) => (
+                    <tr key={kind}>
+                      <th scope="row">{label}</th>
+                      {CHANNELS.map(([channel, channelLabel]) => (
+                        <td key={channel}>
+                          <input
+                            type="checkbox"
+                            id={`${channel}-${kind}`}
+                            name={`${channel}-${kind}`}
+                            defaultChecked={isOn(off, channel, kind)}
+                            aria-label={`${label} by ${channelLabel.toLowerCase()}`}
+                          />
+                        </td>
+                      ))}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableWrap>
+            <button type="submit" class="primary" disabled={status.busy}>
+              {status.busy ? "Saving…" : "Save my choices"}
+            </button>
+            <p role="status" class={status.problem ? "problem" : "muted"}>
+              {status.problem ? `Could not save: ${status.problem}` : status.text || ""}
+            </p>
+          </form>
+        );
+      }}
+    </Show>
   );
 }
