@@ -400,6 +400,41 @@ def test_uploading_and_downloading_a_document(
     assert copy.read_text() == upload.read_text()
 
 
+def test_writing_to_the_care_team(site: dict[str, Any], browser: Any) -> None:
+    """A new message to a practitioner of the patient's care team starts a thread; a
+    reply in it answers the last message and joins the thread."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    _nav(browser, "Messages")
+    to = Select(browser.find_element(By.ID, "msg-to"))
+    assert any("(the clinic)" in o.text for o in to.options)  # the managing organization
+    to.select_by_index(0)
+    browser.find_element(By.ID, "msg-subject").send_keys("Question about my allergy")
+    browser.find_element(By.ID, "msg-text").send_keys("Can I take amoxicillin?")
+    browser.find_element(By.XPATH, "//button[.='Send']").click()
+    _wait(browser, lambda d: 'Your message "Question about my allergy" was sent.' in _text(d))
+    threads = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=msg-threads]")
+    summary = _wait(
+        browser,
+        lambda d: threads.find_elements(
+            By.XPATH, ".//summary[contains(., 'Question about my allergy')]"
+        ),
+    )[0]
+    summary.click()
+    thread = summary.find_element(By.XPATH, "..")
+    assert "Can I take amoxicillin?" in thread.text and "From You" in thread.text
+    thread.find_element(By.TAG_NAME, "textarea").send_keys("It is for a sore throat.")
+    thread.find_element(By.XPATH, ".//button[.='Send reply']").click()
+    _wait(
+        browser,
+        lambda d: d.find_elements(
+            By.XPATH,
+            "//summary[contains(., 'Question about my allergy') and contains(., '2 messages')]",
+        ),
+    )
+
+
 def test_a_result_trend_chart_and_reload(site: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

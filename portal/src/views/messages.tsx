@@ -1,7 +1,12 @@
-// Messages: the patient's threads with the care team (Communications grouped by the
-// message that started them); writing messages needs the server's messaging workflow.
-import { search, useLoad, useSession } from "../data";
+// Messages: the patient's threads with the care team and writing to it, as FHIR
+// Communications (the thread model of the server: the first message names the topic,
+// every reply points at what it answers, inResponseTo, and at the thread's first
+// message, partOf). The care team is who the record names: the patient's general
+// practitioner and managing organization, and the practitioners of their visits.
+import { useState } from "preact/hooks";
+import { problemText, search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, humanName, type Json } from "../fhir";
+import type { Client } from "../smart";
 import { Empty, NotAvailable, Section, Show } from "../ui";
 
 interface Thread {
@@ -41,13 +46,34 @@ function threads(list: Json[]): Thread[] {
 }
 
 export function Messages() {
-  const { client, patientId } = useSession();
+  const { client, patientId, fhirUser, capabilities } = useSession();
   const p = encodeURIComponent(patientId);
-  const loaded = useLoad(`messages:${patientId}`, () =>
+  const [version, setVersion] = useState(0); // a message sent: load the threads again
+  const loaded = useLoad(`messages:${patientId}${version ? `:${version}` : ""}`, () =>
     search(client, `Communication?patient=${p}&_sort=-sent&_count=100&_include=Communication:sender`, 2),
   );
+  const team = useLoad(`care-team:${patientId}`, () => careTeam(client, patientId));
+  // a patient or a caregiver (RelatedPerson) sends as themselves
+  const sender = /^(Patient|RelatedPerson)\//.test(fhirUser) ? fhirUser : undefined;
+  const canSend = !!sender && capabilities.interaction("Communication", "create");
+  const sent = () => setVersion((v) => v + 1);
   return (
     <>
+      <Section title="Write to your care team" id="msg-compose">
+        {canSend ? (
+          <Show loaded={team} what="your care team">
+            {(people) =>
+              people.length ? (
+                <Compose people={people} sender={sender as string} onSent={sent} />
+              ) : (
+                <Empty>Your record names no care team to write to yet.</Empty>
+              )
+            }
+          </Show>
+        ) : (
+          <NotAvailable feature="Sending messages" detail="For questions about your care, phone your clinic." />
+        )}
+      </Section>
       <Section title="Conversations with your care team" id="msg-threads">
         <Show loaded={loaded} what="messages">
           {(found) => {
@@ -57,7 +83,7 @@ export function Messages() {
             );
             const from = (m: Json) => {
               const ref = m.sender?.reference || "";
-              if (ref === `Patient/${patientId}`) return "You";
+              if (ref === `Patient/${patientId}` || ref === fhirUser) return "You";
               return m.sender?.display || names.get(ref) || "your care team";
             };
             const all = threads(list);
@@ -85,6 +111,7 @@ export function Messages() {
                           ))}
                         </div>
                       ))}
+                      {canSend && <Reply thread={t} sender={sender as string} onSent={sent} />}
                     </details>
                   </li>
                 ))}
@@ -93,12 +120,142 @@ export function Messages() {
           }}
         </Show>
       </Section>
-      <Section title="Write to your care team" id="msg-compose">
-        <NotAvailable
-          feature="Sending messages"
-          detail="For questions about your care, phone your clinic."
-        />
-      </Section>
     </>
+  );
+}
+
+interface Person {
+  reference: string;
+  name: string;
+}
+
+/** Whom the patient may write to, from their record. */
+async function careTeam(client: Client, patientId: string): Promise<Person[]> {
+  const p = encodeURIComponent(patientId);
+  const [own, visits] = await Promise.all([
+    search(client, `Patient?_id=${p}&_include=Patient:general-practitioner&_include=Patient:organization`, 1),
+    search(client, `Encounter?patient=${p}&_sort=-date&_count=50&_include=Encounter:practitioner`, 1),
+  ]);
+  const people = new Map<string, Person>();
+  for (const r of [...own, ...visits]) {
+    if (r.resourceType === "Practitioner") {
+      people.set(`Practitioner/${r.id}`, { reference: `Practitioner/${r.id}`, name: humanName(r.name) || "A practitioner" });
+    } else if (r.resourceType === "Organization") {
+      people.set(`Organization/${r.id}`, { reference: `Organization/${r.id}`, name: `${r.name || "Your clinic"} (the clinic)` });
+    }
+  }
+  return [...people.values()];
+}
+
+async function send(client: Client, message: Json): Promise<void> {
+  await client.create({
+    resourceType: "Communication",
+    status: "in-progress",
+    sent: new Date().toISOString(),
+    ...message,
+  } as any);
+}
+
+function Compose({ people, sender, onSent }: { people: Person[]; sender: string; onSent: () => void }) {
+  const { client, patientId } = useSession();
+  const [state, setState] = useState<{ busy?: boolean; done?: string; problem?: string }>({});
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    const value = (name: string) => (form.elements.namedItem(name) as HTMLInputElement).value.trim();
+    const to = value("to");
+    const subject = value("subject");
+    const text = value("text");
+    if (!subject || !text) return setState({ problem: "write a subject and a message" });
+    setState({ busy: true });
+    try {
+      await send(client, {
+        subject: { reference: `Patient/${patientId}` },
+        topic: { text: subject },
+        recipient: [{ reference: to }],
+        sender: { reference: sender },
+        payload: [{ contentString: text }],
+      });
+      form.reset();
+      onSent();
+      setState({ done: `Your message "${subject}" was sent.` });
+    } catch (error) {
+      setState({ problem: problemText(error) });
+    }
+  };
+  return (
+    <form onSubmit={submit} class="stack">
+      <p class="muted">For questions that are not urgent. Your care team answers within two working days.</p>
+      <label for="msg-to">To</label>
+      <select id="msg-to" name="to">
+        {people.map((person) => (
+          <option key={person.reference} value={person.reference}>
+            {person.name}
+          </option>
+        ))}
+      </select>
+      <label for="msg-subject">Subject</label>
+      <input id="msg-subject" name="subject" type="text" maxLength={200} required />
+      <label for="msg-text">Message</label>
+      <textarea id="msg-text" name="text" rows={5} maxLength={5000} required />
+      <button type="submit" class="primary" disabled={state.busy}>
+        {state.busy ? "Sending…" : "Send"}
+      </button>
+      <p role="status" class={state.problem ? "problem" : "muted"}>
+        {state.problem ? `Could not send: ${state.problem}.` : state.done || ""}
+      </p>
+    </form>
+  );
+}
+
+/** A reply in a thread: to whoever wrote last from the care team (else the first
+ * message's recipients), answering the last message, part of the thread. */
+function Reply({ thread, sender, onSent }: { thread: Thread; sender: string; onSent: () => void }) {
+  const { client, patientId } = useSession();
+  const [problem, setProblem] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const mine = (m: Json) => [sender, `Patient/${patientId}`].includes(m.sender?.reference);
+  const theirs = [...thread.messages].reverse().find((m) => !mine(m) && m.sender?.reference);
+  const first = thread.messages[0];
+  const to = theirs ? [{ reference: theirs.sender.reference }] : (first.recipient || []).map((r: Json) => ({ reference: r.reference }));
+  const last = thread.messages.at(-1) as Json;
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    const text = (form.elements.namedItem("reply") as HTMLTextAreaElement).value.trim();
+    if (!text) return;
+    setBusy(true);
+    try {
+      await send(client, {
+        subject: { reference: `Patient/${patientId}` },
+        topic: first.topic,
+        recipient: to,
+        sender: { reference: sender },
+        inResponseTo: [{ reference: `Communication/${last.id}` }],
+        partOf: [{ reference: `Communication/${first.id}` }],
+        payload: [{ contentString: text }],
+      });
+      form.reset();
+      onSent();
+    } catch (error) {
+      setProblem(problemText(error));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const id = `reply-${thread.id}`;
+  return (
+    <form onSubmit={submit} class="stack reply">
+      <label for={id}>Reply</label>
+      <textarea id={id} name="reply" rows={3} maxLength={5000} required />
+      <button type="submit" class="secondary" disabled={busy}>
+        {busy ? "Sending…" : "Send reply"}
+      </button>
+      {problem && (
+        <p class="problem" role="alert">
+          Could not send: {problem}.
+        </p>
+      )}
+    </form>
   );
 }
