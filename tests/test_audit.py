@@ -8,6 +8,7 @@ The trail writes its queue every quarter second; the tests write it at once
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.audit.balp import CLIENT_SYSTEM, write_event_id
+from fhir_server.audit.record import Activity, Agent
 from fhir_server.config import Settings
 from tests.conftest import BASE, STORES, storage_url
 from tests.patient_data.support import Token, bearer, issuer
@@ -207,3 +209,91 @@ async def test_the_trail_does_not_record_itself(
     assert await app.state.audit.flush() == 1  # the count above, and nothing else
     again = (await http.get("AuditEvent?_summary=count", headers=staff)).json()["total"]
     assert again == before + 1
+
+
+async def test_like_reads_within_the_window_are_one_event(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    staff = staff_of(token)
+    assert (await http.get("Observation/alice-obs", headers=staff)).status_code == 200
+    assert (await http.get("Patient/alice", headers=staff)).status_code == 200
+    events = reads_of(await report(app, http, staff, "alice"), "Observation/alice-obs")
+    assert len(events) == 1
+    event = events[0]
+    assert event["period"]["start"] <= event["period"]["end"] == event["recorded"]
+    assert event["entity"][0]["detail"] == [{"type": "interactions", "valueString": "2"}]
+    whats = [x["what"]["reference"] for x in event["entity"]]
+    assert whats == [
+        "Patient/alice",
+        "Observation/alice-obs/_history/1",
+        "Patient/alice/_history/1",
+    ]
+
+
+async def test_a_write_whose_record_was_lost_is_recorded_from_the_outbox(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    trail = app.state.audit
+    await trail.flush()
+    sweep = trail.sweep
+    sweep.grace = 0.0
+    await sweep.tick(time.monotonic() + 100)  # the sweep has passed every write so far
+    app.state.audit = None  # the process dies before its queue is written
+    body = {k: v for k, v in SEED[3].items() if k != "id"}
+    created = await http.post("Observation", json=body, headers=staff_of(token))
+    app.state.audit = trail
+    reference = created.headers["location"].split("/fhir/")[1]
+    assert await sweep.tick(time.monotonic() + 200) == 1
+    event = await http.get(f"AuditEvent/{write_event_id(reference)}", headers=staff_of(token))
+    assert event.status_code == 200, event.text
+    recorded = event.json()
+    assert recorded["action"] == "C"
+    assert [a["who"] for a in recorded["agent"]] == [{"display": "fhir-server"}]
+    assert [x["what"]["reference"] for x in recorded["entity"]] == ["Patient/alice", reference]
+    assert await sweep.tick(time.monotonic() + 300) == 0  # once
+
+
+async def test_auditevents_older_than_the_retention_are_pruned(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    trail = app.state.audit
+    staff = staff_of(token)
+    agent = Agent("Practitioner/dr", "ann", "test-app", "10.0.0.9")  # another group
+    old = Activity("rest", "read", agent, 200, "GET", "Patient/bob", recorded=time.time() - 7200)
+    trail.record(old)
+    await http.get("Patient/bob", headers=staff)
+    events = await report(app, http, staff, "bob")
+    assert len([e for e in events if e["subtype"][0]["code"] == "read"]) == 2
+    trail.retention = 3600
+    assert await trail.prune() == 1
+    events = await report(app, http, staff, "bob")
+    assert len([e for e in events if e["subtype"][0]["code"] == "read"]) == 1
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_with_audit_off_nothing_is_recorded_and_auditevents_stay_append_only(
+    store: str, tmp_path: Path
+) -> None:
+    settings = Settings(storage=storage_url(store, tmp_path), auth="smart", audit="off")
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        assert application.state.audit is None
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            staff = staff_of(issuer(application))
+            event = {
+                "resourceType": "AuditEvent",
+                "type": {
+                    "system": "http://dicom.nema.org/resources/ontology/DCM",
+                    "code": "110100",
+                },
+                "recorded": "2025-01-01T00:00:00Z",
+                "agent": [{"who": {"reference": "Practitioner/dr"}, "requestor": True}],
+                "source": {"observer": {"display": "an EHR"}},
+            }
+            created = await http.post("AuditEvent", json=event, headers=staff)
+            assert created.status_code == 201, created.text  # a system may add its own
+            found = await http.get("AuditEvent", headers=staff)
+            assert found.json()["total"] == 1
+            path = created.headers["location"].split("/fhir/")[1].split("/_history")[0]
+            assert (await http.delete(path, headers=staff)).status_code == 405

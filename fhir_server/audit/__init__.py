@@ -15,7 +15,8 @@ administration command recorded as an R4 ``AuditEvent``
 - :mod:`~fhir_server.audit.auth_events`, :mod:`~fhir_server.audit.admin`: sign-ins,
   tokens and consent (from ``smart_auth``), ``fhir-server`` commands.
 
-Settings: ``FHIR_SERVER_AUDIT=on|off`` (default on), ``FHIR_SERVER_AUDIT_RETENTION``.
+Settings: ``FHIR_SERVER_AUDIT=on|off`` (default on), ``FHIR_SERVER_AUDIT_RETENTION``,
+``FHIR_SERVER_AUDIT_WINDOW``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ async def open_trail(app: Any, settings: Settings, store: Any) -> AuditTrail | N
     trail = AuditTrail(
         store,
         parse_retention(settings.audit_retention),
+        settings.audit_window,
         StoreHooks(lambda: store).display,
         client_name,
     )

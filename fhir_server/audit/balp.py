@@ -145,16 +145,51 @@ def rest_events(
                 event["id"] = write_event_id(item.reference) + suffix
                 events.append(event)
         return events
-    groups: dict[str | None, list[Touched]] = {}
-    for item in touched:
-        for patient in item.patients or (None,):
-            groups.setdefault(patient, []).append(item)
     events = []
-    for patient, items in groups.items():
+    for patient, items in per_patient(touched).items():
         for start in range(0, len(items), MAX_ENTITIES):
             chunk = items[start : start + MAX_ENTITIES]
             events.append(_event(base, action_of(activity.code), patient, chunk, query))
     return events
+
+
+def per_patient(touched: Iterable[Touched]) -> dict[str | None, list[Touched]]:
+    """The resources of each patient (None: those of no patient)."""
+    groups: dict[str | None, list[Touched]] = {}
+    for item in touched:
+        for patient in item.patients or (None,):
+            groups.setdefault(patient, []).append(item)
+    return groups
+
+
+def grouped_event(
+    activity: Activity,
+    patient: str | None,
+    touched: Sequence[Touched],
+    queries: Sequence[Activity],
+    first: float,
+    count: int,
+    names: Names = NO_NAMES,
+) -> dict[str, Any]:
+    """One AuditEvent for ``count`` interactions like ``activity`` (the same kind, user,
+    app, address and patient) from ``first`` to ``activity.recorded``: ``period`` spans
+    them, the entities list every resource and query, the patient entity's ``detail``
+    says how many there were."""
+    base = _base(activity, _rest_subtype(activity.code), names, None)
+    base["type"] = _REST_TYPE
+    event = _event(base, action_of(activity.code), patient, touched)
+    entities = event.setdefault("entity", [])
+    entities.extend(_query_entity(q) for q in queries)
+    if count > 1:
+        event["period"] = {"start": instant(first), "end": instant(activity.recorded)}
+        counted = {"type": "interactions", "valueString": str(count)}
+        if patient is not None:
+            entities[0]["detail"] = [counted]
+        else:
+            entities.append({"type": _OBJECT_TYPE, "description": "count", "detail": [counted]})
+    if not entities:
+        del event["entity"]
+    return _ordered(event)
 
 
 def auth_event(activity: Activity, names: Names = NO_NAMES) -> dict[str, Any]:
@@ -250,6 +285,7 @@ _ORDER = (
     "type",
     "subtype",
     "action",
+    "period",
     "recorded",
     "outcome",
     "outcomeDesc",

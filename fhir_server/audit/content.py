@@ -19,7 +19,8 @@ from fhir_server.audit.balp import Touched
 from resources import fhir_json
 from resources.search.index.reference import parse_reference
 
-_KEYS = re.compile(rb'"(fullUrl|reference)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_KEYS = re.compile(rb'"(fullUrl|reference)":"([^"]*)"')
+"""The server writes JSON without spaces (orjson, and stored bytes as sent by orjson)."""
 _PATIENT = "Patient"
 
 

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.audit import balp
@@ -51,6 +52,8 @@ MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
 dropped (logged). Writes are still recorded by the sweep."""
 PRUNE_EVERY = 3600.0
+MAX_QUERIES = 50
+"""Queries named in one AuditEvent of a group of searches."""
 
 _WRITES = frozenset({"create", "update", "patch", "delete"})
 _READS = frozenset({"read", "vread"})
@@ -65,11 +68,15 @@ class AuditTrail:
         self,
         store: Any,
         retention: int | None,
+        window: float = 0.0,
         user_display: DisplayLookup | None = None,
         client_name: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
         self.retention = retention
+        self.window = window
+        """Seconds over which like reads are one AuditEvent (0: one per interaction)."""
+        self._groups: dict[tuple[str | None, ...], _Group] = {}
         self._user_display = user_display
         self._client_name = client_name
         self._queue: list[tuple[Activity, list[WriteResult]]] = []
@@ -109,7 +116,7 @@ class AuditTrail:
                 await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY)
             self._wake.clear()
             try:
-                await self.flush()
+                await self.flush(force=False)
                 await self._housekeeping()
             except asyncio.CancelledError:
                 raise
@@ -123,23 +130,40 @@ class AuditTrail:
             self._prune_at = time.time() + PRUNE_EVERY
             await self.prune()
 
-    async def flush(self) -> int:
-        """Store what is queued; the number of AuditEvents written."""
+    async def flush(self, force: bool = True) -> int:
+        """Store what is queued, and the groups of reads whose window has ended (all of
+        them when ``force``); the number of AuditEvents written."""
         written = 0
         while self._queue:
             taken, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
                 events = await self._events(taken)
-                await self.write(events)
             except Exception:
-                self._queue[:0] = taken  # kept for the next try
-                if len(self._queue) > MAX_QUEUED:
-                    dropped = len(self._queue) - MAX_QUEUED
-                    del self._queue[:dropped]
-                    log.error("audit: %d queued activities dropped (the store fails)", dropped)
+                self._keep(taken)
                 raise
+            await self._write_or_keep(events, taken)
             written += len(events)
-        return written
+        events = self._ended(force)
+        if events:
+            await self.write(events)
+        return written + len(events)
+
+    async def _write_or_keep(
+        self, events: list[dict[str, Any]], taken: list[tuple[Activity, list[WriteResult]]]
+    ) -> None:
+        try:
+            await self.write(events)
+        except Exception:
+            self._keep([t for t in taken if t[0].kind != "rest" or t[1] or t[0].failed])
+            raise
+
+    def _keep(self, taken: list[tuple[Activity, list[WriteResult]]]) -> None:
+        """Put back what could not be written, for the next try (bounded)."""
+        self._queue[:0] = taken
+        if len(self._queue) > MAX_QUEUED:
+            dropped = len(self._queue) - MAX_QUEUED
+            del self._queue[:dropped]
+            log.error("audit: %d queued activities dropped (the store fails)", dropped)
 
     async def write(self, events: Sequence[dict[str, Any]]) -> None:
         """Store AuditEvents in one transaction (one at a time where that cannot be:
@@ -159,7 +183,9 @@ class AuditTrail:
     async def _events(self, taken: list[tuple[Activity, list[WriteResult]]]) -> list[dict]:
         names = await self._names(activity for activity, _ in taken)
         events: list[dict[str, Any]] = []
-        for activity, writes in taken:
+        for n, (activity, writes) in enumerate(taken):
+            if n % 100 == 99:
+                await asyncio.sleep(0)  # the requests go on between slices
             if activity.kind == "rest":
                 events += await self._rest(activity, writes, names)
             else:
@@ -182,7 +208,46 @@ class AuditTrail:
             touched = []  # nothing changed (a delete of what was not there)
         else:
             touched = bundle_touched(activity.body)
-        return balp.rest_events(activity, touched, names)
+        if self.window <= 0:
+            return balp.rest_events(activity, touched, names)
+        self._group(activity, touched)
+        return []
+
+    def _group(self, activity: Activity, touched: list[Touched]) -> None:
+        """Count a successful read into the group of its kind, user, app, address and
+        patient (one per patient whose data it returned)."""
+        a = activity.agent
+        line = f"{activity.method} {activity.path}?{activity.query}"
+        search = activity.code.startswith("search")
+        for patient, items in (balp.per_patient(touched) or {None: []}).items():
+            key = (activity.code, a.user, a.subject, a.client_id, a.address, a.patient, patient)
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group(activity, activity.recorded)
+            group.activity = activity
+            group.count += 1
+            for item in items:
+                group.touched.setdefault(item.reference, item)
+            if search:
+                group.queries.setdefault(line, activity)
+
+    def _ended(self, force: bool) -> list[dict[str, Any]]:
+        """The AuditEvents of the groups whose window has ended (or that are full)."""
+        names = Names(self._users, self._clients)
+        events = []
+        cutoff = time.time() - self.window
+        for key, group in list(self._groups.items()):
+            full = len(group.touched) >= balp.MAX_ENTITIES or len(group.queries) >= MAX_QUERIES
+            if force or full or group.first <= cutoff:
+                del self._groups[key]
+                touched = list(group.touched.values())
+                queries = list(group.queries.values())
+                events.append(
+                    balp.grouped_event(
+                        group.activity, key[-1], touched, queries, group.first, group.count, names
+                    )
+                )
+        return events
 
     async def _written(self, result: WriteResult) -> Touched:
         stored = result.stored
@@ -250,6 +315,18 @@ class AuditTrail:
         if pruned:
             log.info("audit: %d AuditEvents older than the retention pruned", pruned)
         return pruned
+
+
+@dataclass(slots=True)
+class _Group:
+    """Like reads of one patient's data within the window: the latest, since when, how
+    many, the resources and queries."""
+
+    activity: Activity
+    first: float
+    count: int = 0
+    touched: dict[str, Touched] = field(default_factory=dict)
+    queries: dict[str, Activity] = field(default_factory=dict)
 
 
 def _request(event: dict[str, Any]) -> WriteRequest:
