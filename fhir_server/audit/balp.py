@@ -211,8 +211,9 @@ def auth_event(activity: Activity, names: Names = NO_NAMES) -> dict[str, Any]:
             }
         )
     event = _event(base, "E", f"Patient/{patient}" if patient else None, [], None)
-    event.setdefault("entity", []).extend(entities)
-    return event
+    if entities:
+        event.setdefault("entity", []).extend(entities)
+    return _ordered(event)
 
 
 def admin_event(command: str, arguments: str, agent: Agent, ok: bool) -> dict[str, Any]:
