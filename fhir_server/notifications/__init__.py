@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
     """The outbox readers of notifications to people (none without an SMTP server or an SMS
-    gateway)."""
+    gateway), and the filing of visit summaries (``FHIR_SERVER_AUTO_VISIT_SUMMARY=on``)."""
     from fhir_server.notifications.mailer import Mailer
     from fhir_server.notifications.notifier import Notifier
     from fhir_server.notifications.people import PeopleReader
@@ -23,13 +23,19 @@ def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
     from fhir_server.notifications.sms import provider
     from fhir_server.notifications.templates import Templates
 
+    found: list[Any] = []
+    if getattr(settings, "auto_visit_summary", "off") == "on":
+        from fhir_server.documents.auto_visit import VisitSummaryReader
+
+        found.append(VisitSummaryReader(store, settings, owner))  # documents (issue 20)
     mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from)
     sms = provider(settings.sms_webhook_url, settings.sms_webhook_format, settings.sms_from)
     if mailer is None and sms is None:
-        return []
+        return found
     templates = Templates(settings.notification_templates)
     notifier = Notifier(store, mailer, templates, portal(settings), sms)
     return [
+        *found,
         PeopleReader(store, notifier, owner),
         Reminders(store, notifier, parse_leads(settings.reminder_leads), owner),
     ]
