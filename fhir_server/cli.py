@@ -100,6 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    from fhir_server.audit.admin import record_command
+
+    status = _command(args)
+    record_command(args, sys.argv[1:] if argv is None else argv, status)  # fhir_server/audit
+    return status
+
+
+def _command(args: argparse.Namespace) -> int:
     store_commands = {"import": _import, "demo-data": _demo_data, "compact": _compact}
     if args.command in store_commands:
         from fhir_server import startup
