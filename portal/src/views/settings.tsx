@@ -23,14 +23,14 @@ const CLIENT_ROLE = "110153";
 export function Settings() {
   return (
     <>
-      <Section title="Who accessed my record" id="settings-audit">
-        <AccessLog />
-      </Section>
       <Section title="Notifications" id="settings-notifications">
         <Notifications />
       </Section>
       <Section title="Connected apps" id="settings-apps">
         <ConnectedApps />
+      </Section>
+      <Section title="Who accessed my record" id="settings-audit">
+        <AccessLog />
       </Section>
     </>
   );
@@ -89,7 +89,7 @@ function what(event: Json): string {
 function AccessLog() {
   const { client, patientId } = useSession();
   const loaded = useLoad(`audit:${patientId}`, () =>
-    search(client, `AuditEvent?patient=Patient/${encodeURIComponent(patientId)}&_sort=-date&_count=50`, 1),
+    search(client, `AuditEvent?patient=Patient/${encodeURIComponent(patientId)}&_sort=-date&_count=20`, 1),
   );
   if (loaded.error !== undefined) {
     return <NotAvailable feature="The record of who accessed your health record" />;
@@ -98,7 +98,7 @@ function AccessLog() {
     <Show loaded={loaded} what="the record of access">
       {(list) =>
         list.length ? (
-          <ul class="items">
+          <ul class="items" aria-label="The latest 20 accesses, newest first">
             {list.map((e: Json) => (
               <li key={e.id}>
                 <strong>{formatDate(e.recorded, true)}</strong> {who(e)}{" "}
