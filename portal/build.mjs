@@ -42,6 +42,9 @@ const result = await build({
   logLevel: "info",
 });
 
+// The licenses of the packages bundled into the script (their notices must travel with it).
+writeFileSync(join(out, "THIRD-PARTY-LICENSES.txt"), licenses(result.metafile));
+
 const assets = readdirSync(join(out, "assets"));
 const script = assets.find((f) => f.startsWith("main-") && f.endsWith(".js"));
 const style = assets.find((f) => f.startsWith("main-") && f.endsWith(".css"));
@@ -57,6 +60,24 @@ for (const size of [192, 512]) writeFileSync(join(out, `icon-${size}.png`), icon
 // change to the app that was not rebuilt (npm run build) is caught without Node.
 writeFileSync(join(out, "BUILD"), JSON.stringify({ source: sourceHash() }, null, 2) + "\n");
 console.log(Object.keys(result.metafile.outputs).join("\n"));
+
+/** Each bundled npm package: name, version, license and its license file's text. */
+function licenses(metafile) {
+  const packages = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) packages.add(match[1]);
+  }
+  const parts = ["Third-party software in the patient portal's script (assets/main-*.js)\n"];
+  for (const name of [...packages].sort()) {
+    const dir = join(here, "node_modules", name);
+    const info = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+    const file = readdirSync(dir).find((f) => /^(licen[cs]e|copying)/i.test(f));
+    const text = file ? readFileSync(join(dir, file), "utf8").trim() : `License: ${info.license}`;
+    parts.push(`${"=".repeat(78)}\n${name} ${info.version} (${info.license})\n\n${text}\n`);
+  }
+  return parts.join("\n");
+}
 
 /** sha256 over package.json, package-lock.json, build.mjs and src/**: each file's path
  * (relative, "/"-separated) and bytes, in path order, each followed by a NUL byte. */
