@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from tests.conftest import JSON
 
@@ -115,3 +118,15 @@ async def test_fhirpath_patch_add_to_an_absent_repeating_element_makes_a_list(cl
     response = await client.patch("Patient/p10", content=body, headers=JSON)
     assert response.status_code == 200, response.text
     assert response.json()["name"] == [{"family": "Smith"}]
+
+
+@pytest.mark.parametrize("pointer", ["0", "name", "~"])
+async def test_a_pointer_not_starting_with_a_slash_is_400(client, pointer):
+    """Found by the API fuzzer: jsonpointer refused such a path while the patch was
+    being parsed, which answered 500."""
+    await put_patient(client, "p1")
+    body = json.dumps([{"op": "add", "path": pointer, "value": 1}])
+    response = await client.patch("Patient/p1", content=body, headers=JSON_PATCH)
+    assert response.status_code == 400
+    assert "Invalid JSON Patch" in response.text
+    assert (await client.get("Patient/p1")).json()["meta"]["versionId"] == "1"

@@ -113,7 +113,8 @@ def json_patcher(document: Any) -> Patcher:
         raise invalid("A JSON Patch body must be a JSON array of operations")
     try:
         patch_ = jsonpatch.JsonPatch(document)
-    except (jsonpatch.InvalidJsonPatch, TypeError) as exc:
+    except (jsonpatch.InvalidJsonPatch, jsonpointer.JsonPointerException, TypeError) as exc:
+        # a pointer not starting with "/" fails here, before any resource is read
         raise invalid(f"Invalid JSON Patch: {exc}") from None
 
     def apply(resource: dict[str, Any]) -> dict[str, Any]:
