@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fpdf import FPDF
-from fpdf.fonts import FontFace
 from starlette.responses import Response
 
 from fhir_server.headers import FHIR_RESPONSE_HEADERS
@@ -102,7 +101,86 @@ class _Pdf(FPDF):
         self.cell(0, 5, f"Page {self.page_no()}/{{nb}}", align="C")
 
 
-_HEADINGS = FontFace(emphasis="BOLD", fill_color=(230, 230, 230))
+_LINE = 4.5
+"""Height of a line of table text (mm)."""
+
+
+def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` (words longer than a line are cut). The
+    core fonts have no kerning: a line is as wide as its words and spaces."""
+    space = pdf.get_string_width(" ")
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        words: list[str] = []
+        used = 0.0
+        for word in paragraph.split():
+            size = pdf.get_string_width(word)
+            while size > width and len(word) > 1:  # a word wider than the line: cut
+                if words:
+                    lines.append(" ".join(words))
+                    words, used = [], 0.0
+                cut = max(1, int(len(word) * width / size) - 1)
+                lines.append(word[:cut])
+                word = word[cut:]
+                size = pdf.get_string_width(word)
+            if words and used + space + size > width:
+                lines.append(" ".join(words))
+                words, used = [], 0.0
+            used += (space if words else 0.0) + size
+            words.append(word)
+        lines.append(" ".join(words))
+    return lines or [""]
+
+
+def _paragraphs(pdf: FPDF, paragraphs: Sequence[str]) -> None:
+    """Paragraphs of text, wrapped to the page (fpdf2's ``multi_cell`` measures each line
+    again for every character it adds: slow for notes)."""
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    pdf.set_font("Helvetica", "", 9)
+    for paragraph in paragraphs:
+        for line in _wrap(pdf, latin1(paragraph), width):
+            if pdf.get_y() + 5 > pdf.page_break_trigger:
+                pdf.add_page()
+                pdf.set_font("Helvetica", "", 9)
+            pdf.text(pdf.l_margin, pdf.get_y() + _LINE - 0.8, line)
+            pdf.set_y(pdf.get_y() + _LINE)
+
+
+def _table(pdf: FPDF, section: Section) -> None:
+    """A section's table: a bold heading row on grey, then the rows, wrapped, with a rule
+    under each; the heading row is repeated after a page break. (Drawn with fpdf2's
+    primitives: its ``table()`` lays out each cell with ``multi_cell`` and costs ~5 ms a
+    cell.)"""
+    total = pdf.w - pdf.l_margin - pdf.r_margin
+    count = len(section.columns)
+    weights = list(section.widths) if len(section.widths) == count else [1] * count
+    widths = [total * w / sum(weights) for w in weights]
+    pad = 1.0
+
+    def row(values: Sequence[str], heading: bool) -> None:
+        pdf.set_font("Helvetica", "B" if heading else "", 9)
+        cells = [_wrap(pdf, latin1(v), w - 2 * pad) for v, w in zip(values, widths, strict=False)]
+        height = max(len(c) for c in cells) * _LINE + 1.5
+        if pdf.get_y() + height > pdf.page_break_trigger:
+            pdf.add_page()
+            if not heading:
+                row(section.columns, True)
+                pdf.set_font("Helvetica", "", 9)
+        top, x = pdf.get_y(), pdf.l_margin
+        if heading:
+            pdf.set_fill_color(230, 230, 230)
+            pdf.rect(pdf.l_margin, top, total, height, style="F")
+        for lines, width in zip(cells, widths, strict=False):
+            for n, line in enumerate(lines):
+                if line:
+                    pdf.text(x + pad, top + (n + 1) * _LINE - 0.8, line)
+            x += width
+        pdf.line(pdf.l_margin, top + height, pdf.l_margin + total, top + height)
+        pdf.set_y(top + height)
+
+    row(section.columns, True)
+    for values in section.rows:
+        row(values, False)
 
 
 def render(document: Document) -> bytes:
@@ -114,22 +192,9 @@ def render(document: Document) -> bytes:
         pdf.cell(0, 7, latin1(section.title), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 9)
         if section.rows:
-            widths = tuple(section.widths) or None
-            with pdf.table(
-                col_widths=widths,
-                headings_style=_HEADINGS,
-                line_height=5,
-                text_align="LEFT",
-                first_row_as_headings=True,
-            ) as table:
-                table.row([latin1(c) for c in section.columns])
-                for values in section.rows:
-                    table.row([latin1(v) for v in values])
-        elif section.paragraphs:
-            for paragraph in section.paragraphs:
-                pdf.multi_cell(0, 5, latin1(paragraph), new_x="LMARGIN", new_y="NEXT")
+            _table(pdf, section)
         else:
-            pdf.multi_cell(0, 5, latin1(section.empty), new_x="LMARGIN", new_y="NEXT")
+            _paragraphs(pdf, section.paragraphs or [section.empty])
         pdf.ln(3)
     return bytes(pdf.output())
 
