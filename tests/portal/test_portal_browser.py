@@ -291,12 +291,15 @@ def test_every_screen_is_accessible_and_fits_a_phone(site: dict[str, Any], brows
 def test_screens_show_the_record_and_what_is_not_available(
     site: dict[str, Any], browser: Any
 ) -> None:
+    """Data as people read it, empty states that say what is missing, and "not
+    available" for what the server lacks (booking without Appointment/$find)."""
     _nav(browser, "Health record")
     text = _text(browser)
     assert "Problems" in text and "Immunizations" in text and "Visits" in text
     assert "Encounter for symptom" in text  # a visit of patient 1, by its type's display
     _nav(browser, "Medications")
-    assert "Requesting a refill online is not available on this server." in _text(browser)
+    text = _text(browser)
+    assert "No current medications." in text and "No refill requests." in text
     _nav(browser, "Billing")
     text = _text(browser)
     assert "Office or other outpatient visit" in text  # an invoice line, by its display
@@ -304,6 +307,10 @@ def test_screens_show_the_record_and_what_is_not_available(
     _nav(browser, "Appointments")
     text = _text(browser)
     assert "Upcoming" in text and "Past" in text
+    statement = httpx.get(f"{site['server'].base}/metadata").json()
+    appointment = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Appointment")
+    if not any(op["name"] == "find" for op in appointment.get("operation", [])):
+        assert "Booking online is not available on this server." in text
 
 
 def test_who_accessed_my_record_and_connected_apps(site: dict[str, Any], browser: Any) -> None:
@@ -543,6 +550,8 @@ def test_paying_a_bill_online(site: dict[str, Any], browser: Any) -> None:
 
 
 def test_a_caregiver_switches_patients(site: dict[str, Any], browser: Any) -> None:
+    """A caregiver of two signs in for one (the server's patient picker), asks for a
+    refill of his prescription, then switches to the other."""
     from selenium.webdriver.common.by import By
 
     server: LiveServer = site["server"]
@@ -554,9 +563,17 @@ def test_a_caregiver_switches_patients(site: dict[str, Any], browser: Any) -> No
     acting = browser.find_element(By.CSS_SELECTOR, "[data-testid=acting-for]")
     _wait(browser, lambda d: acting.text == "Samuel Kim")
     _shot(browser, "caregiver-desktop")
+    # a refill of one of Samuel's prescriptions, asked by his caregiver (a Task)
+    _nav(browser, "Medications")
+    ask = browser.find_element(By.XPATH, "//button[starts-with(., 'Request a refill of ')]")
+    medication = ask.text.removeprefix("Request a refill of ")
+    ask.click()
+    _wait(browser, lambda d: "A refill was requested: Requested." in _text(d))
+    refills = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=meds-refills]").text
+    assert f"Refill of {medication}" in refills and "Requested" in refills, refills
     browser.find_element(By.XPATH, "//button[.='Switch patient']").click()
     _sign_in(browser, "demo-caregiver", site["password"], patient="Mark Kowalski")
-    _settled(browser, "Results")
+    _settled(browser, "Medications")
     _wait(
         browser,
         lambda d: (
