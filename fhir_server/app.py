@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app.state.auth is not None:
         app.include_router(app.state.auth.router)
     app.fhir_routes = register_routes(app)
+    app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
     app.include_router(health_router)  # /healthz, /readyz: no authorization
     app.include_router(payments_router)  # /payments/webhook: signed by the processor
     if settings.portal == "on":
@@ -222,6 +223,27 @@ async def _http_exception(request: Request, exc: Any) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(unexpected_failure(exc, f"{request.method} {request.url.path}"))
+
+
+def _openapi(app: FastAPI, settings: Settings) -> Any:
+    """``app.openapi``: the document of ``fhir_server.openapi``, made once."""
+    made: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not made:
+            from importlib.metadata import PackageNotFoundError, version
+
+            from fhir_server.openapi import build_openapi
+            from fhir_server.operations import support_table
+
+            try:
+                release = version("fhir-server")
+            except PackageNotFoundError:  # pragma: no cover - run from a source tree
+                release = "unknown"
+            made.update(build_openapi(support_table(), release, settings.auth == "smart"))
+        return made
+
+    return openapi
 
 
 class FhirServerApp(FastAPI):
