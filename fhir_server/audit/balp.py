@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_server.audit.record import Activity, Agent
 from resources.fhir_datetime import format_instant
@@ -79,8 +79,7 @@ _SOURCE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Touched:
+class Touched(NamedTuple):
     """A resource an event touched, with the patients whose data it is."""
 
     reference: str

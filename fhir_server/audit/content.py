@@ -12,16 +12,17 @@ entry's.
 
 from __future__ import annotations
 
-import re
+from bisect import bisect_right
 from collections.abc import Iterable
 
 from fhir_server.audit.balp import Touched
 from resources import fhir_json
 from resources.search.index.reference import parse_reference
 
-_KEYS = re.compile(rb'"(fullUrl|reference)":"([^"]*)"')
-"""The server writes JSON without spaces (orjson, and stored bytes as sent by orjson)."""
 _PATIENT = "Patient"
+_NEEDLE = b"Patient/"
+_REFERENCE_KEY = b'"reference":"'
+_FULL_URL_KEY = b'"fullUrl":"'
 
 
 def resource_touched(reference: str, body: bytes | None) -> Touched:
@@ -32,9 +33,8 @@ def resource_touched(reference: str, body: bytes | None) -> Touched:
     if type_ == _PATIENT:
         patients[f"{_PATIENT}/{id_}"] = None
     if body:
-        for kind, value in _KEYS.findall(body):
-            if kind == b"reference":
-                _add_patient(patients, value)
+        for _, patient in _patient_references(body):
+            patients[patient] = None
     return Touched(reference, tuple(patients))
 
 
@@ -43,34 +43,62 @@ def bundle_touched(body: bytes | None) -> list[Touched]:
     patients of each."""
     if not body:
         return []
-    found: list[Touched] = []
-    current: str | None = None
-    patients: dict[str, None] = {}
-    for kind, value in _KEYS.findall(body):
-        if kind == b"fullUrl":
-            if current is not None:
-                found.append(Touched(current, tuple(patients)))
-            current, patients = _entry(value), {}
-            if current is not None and current.startswith(_PATIENT + "/"):
-                patients[current] = None
-        elif current is not None:
-            _add_patient(patients, value)
-    if current is not None:
-        found.append(Touched(current, tuple(patients)))
+    entries = [(at, _entry(value)) for at, value in _values(body, _FULL_URL_KEY)]
+    if not entries:
+        return []
+    starts = [at for at, _ in entries]
+    patients: list[dict[str, None]] = [{} for _ in entries]
+    for n, (_, reference) in enumerate(entries):
+        if reference is not None and reference.startswith(_PATIENT + "/"):
+            patients[n][reference] = None
+    for at, patient in _patient_references(body):
+        entry = bisect_right(starts, at) - 1
+        if entry >= 0:
+            patients[entry][patient] = None
+    return [
+        Touched(reference, tuple(patients[n]))
+        for n, (_, reference) in enumerate(entries)
+        if reference is not None
+    ]
+
+
+def _values(body: bytes, key: bytes) -> list[tuple[int, bytes]]:
+    """(position, value) of every ``"key":"value"`` in ``body`` (``bytes.find``: a few
+    GB/s, where a regular expression scans ~0.3 GB/s)."""
+    found = []
+    at = body.find(key)
+    while at >= 0:
+        start = at + len(key)
+        end = body.find(b'"', start)
+        if end < 0:
+            break
+        found.append((at, body[start:end]))
+        at = body.find(key, end)
+    return found
+
+
+def _patient_references(body: bytes) -> list[tuple[int, str]]:
+    """(position, ``Patient/id``) of every Reference.reference to a Patient: found from
+    the occurrences of ``Patient/`` (few) rather than of every reference."""
+    found = []
+    at = body.find(_NEEDLE)
+    while at >= 0:
+        quote = body.rfind(b'"', 0, at)
+        end = body.find(b'"', at)
+        if end < 0:
+            break
+        key_start = quote - len(_REFERENCE_KEY) + 1
+        if key_start >= 0 and body.startswith(_REFERENCE_KEY, key_start):
+            type_, id_, _, _ = parse_reference(body[quote + 1 : end].decode("utf-8", "replace"))
+            if type_ == _PATIENT and id_:
+                found.append((key_start, f"{_PATIENT}/{id_}"))
+        at = body.find(_NEEDLE, end)
     return found
 
 
 def _entry(full_url: bytes) -> str | None:
     type_, id_, _, _ = parse_reference(full_url.decode("utf-8", "replace"))
     return f"{type_}/{id_}" if type_ is not None and id_ is not None else None
-
-
-def _add_patient(patients: dict[str, None], value: bytes) -> None:
-    if b"Patient" not in value:
-        return
-    type_, id_, _, _ = parse_reference(value.decode("utf-8", "replace"))
-    if type_ == _PATIENT and id_:
-        patients[f"{_PATIENT}/{id_}"] = None
 
 
 def patients_in(type_: str, id_: str, content: bytes | None) -> tuple[str, ...]:

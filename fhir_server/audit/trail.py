@@ -217,8 +217,8 @@ class AuditTrail:
         """Count a successful read into the group of its kind, user, app, address and
         patient (one per patient whose data it returned)."""
         a = activity.agent
-        line = f"{activity.method} {activity.path}?{activity.query}"
         search = activity.code.startswith("search")
+        line = f"{activity.method} {activity.path}?{activity.query}" if search else ""
         for patient, items in (balp.per_patient(touched) or {None: []}).items():
             key = (activity.code, a.user, a.subject, a.client_id, a.address, a.patient, patient)
             group = self._groups.get(key)
