@@ -48,6 +48,8 @@ FLUSH_EVERY = 0.25
 """Seconds between writes of the queue."""
 BATCH = 500
 """AuditEvents written in one transaction (a fuller queue is written at once)."""
+WRITE_SLICE = 50
+"""AuditEvents built and written at a time (a slice costs the loop a few milliseconds)."""
 MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
 dropped (logged). Writes are still recorded by the sweep."""
@@ -166,19 +168,21 @@ class AuditTrail:
             log.error("audit: %d queued activities dropped (the store fails)", dropped)
 
     async def write(self, events: Sequence[dict[str, Any]]) -> None:
-        """Store AuditEvents in one transaction (one at a time where that cannot be:
-        a standalone MongoDB, or an id the sweep wrote first)."""
-        if not events:
-            return
-        requests = [_request(event) for event in events]
-        try:
-            await self.store.write_batch(requests)
-            return
-        except (AlreadyExists, TransactionsUnavailable):
-            pass
-        for request in requests:
-            with contextlib.suppress(AlreadyExists):
-                await self.store.write(request)
+        """Store AuditEvents, :data:`WRITE_SLICE` a transaction, the requests served
+        between slices (one at a time where a transaction cannot be: a standalone
+        MongoDB, or an id the sweep wrote first)."""
+        for start in range(0, len(events), WRITE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            requests = [_request(event) for event in events[start : start + WRITE_SLICE]]
+            try:
+                await self.store.write_batch(requests)
+                continue
+            except (AlreadyExists, TransactionsUnavailable):
+                pass
+            for request in requests:
+                with contextlib.suppress(AlreadyExists):
+                    await self.store.write(request)
 
     async def _events(self, taken: list[tuple[Activity, list[WriteResult]]]) -> list[dict]:
         names = await self._names(activity for activity, _ in taken)
