@@ -406,9 +406,9 @@ def test_uploading_and_downloading_a_document(
     assert copy.read_text() == upload.read_text()
 
 
-def test_writing_to_the_care_team(site: dict[str, Any], browser: Any) -> None:
-    """A new message to a practitioner of the patient's care team starts a thread; a
-    reply in it answers the last message and joins the thread."""
+def test_writing_to_the_care_team(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    """A new message with an attachment to a practitioner of the patient's care team
+    starts a thread; a reply in it answers the last message and joins the thread."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
@@ -418,6 +418,9 @@ def test_writing_to_the_care_team(site: dict[str, Any], browser: Any) -> None:
     to.select_by_index(0)
     browser.find_element(By.ID, "msg-subject").send_keys("Question about my allergy")
     browser.find_element(By.ID, "msg-text").send_keys("Can I take amoxicillin?")
+    attachment = tmp_path / "rash-notes.txt"
+    attachment.write_text("Rash on both arms since Monday.\n")
+    browser.find_element(By.ID, "msg-attachment").send_keys(str(attachment))
     browser.find_element(By.XPATH, "//button[.='Send']").click()
     _wait(browser, lambda d: 'Your message "Question about my allergy" was sent.' in _text(d))
     threads = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=msg-threads]")
@@ -430,6 +433,15 @@ def test_writing_to_the_care_team(site: dict[str, Any], browser: Any) -> None:
     summary.click()
     thread = summary.find_element(By.XPATH, "..")
     assert "Can I take amoxicillin?" in thread.text and "From You" in thread.text
+    # the attachment, a Binary of the patient, downloads unchanged
+    downloads = tmp_path / "downloads"
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    thread.find_element(By.XPATH, ".//button[.='Download the attachment rash-notes.txt']").click()
+    copy = downloads / "rash-notes.txt"
+    _wait(browser, lambda d: copy.is_file() and copy.stat().st_size > 0)
+    assert copy.read_text() == attachment.read_text()
     thread.find_element(By.TAG_NAME, "textarea").send_keys("It is for a sore throat.")
     thread.find_element(By.XPATH, ".//button[.='Send reply']").click()
     _wait(

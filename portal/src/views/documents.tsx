@@ -7,68 +7,13 @@
 import { useState } from "preact/hooks";
 import { problemText, search, useLoad, useSession } from "../data";
 import { conceptText, conceptsText, formatDate, type Json } from "../fhir";
-import type { Client } from "../smart";
+import { DownloadButton, base64Of } from "../download";
 import { Empty, NotAvailable, Section, Show } from "../ui";
 
 function inline(document: Json): string | undefined {
   const attachment = document.content?.[0]?.attachment;
   if (!attachment?.data) return undefined;
   return `data:${attachment.contentType || "application/octet-stream"};base64,${attachment.data}`;
-}
-
-/** Fetch a file with the session's token and hand it to the browser as a download. */
-async function download(client: Client, url: string, filename: string, type = "application/pdf"): Promise<void> {
-  // fetch itself (not client.request, which reads text and JSON bodies as such)
-  await client.refreshIfNeeded();
-  const response = await fetch(new URL(url, `${client.state.serverUrl.replace(/\/$/, "")}/`), {
-    headers: { Accept: type, Authorization: `Bearer ${client.state.tokenResponse?.access_token}` },
-  });
-  if (!response.ok) {
-    const text = await response.text();
-    throw Object.assign(new Error(`HTTP ${response.status} ${text}`), { status: response.status });
-  }
-  const blob = await response.blob();
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = filename;
-  document.body.appendChild(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
-}
-
-function DownloadButton({
-  url,
-  filename,
-  label,
-  type,
-}: {
-  url: string;
-  filename: string;
-  label: string;
-  type?: string;
-}) {
-  const { client } = useSession();
-  const [state, setState] = useState<{ busy?: boolean; done?: boolean; problem?: string }>({});
-  const start = async () => {
-    setState({ busy: true });
-    try {
-      await download(client, url, filename, type);
-      setState({ done: true });
-    } catch (error) {
-      setState({ problem: problemText(error) });
-    }
-  };
-  return (
-    <div class="download">
-      <button type="button" class="secondary" onClick={start} disabled={state.busy}>
-        {state.busy ? "Preparing…" : label}
-      </button>
-      <span role="status" class={state.problem ? "problem" : "muted"}>
-        {state.problem ? `Could not download: ${state.problem}` : state.done ? " Downloaded." : ""}
-      </span>
-    </div>
-  );
 }
 
 export function Documents() {
@@ -162,14 +107,6 @@ const EXTENSIONS: Record<string, string> = {
 };
 const MAX_BYTES = 10 * 1024 * 1024;
 
-function base64Of(file: File): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
 
 /** Upload a file as a DocumentReference about the patient (the bytes inline; the server
  * checks the type and size and keeps them in a Binary). */

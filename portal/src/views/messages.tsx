@@ -6,6 +6,7 @@
 import { useState } from "preact/hooks";
 import { problemText, search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, humanName, type Json } from "../fhir";
+import { DownloadButton, UPLOAD_MAX_BYTES, UPLOAD_TYPES, base64Of } from "../download";
 import type { Client } from "../smart";
 import { Empty, NotAvailable, Section, Show } from "../ui";
 
@@ -107,7 +108,7 @@ export function Messages() {
                             {m.received ? "" : " (unread)"}
                           </p>
                           {(m.payload || []).map((part: Json, i: number) => (
-                            <p key={i}>{part.contentString || (part.contentAttachment ? `Attachment: ${part.contentAttachment.title || "file"}` : "")}</p>
+                            <Part key={i} part={part} />
                           ))}
                         </div>
                       ))}
@@ -147,6 +148,36 @@ async function careTeam(client: Client, patientId: string): Promise<Person[]> {
   return [...people.values()];
 }
 
+/** Upload a file as a Binary secured by the patient (readable by whoever may read the
+ * patient's record: the patient, their caregivers, staff) for a message to refer to. */
+async function attach(client: Client, patientId: string, file: File): Promise<Json> {
+  const binary = (await client.create({
+    resourceType: "Binary",
+    contentType: file.type,
+    securityContext: { reference: `Patient/${patientId}` },
+    data: await base64Of(file),
+  } as any)) as Json;
+  return { contentType: file.type, url: `Binary/${binary.id}`, title: file.name, size: file.size };
+}
+
+/** One part of a message: its text, or its attachment to download. */
+function Part({ part }: { part: Json }) {
+  const attachment = part.contentAttachment;
+  if (!attachment) return <p>{part.contentString || ""}</p>;
+  const title = attachment.title || "attachment";
+  if (/^Binary\/[^/]+$/.test(attachment.url || "")) {
+    return (
+      <DownloadButton
+        url={attachment.url}
+        filename={title}
+        label={`Download the attachment ${title}`}
+        type={String(attachment.contentType || "application/octet-stream").split(";")[0]}
+      />
+    );
+  }
+  return <p>Attachment: {title}</p>;
+}
+
 async function send(client: Client, message: Json): Promise<void> {
   await client.create({
     resourceType: "Communication",
@@ -166,15 +197,22 @@ function Compose({ people, sender, onSent }: { people: Person[]; sender: string;
     const to = value("to");
     const subject = value("subject");
     const text = value("text");
+    const file = (form.elements.namedItem("attachment") as HTMLInputElement).files?.[0];
     if (!subject || !text) return setState({ problem: "write a subject and a message" });
+    if (file && !UPLOAD_TYPES.includes(file.type)) {
+      return setState({ problem: "attach a PDF, PNG, JPEG, HEIC or plain text file" });
+    }
+    if (file && file.size > UPLOAD_MAX_BYTES) return setState({ problem: "the file is larger than 10 MB" });
     setState({ busy: true });
     try {
+      const payload: Json[] = [{ contentString: text }];
+      if (file) payload.push({ contentAttachment: await attach(client, patientId, file) });
       await send(client, {
         subject: { reference: `Patient/${patientId}` },
         topic: { text: subject },
         recipient: [{ reference: to }],
         sender: { reference: sender },
-        payload: [{ contentString: text }],
+        payload,
       });
       form.reset();
       onSent();
@@ -198,6 +236,8 @@ function Compose({ people, sender, onSent }: { people: Person[]; sender: string;
       <input id="msg-subject" name="subject" type="text" maxLength={200} required />
       <label for="msg-text">Message</label>
       <textarea id="msg-text" name="text" rows={5} maxLength={5000} required />
+      <label for="msg-attachment">Attach a file (optional: PDF, PNG, JPEG, HEIC or text, up to 10 MB)</label>
+      <input id="msg-attachment" name="attachment" type="file" accept={UPLOAD_TYPES.join(",")} />
       <button type="submit" class="primary" disabled={state.busy}>
         {state.busy ? "Sending…" : "Send"}
       </button>
