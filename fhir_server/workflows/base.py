@@ -123,6 +123,8 @@ class Change:
 
 
 RuleFn = Callable[["Transaction", Change], Awaitable[None]]
+Refusal = FhirError | Callable[[list[StoredVersion]], FhirError]
+"""What :meth:`Transaction.exclusive` answers when something matches at commit time."""
 
 _RULES: dict[str, list[RuleFn]] = {}
 
@@ -192,7 +194,7 @@ class Transaction:
     changes: list[Change]
     added: list[WriteRequest] = field(default_factory=list)
     pins: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    exclusions: list[tuple[Change, SearchQuery, FhirError]] = field(default_factory=list)
+    exclusions: list[tuple[Change, SearchQuery, Refusal]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     """Scratch space shared by the rules of one evaluation (e.g. slots claimed)."""
     settings: Any = None
@@ -255,9 +257,10 @@ class Transaction:
         self.added.append(request)
         return f"{request.type}/{request.id}"
 
-    def exclusive(self, change: Change, query: SearchQuery, refusal: FhirError) -> None:
+    def exclusive(self, change: Change, query: SearchQuery, refusal: Refusal) -> None:
         """Commit the create ``change`` only if nothing matches ``query`` at commit time
-        (atomically, as a conditional create); ``refusal`` otherwise."""
+        (atomically, as a conditional create); ``refusal`` otherwise (or what it returns
+        for the resources that matched, when it is a function: a message naming them)."""
         self.exclusions.append((change, query, refusal))
 
     def changing(self, types: Iterable[str]) -> list[Change]:

@@ -130,8 +130,9 @@ class WorkflowStore:
             raise AccessDenied(source.get(id(failed), failed)) from None
         except ConditionMatched:
             for change, query, refusal in tx.exclusions:
-                if (await tx.search(query, 1)) and change.request.unless_exists is None:
-                    raise refusal from None
+                found = await tx.search(query, 1)
+                if found and change.request.unless_exists is None:
+                    raise (refusal if isinstance(refusal, FhirError) else refusal(found)) from None
             raise
         except (VersionConflict, AlreadyExists):
             if pinned and not await self._client_conditions_failed(originals):
