@@ -66,3 +66,44 @@ async def test_the_account_api_needs_a_users_openid_token(env: Env) -> None:
     no_openid = await env.http.get("/auth/account/apps", headers=staff(env, "user/*.rs"))
     assert no_openid.status_code == 403
     assert no_openid.json()["error"] == "insufficient_scope"
+
+
+async def test_removing_an_app_stops_its_subscriptions(tmp_path: Path) -> None:
+    """Issue 21's "a revoked connected app's token and subscriptions stop": the app
+    removed through the account API, the Subscription it made ends in error and hears
+    nothing more."""
+    import asyncio
+
+    from fhir_server.events.grants import GRANT_REVOKED
+    from tests.hook_receiver import receiver
+    from tests.smart_support import real_app, system_headers
+    from tests.test_subscriptions_revocation import JSON, observation, signed_in, status_of
+
+    with receiver() as hook:
+        async with real_app(tmp_path, outbound_allow="127.0.0.1") as env:
+            client_id, tokens = await signed_in(env)
+            body = {
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": "my results",
+                "criteria": "Observation?",
+                "channel": {"type": "rest-hook", "endpoint": hook.url},
+            }
+            created = await env.http.post(
+                "/fhir/Subscription", json=body, headers={**bearer_of(tokens), **JSON}
+            )
+            assert created.status_code == 201, created.text
+            sid = created.json()["id"]
+            await status_of(env, sid, "active")
+            admin = {**system_headers(env.auth), **JSON}
+            await env.http.post("/fhir/Observation", json=observation(), headers=admin)
+            await asyncio.to_thread(hook.wait_for, 1)
+            removed = await env.http.delete(
+                f"/auth/account/apps/{client_id}", headers=bearer_of(tokens)
+            )
+            assert removed.status_code == 204
+            stopped = await status_of(env, sid, "error")
+            assert stopped["error"] == GRANT_REVOKED
+            await env.http.post("/fhir/Observation", json=observation(), headers=admin)
+            await asyncio.sleep(1.0)
+            assert len(hook.snapshot()) == 1
