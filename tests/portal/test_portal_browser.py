@@ -453,6 +453,33 @@ def test_writing_to_the_care_team(site: dict[str, Any], browser: Any, tmp_path: 
     )
 
 
+def test_booking_and_cancelling_an_appointment(site: dict[str, Any], browser: Any) -> None:
+    """With the server's Appointment/$find and $book: a free time found, booked (listed
+    as upcoming), then cancelled."""
+    from selenium.webdriver.common.by import By
+
+    statement = httpx.get(f"{site['server'].base}/metadata").json()
+    appointment = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Appointment")
+    if not {"find", "book"} <= {op["name"] for op in appointment.get("operation", [])}:
+        pytest.skip("this server does not offer Appointment/$find and $book")
+    _nav(browser, "Appointments")
+    browser.find_element(By.XPATH, "//button[.='Find free times']").click()
+    free = _wait(browser, lambda d: d.find_elements(By.XPATH, "//button[starts-with(., 'Book ')]"))
+    when = free[0].text.removeprefix("Book ")
+    free[0].click()
+    _wait(browser, lambda d: f"Booked: {when}" in _text(d))
+    upcoming = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=appts-upcoming]")
+    cancel = _wait(
+        browser,
+        lambda d: upcoming.find_elements(
+            By.XPATH, f".//button[.='Cancel the appointment of {when}']"
+        ),
+    )
+    cancel[0].click()
+    browser.switch_to.alert.accept()
+    _wait(browser, lambda d: f"The appointment of {when} is cancelled." in _text(d))
+
+
 def test_a_result_trend_chart_and_reload(site: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
