@@ -10,6 +10,8 @@ patient education (issue 20, "Documents" and "Education").
 - :mod:`.ips`: the International Patient Summary document Bundle
   (https://hl7.org/fhir/uv/ips/);
 - :mod:`.pdf`: PDF rendering with fpdf2 (summary, immunization record, visit summary);
+- :mod:`.visit`: the visit summary of an Encounter; :mod:`.auto_visit` files it when an
+  Encounter is finished (``FHIR_SERVER_AUTO_VISIT_SUMMARY=on``);
 - :mod:`.catalogue`: the patient-education catalogue (DocumentReferences) and its
-  starter content.
+  starter content (:mod:`.catalogue_data`).
 """

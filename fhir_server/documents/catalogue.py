@@ -134,12 +134,13 @@ def matching(
     catalogue: Iterable[dict[str, Any]], codes: set[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     """The current entries of ``catalogue`` that cover one of ``codes`` ((system, code)),
-    by title."""
+    by title. A DocumentReference with a ``subject`` is some patient's, never an entry:
+    the catalogue is read without the caller's access limits."""
     icd = {code for system, code in codes if system == ICD10CM}
     found = []
     for resource in catalogue:
-        if resource.get("status") != "current":
-            continue
+        if resource.get("status") != "current" or "subject" in resource:
+            continue  # a patient's own document is no catalogue entry, whatever its category
         for system, code in _covered(resource):
             if (system, code) in codes or (
                 system == ICD10CM and any(c.startswith(code) for c in icd)

@@ -55,6 +55,22 @@ async def test_education_matches_conditions_and_medications(
     assert other.status_code == 404
 
 
+async def test_a_patients_document_with_the_category_is_not_an_entry(
+    app: Any, http: httpx.AsyncClient, admin: dict[str, str], alice: dict[str, str]
+) -> None:
+    await load_catalogue(app.state.store)
+    bobs = {
+        **starter_entries()[0],
+        "id": "bobs-letter",
+        "description": "Bob's own letter",
+        "subject": {"reference": "Patient/bob"},
+    }
+    assert (await http.put("DocumentReference/bobs-letter", json=bobs, headers=admin)).is_success
+    response = await http.get("Patient/alice/$education", headers=alice)
+    assert "Bob" not in response.text
+    assert len(response.json()["entry"]) == 2
+
+
 async def test_no_match_is_an_empty_bundle(
     app: Any, http: httpx.AsyncClient, admin: dict[str, str], alice: dict[str, str]
 ) -> None:
