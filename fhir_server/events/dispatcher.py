@@ -55,7 +55,13 @@ from fhir_server.events import email_channel
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.events.grants import GrantCheck
 from fhir_server.events.hook_client import HookClient
-from fhir_server.events.matching import Matcher
+from fhir_server.events.matching import (
+    Matcher,
+    Needs,
+    candidates,
+    reference_needs,
+    refs_of,
+)
 from fhir_server.events.outbox import CursorState, Notification, Outbox
 from fhir_server.events.rest_hook import deliver
 from fhir_server.events.statuses import (
@@ -81,10 +87,6 @@ POLL = 0.1
 other processes)."""
 COALESCE = 0.002
 """Seconds a wake-up waits, so that the commits of a burst are read in one look."""
-SEARCH_SPACING = 0.0003
-"""Seconds between looks per distinct criteria held (each look is one search per
-criteria): with 100 subscriptions of different criteria, at most 1 / (100 * 0.0003) =
-33 looks a second while writes keep coming."""
 RELOAD = 1.0
 """Seconds between listings of the Subscriptions (at once after one is written here)."""
 LEASE = 10.0
@@ -117,6 +119,8 @@ class Held:
     access: AccessClause | None
     group: tuple[str, str]
     """Subscriptions with the same criteria and creator match with one search."""
+    needs: Needs
+    """What a resource must refer to to match (``matching.reference_needs``)."""
     position: int
     """Every event up to here was sent or did not match."""
     number: int
@@ -214,19 +218,22 @@ class Dispatcher:
         assert self._wake is not None
         while True:
             self._wake.clear()
+            began = time.perf_counter()
             try:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("subscription dispatch failed; trying again")
+            spent = time.perf_counter() - began
             with contextlib.suppress(TimeoutError):
                 # not wait_for: on Python 3.11 it can swallow the cancellation of stop()
                 # when the wait ends at the same moment, and stop() then waits forever
                 async with asyncio.timeout(POLL):
                     await self._wake.wait()
-            groups = len({h.group for h in self._held.values()})
-            await asyncio.sleep(max(COALESCE, SEARCH_SPACING * groups))
+            # at least as long as the look took: under a stream of writes the looks take
+            # at most about half of the event loop, and each reads more events at once
+            await asyncio.sleep(max(COALESCE, spent))
 
     async def tick(self) -> None:
         now = time.time()
@@ -346,6 +353,7 @@ class Dispatcher:
             subscription=resource,
             version=stored.version,
             criteria=criteria,
+            needs=reference_needs(criteria),
             access=subscriber_access(resource),
             group=group,
             position=cursor.position,
@@ -415,10 +423,22 @@ class Dispatcher:
             groups: dict[tuple[str, str], list[Held]] = defaultdict(list)
             for held in pending:
                 groups[held.group].append(held)
+            refs = None
+            if any(h.needs for h in pending):  # the pre-filter: each resource indexed once
+                indexed = await self.matcher.rows_of(events)
+                refs = refs_of(indexed)
             for group in groups.values():
                 lowest = min(h.matched for h in group)
-                batch = [e for e in events if e.seq > lowest]
                 first = group[0]
+                if first.needs and refs is not None:
+                    maybe = candidates(first.needs, refs)
+                    batch = [
+                        e
+                        for e in events
+                        if e.seq > lowest and (e.seq in maybe or e.seq not in indexed)
+                    ]
+                else:
+                    batch = [e for e in events if e.seq > lowest]
                 found = await self.matcher.matches(batch, first.criteria, first.access)
                 for held in group:
                     if self._held.get(held.key) is not held:

@@ -7,6 +7,11 @@ that search's results"), with the store's own search engine.
   Subscription's creator (one search for a whole batch of events). The search sees the
   current versions: an event whose resource has a newer version since is passed over (the
   newer one's event is matched in its turn: the receiver gets the latest state).
+- Before searching, a batch is cut to the events that can match at all: when the criteria
+  names references (``subject=Patient/123``, no chain, no ``:not``), an event whose
+  resource has no such reference in its search index rows (the same indexer the store
+  uses) cannot be in the results. With many subscriptions of different patients, most
+  groups then need no search for a batch. The search still decides.
 - A deletion matches when the version it deleted did: that version is written to a
   scratch SQLite store of this process (a temporary file, renewed now and then) and the
   same search runs there. Criteria that follow references (chained parameters, ``_has``)
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,67 @@ from fhir_server.events.outbox import Event, Notification
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.storage.base import WriteRequest
 from resources import fhir_json
-from resources.search.query import AccessClause, SearchQuery
+from resources.search.extract import indexer_for
+from resources.search.model import IndexRow, ReferenceRow
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
+from resources.search.query import AccessClause, Clause, ReferenceMatch, SearchQuery
+
+Needs = tuple[tuple[str, frozenset[tuple[str | None, str]]], ...]
+"""Per reference parameter of a criteria: the (type, id) targets one of which a matching
+resource must refer to (a type of None: any type)."""
+
+
+def reference_needs(criteria: SearchQuery) -> Needs:
+    """What a resource must refer to in order to be in the criteria's results (see the
+    module): the plain reference clauses (``param=Type/id,...``)."""
+    needs = []
+    for clause in criteria.conditions:
+        if not isinstance(clause, Clause) or clause.negate or clause.param.type != "reference":
+            continue
+        values = clause.values
+        if values and all(
+            isinstance(v, ReferenceMatch)
+            and v.target_id
+            and v.url is None
+            and v.version is None
+            and v.identifier_value is None
+            and v.identifier_system is None
+            and not v.below
+            for v in values
+        ):
+            targets = frozenset((v.target_type, v.target_id) for v in values)  # type: ignore[union-attr]
+            needs.append((clause.param.code, targets))
+    return tuple(needs)
+
+
+Refs = dict[tuple[str, str | None, str], set[int]]
+"""The events (seqs) whose resource refers, through a reference parameter, to a target:
+``(code, type, id)``, and ``(code, None, id)`` for matching by id alone."""
+
+
+def refs_of(rows_by_seq: dict[int, list[IndexRow]]) -> Refs:
+    refs: Refs = defaultdict(set)
+    for seq, rows in rows_by_seq.items():
+        for row in rows:
+            if isinstance(row, ReferenceRow) and row.target_id is not None:
+                refs[(row.code, row.target_type, row.target_id)].add(seq)
+                refs[(row.code, None, row.target_id)].add(seq)
+    return refs
+
+
+def candidates(needs: Needs, refs: Refs) -> set[int]:
+    """The seqs (among the indexed ones) whose resources meet every need."""
+    found: set[int] | None = None
+    for code, targets in needs:
+        meeting: set[int] = set()
+        for type_, id_ in targets:
+            meeting |= refs.get((code, type_, id_), set())
+        found = meeting if found is None else found & meeting
+        if not found:
+            return set()
+    return found or set()
+
 
 SCRATCH_WRITES = 1000
 """Writes to the scratch store before it is replaced by an empty one."""
@@ -44,8 +110,34 @@ class Matcher:
     async def close(self) -> None:
         await self._drop_scratch()
 
+    async def rows_of(self, events: list[Event]) -> dict[int, list[IndexRow]]:
+        """The search index rows of the current versions of the resources of ``events``
+        (not deletions), by the seq of the event of that version: one search by ``_id``
+        per type (an event whose resource changed since gets no rows: it is searched)."""
+        out: dict[int, list[IndexRow]] = {}
+        by_type: dict[str, dict[str, Event]] = defaultdict(dict)
+        for event in events:
+            if event.method != "delete":
+                by_type[event.type][event.id] = event
+        seqs = {(e.type, e.id, e.version): e.seq for e in events}
+        for type_, wanted in by_type.items():
+            every = parse_search(
+                [type_], [], strict=True, params_for=search_params, max_count=1, default_count=1
+            )
+            query = matching_query(every, tuple(wanted), None)
+            page = await self.store.search(query, None, len(wanted), False)
+            for stored in page.entries:
+                seq = seqs.get((stored.type, stored.id, stored.version))
+                if seq is not None and stored.content is not None:
+                    resource = fhir_json.loads(stored.content)
+                    out[seq] = indexer_for(type_).index(resource)[0]
+        return out
+
     async def matches(
-        self, events: list[Event], criteria: SearchQuery, access: AccessClause | None
+        self,
+        events: list[Event],
+        criteria: SearchQuery,
+        access: AccessClause | None,
     ) -> dict[int, Notification]:
         """The notifications of the matching events, by seq."""
         found: dict[int, Notification] = {}
