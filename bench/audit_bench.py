@@ -10,7 +10,10 @@ demo-data`` + ``fhir-server import``; ``client_credentials`` tokens with ``syste
 Each round starts one server with audit off and one with audit on (``fhir-server serve
 --workers W``, log level ``warning``), and runs every scenario (``read``: ``GET
 Patient/{id}``; ``search``: ``Observation?patient=X&code=Y&_sort=-date``; ``everything``:
-``Patient/{id}/$everything``) for ``--duration`` seconds after a warm-up. Shared machines
+``Patient/{id}/$everything``) for ``--duration`` seconds after a warm-up, then waits 6 s
+(the trail writes the reads it grouped over its 5 s window) and reads the CPU seconds the
+server's processes used (``/proc/PID/stat``): CPU per request is the cost that the
+machine's load does not blur. Shared machines
 drift by up to 20% from one minute to the next: alternating off and on and taking the
 median of the rounds (``--rounds``) compares like with like. With audit on, every
 request of a round is an AuditEvent (or more: one per patient a search returned) written
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import statistics
 import sys
@@ -62,12 +66,18 @@ def main(argv: list[str] | None = None) -> int:
                     warm = Load(args.connections, args.warmup)
                     data = workdir / "data.txt"
                     run_wrk(wrk, server.url, scenario, data, warm, token=token, prefix="w")
+                    before = _cpu_seconds(server)
                     result = run_wrk(wrk, server.url, scenario, data, load, token=token)
+                    time.sleep(6.0)  # the trail writes what it still holds (a 5 s window)
+                    used = _cpu_seconds(server) - before
+                    result["cpu_us_per_request"] = round(used / max(result["requests"], 1) * 1e6, 1)
                     runs.setdefault(scenario, {}).setdefault(audit, []).append(result)
                     print(
                         f"round {round_ + 1}, audit {audit:3}, {scenario:10}:"
                         f" {result['requests_per_s']:8.1f} req/s  p50 {result['p50_ms']} ms"
-                        f"  p99 {result['p99_ms']} ms  errors {result['errors']}",
+                        f"  p99 {result['p99_ms']} ms"
+                        f"  CPU {result['cpu_us_per_request']} us/request"
+                        f"  errors {result['errors']}",
                         flush=True,
                     )
             finally:
@@ -104,11 +114,26 @@ def _server(storage: str, workers: int, audit: str, log: Path) -> ServerProcess:
     return ServerProcess(command, port, "/fhir/metadata", log, env)
 
 
+def _cpu_seconds(server: ServerProcess) -> float:
+    """CPU seconds (user + system) the server's processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in server.pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _row(scenario: str, by_audit: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     off = [r["requests_per_s"] for r in by_audit["off"]]
     on = [r["requests_per_s"] for r in by_audit["on"]]
     p50 = {k: statistics.median(r["p50_ms"] for r in v) for k, v in by_audit.items()}
     p99 = {k: statistics.median(r["p99_ms"] for r in v) for k, v in by_audit.items()}
+    cpu = {k: statistics.median(r["cpu_us_per_request"] for r in v) for k, v in by_audit.items()}
     return {
         "scenario": scenario,
         "off_per_s": off,
@@ -116,6 +141,8 @@ def _row(scenario: str, by_audit: dict[str, list[dict[str, Any]]]) -> dict[str, 
         "off_median": statistics.median(off),
         "on_median": statistics.median(on),
         "on_over_off": round(statistics.median(on) / statistics.median(off), 3),
+        "cpu_us_per_request": cpu,
+        "cpu_on_over_off": round(cpu["on"] / cpu["off"], 3),
         "p50_ms": p50,
         "p99_ms": p99,
         "errors": sum(r["errors"] for v in by_audit.values() for r in v),
@@ -132,12 +159,14 @@ def _print(rows: list[dict[str, Any]], events: int) -> None:
     print()
     print(
         f"{'scenario':12} {'off req/s':>10} {'on req/s':>10} {'on/off':>7}"
-        "  p50 off/on ms  p99 off/on ms"
+        "  CPU us/req off/on  on/off  p50 off/on ms  p99 off/on ms"
     )
     for r in rows:
         print(
             f"{r['scenario']:12} {r['off_median']:10.1f} {r['on_median']:10.1f}"
-            f" {r['on_over_off']:7.3f}  {r['p50_ms']['off']:.2f}/{r['p50_ms']['on']:.2f}"
+            f" {r['on_over_off']:7.3f}  {r['cpu_us_per_request']['off']:8.0f}/"
+            f"{r['cpu_us_per_request']['on']:<8.0f} {r['cpu_on_over_off']:6.3f}"
+            f"  {r['p50_ms']['off']:.2f}/{r['p50_ms']['on']:.2f}"
             f"       {r['p99_ms']['off']:.2f}/{r['p99_ms']['on']:.2f}"
         )
     print(f"AuditEvents in the store at the end: {events:,}")
