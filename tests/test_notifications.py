@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,11 @@ def mailbox() -> Iterator[Mailbox]:
         yield box
 
 
-@pytest.fixture(params=STORES)
-async def http(
-    request: pytest.FixtureRequest, tmp_path: Path, mailbox: Mailbox
-) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def served(kind: str, tmp_path: Path, mailbox: Mailbox) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on a store of ``kind``, mailing through ``mailbox``; a client of it."""
     settings = Settings(
-        storage=storage_url(request.param, tmp_path),
+        storage=storage_url(kind, tmp_path),
         auth="smart",
         smtp_url=mailbox.url,
         smtp_from="portal@clinic.example",
@@ -54,6 +54,14 @@ async def http(
         async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+@pytest.fixture(params=STORES)
+async def http(
+    request: pytest.FixtureRequest, tmp_path: Path, mailbox: Mailbox
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(request.param, tmp_path, mailbox) as client:
+        yield client
 
 
 def bearer(http: httpx.AsyncClient, scope: str, **context: Any) -> dict[str, str]:
@@ -271,3 +279,48 @@ async def test_an_email_subscription_mails_no_detail(
     assert "Observation" in body and "Ward 3 results" in body and PORTAL in body
     for detail in ("Glucose", "2345-7", "312", "alice"):
         assert detail not in body
+
+
+async def test_a_moved_appointment_is_reminded_at_its_new_time_a_cancelled_one_not(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """Once, on SQLite: the scan's searches are the store's (the reminder test above runs
+    on every store)."""
+    async with served("sqlite", tmp_path, mailbox) as http:
+        await _moved_and_cancelled(http, mailbox)
+
+
+async def _moved_and_cancelled(http: httpx.AsyncClient, mailbox: Mailbox) -> None:
+    admin = bearer(http, "system/*.cruds")
+    await seed(http, admin)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def at(seconds: int) -> str:
+        return (now + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+    def appointment(start: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": at(start),
+            "end": at(start + 1200),
+            "participant": [{"actor": {"reference": "Patient/alice"}, "status": "accepted"}],
+        }
+
+    moved = (await http.post("Appointment", json=appointment(3600), headers=admin)).json()
+    dropped = (await http.post("Appointment", json=appointment(11), headers=admin)).json()
+    cancelled = {**dropped, "status": "cancelled"}
+    assert (
+        await http.put(f"Appointment/{dropped['id']}", json=cancelled, headers=admin)
+    ).is_success
+    rescheduled = {**moved, "start": at(12), "end": at(1200)}
+    assert (
+        await http.put(f"Appointment/{moved['id']}", json=rescheduled, headers=admin)
+    ).is_success
+    await asyncio.sleep(9)  # past the 8 s lead of both
+    subjects = sorted(m["Subject"] for m in mailbox.snapshot())
+    assert subjects.count("Appointment reminder") == 2, subjects  # alice and mum, moved one
+    assert subjects.count("Your appointment was cancelled") == 2
+    assert subjects.count("Your appointment changed") == 2
+    reminders = [m for m in mailbox.snapshot() if m["Subject"] == "Appointment reminder"]
+    assert all(at(12) in text_of(m) for m in reminders)
