@@ -8,6 +8,8 @@
   population (:mod:`fhir_server.demo_data`), with demo sign-ins for the portal;
 - ``fhir-server compact [--storage URL]``: a SQLite file brought to the current schema and
   rewritten without its free pages;
+- ``fhir-server schedule create --actor Practitioner/x --from D --to D --hours …``: a
+  Schedule and its free Slots (:mod:`fhir_server.cli_schedule`);
 - ``fhir-server invite``, ``users …``, ``clients …``, ``keys …``: SMART administration
   (:mod:`fhir_server.cli_admin` lists them);
 - ``fhir-server portal register``: the patient portal's SMART client
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.cli_admin import add_admin_commands, run_admin
+from fhir_server.cli_schedule import add_schedule_commands, run_schedule
 from fhir_server.config import Settings
 from fhir_server.portal.cli import add_portal_command, run_portal
 
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--storage", help=_STORAGE_HELP)
     add_admin_commands(commands)
     add_portal_command(commands)
+    add_schedule_commands(commands, _STORAGE_HELP)
     return parser
 
 
@@ -121,6 +125,8 @@ def _command(args: argparse.Namespace) -> int:
         return run_admin(args)
     if args.command == "portal":
         return run_portal(args)
+    if args.command == "schedule":
+        return run_schedule(args)
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -55,9 +55,11 @@ from __future__ import annotations
 from capability.support import SupportTable
 from capability.support import support_table as _type_table
 from fhir_server.operations import (
+    book,
     education,
     everything,
     export,
+    find,
     immunization_record,
     pay,
     summary,
@@ -73,6 +75,8 @@ OPERATIONS: tuple[Operation, ...] = (
     immunization_record.OPERATION,
     visit_summary.OPERATION,
     education.OPERATION,
+    find.OPERATION,
+    book.OPERATION,
 )
 """Every operation the server offers."""
 

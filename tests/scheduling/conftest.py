@@ -1,0 +1,76 @@
+"""Fixtures of the scheduling tests: the app with SMART on, on every store, seeded with
+``support.SEED``, a 48 h cancellation cutoff and a telehealth link template, and tokens of
+its own authorization server (patients, a caregiver, staff, a backend service)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from tests.conftest import BASE, STORES, storage_url
+from tests.patient_data.support import Token, bearer, issuer
+from tests.scheduling.support import TELEHEALTH, seed
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return Settings(
+        storage=storage_url(request.param, tmp_path),
+        auth="smart",
+        cancel_cutoff="48h",
+        telehealth_url_template=TELEHEALTH,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def token(app: Any) -> Token:
+    return issuer(app)
+
+
+@pytest.fixture
+def admin(token: Token) -> dict[str, str]:
+    return bearer(token("system/*.cruds"))
+
+
+@pytest.fixture
+async def http(app: Any, admin: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
+        await seed(client, admin)
+        yield client
+
+
+@pytest.fixture
+def alice(token: Token) -> dict[str, str]:
+    """The narrowest scopes a scheduling app needs."""
+    scopes = "patient/Slot.rs patient/Schedule.rs patient/Practitioner.rs patient/Appointment.cruds"
+    return bearer(token(scopes, patient="alice"))
+
+
+@pytest.fixture
+def bob(token: Token) -> dict[str, str]:
+    return bearer(token("patient/*.cruds", patient="bob"))
+
+
+@pytest.fixture
+def mum(token: Token) -> dict[str, str]:
+    """Alice's caregiver."""
+    return bearer(token("user/*.cruds", fhir_user="RelatedPerson/mum", patient="alice"))
+
+
+@pytest.fixture
+def staff(token: Token) -> dict[str, str]:
+    return bearer(token("user/*.cruds", fhir_user="Practitioner/dr"))

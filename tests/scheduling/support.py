@@ -1,0 +1,116 @@
+"""Data and helpers of the scheduling tests (issue 18): two patients, a caregiver, two
+practitioners with Schedules and Slots placed around the current time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+VR = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"}]}
+TELEHEALTH = "https://meet.example.org/{appointment_id}"
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def at(days: int, hour: int, minute: int = 0) -> str:
+    """An instant ``days`` from today (UTC midnight) at ``hour:minute``."""
+    moment = TODAY + timedelta(days=days, hours=hour, minutes=minute)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def slot(
+    id_: str, schedule: str, start: str, minutes: int = 20, status: str = "free", **extra: Any
+) -> dict[str, Any]:
+    end = datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=minutes)
+    return {
+        "resourceType": "Slot",
+        "id": id_,
+        "schedule": {"reference": f"Schedule/{schedule}"},
+        "status": status,
+        "start": start,
+        "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **extra,
+    }
+
+
+def schedule(id_: str, actor: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Schedule", "id": id_, "actor": [{"reference": actor}], **extra}
+
+
+def soon() -> str:
+    """A slot start a day ahead (inside a 48 h cancellation cutoff)."""
+    moment = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+SEED: list[dict[str, Any]] = [
+    {"resourceType": "Patient", "id": "alice", "name": [{"family": "Liddell"}]},
+    {"resourceType": "Patient", "id": "bob", "name": [{"family": "Bravo"}]},
+    {"resourceType": "Practitioner", "id": "dr", "name": [{"family": "Who"}]},
+    {"resourceType": "Practitioner", "id": "dr2", "name": [{"family": "House"}]},
+    {
+        "resourceType": "RelatedPerson",
+        "id": "mum",
+        "active": True,
+        "patient": {"reference": "Patient/alice"},
+    },
+    schedule(
+        "dr-sched",
+        "Practitioner/dr",
+        planningHorizon={"start": at(-30, 0)[:10], "end": at(60, 0)[:10]},
+    ),
+    schedule("dr2-sched", "Practitioner/dr2"),
+    schedule("dr-near", "Practitioner/dr", planningHorizon={"end": at(5, 0)[:10]}),
+    slot("s1", "dr-sched", at(3, 9)),
+    slot("s2", "dr-sched", at(3, 9, 20)),
+    slot("s3", "dr-sched", at(3, 9, 40)),
+    slot("s1-overlap", "dr-sched", at(3, 9, 10)),
+    slot("s-past", "dr-sched", at(-1, 9)),
+    slot("s-closed", "dr-sched", at(3, 11), status="busy-unavailable"),
+    slot("s-virtual", "dr-sched", at(4, 14), serviceType=[VR]),
+    slot("s-soon", "dr-sched", soon()),
+    slot("s-far", "dr-near", at(10, 9)),
+    slot("dr2-s1", "dr2-sched", at(3, 9)),
+]
+
+SLOTS = {r["id"]: r for r in SEED if r["resourceType"] == "Slot"}
+
+
+def appointment(
+    *slots: str, patient: str = "alice", practitioner: str | None = "dr", **extra: Any
+) -> dict[str, Any]:
+    """A booked Appointment of ``patient`` with ``practitioner`` in ``slots``."""
+    people = [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}]
+    if practitioner:
+        people.append(
+            {"actor": {"reference": f"Practitioner/{practitioner}"}, "status": "accepted"}
+        )
+    times: dict[str, Any] = {}
+    if slots and all(s in SLOTS for s in slots):
+        times = {"start": SLOTS[slots[0]]["start"], "end": SLOTS[slots[-1]]["end"]}
+    return {
+        "resourceType": "Appointment",
+        "status": "booked",
+        **times,
+        **({"slot": [{"reference": f"Slot/{s}"} for s in slots]} if slots else {}),
+        "participant": people,
+        **extra,
+    }
+
+
+async def seed(http: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    for resource in SEED:
+        path = f"{resource['resourceType']}/{resource['id']}"
+        response = await http.put(path, json=resource, headers=admin)
+        assert response.status_code in (200, 201), response.text
+
+
+async def status_of(http: httpx.AsyncClient, slot_id: str, admin: dict[str, str]) -> str:
+    return (await http.get(f"Slot/{slot_id}", headers=admin)).json()["status"]
+
+
+async def count(http: httpx.AsyncClient, query: str, admin: dict[str, str]) -> int:
+    response = await http.get(query, params={"_summary": "count"}, headers=admin)
+    assert response.status_code == 200, response.text
+    return int(response.json()["total"])
