@@ -9,13 +9,13 @@ and to no other patient. It is one search over every type, with a
 :class:`~resources.search.query.GrantClause` condition that the stores answer from the
 membership rows (a patient's few hundred, however large the store), paged with the
 stores' keyset cursors like any search: ``_count``, ``next`` links, stable while data
-changes. The first page of a record adds, as ``include`` entries, the resources the
-whole record refers to that are nobody's record (Practitioner, Organization, Location,
-Medication, ... and what those refer to in turn), and the Binaries its attachments are
-(``Attachment.url`` ``Binary/id``), each once: its later pages add none, so no resource
-is repeated across the pages of a record (a record longer than its first page is read
-to its end for that). Never another patient's data (an Observation of Bob referred to
-from Alice's DiagnosticReport is not in Alice's record).
+changes. Each page adds, as ``include`` entries, the resources its matches refer to
+that are nobody's record (Practitioner, Organization, Location, Medication, ... and
+what those refer to in turn), and the Binaries its attachments are (``Attachment.url``
+``Binary/id``), each once over the pages of a record: the ``next`` cursor carries a
+6-byte digest of each resource included so far, and a later page leaves those out.
+Never another patient's data (an Observation of Bob referred to from Alice's
+DiagnosticReport is not in Alice's record).
 
 Everything goes through the caller's store (the guarded store under SMART): the access
 rules hold for every entry as for a search. A patient-context token reads its own
@@ -30,17 +30,15 @@ Parameters: ``_count``, ``_since`` (resources changed at or after the instant), 
 are always in). At type level
 (``Patient/$everything``) the records of every patient the caller may read follow each
 other, patient by patient, on the same pages; each record brings what it refers to
-(once a page: a Practitioner of two patients on two pages is on both). The Bundle has a
+(a Practitioner of two patients' records on two pages is on both). The Bundle has a
 ``total`` at instance level (the record's matches); at type level none (it would count
 every patient's record).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -57,6 +55,7 @@ from fhir_server.operations.base import (
     OperationDefinition,
     OperationParameter,
 )
+from fhir_server.operations.everything_cursor import Position, digests, not_yet
 from fhir_server.operations.everything_params import (
     EverythingRequest,
     parse_request,
@@ -69,7 +68,7 @@ from resources.compartments import (
     patient_member_types,
 )
 from resources.definitions import RESOURCE_TYPES
-from resources.errors import FhirError, gone, invalid, not_found
+from resources.errors import FhirError, gone, not_found
 from resources.search.index.reference import parse_reference
 from resources.search.query import (
     Condition,
@@ -84,8 +83,6 @@ _MAX_PATIENTS_PER_PAGE = 100
 """Patients a type-level page walks through at most (a short page then has a ``next``
 link): records left empty by ``_type`` or ``_since`` do not make one request read every
 patient."""
-_SCAN = 1000
-"""Matches read at a time when a record is read to its end for what it refers to."""
 _REFERENCE_ROUNDS = 3
 """Referenced resources of referenced resources (PractitionerRole -> Practitioner ->
 Organization), this many steps from the page's matches."""
@@ -130,27 +127,11 @@ async def _record_page(
     return await ctx.store.search(_record_query(patient_id, request), cursor, count, with_total)
 
 
-async def _record_includes(
-    ctx: Context, patient_id: str, request: EverythingRequest, page: SearchPage, first: bool
-) -> list[StoredVersion]:
-    """What the record refers to, on its ``first`` page (from the whole record: the
-    page's matches and the rest, read to its end); nothing on its later pages."""
-    if not first or request.count == 0:
-        return []
-    record = list(page.entries)
-    cursor = page.next_cursor
-    while cursor is not None:
-        more = await _record_page(ctx, patient_id, request, cursor, _SCAN, False)
-        record += more.entries
-        cursor = more.next_cursor
-    return await _included(ctx, patient_id, record, request)
-
-
 async def _included(
     ctx: Context, patient_id: str, matches: Sequence[StoredVersion], request: EverythingRequest
 ) -> list[StoredVersion]:
-    """What ``matches`` refer to: the resources they refer to and the Binaries their
-    attachments are."""
+    """What a page adds to its matches: the resources they refer to and the Binaries
+    their attachments are."""
     if not matches:
         return []
     referenced = await _referenced(ctx, matches, request)
@@ -312,11 +293,15 @@ async def everything_instance(
         raise not_found(f"Patient/{patient_id} is not known")
     if patient.deleted:
         raise gone(f"Patient/{patient_id} was deleted")
-    cursor = Cursor.decode(request.cursor) if request.cursor else None
+    position = Position.decode(request.cursor)
+    cursor = Cursor.decode(position.record) if position.record else None
     page = await _record_page(ctx, patient_id, request, cursor, request.count, True)
-    included = await _record_includes(ctx, patient_id, request, page, cursor is None)
+    seen = position.included()
+    included = not_yet(await _included(ctx, patient_id, page.entries, request), seen)
     path = f"{MEMBERSHIP_COMPARTMENT}/{patient_id}/$everything"
-    next_cursor = page.next_cursor.encode() if page.next_cursor else None
+    next_cursor = None
+    if page.next_cursor is not None:
+        next_cursor = Position(None, page.next_cursor.encode(), digests(seen)).encode()
     bundle = _bundle(ctx, path, request, page.entries, included, next_cursor, page.total)
     return FhirResponse(200, bundle)
 
@@ -324,41 +309,16 @@ async def everything_instance(
 # -- type level -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Position:
-    """Where a type-level page starts: the Patient search's cursor that finds the
-    current patient first (None: the first patient), and the cursor in its record."""
-
-    patients: str | None = None
-    record: str | None = None
-
-    def encode(self) -> str:
-        payload = orjson.dumps({"p": self.patients, "r": self.record})
-        return base64.urlsafe_b64encode(payload).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str | None) -> _Position:
-        if not text:
-            return cls()
-        try:
-            payload = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            patients, record = payload["p"], payload["r"]
-            if not all(v is None or isinstance(v, str) for v in (patients, record)):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise invalid("Invalid paging cursor (_cursor)", "_cursor") from None
-        return cls(patients, record)
-
-
 async def everything_type(ctx: Context, request: EverythingRequest) -> FhirResponse:
     """``GET [base]/Patient/$everything``: the records of every patient the caller may
     read (a patient-context token: its own), one patient after the other."""
-    position = _Position.decode(request.cursor)
+    position = Position.decode(request.cursor)
     patients_cursor = Cursor.decode(position.patients) if position.patients else None
     record_cursor = Cursor.decode(position.record) if position.record else None
+    seen = position.included()  # of the record the page starts in
     matches: list[StoredVersion] = []
     included: list[StoredVersion] = []
-    next_position: _Position | None = None
+    next_position: Position | None = None
     for _ in range(_MAX_PATIENTS_PER_PAGE if request.count > 0 else 0):
         found = await ctx.store.search(
             SearchQuery((MEMBERSHIP_COMPARTMENT,)), patients_cursor, 1, False
@@ -370,17 +330,16 @@ async def everything_type(ctx: Context, request: EverythingRequest) -> FhirRespo
         room = request.count - len(matches)
         page = await _record_page(ctx, patient.id, request, record_cursor, room, False)
         matches += page.entries
-        first = record_cursor is None
-        included += await _record_includes(ctx, patient.id, request, page, first)
+        included += not_yet(await _included(ctx, patient.id, page.entries, request), seen)
         here = patients_cursor.encode() if patients_cursor else None
         if page.next_cursor is not None:
-            next_position = _Position(here, page.next_cursor.encode())
+            next_position = Position(here, page.next_cursor.encode(), digests(seen))
             break
         if found.next_cursor is None:
             next_position = None
             break
-        patients_cursor, record_cursor = found.next_cursor, None
-        next_position = _Position(patients_cursor.encode(), None)
+        patients_cursor, record_cursor, seen = found.next_cursor, None, set()
+        next_position = Position(patients_cursor.encode(), None)
         if len(matches) >= request.count:
             break
     included = _unique(included, matches)
