@@ -36,6 +36,13 @@ export function Home() {
   const messages = useLoad(`messages:${patientId}`, () =>
     search(client, `Communication?patient=${p}&_sort=-sent&_count=100&_include=Communication:sender`, 2),
   );
+  const refills = useLoad(`home-refills:${patientId}`, () =>
+    search(
+      client,
+      `Task?patient=${p}&code=${encodeURIComponent("http://hl7.org/fhir/CodeSystem/task-code|fulfill")}&status=requested,received,accepted,in-progress,ready,on-hold&_count=10`,
+      1,
+    ),
+  );
   const settled = [appointments, results, meds, bills, messages].every((l) => !l.loading);
   useEffect(() => {
     if (settled) performance.mark("portal-home-ready");
@@ -113,6 +120,24 @@ export function Home() {
           }}
         </Show>
         <a href="#/medications">Medications</a>
+      </Section>
+      <Section title="Refill requests" id="home-refills">
+        <Show loaded={refills} what="refill requests">
+          {(list) =>
+            list.length ? (
+              <ul class="plain">
+                {list.map((t) => (
+                  <li key={t.id}>
+                    {t.description || "Refill"}: <strong>{t.status === "requested" ? "requested" : "being prepared"}</strong>
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              <Empty>No refill requests waiting.</Empty>
+            )
+          }
+        </Show>
+        <a href="#/medications">Medications and refills</a>
       </Section>
       <Section title="Open bills" id="home-bills">
         <Show loaded={bills} what="bills">
