@@ -2,10 +2,16 @@
 
 This server speaks FHIR JSON only. An XML (or other) request body is refused with 415,
 a request that accepts only XML (or another unsupported format) with 406, each with an
-OperationOutcome.
+OperationOutcome. The exception is a Binary's raw bytes: ``POST [base]/Binary`` (or
+``PUT``) with the file's own ``Content-Type`` (and ``X-Security-Context``) stores them
+as a Binary (:func:`binary_resource`).
 """
 
 from __future__ import annotations
+
+import base64
+
+import orjson
 
 from resources.errors import FhirError
 
@@ -64,3 +70,28 @@ def response_media_type(accept: str | None, format_param: str | None) -> str:
     if acceptable and acceptable[0] == "application/json":
         return "application/json"
     return FHIR_JSON
+
+
+def is_raw_upload(type_: str | None, content_type: str | None) -> bool:
+    """Whether a create or update body is a Binary's raw bytes
+    (https://hl7.org/fhir/R4/binary.html#rest): the type is Binary and the
+    ``Content-Type`` is neither FHIR JSON nor XML."""
+    if type_ != "Binary" or not content_type:
+        return False
+    media = _media_type(content_type)
+    return media not in _JSON_TYPES and "xml" not in media
+
+
+def binary_resource(
+    content_type: str, data: bytes, security_context: str | None, id_: str | None = None
+) -> bytes:
+    """The FHIR JSON Binary of raw bytes sent with ``Content-Type`` (and the
+    ``X-Security-Context`` header: a reference such as ``Patient/123``)."""
+    binary: dict[str, str | dict[str, str]] = {"resourceType": "Binary"}
+    if id_ is not None:
+        binary["id"] = id_
+    binary["contentType"] = content_type.strip()
+    if security_context:
+        binary["securityContext"] = {"reference": security_context.strip()}
+    binary["data"] = base64.b64encode(data).decode("ascii")
+    return orjson.dumps(binary)

@@ -24,7 +24,12 @@ from fhir_server.config import Settings
 from fhir_server.documents.binary_raw import raw_binary, wants_raw
 from fhir_server.events.subscriptions import SubscriptionWrites, write_rule
 from fhir_server.failures import unexpected_failure
-from fhir_server.formats import request_body_kind, response_media_type
+from fhir_server.formats import (
+    binary_resource,
+    is_raw_upload,
+    request_body_kind,
+    response_media_type,
+)
 from fhir_server.headers import FHIR_RESPONSE_HEADERS, HSTS
 from fhir_server.interactions import Context, FhirResponse
 from fhir_server.interactions.bundle import batch_or_transaction
@@ -266,12 +271,13 @@ def _endpoint(
                 media = ""  # a Binary's own content type (fhir_server.documents.binary_raw)
             ctx = _context(request, code, params)
             kwargs = _path_arguments(table, code, request.path_params)
+            content_type = request.headers.get("content-type")
             if body_kind == "form":
                 kwargs["body"] = await _form_body(request, ctx.settings.max_body_bytes)
+            elif body_kind == "json" and is_raw_upload(kwargs.get("type_"), content_type):
+                kwargs["body"] = await _raw_binary(request, ctx, content_type, kwargs.get("id_"))
             elif body_kind is not None:
-                request_body_kind(
-                    request.headers.get("content-type"), allow_json_patch=body_kind == "patch"
-                )
+                request_body_kind(content_type, allow_json_patch=body_kind == "patch")
                 kwargs["body"] = await read_body(request, ctx.settings.max_body_bytes)
                 fhir_json.check_depth(kwargs["body"], ctx.settings.max_json_depth)
             result = await handler(ctx, **kwargs)
@@ -451,6 +457,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if not body.strip():
         raise invalid("The request has no body; a FHIR resource is required")
     return body
+
+
+async def _raw_binary(
+    request: Request, ctx: Context, content_type: str | None, id_: str | None
+) -> bytes:
+    """A Binary sent as its raw bytes, as FHIR JSON (``fhir_server.formats``)."""
+    data = await read_body(request, ctx.settings.max_body_bytes)
+    context = request.headers.get("x-security-context")
+    return binary_resource(content_type or "", data, context, id_)
 
 
 async def _form_body(request: Request, limit: int) -> bytes:

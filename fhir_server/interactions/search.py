@@ -49,6 +49,10 @@ _ACCURATE_BY_DEFAULT = True
 
 async def search_type(ctx: Context, type_: str, body: bytes | None = None) -> FhirResponse:
     items = _items(ctx, body)
+    if any(name == "_query" for name, _ in items):  # a named query (_query=inbox)
+        from fhir_server.interactions.named_query import named_query
+
+        return await named_query(ctx, type_, items)
     return await run(ctx, [type_], items, type_)
 
 
