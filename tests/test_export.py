@@ -553,6 +553,7 @@ async def test_round_trip_through_import(env: Env, tmp_path: Path) -> None:
     settings = Settings(
         storage=f"sqlite:///{tmp_path / 'copy.sqlite3'}",
         auth="off",
+        audit="off",  # nothing but the imported resources in the copy
         export_dir=str(tmp_path / "exports-copy"),
     )
     app = create_app(settings)
