@@ -2,11 +2,16 @@
 ``fhir-server serve`` over a demo population with demo sign-ins made by ``fhir-server
 demo-data --users``; the portal signs in through the server's login, patient picker and
 consent pages (SMART standalone launch with PKCE), shows the patient's data on every
-screen, draws a result trend chart, keeps its place on reload, lets a caregiver switch
-patients, and signs out with its tokens revoked. Every screen is checked with axe-core
-(no serious or critical WCAG 2.1 A/AA violation) at desktop width and at 375 px, where
-nothing may overflow sideways; screenshots of both go to ``.cache/portal-screenshots``
-(``PORTAL_SCREENSHOTS=docs/screenshots`` refreshes the README's).
+screen, draws a result trend chart, keeps its place on reload, refreshes its token,
+uploads and downloads documents, downloads a PDF summary, sends a message with an
+attachment and a reply, keeps notification choices, lists who accessed the record and
+the connected apps, books and cancels an appointment, pays a bill at the payment
+processor (the Stripe double), lets a caregiver ask for a refill and switch patients,
+and signs out with its tokens revoked (the features the server lacks skip, naming it).
+Every screen is checked with axe-core (no serious or critical WCAG 2.1 A/AA violation)
+at desktop width and at 375 px, where nothing may overflow sideways; screenshots of
+both go to ``.cache/portal-screenshots`` (``PORTAL_SCREENSHOTS=docs/screenshots``
+refreshes the README's).
 
 One run, not per store (the stores are covered by the in-process tests); the measured
 time from the redirect back from the login to an interactive home screen is printed and
