@@ -10,7 +10,8 @@ children's growth since birth (height, weight, head circumference, BMI), what th
 SMART sample apps read (growth chart, cardiac risk: hs-CRP with a lipid panel; blood
 pressures coded both 85354-9 and 55284-4), medication requests with
 refills (RxNorm, ``dispenseRequest.numberOfRepeatsAllowed``), Communication threads
-between patients and their practitioners, Coverage, Account, Invoices with line items,
+between patients and their practitioners (some unread), care teams, refill requests in
+every state (``fhir_server.demo.refills``), Coverage, Account, Invoices with line items,
 and RelatedPerson caregivers of young children and some elderly patients.
 
 The output is a pure function of ``(patients, seed, today)``: every patient has a random
@@ -45,6 +46,7 @@ from fhir_server.demo.patient import (
     medication_requests,
     patient,
 )
+from fhir_server.demo.refills import care_team, refill_requests
 from fhir_server.demo.visits import visits
 from fhir_server.storage.base import Store
 from resources import fhir_json
@@ -79,6 +81,8 @@ class Population:
         yield from medication_requests(person)
         yield from visits(person)
         yield from communications(person)
+        yield from care_team(person)
+        yield from refill_requests(person)
 
 
 async def write_population(

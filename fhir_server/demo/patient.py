@@ -19,6 +19,7 @@ from typing import Any
 from fhir_server.demo import codes as c
 from fhir_server.demo.growth import Body
 from fhir_server.demo.layout import Layout, ref, when
+from fhir_server.demo.refills import plan_refill, prior_prescription
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
@@ -58,6 +59,9 @@ class Person:
         self.conditions = rng.sample(c.CONDITIONS, rng.choice((0, 1, 1, 2, 2, 3)))
         obese = any(snomed == "162864005" for snomed, *_ in self.conditions)
         self.body = Body(self.gender == "male", born, obese, random.Random(rng.getrandbits(32)))
+        self.refill: tuple[int, str, datetime] | None = None
+        """The refill request of the patient (``fhir_server.demo.refills``): which
+        prescription, in which state, authored when."""
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -305,7 +309,10 @@ def medication_requests(person: Person) -> Iterator[dict[str, Any]]:
     for k, (rxnorm, display, sig, quantity, days, _) in enumerate(meds[:3], 1):
         authored = person.past(180, 3)
         active = days >= 30
-        yield {
+        renewal = active and plan_refill(person, k, authored) == "completed"
+        if renewal:
+            yield prior_prescription(person, k, rxnorm, display, sig, authored)
+        out = {
             "resourceType": "MedicationRequest",
             "id": person.sub_id("medrx", k),
             "status": "active" if active else "completed",
@@ -330,16 +337,25 @@ def medication_requests(person: Person) -> Iterator[dict[str, Any]]:
                 },
             },
         }
+        if renewal:
+            out["priorPrescription"] = ref("MedicationRequest", person.sub_id("medrx", 10 + k))
+        yield out
 
 
 def communications(person: Person) -> Iterator[dict[str, Any]]:
-    """Message threads: each reply points at the message it answers."""
+    """Message threads (the model of ``fhir_server.workflows.messaging``): the first
+    message names the topic, each reply points at the message it answers
+    (``inResponseTo``) and at the thread's first message (``partOf``). The last message
+    of one patient in three is still unread (``in-progress``, no ``received``)."""
     rng = person.rng
-    for t in range(rng.choice((0, 1, 1, 2))):
+    threads = rng.choice((0, 1, 1, 2))
+    for t in range(threads):
         topic, *messages = rng.choice(c.MESSAGE_TOPICS)
         sent = person.past(60, 3).replace(minute=rng.randint(0, 59))
         previous: str | None = None
-        for k, text in enumerate(m for m in messages if m):
+        first: str | None = None
+        texts = [m for m in messages if m]
+        for k, text in enumerate(texts):
             from_patient = k % 2 == 0
             id_ = person.sub_id("msg", 10 * (t + 1) + k)
             out: dict[str, Any] = {
@@ -363,6 +379,11 @@ def communications(person: Person) -> Iterator[dict[str, Any]]:
             }
             if previous is not None:
                 out["inResponseTo"] = [ref("Communication", previous)]
+                out["partOf"] = [ref("Communication", first or previous)]
+            if person.n % 3 == 0 and t == threads - 1 and k == len(texts) - 1:
+                out["status"] = "in-progress"
+                del out["received"]
+            first = first or id_
             previous = id_
             sent += timedelta(hours=rng.randint(1, 30))
             yield out
