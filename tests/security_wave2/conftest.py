@@ -1,0 +1,105 @@
+"""Fixtures of the wave-2 attack tests: the real application with SMART on, on every
+store (SQLite file, the MongoDB stand-in), payments pointed at the Stripe test double,
+seeded through its own API with ``support.SEED``; tokens of its own authorization
+server for the attackers (Alice's app, Alice's caregiver) and for staff."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from tests.conftest import BASE, STORES, storage_url
+from tests.doubles.fake_stripe import FakeStripe, fake_stripe
+from tests.patient_data.support import Token, bearer, issuer
+from tests.security_wave2.support import AUDIT_ABOUT_BOB, SEED
+
+
+@pytest.fixture(scope="module")
+def stripe_double() -> Iterator[FakeStripe]:
+    with fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path, stripe_double: FakeStripe) -> Settings:
+    return Settings(
+        storage=storage_url(request.param, tmp_path),
+        auth="smart",
+        payments="stripe",
+        stripe_secret_key=stripe_double.secret_key,
+        stripe_webhook_secret=stripe_double.webhook_secret,
+        stripe_api_base=stripe_double.api_base,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def token(app: Any) -> Token:
+    return issuer(app)
+
+
+@pytest.fixture
+def admin(token: Token) -> dict[str, str]:
+    return bearer(token("system/*.cruds"))
+
+
+@pytest.fixture
+async def http(app: Any, admin: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
+        # two transactions: the Appointments' rule reads their Slots as stored
+        for batch in (
+            [r for r in SEED if r["resourceType"] != "Appointment"],
+            [r for r in SEED if r["resourceType"] == "Appointment"],
+        ):
+            response = await client.post("", json=_transaction(batch), headers=admin)
+            assert response.status_code == 200, response.text
+        made = await client.post("AuditEvent", json=AUDIT_ABOUT_BOB, headers=admin)
+        assert made.status_code == 201, made.text
+        client.headers["x-bob-audit"] = made.json()["id"]  # read back by the tests
+        yield client
+
+
+def _transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+            }
+            for r in resources
+        ],
+    }
+
+
+@pytest.fixture
+def alice(token: Token) -> dict[str, str]:
+    """Alice's app (a malicious one asks for everything a patient may grant)."""
+    return bearer(
+        token("patient/*.cruds openid fhirUser", patient="alice", fhir_user="Patient/alice")
+    )
+
+
+@pytest.fixture
+def mum(token: Token) -> dict[str, str]:
+    """Alice's caregiver, launched for Alice."""
+    return bearer(token("user/*.cruds", patient="alice", fhir_user="RelatedPerson/mum"))
+
+
+@pytest.fixture
+def dr(token: Token) -> dict[str, str]:
+    return bearer(token("user/*.cruds", subject="u-dr", fhir_user="Practitioner/dr"))
