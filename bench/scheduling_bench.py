@@ -1,0 +1,264 @@
+"""Appointment scheduling under load (issue 18): ``$book`` under contention and ``$find``
+latency, on the real ``fhir-server serve`` (uvicorn, ``--workers``), then a count of
+double bookings by search.
+
+    .venv/bin/python bench/scheduling_bench.py [--patients 200] [--practitioners 20]
+        [--clients 32] [--workers 2] [--duration 20] [--finds 300] [--storage URL]
+
+1. fills a SQLite store (a temporary file, or ``--storage``) with the demo population
+   (``fhir-server demo-data --patients N``: about 50 resources a patient; 20,000
+   patients is the issue's 1M-resource scale) and gives ``--practitioners``
+   practitioners four weeks of 20-minute slots with ``fhir-server schedule create``;
+2. serves it with ``--workers`` processes, authorization off (the bench measures the
+   workflow, not token checks);
+3. ``--clients`` concurrent clients book for ``--duration`` seconds, each picking a
+   random Slot among the free ones of a few practitioners (so clients collide: a taken
+   Slot is a 409): bookings/s, latency p50/p99 of every ``$book``, statuses;
+4. ``$find`` of one practitioner over four weeks, ``--finds`` times, one after another:
+   p50/p99;
+5. counts, by search, the booked Appointments per Slot (any Slot with two is a double
+   booking) and the booked Appointments whose Slot is not busy.
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import ROOT, ServerProcess, free_port  # noqa: E402
+
+
+def _cli(*args: str) -> str:
+    command = [sys.executable, "-m", "fhir_server.cli", *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:2])}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def _all(http: httpx.AsyncClient, url: str, params: dict[str, str]) -> list[dict]:
+    found: list[dict] = []
+    answer = (await http.get(url, params=params)).json()
+    while True:
+        found += [e["resource"] for e in answer.get("entry", [])]
+        after = [link["url"] for link in answer.get("link", []) if link["relation"] == "next"]
+        if not after:
+            return found
+        answer = (await http.get(after[0])).json()
+
+
+def _body(slot: dict[str, Any], patient: str, actors: list[str]) -> dict[str, Any]:
+    people = [{"actor": {"reference": patient}, "status": "needs-action"}]
+    people += [{"actor": {"reference": a}, "status": "needs-action"} for a in actors]
+    appointment = {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "start": slot["start"],
+        "end": slot["end"],
+        "slot": [{"reference": f"Slot/{slot['id']}"}],
+        "participant": people,
+    }
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appt-resource", "resource": appointment}],
+    }
+
+
+async def _book(
+    base: str, args: argparse.Namespace, slots: list[dict], patients: list[str], actors: dict
+) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    free = list(slots)
+    rng = random.Random(1)
+    deadline = time.monotonic() + args.duration
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+
+        async def client(n: int) -> None:
+            while time.monotonic() < deadline and free:
+                slot = free[rng.randrange(min(len(free), args.window))]
+                body = _body(slot, patients[n % len(patients)], actors[slot["id"]])
+                began = time.perf_counter()
+                answer = await http.post("/Appointment/$book", json=body)
+                latencies.append(time.perf_counter() - began)
+                statuses[answer.status_code] += 1
+                if answer.status_code in (201, 409) and slot in free:
+                    free.remove(slot)  # taken (by this client or another)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(args.clients)))
+        seconds = time.perf_counter() - began
+    return {
+        "seconds": round(seconds, 1),
+        "bookings": statuses[201],
+        "bookings_per_s": round(statuses[201] / seconds, 1),
+        "requests_per_s": round(sum(statuses.values()) / seconds, 1),
+        "p50_ms": round(_percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
+async def _find(base: str, practitioner: str, first: date, finds: int) -> dict[str, Any]:
+    params = {
+        "start": first.isoformat(),
+        "end": (first + timedelta(days=28)).isoformat(),
+        "practitioner": practitioner,
+    }
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        proposals = 0
+        for _ in range(finds):
+            began = time.perf_counter()
+            answer = await http.get("/Appointment/$find", params=params)
+            latencies.append(time.perf_counter() - began)
+            assert answer.status_code == 200, answer.text
+            proposals = len(answer.json().get("entry", []))
+    return {
+        "requests": finds,
+        "proposals_on_first_page": proposals,
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+    }
+
+
+async def _audit(base: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        booked = await _all(
+            http, "/Appointment", {"status": "booked", "_count": "1000", "_elements": "slot"}
+        )
+        holders = Counter(s["reference"] for a in booked for s in a.get("slot", []))
+        busy = await _all(http, "/Slot", {"status": "busy", "_count": "1000", "_elements": "id"})
+        busy_ids = {f"Slot/{s['id']}" for s in busy}
+        total = (await http.get("/", params={"_summary": "count"})).json().get("total")
+    return {
+        "booked_appointments": len(booked),
+        "double_booked_slots": sum(1 for n in holders.values() if n > 1),
+        "booked_on_a_slot_not_busy": sum(1 for s in holders if s not in busy_ids),
+        "resources_in_store": total,
+    }
+
+
+async def _prepare(base: str, practitioners: list[str]) -> tuple[list, list, dict]:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        patients = [
+            f"Patient/{p['id']}"
+            for p in await _all(http, "/Patient", {"_count": "1000", "_elements": "id"})
+        ]
+        slots: list[dict] = []
+        actors: dict[str, list[str]] = {}
+        for practitioner in practitioners:
+            schedules = (await http.get("/Schedule", params={"actor": practitioner})).json()
+            for entry in schedules.get("entry", []):
+                schedule = entry["resource"]
+                people = [a["reference"] for a in schedule["actor"]]
+                found = await _all(
+                    http,
+                    "/Slot",
+                    {"schedule": f"Schedule/{schedule['id']}", "status": "free", "_count": "1000"},
+                )
+                for slot in found:
+                    actors[slot["id"]] = [p for p in people if p.startswith("Practitioner/")]
+                slots += found
+    return slots, patients, actors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--practitioners", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--window", type=int, default=64, help="free slots clients pick from")
+    parser.add_argument("--finds", type=int, default=300)
+    parser.add_argument("--storage", help="an existing store to use (default: a new file)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sched-bench-") as tmp:
+        storage = args.storage or f"sqlite:///{Path(tmp) / 'fhir.sqlite3'}"
+        began = time.perf_counter()
+        if not args.storage:
+            _cli("demo-data", "--patients", str(args.patients), "--storage", storage, "--quiet")
+        first = date.today() + timedelta(days=7)
+        practitioners = [f"Practitioner/bench-dr-{n}" for n in range(args.practitioners)]
+        port = free_port()
+        server = ServerProcess(
+            [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)],
+            port,
+            "/fhir/metadata",
+            Path(tmp) / "server.log",
+            env={
+                "FHIR_SERVER_STORAGE": storage,
+                "FHIR_SERVER_AUTH": "off",
+                "FHIR_SERVER_WORKERS": str(args.workers),
+                "FHIR_SERVER_LOG_LEVEL": "warning",
+            },
+        )
+        server.start()
+        try:
+            base = f"{server.url}/fhir"
+            for practitioner in practitioners:
+                body = {
+                    "resourceType": "Practitioner",
+                    "id": practitioner.removeprefix("Practitioner/"),
+                    "name": [{"family": "Bench"}],
+                }
+                answer = httpx.put(f"{base}/{practitioner}", json=body, timeout=60)
+                assert answer.status_code in (200, 201), answer.text
+                _cli(
+                    "schedule", "create", "--storage", storage, "--actor", practitioner,
+                    "--from", first.isoformat(), "--to", (first + timedelta(days=27)).isoformat(),
+                    "--days", "mon-fri", "--hours", "09:00-12:00,13:00-17:00", "--slot", "20m",
+                )  # fmt: skip
+            setup = round(time.perf_counter() - began, 1)
+            slots, patients, actors = asyncio.run(_prepare(base, practitioners))
+            booking = asyncio.run(_book(base, args, slots, patients, actors))
+            finding = asyncio.run(_find(base, practitioners[-1], first, args.finds))
+            audit = asyncio.run(_audit(base))
+        finally:
+            server.stop()
+    print(
+        json.dumps(
+            {
+                "workers": args.workers,
+                "clients": args.clients,
+                "patients": args.patients,
+                "free_slots": len(slots),
+                "setup_s": setup,
+                "book": booking,
+                "find_4_weeks": finding,
+                "audit": audit,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
