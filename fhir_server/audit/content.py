@@ -12,11 +12,13 @@ entry's.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterable
 
 from fhir_server.audit.balp import Touched
 from resources import fhir_json
+from resources.definitions import RESOURCE_TYPES
 from resources.search.index.reference import parse_reference
 
 _PATIENT = "Patient"
@@ -89,16 +91,32 @@ def _patient_references(body: bytes) -> list[tuple[int, str]]:
             break
         key_start = quote - len(_REFERENCE_KEY) + 1
         if key_start >= 0 and body.startswith(_REFERENCE_KEY, key_start):
-            type_, id_, _, _ = parse_reference(body[quote + 1 : end].decode("utf-8", "replace"))
-            if type_ == _PATIENT and id_:
-                found.append((key_start, f"{_PATIENT}/{id_}"))
+            patient = _patient(body[quote + 1 : end])
+            if patient is not None:
+                found.append((key_start, patient))
         at = body.find(_NEEDLE, end)
     return found
 
 
+def _patient(value: bytes) -> str | None:
+    """``Patient/id`` of a reference to a Patient (relative, the usual case, at once)."""
+    if value.startswith(_NEEDLE) and value.count(b"/") == 1 and _ID(value, 8):
+        return value.decode("ascii")
+    type_, id_, _, _ = parse_reference(value.decode("utf-8", "replace"))
+    return f"{_PATIENT}/{id_}" if type_ == _PATIENT and id_ else None
+
+
 def _entry(full_url: bytes) -> str | None:
+    """``Type/id`` of an entry's ``fullUrl`` (the server writes ``[base]/Type/id``)."""
+    parts = full_url.rsplit(b"/", 2)
+    if len(parts) == 3 and parts[1] in _TYPES and _ID(parts[2]):
+        return (parts[1] + b"/" + parts[2]).decode("ascii")
     type_, id_, _, _ = parse_reference(full_url.decode("utf-8", "replace"))
     return f"{type_}/{id_}" if type_ is not None and id_ is not None else None
+
+
+_ID = re.compile(rb"[A-Za-z0-9\-.]{1,64}\Z").match
+_TYPES = frozenset(t.encode() for t in RESOURCE_TYPES)
 
 
 def patients_in(type_: str, id_: str, content: bytes | None) -> tuple[str, ...]:
