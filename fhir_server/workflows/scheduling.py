@@ -42,18 +42,27 @@ appointments are marked busy when they are free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
+from fhir_server.workflows._scheduling_values import (
+    HOLDING,
+    SlotView,
+    cutoff_of,
+    has_code,
+    holds,
+    instant,
+    now,
+    participants,
+    period_end,
+    relative,
+    settings_of,
+    slot_ids,
+)
 from fhir_server.workflows.base import Change, Transaction, rule
-from resources.errors import FhirError, invalid
-from resources.fhir_datetime import format_instant, parse_range
+from resources.errors import FhirError
+from resources.fhir_datetime import format_instant
 from resources.search.index.reference import parse_reference
 
-HOLDING = frozenset({"pending", "booked", "arrived", "checked-in", "fulfilled", "noshow"})
-"""Statuses of an appointment that holds its Slots."""
 BOOKING = frozenset({"pending", "booked"})
 """Statuses in which a new hold is a booking: checked (free, future, in the horizon)."""
 PATIENT_STATUSES = frozenset({"proposed", "pending", "booked", "cancelled"})
@@ -65,104 +74,6 @@ VIRTUAL = (ACT_CODE, "VR")
 """The code of a virtual encounter (``appointmentType`` or ``Slot.serviceType``)."""
 VIRTUAL_SERVICE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.virtualService"
 """R5 ``Appointment.virtualService`` as a cross-version extension (``addressUrl``)."""
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def instant(text: Any, name: str) -> datetime:
-    """The start of a date/dateTime/instant value."""
-    if not isinstance(text, str):
-        raise invalid(f"{name} is missing", name)
-    return parse_range(text, name)[0]
-
-
-def period_end(text: Any, name: str) -> datetime:
-    """The end of the period a date/dateTime value stands for (``2027-01-29``: the day)."""
-    return parse_range(text, name)[1]
-
-
-def holds(resource: dict[str, Any] | None) -> bool:
-    return resource is not None and resource.get("status") in HOLDING
-
-
-def slot_ids(resource: dict[str, Any] | None) -> list[str]:
-    """The ids of the Slots an appointment lists, in order (400 for a non-Slot)."""
-    found: list[str] = []
-    for index, reference in enumerate((resource or {}).get("slot") or []):
-        text = reference.get("reference") if isinstance(reference, dict) else None
-        type_, id_, _, _ = parse_reference(text) if isinstance(text, str) else (None,) * 4
-        if type_ != "Slot" or not id_:
-            raise invalid(
-                f"Appointment.slot[{index}] must refer to a Slot (Slot/id), not {text!r}",
-                f"Appointment.slot[{index}]",
-            )
-        if id_ not in found:
-            found.append(id_)
-    return found
-
-
-def has_code(concepts: Any, code: tuple[str, str]) -> bool:
-    """Whether a CodeableConcept (or a list of them) has the coding ``code``."""
-    items = concepts if isinstance(concepts, list) else [concepts]
-    return any(
-        (coding.get("system"), coding.get("code")) == code
-        for concept in items
-        if isinstance(concept, dict)
-        for coding in concept.get("coding") or []
-        if isinstance(coding, dict)
-    )
-
-
-def participants(appointment: dict[str, Any]) -> list[str]:
-    """The references of the appointment's participants' actors."""
-    return [
-        p["actor"]["reference"]
-        for p in appointment.get("participant") or []
-        if isinstance(p, dict)
-        and isinstance(p.get("actor"), dict)
-        and isinstance(p["actor"].get("reference"), str)
-    ]
-
-
-def _relative(reference: str) -> str:
-    type_, id_, _, _ = parse_reference(reference)
-    return f"{type_}/{id_}" if type_ and id_ else reference
-
-
-@cache
-def _default_settings() -> Any:
-    from fhir_server.config import Settings
-
-    return Settings()
-
-
-def settings_of(tx: Transaction) -> Any:
-    return tx.settings if tx.settings is not None else _default_settings()
-
-
-def cutoff_of(settings: Any) -> timedelta:
-    from fhir_server.config import parse_duration
-
-    text = str(getattr(settings, "cancel_cutoff", "0") or "0").strip()
-    return timedelta(0) if text == "0" else timedelta(seconds=parse_duration(text))
-
-
-@dataclass
-class _Slot:
-    id: str
-    content: dict[str, Any]
-    version: int | None
-    start: datetime
-    end: datetime
-
-    @property
-    def reference(self) -> str:
-        return f"Slot/{self.id}"
 
 
 # -- the Appointment rule ------------------------------------------------------------------
@@ -189,7 +100,7 @@ async def appointment_rule(tx: Transaction, change: Change) -> None:
     if new is None or not holds(new):
         return
     becomes_holding = not holds(old)
-    slots: list[_Slot] = []
+    slots: list[SlotView] = []
     if claimed or becomes_holding:
         slots = await _claim(tx, change, new, new_slots, claimed)
     elif old is not None and old.get("status") == "pending" and new.get("status") != "pending":
@@ -274,8 +185,8 @@ def _touch(tx: Transaction, id_: str) -> None:
     touched.add(id_)
 
 
-async def _load(tx: Transaction, ids: list[str]) -> list[_Slot]:
-    slots: list[_Slot] = []
+async def _load(tx: Transaction, ids: list[str]) -> list[SlotView]:
+    slots: list[SlotView] = []
     for index, id_ in enumerate(ids):
         content, version = await tx.current("Slot", id_)
         if content is None:
@@ -286,7 +197,7 @@ async def _load(tx: Transaction, ids: list[str]) -> list[_Slot]:
                 (f"Appointment.slot[{index}]",),
             )
         slots.append(
-            _Slot(
+            SlotView(
                 id_,
                 content,
                 version,
@@ -303,7 +214,7 @@ async def _claim(
     appointment: dict[str, Any],
     ids: list[str],
     claimed: list[str],
-) -> list[_Slot]:
+) -> list[SlotView]:
     """Check and take the Slots ``claimed`` (new holds); check the appointment against
     all its Slots ``ids``."""
     if not ids:
@@ -344,7 +255,7 @@ async def _claim(
     return slots
 
 
-async def _schedule(tx: Transaction, slot: _Slot, booking: bool) -> dict[str, Any]:
+async def _schedule(tx: Transaction, slot: SlotView, booking: bool) -> dict[str, Any]:
     reference = (slot.content.get("schedule") or {}).get("reference", "")
     type_, id_, _, _ = parse_reference(reference)
     schedule = None
@@ -381,7 +292,7 @@ async def _schedule(tx: Transaction, slot: _Slot, booking: bool) -> dict[str, An
     return schedule
 
 
-def _check_overlaps(slots: list[_Slot]) -> None:
+def _check_overlaps(slots: list[SlotView]) -> None:
     ordered = sorted(slots, key=lambda s: s.start)
     for before, after in zip(ordered, ordered[1:], strict=False):
         if after.start < before.end:
@@ -394,7 +305,7 @@ def _check_overlaps(slots: list[_Slot]) -> None:
             )
 
 
-def _with_times(appointment: dict[str, Any], slots: list[_Slot]) -> dict[str, Any]:
+def _with_times(appointment: dict[str, Any], slots: list[SlotView]) -> dict[str, Any]:
     """The appointment with the start and end of its slots (422 when it says otherwise)."""
     first = min(slots, key=lambda s: s.start)
     last = max(slots, key=lambda s: s.end)
@@ -418,18 +329,18 @@ _ACTOR_TYPES = ("Practitioner", "PractitionerRole", "Location", "HealthcareServi
 
 
 def _with_actors(
-    appointment: dict[str, Any], slots: list[_Slot], schedules: dict[str, dict[str, Any]]
+    appointment: dict[str, Any], slots: list[SlotView], schedules: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """Each booked Slot's Schedule must be of one of the appointment's non-patient
     participants; with none, the Schedules' actors become its participants."""
-    own = {_relative(r) for r in participants(appointment) if _relative(r).startswith(_ACTOR_TYPES)}
+    own = {relative(r) for r in participants(appointment) if relative(r).startswith(_ACTOR_TYPES)}
     added: list[dict[str, Any]] = []
     for slot in slots:
         schedule = schedules.get(slot.id)
         if schedule is None:
             continue
         actors = [
-            _relative(a["reference"])
+            relative(a["reference"])
             for a in schedule.get("actor") or []
             if isinstance(a, dict) and isinstance(a.get("reference"), str)
         ]
@@ -468,7 +379,7 @@ async def _confirm(tx: Transaction, ids: list[str]) -> None:
             tx.update({**slot, "status": "busy"}, if_match=version)
 
 
-async def _join_link(tx: Transaction, change: Change, slots: list[_Slot]) -> None:
+async def _join_link(tx: Transaction, change: Change, slots: list[SlotView]) -> None:
     """A booked virtual appointment's join link (see the module)."""
     template = getattr(settings_of(tx), "telehealth_url_template", None)
     appointment = change.resource
@@ -514,8 +425,8 @@ async def slot_rule(tx: Transaction, change: Change) -> None:
     if tx.origin == "import":
         return
     new = change.resource
-    if new is not None and new.get("status") != "free":
-        return
+    if (new is not None and new.get("status") != "free") or change.request.must_not_exist:
+        return  # a new Slot is nobody's yet
     old = await tx.previous(change)
     if old is None or old.get("status") == "free":
         return
