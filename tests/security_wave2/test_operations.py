@@ -6,8 +6,13 @@ and never put a byte of Bob's data in the answer."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
+
+from tests.patient_data.support import bearer
 
 PARAMS = {"resourceType": "Parameters", "parameter": []}
 WEBHOOK = "http://testserver/payments/webhook"
@@ -214,3 +219,25 @@ async def test_forged_or_replayed_webhook_changes_nothing(
         assert done.status_code == 200, done.text
     mine = await http.get("PaymentReconciliation", headers=alice)
     assert len(mine.json().get("entry", [])) == 1
+
+
+async def test_export_job_of_one_user_is_not_anothers(http: httpx.AsyncClient, token: Any) -> None:
+    """Two users of the same app: Bob's token cannot poll or download Alice's export."""
+    alice = bearer(token("patient/*.rs", patient="alice", subject="u-alice"))
+    bob = bearer(token("patient/*.rs", patient="bob", subject="u-bob"))
+    prefer = {"prefer": "respond-async", "accept": "application/fhir+json"}
+    kicked = await http.get("Patient/$export?_type=Observation", headers={**alice, **prefer})
+    assert kicked.status_code == 202, kicked.text
+    status_url = kicked.headers["content-location"]
+    for _ in range(100):
+        polled = await http.get(status_url, headers=alice)
+        if polled.status_code != 202:
+            break
+        await asyncio.sleep(0.05)
+    assert polled.status_code == 200, polled.text
+    assert (await http.get(status_url, headers=bob)).status_code == 404
+    assert (await http.delete(status_url, headers=bob)).status_code == 404
+    for output in polled.json()["output"]:
+        assert (await http.get(output["url"], headers=bob)).status_code == 404
+        mine = await http.get(output["url"], headers=alice)
+        assert mine.status_code == 200 and b"b-obs" not in mine.content
