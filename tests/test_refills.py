@@ -173,3 +173,27 @@ async def test_who_reads_a_refill_request(http: httpx.AsyncClient, people: Peopl
     assert (await http.get(path, headers=people.bob)).status_code == 404
     found = await http.get("Task?code=fulfill", headers=people.bob)
     assert found.json().get("entry") is None
+
+
+async def test_the_medication_list(http: httpx.AsyncClient, people: People) -> None:
+    """The patient's current medications: one query, plus what she reports taking."""
+    response = await http.get(
+        "MedicationRequest?patient=alice&status=active&_include=MedicationRequest:medication",
+        headers=people.alice,
+    )
+    assert response.status_code == 200, response.text
+    ids = {e["resource"]["id"] for e in response.json()["entry"]}
+    assert ids == {"alice-rx", "alice-rx2", "alice-acute"}
+    reported = {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "medicationCodeableConcept": {"text": "vitamin D 1000 IU"},
+        "subject": ref("Patient/alice"),
+        "informationSource": ref("Patient/alice"),
+    }
+    created = await http.post("MedicationStatement", json=reported, headers=people.alice)
+    assert created.status_code == 201, created.text
+    bobs = {**reported, "subject": ref("Patient/bob")}
+    assert (
+        await http.post("MedicationStatement", json=bobs, headers=people.alice)
+    ).status_code == 403
