@@ -241,3 +241,17 @@ async def test_export_job_of_one_user_is_not_anothers(http: httpx.AsyncClient, t
         assert (await http.get(output["url"], headers=bob)).status_code == 404
         mine = await http.get(output["url"], headers=alice)
         assert mine.status_code == 200 and b"b-obs" not in mine.content
+
+
+async def test_pay_return_url_is_an_http_url(
+    http: httpx.AsyncClient, alice: dict[str, str], stripe_double: Any
+) -> None:
+    before = len(stripe_double.sessions)
+    for url in ("javascript:alert(1)", "data:text/html,x", "//evil.example/", "file:///etc/passwd"):
+        body = {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "returnUrl", "valueUrl": url}],
+        }
+        response = await http.post("Invoice/a-inv/$pay", json=body, headers=alice)
+        assert response.status_code == 422, (url, response.text)
+    assert len(stripe_double.sessions) == before

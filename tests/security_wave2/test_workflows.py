@@ -599,3 +599,24 @@ async def test_access_report_names_no_other_patient(
             if isinstance(entity.get("query"), str):
                 text += base64.b64decode(entity["query"]).decode()
         assert "bob" not in text, text
+
+
+async def test_raw_upload_secured_by_another_patient_is_refused(
+    http: httpx.AsyncClient, alice: dict[str, str], mum: dict[str, str]
+) -> None:
+    for who in (alice, mum):
+        for context in ("Patient/bob", "DocumentReference/b-doc", "Communication/b-msg"):
+            raw = await http.post(
+                "Binary",
+                content=b"hello",
+                headers={**who, "content-type": "text/plain", "x-security-context": context},
+            )
+            assert raw.status_code in (403, 404), (context, raw.text)
+            as_json = {
+                "resourceType": "Binary",
+                "contentType": "text/plain",
+                "securityContext": {"reference": context},
+                "data": "aGVsbG8=",
+            }
+            response = await http.post("Binary", json=as_json, headers=who)
+            assert response.status_code in (403, 404), (context, response.text)
