@@ -8,12 +8,13 @@ and leave Bob's data as it was."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.patient_data.support import ids
+from tests.patient_data.support import bearer, ids
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
 
@@ -620,3 +621,43 @@ async def test_raw_upload_secured_by_another_patient_is_refused(
             }
             response = await http.post("Binary", json=as_json, headers=who)
             assert response.status_code in (403, 404), (context, response.text)
+
+
+async def test_a_staff_read_of_pretty_printed_data_is_in_the_patients_report(
+    app: Any, http: httpx.AsyncClient, admin: dict[str, str], dr: dict[str, str], token: Any
+) -> None:
+    """An EHR pushes JSON as json.dumps writes it ("reference": "Patient/bob", with a
+    space): a staff read of it is still in Bob's access report."""
+    body = json.dumps(
+        {
+            "resourceType": "Observation",
+            "id": "pretty",
+            "status": "final",
+            "code": {"text": "HIV viral load"},
+            "subject": {"reference": "Patient/bob"},
+        },
+        indent=2,
+    ).encode()
+    written = await http.put(
+        "Observation/pretty",
+        content=body,
+        headers={**admin, "content-type": "application/fhir+json"},
+    )
+    assert written.status_code == 201, written.text
+    await app.state.audit.flush()
+    read = await http.get("Observation/pretty", headers=dr)
+    assert read.status_code == 200
+    found = await http.get("Observation?code:text=HIV", headers=dr)
+    assert found.status_code == 200 and found.json()["entry"]
+    await app.state.audit.flush()
+    bob = bearer(token("patient/*.rs", patient="bob", fhir_user="Patient/bob"))
+    report = await http.get("AuditEvent?patient=Patient/bob", headers=bob)
+    assert report.status_code == 200, report.text
+    seen = [
+        e["resource"]
+        for e in report.json().get("entry", [])
+        if e["resource"].get("agent", [{}])[0].get("who", {}).get("reference") == "Practitioner/dr"
+        and "Observation/pretty" in json.dumps(e["resource"])
+    ]
+    kinds = {e["subtype"][0]["code"] for e in seen}
+    assert {"read", "search-type"} <= kinds, kinds
