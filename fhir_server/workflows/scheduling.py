@@ -100,11 +100,12 @@ async def appointment_rule(tx: Transaction, change: Change) -> None:
     if new is None or not holds(new):
         return
     becomes_holding = not holds(old)
+    moved = old is not None and any(new.get(k) != old.get(k) for k in ("start", "end"))
     slots: list[SlotView] = []
-    if claimed or becomes_holding:
+    if claimed or becomes_holding or (moved and new_slots):
         slots = await _claim(tx, change, new, new_slots, claimed)
-    elif old is not None and old.get("status") == "pending" and new.get("status") != "pending":
-        await _confirm(tx, new_slots)
+    if old is not None and old.get("status") == "pending" and new.get("status") != "pending":
+        await _confirm(tx, [s for s in new_slots if s not in claimed])
     if new.get("status") == "booked" and (old is None or old.get("status") != "booked"):
         await _join_link(tx, change, slots or await _load(tx, new_slots))
 

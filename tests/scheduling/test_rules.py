@@ -281,3 +281,23 @@ async def test_a_virtual_appointment_gets_a_join_link(
     )
     assert typed.status_code == 201
     assert typed.json()["extension"][0]["extension"][0]["valueUrl"].endswith(typed.json()["id"])
+
+
+async def test_a_booked_appointment_keeps_the_times_of_its_slots(
+    http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
+) -> None:
+    booked = (await _book(http, alice, "s1")).json()
+    path = f"Appointment/{booked['id']}"
+    moved = await http.put(
+        path, json={**booked, "start": at(3, 8), "end": at(3, 8, 20)}, headers=alice
+    )
+    assert moved.status_code == 422
+    assert "disagrees with its slots" in moved.text
+    to_s2 = {
+        **booked,
+        "slot": [{"reference": "Slot/s2"}],
+        "start": at(3, 9, 20),
+        "end": at(3, 9, 40),
+    }
+    assert (await http.put(path, json=to_s2, headers=alice)).status_code == 200
+    assert [await status_of(http, s, admin) for s in ("s1", "s2")] == ["free", "busy"]
