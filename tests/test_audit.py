@@ -143,7 +143,7 @@ async def test_a_search_over_several_patients_gives_one_event_each(
         searches = [e for e in searches if "Observation?" in e["entity"][-1]["description"]]
         assert len(searches) == 1
         entities = [x.get("what", {}).get("reference") for x in searches[0]["entity"]]
-        assert entities == [f"Patient/{who}", f"Observation/{who}-obs", None]
+        assert entities == [f"Patient/{who}", None]  # BALP's query event: patient, query
         assert searches[0]["entity"][-1]["description"] == "GET Observation?code=29463-7"
 
 
@@ -297,3 +297,19 @@ async def test_with_audit_off_nothing_is_recorded_and_auditevents_stay_append_on
             assert found.json()["total"] == 1
             path = created.headers["location"].split("/fhir/")[1].split("/_history")[0]
             assert (await http.delete(path, headers=staff)).status_code == 405
+
+
+async def test_an_operation_is_audited_through_the_same_hook(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    everything = await http.get("Patient/alice/$everything", headers=staff_of(token))
+    assert everything.status_code == 200, everything.text
+    events = await report(app, http, patient_of(token, "alice"), "alice")
+    [event] = [e for e in events if e["subtype"][-1]["code"] == "$everything"]
+    assert event["subtype"][0] == {
+        "system": "http://hl7.org/fhir/restful-interaction",
+        "code": "operation",
+        "display": "operation",
+    }
+    assert event["agent"][0]["who"]["reference"] == "Practitioner/dr"
+    assert event["entity"][0]["what"] == {"reference": "Patient/alice"}

@@ -1,19 +1,18 @@
-"""What a response disclosed, found by scanning its bytes: the resources of a Bundle (by
-``fullUrl``) or the resource read, each with the patients whose data it is (the
-``Patient`` it is, and every ``Patient`` it refers to, as
-``resources.compartments.patient_references`` counts them).
+"""What a response disclosed, found in its bytes: the resource read and the patients
+whose data it is (the ``Patient`` it is, and every ``Patient`` it refers to, as
+``resources.compartments.patient_references`` counts them), or the patients whose data a
+Bundle holds (searches, history, operations: its Patient entries and the Patients its
+resources refer to; BALP's query event names the patients and the query, not each
+resource).
 
-A scan with one regular expression over the bytes the server sent (no parsing into
-objects): ~1 us a KB, so auditing what a search returned costs little next to the search.
-A search's ``fullUrl`` comes first in each entry (``fhir_server.interactions.search``
-builds entries that way), so the references after it until the next ``fullUrl`` are that
-entry's.
+No parsing into objects: ``bytes.find`` from each occurrence of ``Patient/`` (a few per
+resource), checking that it stands in a ``reference`` or a ``fullUrl`` (the server writes
+JSON without spaces: orjson, and stored bytes are orjson's too).
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Iterable
 
 from fhir_server.audit.balp import Touched
@@ -40,43 +39,29 @@ def resource_touched(reference: str, body: bytes | None) -> Touched:
     return Touched(reference, tuple(patients))
 
 
-def bundle_touched(body: bytes | None) -> list[Touched]:
-    """The resources of a Bundle's entries (those with a RESTful ``fullUrl``) and the
-    patients of each."""
+def bundle_patients(body: bytes | None) -> tuple[str, ...]:
+    """The patients whose data a Bundle holds: its Patient entries and every Patient its
+    resources refer to (what BALP's query event names; the resources are not listed)."""
     if not body:
-        return []
-    entries = [(at, _entry(value)) for at, value in _values(body, _FULL_URL_KEY)]
-    if not entries:
-        return []
-    starts = [at for at, _ in entries]
-    patients: list[dict[str, None]] = [{} for _ in entries]
-    for n, (_, reference) in enumerate(entries):
-        if reference is not None and reference.startswith(_PATIENT + "/"):
-            patients[n][reference] = None
-    for at, patient in _patient_references(body):
-        entry = bisect_right(starts, at) - 1
-        if entry >= 0:
-            patients[entry][patient] = None
-    return [
-        Touched(reference, tuple(patients[n]))
-        for n, (_, reference) in enumerate(entries)
-        if reference is not None
-    ]
-
-
-def _values(body: bytes, key: bytes) -> list[tuple[int, bytes]]:
-    """(position, value) of every ``"key":"value"`` in ``body`` (``bytes.find``: a few
-    GB/s, where a regular expression scans ~0.3 GB/s)."""
-    found = []
-    at = body.find(key)
+        return ()
+    found: dict[str, None] = {}
+    at = body.find(_NEEDLE)
     while at >= 0:
-        start = at + len(key)
-        end = body.find(b'"', start)
+        quote = body.rfind(b'"', 0, at)
+        end = body.find(b'"', at)
         if end < 0:
             break
-        found.append((at, body[start:end]))
-        at = body.find(key, end)
-    return found
+        if body.startswith(_REFERENCE_KEY, quote - len(_REFERENCE_KEY) + 1):
+            patient = _patient(body[quote + 1 : end])
+        elif body.startswith(_FULL_URL_KEY, quote - len(_FULL_URL_KEY) + 1):
+            entry = _entry(body[quote + 1 : end])
+            patient = entry if entry is not None and entry.startswith(_PATIENT + "/") else None
+        else:
+            patient = None
+        if patient is not None:
+            found[patient] = None
+        at = body.find(_NEEDLE, end)
+    return tuple(found)
 
 
 def _patient_references(body: bytes) -> list[tuple[int, str]]:

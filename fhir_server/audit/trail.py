@@ -29,7 +29,7 @@ from typing import Any
 
 from fhir_server.audit import balp
 from fhir_server.audit.balp import Names, Touched
-from fhir_server.audit.content import bundle_touched, failure_text, patients_in, resource_touched
+from fhir_server.audit.content import bundle_patients, failure_text, patients_in, resource_touched
 from fhir_server.audit.index import audit_index
 from fhir_server.audit.record import Activity
 from fhir_server.interactions.write import content_builder
@@ -210,8 +210,8 @@ class AuditTrail:
             touched = [resource_touched(reference, activity.body)] if reference else []
         elif activity.code in _WRITES:
             touched = []  # nothing changed (a delete of what was not there)
-        else:
-            touched = bundle_touched(activity.body)
+        else:  # a Bundle (searches, history, operations): the query and the patients
+            touched = [Touched(p, (p,)) for p in bundle_patients(activity.body)]
         if self.window <= 0:
             return balp.rest_events(activity, touched, names)
         self._group(activity, touched)
