@@ -122,7 +122,10 @@ EXTRA: list[dict[str, Any]] = [
                 }
             ]
         },
-        "code": {"text": "SECRET-CONDITION-bob"},
+        "code": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "44054006"}],
+            "text": "SECRET-CONDITION-bob",
+        },
         "subject": {"reference": "Patient/bob"},
     },
     {

@@ -255,3 +255,41 @@ async def test_pay_return_url_is_an_http_url(
         response = await http.post("Invoice/a-inv/$pay", json=body, headers=alice)
         assert response.status_code == 422, (url, response.text)
     assert len(stripe_double.sessions) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: a patient publishes into every patient's $education: a DocumentReference"
+    " with the education category, no subject and author = herself is in her compartment"
+    " (so she may write it) and passes catalogue.matching (which only skips a subject)",
+)
+async def test_a_patient_cannot_publish_education_to_other_patients(
+    http: httpx.AsyncClient, alice: dict[str, str], token: Any
+) -> None:
+    planted = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "author": [{"reference": "Patient/alice"}],
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "311401005"}]}],
+        "context": {
+            "event": [{"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}]
+        },
+        "description": "Cure diabetes today",
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/html",
+                    "url": "https://phish.example/login",
+                    "title": "Diabetes: your new treatment",
+                }
+            }
+        ],
+    }
+    written = await http.post("DocumentReference", json=planted, headers=alice)
+    if written.status_code != 201:
+        assert written.status_code in (403, 422), written.text
+        return
+    bob = bearer(token("patient/*.rs", patient="bob", fhir_user="Patient/bob"))
+    education = await http.get("Patient/bob/$education", headers=bob)
+    assert education.status_code == 200, education.text
+    assert "phish.example" not in education.text and "Patient/alice" not in education.text
