@@ -29,9 +29,13 @@ record and is stored as it is)
   encounters, an organization listed in ``FHIR_SERVER_ORGANIZATION_INBOXES``; a reply may
   also go to whoever wrote or received the message it answers. Anything else is
   ``403``. Staff signed in as a Practitioner (or PractitionerRole) send as themselves
-  or one of their roles; backend services (no ``fhirUser``) send on anyone's behalf.
+  or one of their roles.
 - **Server-set.** ``sent`` is the time the server stored the message (a client's value
   is overwritten); a new message is ``in-progress``, without ``received``.
+- **Records.** What a caller without a user creates (a backend service with
+  ``system/`` scopes syncing an EHR's messages, a server without authorization) is a
+  record of messages sent elsewhere: stored as it is, like bulk import. The rules on
+  changes below apply to everyone.
 - **Read receipts.** The recipient (a patient or caregiver for a message addressed to
   the patient; staff for one addressed to them, their roles, care teams or
   organizations) marks it read by setting ``received`` or status ``completed`` (PUT or
@@ -45,7 +49,9 @@ record and is stored as it is)
   staff, never by another patient: ``fhir_server.access``). Such a Binary is checked when
   it is written: its content type must be PDF, PNG, JPEG, HEIC or plain text (``415``)
   and its decoded size at most ``FHIR_SERVER_ATTACHMENT_MAX_BYTES`` (default 10 MB,
-  ``413``), see :mod:`fhir_server.workflows.binary`.
+  ``413``), see :mod:`fhir_server.workflows.binary`. Patients and caregivers do not
+  change or delete a Binary once uploaded (``403``): the message carrying it is
+  immutable.
 
 Every committed version is an event in the outbox (``fhir_server.events``): a new
 message to a patient is a Communication at version 1 whose ``recipient`` is a Patient
@@ -91,6 +97,8 @@ async def message_rules(tx: Transaction, change: Change) -> None:
         if previous is not None:
             await _check_delete(tx, previous)
     elif previous is None:
+        if _recorder(tx.caller):
+            return  # a backend service's record of a message, stored as sent
         await _check_new(tx, change, change.resource)
     else:
         await _check_change(tx, change, change.resource, previous)
@@ -98,9 +106,17 @@ async def message_rules(tx: Transaction, change: Change) -> None:
 
 @rule("Binary")
 async def attachment_rules(tx: Transaction, change: Change) -> None:
-    """A Binary whose ``securityContext`` is a Patient (a message's attachment)."""
+    """A Binary whose ``securityContext`` is a Patient (a message's attachment) is
+    checked; patients and caregivers never change nor delete a Binary once uploaded."""
     resource = change.resource
-    if tx.origin == "import" or resource is None:
+    if tx.origin == "import":
+        return
+    if not tx.caller.staff and await tx.previous(change) is not None:
+        raise _forbidden(
+            "An uploaded file does not change (a message that carries it is immutable):"
+            " upload a new Binary instead"
+        )
+    if resource is None:
         return
     context = reference_of(resource.get("securityContext")) or ""
     if context.startswith("Patient/"):
@@ -304,6 +320,12 @@ async def _check_delete(tx: Transaction, previous: dict[str, Any]) -> None:
         and sender in await _own_identities(tx, caller.fhir_user)
     ):
         raise _forbidden("A sent message is not deleted by its sender")
+
+
+def _recorder(caller: Caller) -> bool:
+    """A caller without a user (a backend service, a server without authorization):
+    what it creates is a record of messages sent elsewhere (an EHR's), kept as it is."""
+    return caller.staff and caller.fhir_user is None
 
 
 def _settings(tx: Transaction) -> Any:

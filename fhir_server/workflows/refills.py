@@ -18,6 +18,9 @@ refill requests and these rules leave them alone.
   course: ``courseOfTherapyType`` ``acute``), else ``422`` with the reason. One open
   request per prescription: a second is ``409`` naming the open Task, also when two are
   sent at the same moment (the create is exclusive at commit time).
+- **Records.** A Task a caller without a user creates (a backend service syncing an
+  EHR, a server without authorization) is stored as it is, whatever its state; the
+  rules on changes apply to everyone.
 - **Patients and caregivers** never change a refill request except to cancel their own
   open one (status ``cancelled``, nothing else changed); they never delete one (``403``).
 - **Staff decide**: ``requested`` -> ``received`` -> ``accepted`` -> ``in-progress`` ->
@@ -107,7 +110,8 @@ async def refill_rules(tx: Transaction, change: Change) -> None:
     assert task is not None
     previous = await tx.previous(change)
     if previous is None:
-        await _requested(tx, change, task)
+        if not (tx.caller.staff and tx.caller.fhir_user is None):
+            await _requested(tx, change, task)  # else a backend service's record
     elif not is_refill(previous):
         raise _refused("A Task becomes a refill request when it is created", "Task.code")
     else:

@@ -43,6 +43,12 @@ async def test_an_attachment_as_raw_bytes(http: httpx.AsyncClient, people: Peopl
     assert (await http.get(path, headers=people.bob)).status_code == 404
     found = await http.get("Binary", headers=people.bob)
     assert found.json().get("entry") is None
+    # the file of a sent message does not change
+    headers = {**people.alice, **_raw("image/png")}
+    assert (await http.put(path, content=b"\x89PNG other", headers=headers)).status_code == 403
+    assert (await http.delete(path, headers=people.alice)).status_code == 403
+    unchanged = (await http.get(path, headers=people.dr)).json()
+    assert base64.b64decode(unchanged["data"]) == PNG
 
 
 async def test_an_attachment_as_fhir_json(http: httpx.AsyncClient, people: People) -> None:
