@@ -672,3 +672,49 @@ async def test_a_staff_read_of_pretty_printed_data_is_in_the_patients_report(
     ]
     kinds = {e["subtype"][0]["code"] for e in seen}
     assert {"read", "search-type"} <= kinds, kinds
+
+
+async def test_every_write_path_knows_the_caller_is_a_patient(
+    http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
+) -> None:
+    """A rule that refuses patients (an Invoice is written by staff) holds on every path:
+    a path that built the rules' store without the caller would treat her as staff."""
+    bill = {
+        "resourceType": "Invoice",
+        "status": "balanced",
+        "identifier": [{"system": "urn:x", "value": "forged"}],
+        "subject": {"reference": "Patient/alice"},
+        "totalGross": {"value": 0, "currency": "USD"},
+    }
+    attempts = [
+        ("POST", "Invoice", bill, {}),
+        ("POST", "Invoice", bill, {"if-none-exist": "identifier=urn:x|forged"}),
+        ("POST", "Invoice?identifier=urn:x|forged", bill, {}),
+        ("PUT", "Invoice/forged", {**bill, "id": "forged"}, {}),
+        ("PUT", "Invoice?identifier=urn:x|forged", bill, {}),
+    ]
+    for method, path, body, extra in attempts:
+        response = await http.request(method, path, json=body, headers={**alice, **extra})
+        assert response.status_code == 403, (method, path, response.text)
+    for kind in ("batch", "transaction"):
+        bundle = {
+            "resourceType": "Bundle",
+            "type": kind,
+            "entry": [{"resource": bill, "request": {"method": "POST", "url": "Invoice"}}],
+        }
+        response = await http.post("", json=bundle, headers=alice)
+        if kind == "transaction":
+            assert response.status_code == 403, response.text
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["entry"][0]["response"]["status"].startswith("403")
+    merge = {"status": "balanced"}
+    patched = await http.patch(
+        "Invoice/a-inv",
+        json=merge,
+        headers={**alice, "content-type": "application/merge-patch+json"},
+    )
+    assert patched.status_code == 403, patched.text
+    found = await http.get("Invoice?identifier=urn:x|forged", headers=admin)
+    assert not found.json().get("entry")
+    assert (await _current(http, admin, "Invoice/a-inv"))["status"] == "issued"
