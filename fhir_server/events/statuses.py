@@ -62,9 +62,10 @@ async def endpoint_refusal(
         return NO_SMTP if mailer is None else None
     endpoint = str(channel.get("endpoint") or "")
     try:
-        await asyncio.wait_for(
-            asyncio.to_thread(guard.check_addresses, endpoint), ACTIVATION_TIMEOUT
-        )
+        # not wait_for: on Python 3.11 it can swallow a cancellation (the dispatcher
+        # stopping) that comes as the lookup ends, and the stop then waits forever
+        async with asyncio.timeout(ACTIVATION_TIMEOUT):
+            await asyncio.to_thread(guard.check_addresses, endpoint)
     except (OutboundError, TimeoutError) as error:
         reason = getattr(error, "reason", "the host name did not resolve in time")
         log.warning("Subscription/%s: endpoint refused: %s", id_, reason)
