@@ -16,6 +16,8 @@ double bookings by search.
    Slot is a 409): bookings/s, latency p50/p99 of every ``$book``, statuses;
 4. ``$find`` of one practitioner over four weeks, ``--finds`` times, one after another:
    p50/p99;
+   and the server processes' CPU per request (a figure that does not depend on what
+   else runs on the machine);
 5. counts, by search, the booked Appointments per Slot (any Slot with two is a double
    booking) and the booked Appointments whose Slot is not busy.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -51,6 +54,19 @@ def _cli(*args: str) -> str:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])}: {done.stderr[-2000:]}")
     return done.stdout
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes so far (``/proc/PID/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -238,7 +254,12 @@ def main() -> None:
                 )  # fmt: skip
             setup = round(time.perf_counter() - began, 1)
             slots, patients, actors = asyncio.run(_prepare(base, practitioners))
+            cpu = _cpu_seconds(server.pids())
             booking = asyncio.run(_book(base, args, slots, patients, actors))
+            spent = _cpu_seconds(server.pids()) - cpu
+            booking["server_cpu_ms_per_request"] = round(
+                spent * 1000 / max(1, sum(booking["statuses"].values())), 2
+            )
             finding = asyncio.run(_find(base, practitioners[-1], first, args.finds))
             audit = asyncio.run(_audit(base))
         finally:
