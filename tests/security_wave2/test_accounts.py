@@ -15,8 +15,8 @@ import pytest
 
 from smart_auth.admin import create_user
 from tests.conftest import STORES, storage_url
-from tests.security_support import app_on, token_for
-from tests.smart_support import PASSWORD, Env, csrf_of
+from tests.security_support import app_on, offline_launch, token_for
+from tests.smart_support import PASSWORD, Env, bearer_of, csrf_of
 from tests.smtp_receiver import smtp_server
 
 ATTACKER = "attacker@evil.example"
@@ -85,3 +85,50 @@ async def test_a_reset_link_is_not_a_guessable_or_reusable_token(env: Env) -> No
     form = {"csrf": csrf_of(page.text), "token": "AAAA", "new": "x" * 20, "again": "x" * 20}
     answer = await env.http.post("/auth/reset", data=form)
     assert answer.status_code == 400 and "cannot be used" in answer.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: a patient app makes the clinic's mail server send its own text to any"
+    " address: an email Subscription (events/email_channel.py check_channel) takes any"
+    " mailto: endpoint and puts the client's Subscription.reason in the body",
+)
+async def test_a_patient_app_cannot_mail_strangers_through_subscriptions(env: Env) -> None:
+    create_user(env.store, "pat", PASSWORD, "Patient/p1")
+    scope = "launch/patient openid fhirUser offline_access patient/*.cruds"
+    _, tokens = await offline_launch(env, "pat", scope=scope)  # a registered app's grant
+    app = bearer_of(tokens)
+    lure = "URGENT: your clinic account is locked, call +1 555 0100 now"
+    subscription = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": lure,
+        "criteria": "Observation?patient=Patient/p1",
+        "channel": {"type": "email", "endpoint": "mailto:victim@elsewhere.example"},
+    }
+    made = await env.http.post("/fhir/Subscription", json=subscription, headers=app)
+    if made.status_code != 201:
+        assert made.status_code in (400, 403, 422), made.text
+        return
+    for _ in range(50):  # the dispatcher activates it from its own task
+        current = await env.http.get(f"/fhir/Subscription/{made.json()['id']}", headers=app)
+        if current.json().get("status") == "active":
+            break
+        await asyncio.sleep(0.1)
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": "Patient/p1"},
+    }
+    for _ in range(3):
+        written = await env.http.post("/fhir/Observation", json=observation, headers=app)
+        assert written.status_code == 201, written.text
+    box = env.data["mailbox"]
+    sent: list = []
+    for _ in range(40):  # the dispatcher sends from its own task
+        await asyncio.sleep(0.1)
+        sent = [m for m in await asyncio.to_thread(box.snapshot) if "elsewhere" in str(m["To"])]
+        if sent:
+            break
+    assert not sent, "the clinic mailed a stranger the app's text"
