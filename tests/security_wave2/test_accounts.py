@@ -43,15 +43,21 @@ async def _forgot(http: httpx.AsyncClient, name: str) -> httpx.Response:
     " (fhir_server/auth_hooks.py send_password_reset falls back to best_email of the"
     " fhirUser resource, which patient/Patient.u tokens may change)",
 )
-async def test_an_app_that_may_edit_the_patient_cannot_take_over_her_account(env: Env) -> None:
-    create_user(env.store, "carol", PASSWORD, "Patient/p3")  # no address recorded
-    app = token_for(env, "patient/Patient.ru", patient="p3")
-    current = await env.http.get("/fhir/Patient/p3", headers=app)
+@pytest.mark.parametrize("attacker", ["app", "caregiver"])
+async def test_an_app_that_may_edit_the_patient_cannot_take_over_her_account(
+    env: Env, attacker: str
+) -> None:
+    create_user(env.store, "carol", PASSWORD, "Patient/p1")  # no address recorded
+    if attacker == "app":  # a third-party app the patient granted patient/Patient.u
+        app = token_for(env, "patient/Patient.ru", patient="p1")
+    else:  # her caregiver (RelatedPerson/rp1), launched for her
+        app = token_for(env, "user/Patient.ru", fhir_user="RelatedPerson/rp1", patient="p1")
+    current = await env.http.get("/fhir/Patient/p1", headers=app)
     assert current.status_code == 200, current.text
     patient = current.json()
     patient.pop("meta", None)
     patient["telecom"] = [{"system": "email", "value": ATTACKER, "rank": 1}]
-    changed = await env.http.put("/fhir/Patient/p3", json=patient, headers=app)
+    changed = await env.http.put("/fhir/Patient/p1", json=patient, headers=app)
     assert changed.status_code == 200, changed.text
     for name in ("carol", ATTACKER):
         answered = await _forgot(env.http, name)
