@@ -197,3 +197,43 @@ async def test_the_medication_list(http: httpx.AsyncClient, people: People) -> N
     assert (
         await http.post("MedicationStatement", json=bobs, headers=people.alice)
     ).status_code == 403
+
+
+async def test_staff_complete_in_one_transaction(http: httpx.AsyncClient, people: People) -> None:
+    """The new prescription and the completed request in one transaction Bundle."""
+    task = await _request(http, people.alice, refill("alice-rx"))
+    skipped = await _put(http, people.dr, task, status="completed")
+    assert skipped.status_code == 422  # accepted first
+    task = (await _put(http, people.dr, task, status="accepted")).json()
+    renewal = prescription(
+        "x", "Patient/alice", priorPrescription=ref("MedicationRequest/alice-rx")
+    )
+    del renewal["id"]
+    output = [
+        {
+            "type": {"text": "new prescription"},
+            "valueReference": ref("urn:uuid:11111111-2222-3333-4444-555555555555"),
+        }
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:11111111-2222-3333-4444-555555555555",
+                "resource": renewal,
+                "request": {"method": "POST", "url": "MedicationRequest"},
+            },
+            {
+                "resource": {**task, "status": "completed", "output": output},
+                "request": {"method": "PUT", "url": f"Task/{task['id']}"},
+            },
+        ],
+    }
+    response = await http.post("", json=bundle, headers=people.dr)
+    assert response.status_code == 200, response.text
+    old = (await http.get("MedicationRequest/alice-rx", headers=people.alice)).json()
+    assert old["status"] == "completed"
+    done = (await http.get(f"Task/{task['id']}", headers=people.alice)).json()
+    new_id = done["output"][0]["valueReference"]["reference"]
+    assert (await http.get(new_id, headers=people.alice)).json()["status"] == "active"

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.workflows.base import Change, Transaction, rule
+from fhir_server.workflows.base import Change, Transaction, decode, rule
 from fhir_server.workflows.care_relations import reference_of, references
 from resources.errors import FhirError
 
@@ -273,7 +273,7 @@ async def _complete(
 
 async def _new_prescription(tx: Transaction, reference: str) -> dict[str, Any] | None:
     for other in tx.changing(["MedicationRequest"]):
-        if other.reference == reference:
-            return other.resource
+        if other.reference == reference:  # created by the same transaction
+            return other.resource if other.resource is not None else decode(other.request)
     resource, _ = await tx.current("MedicationRequest", reference.split("/", 1)[1])
     return resource
