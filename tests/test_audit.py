@@ -313,3 +313,23 @@ async def test_an_operation_is_audited_through_the_same_hook(
     }
     assert event["agent"][0]["who"]["reference"] == "Practitioner/dr"
     assert event["entity"][0]["what"] == {"reference": "Patient/alice"}
+
+
+async def test_a_patient_cannot_create_an_auditevent(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    forged = {
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+        },
+        "recorded": "2026-01-01T00:00:00Z",
+        "agent": [{"who": {"reference": "Practitioner/dr"}, "requestor": True}],
+        "source": {"observer": {"display": "fhir-server"}},
+        "entity": [{"what": {"reference": "Patient/alice"}}],
+    }
+    alice = bearer(token("patient/*.cruds", fhir_user="Patient/alice", patient="alice"))
+    refused = await http.post("AuditEvent", json=forged, headers=alice)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"

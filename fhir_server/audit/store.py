@@ -3,9 +3,11 @@
 - AuditEvents are append-only through the API: an update, patch or delete of one is
   refused with ``405`` and an OperationOutcome, for every caller and on every path that
   writes (the interactions, conditional ones, batch and transaction entries, operations),
-  since they all write through this store. Creating one stays open to the scopes that
-  allow it (a system recording its own events). The trail itself writes through the raw
-  store underneath.
+  since they all write through this store. Creating one stays open to staff and backend
+  systems whose scopes allow it (a system recording its own events); a patient-context
+  token (a patient, a caregiver) is refused with ``403``: an entry it made up would read
+  as the server's own in the access report. The trail itself writes through the raw store
+  underneath.
 - The versions each audited request commits are noted for its AuditEvents
   (:data:`fhir_server.audit.hook.COMMITTED`).
 
@@ -25,6 +27,12 @@ from resources.errors import FhirError
 APPEND_ONLY = (
     "AuditEvents are append-only: they cannot be updated, patched or deleted through the"
     " API (they are removed only when the audit retention period ends)"
+)
+
+
+PATIENT_CREATE = (
+    "AuditEvents are recorded by the server and by staff and backend systems: a patient's"
+    " or caregiver's token cannot create one"
 )
 
 
@@ -52,10 +60,15 @@ class AuditedStore:
 
 
 def _check(request: WriteRequest) -> None:
-    if request.type == TYPE and request.method != "create":
+    if request.type != TYPE:
+        return
+    if request.method != "create":
         error = FhirError(405, "not-supported", APPEND_ONLY)
         error.headers["Allow"] = "GET, POST"
         raise error
+    access = request.access
+    if access is not None and any(g.compartments is not None for g in access.grants):
+        raise FhirError(403, "forbidden", PATIENT_CREATE)
 
 
 def _note(results: Sequence[WriteResult]) -> None:
