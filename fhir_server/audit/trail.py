@@ -115,7 +115,10 @@ class AuditTrail:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY)
+                # not wait_for: on Python 3.11 it can lose the cancellation of stop() when
+                # the wait ends at the same moment, and stop() then waits forever
+                async with asyncio.timeout(FLUSH_EVERY):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush(force=False)
