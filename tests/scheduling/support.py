@@ -100,10 +100,14 @@ def appointment(
 
 
 async def seed(http: httpx.AsyncClient, admin: dict[str, str]) -> None:
-    for resource in SEED:
-        path = f"{resource['resourceType']}/{resource['id']}"
-        response = await http.put(path, json=resource, headers=admin)
-        assert response.status_code in (200, 201), response.text
+    """:data:`SEED` in one transaction."""
+    entries = [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+        for r in SEED
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    response = await http.post("", json=bundle, headers=admin)
+    assert response.status_code == 200, response.text
 
 
 async def status_of(http: httpx.AsyncClient, slot_id: str, admin: dict[str, str]) -> str:
