@@ -126,8 +126,8 @@ async def test_a_final_lab_result_is_emailed_without_detail_and_recorded(
     await seed(http, admin)
     await asyncio.sleep(0.3)  # the reader's cursor opens at the outbox's end
     pending = await http.post("Observation", json=lab("preliminary"), headers=admin)
-    other = {**lab("final"), "category": []}  # not a lab result
-    await http.post("Observation", json=other, headers=admin)
+    other = {k: v for k, v in lab("final").items() if k != "category"}  # not a lab result
+    assert (await http.post("Observation", json=other, headers=admin)).status_code == 201
     await asyncio.sleep(0.5)
     assert mailbox.snapshot() == []
     final = {**pending.json(), "status": "final"}
@@ -276,7 +276,8 @@ async def test_an_email_subscription_mails_no_detail(
     mails = await asyncio.to_thread(mailbox.wait_for, 3)  # the subscription's, and the people's
     [mail] = [m for m in mails if m["To"] == "ward3@clinic.example"]
     body = text_of(mail)
-    assert "Observation" in body and "Ward 3 results" in body and PORTAL in body
+    assert "Observation" in body and PORTAL in body
+    assert "Ward 3" not in body  # a client's text never goes out in the clinic's name
     for detail in ("Glucose", "2345-7", "312", "alice"):
         assert detail not in body
 
@@ -324,3 +325,42 @@ async def _moved_and_cancelled(http: httpx.AsyncClient, mailbox: Mailbox) -> Non
     assert subjects.count("Your appointment changed") == 2
     reminders = [m for m in mailbox.snapshot() if m["Subject"] == "Appointment reminder"]
     assert all(at(12) in text_of(m) for m in reminders)
+
+
+async def test_a_patients_email_subscription_mails_only_her_own_addresses(
+    http: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    admin = bearer(http, "system/*.cruds")
+    await seed(http, admin)
+    alice = bearer(http, "patient/*.cruds", patient="alice", fhir_user="Patient/alice")
+    sids = {}
+    for address in ("victim@elsewhere.example", "second@home.example"):
+        body = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "URGENT: your account is locked, call +1 555 0100",
+            "criteria": "Observation?patient=Patient/alice",
+            "channel": {"type": "email", "endpoint": f"mailto:{address}"},
+        }
+        created = await http.post("Subscription", json=body, headers=alice)
+        assert created.status_code == 201, created.text
+        sids[address] = created.json()["id"]
+    deadline = time.monotonic() + 15
+    while True:
+        statuses = {
+            a: (await http.get(f"Subscription/{sid}", headers=alice)).json()
+            for a, sid in sids.items()
+        }
+        if all(s["status"] != "requested" for s in statuses.values()):
+            break
+        assert time.monotonic() < deadline, statuses
+        await asyncio.sleep(0.05)
+    stranger = statuses["victim@elsewhere.example"]
+    assert stranger["status"] == "error" and "not one of yours" in stranger["error"]
+    assert statuses["second@home.example"]["status"] == "active"
+    not_lab = {k: v for k, v in lab("final").items() if k != "category"}  # no people mail
+    assert (await http.post("Observation", json=not_lab, headers=admin)).status_code == 201
+    [mail] = await asyncio.to_thread(mailbox.wait_for, 1)
+    await asyncio.sleep(0.5)
+    assert [m["To"] for m in mailbox.snapshot()] == ["second@home.example"]
+    assert "URGENT" not in text_of(mail)

@@ -293,7 +293,7 @@ class Dispatcher:
     async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> None:
         """``requested`` to ``active`` once its endpoint checked out, else ``error``
         (``statuses.endpoint_refusal``); the cursor opens at the activation."""
-        refusal = await endpoint_refusal(self.guard, self.mailer, stored.id, resource)
+        refusal = await endpoint_refusal(self.guard, self.mailer, stored.id, resource, self.store)
         if refusal is not None:
             await set_status(self.store, stored, resource, "error", refusal)
             return

@@ -5,9 +5,11 @@ through the SMTP server the administrator configures (``FHIR_SERVER_SMTP_URL``,
 
 Like every email the server sends, it holds no clinical detail (issue 17): the text of
 the ``subscription`` template (``fhir_server.notifications.templates``) names the type of
-the resource that changed and the Subscription's ``reason``, and links to the portal;
+the resource that changed (never the client's ``reason`` text) and links to the portal;
 the resource itself is never sent, so a ``payload`` other than ``text/plain`` is refused.
-``channel.header`` means nothing for email and is ignored. A Subscription whose email
+``channel.header`` means nothing for email and is ignored. A patient's or caregiver's
+Subscription may only mail an address of their own record (checked before it is active,
+``statuses``). A Subscription whose email
 cannot be sent because no SMTP server is configured gets status ``error`` when the
 dispatcher checks it; an email the server does not accept is retried like a failed
 rest-hook.
@@ -76,12 +78,7 @@ async def deliver(
     address = address_of(endpoint)
     if address is None:
         raise OutboundError("the endpoint is not a mailto: address")
-    text = templates.render(
-        "subscription",
-        portal_url=portal_url,
-        type=notification.type,
-        reason=str(subscription.get("reason") or "")[:200],
-    )
+    text = templates.render("subscription", portal_url=portal_url, type=notification.type)
     try:
         await mailer.send(address, text.subject, text.body)
     except MailError as error:

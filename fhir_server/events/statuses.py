@@ -2,7 +2,8 @@
 the dispatcher changes them: it lists the ``requested`` and ``active`` ones, checks a
 ``requested`` one's endpoint before making it ``active`` (a rest-hook's host must resolve
 to addresses the outbound guard allows, R4 having no handshake; an email one needs an SMTP
-server), and sets ``error`` with a reason. Every change is a compare-and-set write of the
+server, and a patient's or caregiver's may only mail their own addresses), and sets
+``error`` with a reason. Every change is a compare-and-set write of the
 Subscription (``If-Match`` on the version read), so one process makes it."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import logging
 from typing import Any
 
-from fhir_server.events.subscriptions import TYPE
+from fhir_server.events.email_channel import address_of
+from fhir_server.events.subscriptions import TYPE, creator_fields
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundError, OutboundGuard
 from fhir_server.storage.base import StoredVersion, VersionConflict, WriteRequest, WriteResult
@@ -28,6 +30,10 @@ ENDPOINT_REFUSED = (
     " server may reach (see the server's log)"
 )
 NO_SMTP = "No SMTP server is configured (FHIR_SERVER_SMTP_URL): email notifications cannot be sent"
+NOT_THEIRS = (
+    "The email address is not one of yours: a patient's or caregiver's Subscription may"
+    " only mail an address of their own record (its email telecom)"
+)
 
 
 async def list_subscriptions(store: Any) -> list[tuple[StoredVersion, dict[str, Any]]]:
@@ -53,13 +59,15 @@ async def list_subscriptions(store: Any) -> list[tuple[StoredVersion, dict[str, 
 
 
 async def endpoint_refusal(
-    guard: OutboundGuard, mailer: Any, id_: str, resource: dict[str, Any]
+    guard: OutboundGuard, mailer: Any, id_: str, resource: dict[str, Any], store: Any = None
 ) -> str | None:
     """Why the Subscription cannot be made active (None: it can). A rest-hook's reason
     stays in the log: like every outbound failure, it is not told to the client."""
     channel = resource.get("channel") or {}
     if channel.get("type") == "email":
-        return NO_SMTP if mailer is None else None
+        if mailer is None:
+            return NO_SMTP
+        return await _not_theirs(store, resource, str(channel.get("endpoint") or ""))
     endpoint = str(channel.get("endpoint") or "")
     try:
         # not wait_for: on Python 3.11 it can swallow a cancellation (the dispatcher
@@ -71,6 +79,33 @@ async def endpoint_refusal(
         log.warning("Subscription/%s: endpoint refused: %s", id_, reason)
         return ENDPOINT_REFUSED
     return None
+
+
+async def _not_theirs(store: Any, resource: dict[str, Any], endpoint: str) -> str | None:
+    """An email Subscription of a patient or a caregiver (a patient-context token, or a
+    user who is a Patient, RelatedPerson or Person) may only mail their own addresses:
+    the ``email`` telecom of that patient or of that user's resource; else the clinic's
+    mail server would send to strangers for an app. Staff and backend services (and
+    Subscriptions without a recorded creator) may name any address."""
+    fields = creator_fields(resource) or {}
+    people = [
+        ref
+        for ref in (fields.get("patient"), fields.get("user"))
+        if ref and ref.startswith(("Patient/", "RelatedPerson/", "Person/"))
+    ]
+    if not people or store is None:
+        return None
+    address = (address_of(endpoint) or "").lower()
+    for ref in people:
+        type_, _, rid = ref.partition("/")
+        stored = await store.read(type_, rid)
+        if stored is None or stored.content is None:
+            continue
+        for point in fhir_json.loads(stored.content).get("telecom") or []:
+            value = point.get("value") if isinstance(point, dict) else None
+            if point.get("system") == "email" and str(value).strip().lower() == address:
+                return None
+    return NOT_THEIRS
 
 
 async def set_status(

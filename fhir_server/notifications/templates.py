@@ -6,8 +6,8 @@ The administrator may replace any of them with a JSON file (``FHIR_SERVER_NOTIFI
 TEMPLATES``: ``{"new-result": {"subject": "...", "body": "..."}}``). Placeholders
 (``string.Template``, so a text cannot reach anything else): ``$portal_url``; for
 reminders ``$time`` (the appointment's or the due item's start, as written in FHIR); for
-invitations ``$link`` and ``$expires_at``; for email Subscriptions ``$type`` and
-``$reason``.
+invitations ``$link`` and ``$expires_at``; for email Subscriptions ``$type`` (never the
+Subscription's ``reason``: a client's text must not reach an inbox in the clinic's name).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Text] = {
     ),
     "subscription": Text(
         "A subscription notification",
-        'There is a new or changed $type for your subscription "$reason".' + SIGN_IN,
+        "There is a new or changed $type for one of your subscriptions." + SIGN_IN,
     ),
 }
 KINDS = frozenset(DEFAULTS)
