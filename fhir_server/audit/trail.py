@@ -48,7 +48,7 @@ FLUSH_EVERY = 0.25
 """Seconds between writes of the queue."""
 BATCH = 500
 """AuditEvents written in one transaction (a fuller queue is written at once)."""
-WRITE_SLICE = 50
+WRITE_SLICE = 10
 """AuditEvents built and written at a time (a slice costs the loop a few milliseconds)."""
 MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
