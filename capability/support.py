@@ -33,6 +33,18 @@ SYSTEM_INTERACTIONS: tuple[str, ...] = ("transaction", "batch", "history-system"
 """System-level interaction codes (https://hl7.org/fhir/R4/valueset-system-restful-interaction.html)."""
 
 
+APPEND_ONLY = frozenset({"AuditEvent"})
+"""Types whose resources are never changed or deleted through the API (the audit trail,
+``fhir_server.audit``): no update, patch or delete (405), also not as conditional ones."""
+NOT_IN_RECORDS = frozenset({"AuditEvent"})
+"""The server's access log: not part of a patient's record in ``Patient/$everything`` or a
+Patient or Group ``$export`` unless ``_type`` names it (it changes with every look at the
+record)."""
+_APPEND_ONLY_INTERACTIONS = tuple(
+    i for i in TYPE_INTERACTIONS if i not in ("update", "patch", "delete")
+)
+
+
 @dataclass(frozen=True)
 class TypeSupport:
     type: str
@@ -127,7 +139,7 @@ def support_table() -> SupportTable:
     types = {
         name: TypeSupport(
             name,
-            TYPE_INTERACTIONS,
+            _APPEND_ONLY_INTERACTIONS if name in APPEND_ONLY else TYPE_INTERACTIONS,
             search_params=tuple(search_params(name).values()),
             search_include=("*", *(f"{name}:{code}" for code in references[name])),
             search_rev_include=tuple(

@@ -333,3 +333,19 @@ async def test_a_patient_cannot_create_an_auditevent(
     refused = await http.post("AuditEvent", json=forged, headers=alice)
     assert refused.status_code == 403, refused.text
     assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_the_access_log_is_not_part_of_the_record_unless_asked(
+    app: Any, http: httpx.AsyncClient, token: Token
+) -> None:
+    """$everything (and a patient's $export) leave AuditEvents out unless _type names
+    them: the log changes with every look at the record."""
+    assert (await http.get("Observation/alice-obs", headers=staff_of(token))).status_code == 200
+    assert await report(app, http, patient_of(token, "alice"), "alice")  # events exist
+    record = await http.get("Patient/alice/$everything", headers=patient_of(token, "alice"))
+    types = {e["resource"]["resourceType"] for e in record.json().get("entry", [])}
+    assert "AuditEvent" not in types and "Observation" in types
+    asked = await http.get(
+        "Patient/alice/$everything?_type=AuditEvent", headers=patient_of(token, "alice")
+    )
+    assert {e["resource"]["resourceType"] for e in asked.json()["entry"]} == {"AuditEvent"}

@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from capability.support import support_table
+from capability.support import NOT_IN_RECORDS, support_table
 from fhir_server.access import GuardedStore
 from fhir_server.interactions.context import bundle_id, check_id, query_string
 from fhir_server.operations.base import (
@@ -107,7 +107,8 @@ def nobodys_record(types: Iterable[str]) -> GrantClause:
 
 @cache
 def _all_types() -> tuple[str, ...]:
-    return tuple(sorted(support_table().types))
+    """Every type of a record; the access log (AuditEvent) only when ``_type`` asks."""
+    return tuple(sorted(t for t in support_table().types if t not in NOT_IN_RECORDS))
 
 
 def _record_query(patient_id: str, request: EverythingRequest) -> SearchQuery:

@@ -247,6 +247,7 @@ def _plan(
     patients: list[str] | None,
     warnings: list[str],
 ) -> Plan:
+    from capability.support import NOT_IN_RECORDS
     from fhir_server.operations import support_table
 
     supported = set(support_table().types)
@@ -264,7 +265,12 @@ def _plan(
         raise FhirError(
             403, "forbidden", f"The access token does not allow exporting {', '.join(refused)}"
         )
-    wanted = sorted(set(requested)) if requested else sorted(t for t in supported if readable(t))
+    system = call.definition.level == "system"
+    wanted = (
+        sorted(set(requested))
+        if requested
+        else sorted(t for t in supported if readable(t) and (system or t not in NOT_IN_RECORDS))
+    )
     referenced: frozenset[str] = frozenset()
     if call.definition.level != "system":
         compartment = patient_compartment_types()
