@@ -31,19 +31,16 @@ when they first are (no mail about the past).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-from fhir_server.events.outbox import Event, Outbox
+from fhir_server.events.outbox import Event
+from fhir_server.events.reader import OutboxReader
 from fhir_server.notifications.notifier import SENT_TAG, Notifier
-from resources import fhir_json
 
 log = logging.getLogger("fhir_server.notifications")
 
 KEY = "notifications/people"
-LEASE = 10.0
-BATCH = 200
 
 Resource = dict[str, Any]
 Rule = Callable[[Resource, Resource | None], str | None]
@@ -135,64 +132,22 @@ def patients_of(resource: Resource) -> list[str]:
     return out
 
 
-class PeopleReader:
+class PeopleReader(OutboxReader):
     """The outbox reader of notifications to people (see the module)."""
 
+    key = KEY
+
     def __init__(self, store: Any, notifier: Notifier, owner: str) -> None:
-        self.store = store
-        self.outbox: Outbox = store.outbox
+        super().__init__(store, owner)
         self.notifier = notifier
-        self.owner = owner
-        self._opened = False
-        self._until = 0.0
-        self._retry_at = 0.0
-        self._position = self._number = 0
 
-    async def tick(self, last: int) -> None:
-        now = time.time()
-        if not self._opened:
-            if await self.outbox.min_position([KEY]) is None:
-                await self.outbox.open_cursor(KEY, last)  # from now on, not the past
-            self._opened = True
-        if now < self._retry_at:
-            return
-        if self._until - now < LEASE / 2:
-            held = await self.outbox.claim([KEY], self.owner, now, now + LEASE)
-            if not held:
-                self._until = 0.0
-                self._retry_at = now + LEASE / 2  # another process has it
-                return
-            self._until = now + LEASE
-            self._position, self._number = held[0].position, held[0].number
-        while self._position < last:
-            events = await self.outbox.events_after(self._position, BATCH)
-            if not events:
-                self._position = last
-                break
-            for event in events:
-                self._number += await self._handle(event)
-                self._position = event.seq
-            if not await self.outbox.advance(KEY, self.owner, self._position, self._number):
-                self._until = 0.0  # lost: claim again (and read from the saved position)
-                return
-
-    async def release(self) -> None:
-        if self._until:
-            await self.outbox.release(KEY, self.owner)
-
-    async def _handle(self, event: Event) -> int:
+    async def handle(self, event: Event) -> int:
         rule = RULES.get(event.type)
         if rule is None or event.method == "delete":
             return 0
-        current = await self.store.vread(event.type, event.id, event.version)
-        if current is None or current.content is None:
+        resource, before = await self.versions(event)
+        if resource is None:
             return 0
-        resource = fhir_json.loads(current.content)
-        before = None
-        if event.version > 1:
-            previous = await self.store.vread(event.type, event.id, event.version - 1)
-            if previous is not None and previous.content is not None:
-                before = fhir_json.loads(previous.content)
         kind = rule(resource, before)
         if kind is None:
             return 0
