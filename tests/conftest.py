@@ -98,6 +98,15 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The application of ``settings``, started (its lifespan: the store, the subscription
+    dispatcher, the audit trail); test folders give their own ``settings``."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -15,7 +15,6 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.operations.everything_params import CARE_DATES
 from resources.compartments import patient_member_types
@@ -180,13 +179,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     # the audit trail (tested on its own) would add AuditEvents of the test's requests
     # to the records compared here
     return Settings(storage=storage_url(request.param, tmp_path), auth="smart", audit="off")
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from smart_auth.store.base import Client
 from tests.conftest import BASE, STORES, storage_url
@@ -32,13 +31,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         delivery_attempts=3,
         delivery_backoff=0.2,
     )
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from tests.conftest import BASE, STORES, storage_url
 from tests.patient_data.support import Token, bearer, issuer
@@ -26,13 +25,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         cancel_cutoff="48h",
         telehealth_url_template=TELEHEALTH,
     )
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from tests.conftest import BASE, STORES, storage_url
 from tests.test_documents.support import SEED, Token, bearer, issuer
@@ -19,13 +18,6 @@ from tests.test_documents.support import SEED, Token, bearer, issuer
 @pytest.fixture(params=STORES)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings(storage=storage_url(request.param, tmp_path), auth="smart")
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from tests.conftest import BASE, STORES, storage_url
 from tests.patient_data.support import issuer
@@ -27,13 +26,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         organization_inboxes="Organization/billing",
         attachment_max_bytes=ATTACHMENT_LIMIT,
     )
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture
