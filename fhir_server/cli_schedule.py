@@ -267,7 +267,9 @@ def add_schedule_commands(commands: Any, storage_help: str) -> None:
     cmd.add_argument("--days", default="mon-fri", help="mon-fri or mon,wed,fri (default: mon-fri)")
     cmd.add_argument("--hours", required=True, help="local hours, e.g. 09:00-12:00,13:00-17:00")
     cmd.add_argument("--slot", required=True, help="slot length: 20m, 1h, 90m")
-    cmd.add_argument("--service-type", help="SYSTEM|CODE of the Schedule and its Slots")
+    cmd.add_argument(
+        "--service-type", help="SYSTEM|CODE of the Schedule and its Slots (default: none)"
+    )
     cmd.add_argument("--virtual", action="store_true", help="telehealth slots (v3-ActCode VR)")
     cmd.add_argument("--tz", help="time zone of --hours (default: FHIR_SERVER_TIMEZONE or UTC)")
     cmd.add_argument("--storage", help=storage_help)
