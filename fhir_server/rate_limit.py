@@ -6,7 +6,9 @@ A caller past its client's limit gets ``429 Too Many Requests`` with ``Retry-Aft
 (https://www.rfc-editor.org/rfc/rfc6585#section-4, RFC 9110 section 10.2.3) and an
 OperationOutcome ``throttled``; nothing is done for that request. Each client has a
 bucket of its own, so a backend service exporting or syncing at its limit does not
-slow the requests of portal users (other clients).
+slow the requests of portal users (other clients); and each user of an app has one of
+their own (the limit applies per person and app), so one patient of a shared app such
+as the portal cannot throttle its other patients.
 
 The limit is a token bucket of the limit's size that refills evenly over its period (a
 client may burst up to the whole limit, then goes on at the steady rate). Buckets live
@@ -116,18 +118,22 @@ class RateLimiter:
         self._limits[client_id] = (now, limit)
         return limit
 
-    def check(self, client_id: str) -> None:
-        """Take one request from ``client_id``'s bucket; FhirError 429 when empty."""
+    def check(self, client_id: str, user: str | None = None) -> None:
+        """Take one request from the bucket of ``client_id`` and ``user`` (a user's
+        token: each person using an app has a bucket of their own, so one patient of a
+        shared app such as the portal cannot throttle its other patients; a backend
+        service's token: the client's); FhirError 429 when empty."""
         limit = self.limit_for(client_id)
         if limit is None:
             return
+        bucket = client_id if user is None else f"{client_id}\x00{user}"
         capacity = max(limit.count * self._share, 1.0)
         rate = capacity / limit.period
         now = self._clock()
-        tokens, then = self._buckets.get(client_id, (capacity, now))
+        tokens, then = self._buckets.get(bucket, (capacity, now))
         tokens = min(capacity, tokens + (now - then) * rate)
         if tokens < 1.0:
-            self._buckets[client_id] = (tokens, now)
+            self._buckets[bucket] = (tokens, now)
             wait = math.ceil((1.0 - tokens) / rate)
             error = FhirError(
                 429,
@@ -137,6 +143,6 @@ class RateLimiter:
             )
             error.headers["Retry-After"] = str(wait)
             raise error
-        if len(self._buckets) >= _MAX_BUCKETS and client_id not in self._buckets:
+        if len(self._buckets) >= _MAX_BUCKETS and bucket not in self._buckets:
             self._buckets.clear()
-        self._buckets[client_id] = (tokens - 1.0, now)
+        self._buckets[bucket] = (tokens - 1.0, now)

@@ -409,7 +409,7 @@ def authenticate(auth: SmartAuth, request: Request, base: str) -> AccessPolicy:
             error.headers["WWW-Authenticate"] = failure.www_authenticate
         raise error from None
     request.scope[POLICY_KEY] = policy  # the access log's user and client id
-    _rate_limiter(request.app, auth).check(policy.client_id)
+    _rate_limiter(request.app, auth).check(policy.client_id, policy.subject)
     return policy
 
 

@@ -29,12 +29,6 @@ async def limited(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             yield app, http
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: the FHIR API's rate limit is one bucket per client_id"
-    " (fhir_server/rate_limit.py RateLimiter.check(client_id)): one patient of the portal"
-    " (a public client every patient shares) throttles every other patient of it",
-)
 async def test_one_patient_cannot_throttle_the_apps_other_patients(limited: Any) -> None:
     app, http = limited
     token = issuer(app)  # the same app (client_id), two patients
