@@ -134,12 +134,14 @@ def matching(
     catalogue: Iterable[dict[str, Any]], codes: set[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     """The current entries of ``catalogue`` that cover one of ``codes`` ((system, code)),
-    by title. A DocumentReference with a ``subject`` is some patient's, never an entry:
-    the catalogue is read without the caller's access limits."""
+    by title. A DocumentReference that refers to a Patient or a RelatedPerson anywhere
+    (a ``subject``, an ``author``...) is in a patient's compartment, written by a patient
+    or about one, never an entry: the catalogue is read without the caller's access
+    limits, and a patient must not publish into every patient's ``$education``."""
     icd = {code for system, code in codes if system == ICD10CM}
     found = []
     for resource in catalogue:
-        if resource.get("status") != "current" or "subject" in resource:
+        if resource.get("status") != "current" or _personal(resource):
             continue  # a patient's own document is no catalogue entry, whatever its category
         for system, code in _covered(resource):
             if (system, code) in codes or (
@@ -148,6 +150,20 @@ def matching(
                 found.append(resource)
                 break
     return sorted(found, key=_title)
+
+
+def _personal(value: Any) -> bool:
+    """Whether ``value`` refers to a Patient or a RelatedPerson anywhere inside."""
+    if isinstance(value, dict):
+        reference = value.get("reference")
+        if isinstance(reference, str) and any(
+            kind in reference for kind in ("Patient/", "RelatedPerson/", "Person/")
+        ):
+            return True
+        return any(_personal(v) for k, v in value.items() if k != "reference")
+    if isinstance(value, list):
+        return any(_personal(v) for v in value)
+    return False
 
 
 def _title(resource: dict[str, Any]) -> str:

@@ -257,12 +257,6 @@ async def test_pay_return_url_is_an_http_url(
     assert len(stripe_double.sessions) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: a patient publishes into every patient's $education: a DocumentReference"
-    " with the education category, no subject and author = herself is in her compartment"
-    " (so she may write it) and passes catalogue.matching (which only skips a subject)",
-)
 async def test_a_patient_cannot_publish_education_to_other_patients(
     http: httpx.AsyncClient, alice: dict[str, str], token: Any
 ) -> None:
