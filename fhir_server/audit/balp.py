@@ -344,15 +344,41 @@ def _agents(agent: Agent, names: Names) -> list[dict[str, Any]]:
 
 
 def _query_entity(activity: Activity) -> dict[str, Any]:
+    query = redacted_query(activity.query)
     line = f"{activity.method} {activity.path}"
-    if activity.query:
-        line += f"?{activity.query}"
+    if query:
+        line += f"?{query}"
     return {
         "type": _OBJECT_TYPE,
         "role": _QUERY_ROLE,
         "description": line,
-        "query": base64.b64encode(activity.query.encode()).decode("ascii"),
+        "query": base64.b64encode(query.encode()).decode("ascii"),
     }
+
+
+_KEPT_VALUES = frozenset(
+    {
+        "code", "category", "status", "date", "_lastUpdated", "_count", "_sort", "_summary",
+        "_elements", "_include", "_revinclude", "_type", "_total", "_format", "intent",
+        "clinical-status", "verification-status", "type", "class", "vaccine-code",
+    }
+)  # fmt: skip
+"""Search parameters whose values are kept in the query of an AuditEvent: they name kinds
+of data, never people. Every other value (``patient=Patient/bob``, ``name=Smith``, an
+identifier, a birth date) becomes ``*``: the event is in each patient's access report,
+and one patient's report must not name another person."""
+
+
+def redacted_query(query: str) -> str:
+    """``query`` with the values of identifying parameters replaced by ``*``."""
+    if not query:
+        return query
+    kept = []
+    for field in query.split("&"):
+        name, sep, value = field.partition("=")
+        base = name.split(":", 1)[0].split(".", 1)[0]
+        kept.append(field if not sep or base in _KEPT_VALUES else f"{name}=*")
+    return "&".join(kept)
 
 
 def instant(seconds: float) -> str:

@@ -581,12 +581,6 @@ async def test_includes_and_reverse_chains_reach_no_other_patient(
                 assert not found & BOB_IDS, (query, found & BOB_IDS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: a staff search over several patients is in each one's access report with"
-    " its whole request line and base64 query (audit/balp.py _query_entity), so Alice's"
-    " report names Bob (and whatever names or identifiers staff searched by)",
-)
 async def test_access_report_names_no_other_patient(
     app: Any, http: httpx.AsyncClient, alice: dict[str, str], dr: dict[str, str]
 ) -> None:
