@@ -82,19 +82,14 @@ class StoreHooks:
         self, fhir_user: str | None, email: str | None, link: str
     ) -> bool:
         """Email a password-reset link (``smart_auth.password_reset``) through
-        ``FHIR_SERVER_SMTP_URL`` to ``email``, else to the first email of the user's FHIR
-        resource; False when there is no server or no address."""
+        ``FHIR_SERVER_SMTP_URL`` to ``email``, the account's own address; False when there
+        is no server or no address. Never to an address of the FHIR record, which apps
+        with patient write scopes may change (``fhir_user`` is not used)."""
         from fhir_server.notifications.mailer import Mailer
-        from fhir_server.notifications.recipients import best_email
 
         settings = self._settings
         mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from) if settings else None
-        if mailer is None:
-            return False
-        if not email and fhir_user:
-            resource = await self._resource(fhir_user)
-            email = best_email(resource) if resource is not None else None
-        if not email:
+        if mailer is None or not email:
             return False
         await mailer.send(email, RESET_SUBJECT, RESET_TEXT.format(link=link))
         return True

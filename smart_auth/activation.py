@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smart_auth.admin import normalize_code
+from smart_auth.admin import EMAIL, normalize_code
 from smart_auth.pages import USERNAME, Pages, _text
 from smart_auth.password_rules import password_problem
 from smart_auth.passwords import hash_password, hash_secret
@@ -54,13 +54,16 @@ class Activation:
         code = _text(form.get("code")).strip()
         username = _text(form.get("username")).strip()
         password = _text(form.get("password"))
+        email = _text(form.get("email")).strip()[:320] or None
         error = self.problem(code, username, password, _text(form.get("password2")))
+        if error is None and email is not None and not EMAIL.fullmatch(email):
+            error = "The email address does not look right (name@example.org)."
         code_hash = hash_secret(normalize_code(code))
         if error is None:
             error = await run_in_threadpool(self.refusal, code_hash, username)
         if error is None:
             password_hash = await run_in_threadpool(hash_password, password)
-            error = await run_in_threadpool(self.create, code_hash, username, password_hash)
+            error = await run_in_threadpool(self.create, code_hash, username, password_hash, email)
         if error is not None:
             return self.pages.render(
                 request,
@@ -69,6 +72,7 @@ class Activation:
                 session=session,
                 code=code,
                 username=username,
+                email=email,
                 error=error,
                 minimum=self.minimum,
             )
@@ -107,7 +111,9 @@ class Activation:
             return ALREADY
         return None
 
-    def create(self, code_hash: str, username: str, password_hash: str) -> str | None:
+    def create(
+        self, code_hash: str, username: str, password_hash: str, email: str | None = None
+    ) -> str | None:
         store = self.auth.store
         invitation = store.use_invitation(code_hash)
         if invitation is None:
@@ -121,6 +127,7 @@ class Activation:
             password_hash=password_hash,
             fhir_user=invitation.fhir_user,
             created_at=int(time.time()),
+            email=email,
         )
         try:
             store.add_user(user)

@@ -43,9 +43,9 @@ class FhirHooks(Protocol):
     async def send_password_reset(
         self, fhir_user: str | None, email: str | None, link: str
     ) -> bool:
-        """Email ``link`` (a one-time password-reset link) to ``email``, else to the first
-        email of the ``fhir_user`` resource; whether it was sent. Optional: hooks without
-        it make ``/auth/forgot`` answer that resets by email are not offered."""
+        """Email ``link`` (a one-time password-reset link) to ``email``, the account's own
+        address; whether it was sent. Optional: hooks without it make ``/auth/forgot``
+        answer that resets by email are not offered."""
         ...
 
     async def fhir_users_with_email(self, email: str) -> list[str]:

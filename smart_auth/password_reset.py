@@ -3,8 +3,11 @@
 - ``/auth/forgot``: the person gives their username or email address; for each account
   it names (not disabled) a one-time link ``/auth/reset?token=...`` (32 random bytes,
   stored as a SHA-256 hash, valid :data:`LIFETIME` seconds) is emailed to the account's
-  address (``fhir-server users create --email``, else the first email in the ``telecom``
-  of the account's FHIR resource) through the notifications' SMTP settings. The page
+  own address (given at sign-up on the activation page, or by ``fhir-server users create
+  --email``) through the notifications' SMTP settings. Never to an address of the FHIR
+  record: any app the patient granted ``patient/Patient.u`` (or a caregiver) may change
+  ``Patient.telecom``, and would then receive the link to take the account over. An
+  address in the record still finds the account (the link goes to the account's own). The page
   answers the same whether an account matched or not, and the email leaves after the
   answer, so neither the text nor the time tells. Requests are throttled per username or
   address and client (``smart_auth.throttle``).
@@ -120,8 +123,7 @@ class PasswordResetPages:
             lookup = getattr(self.auth.hooks, "fhir_users_with_email", None)
             for fhir_user in await lookup(name) if callable(lookup) else []:
                 for user in await run_in_threadpool(store.users_for, fhir_user):
-                    if not user.email:  # a recorded address is where its links go
-                        found.setdefault(user.user_id, user)
+                    found.setdefault(user.user_id, user)  # the link goes to its own address
         else:
             user = await run_in_threadpool(store.find_user, name)
             if user is not None:
@@ -132,15 +134,18 @@ class PasswordResetPages:
         """Email a new link to each account ``name`` names (after the page answered)."""
         try:
             for user in await self._accounts(name):
+                if not user.email:  # only an address the account holder gave (see module)
+                    log.warning("password reset: user %s has no email address", user.user_id)
+                    continue
                 token = new_secret()
                 now = int(time.time())
                 reset = PasswordReset(hash_secret(token), user.user_id, now + LIFETIME)
                 reset.created_at = now
                 await run_in_threadpool(self.auth.store.add_reset, reset)
                 link = f"{base}?token={token}"
-                sent = await self.auth.hooks.send_password_reset(user.fhir_user, user.email, link)
+                sent = await self.auth.hooks.send_password_reset(None, user.email, link)
                 if not sent:
-                    log.warning("password reset: no email address for user %s", user.user_id)
+                    log.warning("password reset: the email to user %s failed", user.user_id)
         except Exception:  # noqa: BLE001 - logged; the person already has the answer
             log.exception("password reset: the email could not be sent")
 

@@ -78,16 +78,53 @@ async def test_a_link_by_email_sets_a_new_password_once(env: Env) -> None:
     assert verify_password(user.password_hash, NEW)
 
 
-async def test_the_address_can_come_from_the_fhir_record(env: Env) -> None:
-    add_user(env.store, "alice", "Patient/p1")
+async def test_an_address_of_the_record_finds_the_account_but_the_link_goes_to_its_own(
+    env: Env,
+) -> None:
+    """The FHIR record's telecom may be changed by apps with patient write scopes, so it
+    only finds the account: the link goes to the address the account holder gave."""
+    from smart_auth.admin import create_user
+
+    create_user(env.store, "alice", PASSWORD, "Patient/p1", email="alice@example.org")
     patient = (await env.http.get("/fhir/Patient/p1", headers=_staff(env))).json()
     patient["telecom"] = [{"system": "email", "value": "alice.smith@example.org"}]
     await staff_write(env, "PUT", "Patient/p1", patient)
     assert (await _forgot(env.http, "ALICE.SMITH@example.org")).status_code == 200
     to, link = await _link(env.data["mailbox"])
-    assert to == "alice.smith@example.org"
+    assert to == "alice@example.org"
     assert (await _reset(env.http, link, NEW)).status_code == 200
     assert (await login_status(env, "alice", NEW)) == 303
+
+
+async def test_an_account_without_its_own_address_gets_no_link(env: Env) -> None:
+    add_user(env.store, "bea", "Patient/p2")  # no address given
+    patient = (await env.http.get("/fhir/Patient/p2", headers=_staff(env))).json()
+    patient["telecom"] = [{"system": "email", "value": "bea@example.org"}]
+    await staff_write(env, "PUT", "Patient/p2", patient)
+    for name in ("bea", "bea@example.org"):
+        assert (await _forgot(env.http, name)).status_code == 200
+    await asyncio.sleep(1.0)
+    assert env.data["mailbox"].snapshot() == []
+
+
+async def test_the_address_given_at_sign_up_receives_the_link(env: Env) -> None:
+    from smart_auth.admin import create_invitation
+    from tests.smart_support import BASE
+
+    invitation = create_invitation(env.store, "Patient/p3", server_url=BASE)
+    page = await env.http.get("/auth/activate", params={"code": invitation["code"]})
+    form = {
+        "csrf": csrf_of(page.text),
+        "code": invitation["code"],
+        "username": "carol",
+        "password": PASSWORD,
+        "password2": PASSWORD,
+        "email": "carol@example.org",
+    }
+    assert (await env.http.post("/auth/activate", data=form)).status_code == 201
+    assert (await _forgot(env.http, "carol")).status_code == 200
+    to, _ = await _link(env.data["mailbox"])
+    assert to == "carol@example.org"
 
 
 def _staff(env: Env) -> dict[str, str]:

@@ -36,13 +36,6 @@ async def _forgot(http: httpx.AsyncClient, name: str) -> httpx.Response:
     return await http.post("/auth/forgot", data={"csrf": csrf_of(page.text), "name": name})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: account takeover by a patient-scoped app or a caregiver: it writes its own"
-    " address into Patient.telecom and /auth/forgot mails the user's reset link there"
-    " (fhir_server/auth_hooks.py send_password_reset falls back to best_email of the"
-    " fhirUser resource, which patient/Patient.u tokens may change)",
-)
 @pytest.mark.parametrize("attacker", ["app", "caregiver"])
 async def test_an_app_that_may_edit_the_patient_cannot_take_over_her_account(
     env: Env, attacker: str
