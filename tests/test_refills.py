@@ -14,7 +14,7 @@ from tests.test_messaging import conftest as fixtures
 from tests.test_messaging.support import People, prescription, ref
 
 # the app, the seeded data and the people of the messaging tests
-settings, app, people, http = fixtures.settings, fixtures.app, fixtures.people, fixtures.http
+settings, people, http = fixtures.settings, fixtures.people, fixtures.http
 
 FULFILL = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]}
 

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.patient_data.support import bearer, ids
 
@@ -147,12 +146,6 @@ async def test_message_as_someone_else_or_about_someone_else_is_refused(
     assert (await http.post("Communication", json=about_bob, headers=alice)).status_code == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: a patient makes any practitioner her 'care relation' by writing it into"
-    " her own CareTeam / Patient.generalPractitioner / Encounter.participant, then messages"
-    " them (workflows/care_relations.py CareRelations.allows trusts patient-written data)",
-)
 async def test_a_patient_cannot_make_a_stranger_her_care_team(
     http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
 ) -> None:
