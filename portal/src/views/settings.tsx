@@ -74,7 +74,8 @@ function what(event: Json): string {
   const kinds = new Set<string>();
   for (const entity of event.entity || []) {
     const ref = String(entity.what?.reference || "");
-    const role = (entity.role?.coding || []).map((c: Json) => c.code);
+    // AuditEvent.entity.role is a Coding in R4 (a CodeableConcept in R5): read both
+    const role = [entity.role?.code, ...(entity.role?.coding || []).map((c: Json) => c.code)];
     if (ref && !role.includes("1")) kinds.add(ref.split("/")[0]);
     else if (role.includes("24") && entity.description) {
       const match = /\/fhir\/([A-Z][A-Za-z]+)/.exec(entity.description) || /^\w+ ([A-Z][A-Za-z]+)/.exec(entity.description);
