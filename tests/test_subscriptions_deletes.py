@@ -12,7 +12,6 @@ import httpx
 
 from tests.hook_receiver import Receiver
 from tests.test_subscriptions import (  # noqa: F401 (fixtures)
-    app,
     bearer,
     hook,
     http,

@@ -13,7 +13,6 @@ import httpx
 from tests.conftest import BASE
 from tests.hook_receiver import Receiver, receiver
 from tests.test_subscriptions import (  # noqa: F401 (fixtures)
-    app,
     bearer,
     http,
     seed,
