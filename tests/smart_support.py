@@ -225,12 +225,23 @@ def sign_in_and_allow(driver: Any, username: str, password: str = PASSWORD) -> N
 def wait_for_heading(driver: Any, text: str, timeout: float = 20) -> None:
     """Wait until the page loaded in the browser has an ``h1`` containing ``text`` (a
     click that submits a form does not wait for the next page)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
     def found(d: Any) -> bool:
-        return text in d.find_element(By.TAG_NAME, "h1").text
+        try:
+            return text in d.find_element(By.TAG_NAME, "h1").text
+        except WebDriverException as error:
+            # the page navigated between finding the heading and reading it; Chromium
+            # may say so as "Node with given id does not belong to the document"
+            if "does not belong to the document" in str(error):
+                return False
+            raise
 
     ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
