@@ -119,12 +119,21 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 20) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.wait import WebDriverWait
+
+    def checked(d: Any) -> Any:
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            # Chromium's word for an element of a page that was just replaced
+            if "does not belong to the document" in str(error):
+                return False
+            raise
 
     # the app re-renders as its data arrives: an element found a moment ago may be gone
     wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
-    return wait.until(condition)
+    return wait.until(checked)
 
 
 def _text(driver: Any) -> str:
