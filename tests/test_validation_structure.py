@@ -5,11 +5,11 @@ Element definitions (paths, types, cardinality, content references):
 https://hl7.org/fhir/R4/elementdefinition.html
 Primitive formats: https://hl7.org/fhir/R4/datatypes.html#primitive
 
-Each test here fails when the check it names is missing. ``tests/test_validation.py``
-holds the rest of the validator's behaviour; the structure is also compared, element by
-element, with the fhir.resources R4B models corrected to R4 (``r4_models``), which the
-validator used before, and with client-py's R4 models (``fhirclient``), which also have the
-R4 types the R4B models lack.
+Each test here fails when the check it names is missing. ``tests/test_validation.py`` and
+``test_validation_bindings.py`` hold the rest of the validator's behaviour; the structure
+is also compared, element by element, with the fhir.resources R4B models corrected to R4
+(``r4_models``), which the validator used before, and with client-py's R4 models
+(``fhirclient``), which also have the R4 types the R4B models lack.
 """
 
 from __future__ import annotations
