@@ -33,7 +33,7 @@ only ever values (``{"p": code}``); the only code-derived field names are the so
 escaped by ``mongo_index.sort_field``; cursor keys are checked to be strings or numbers.
 
 MongoDB features used, each with the same semantics in mongomock 4.3 (verified by
-``tests/test_mongo_search.py``) and MongoDB: query operators ``$and $or $nor $in $nin
+``tests/test_mongo_search/``) and MongoDB: query operators ``$and $or $nor $in $nin
 $elemMatch $exists $gt $gte $lt $lte`` and ``$regex`` (``mongo_match``); aggregation
 stages ``$match $addFields $sort $limit $project $unwind $group`` and the expression
 ``$ifNull`` (https://www.mongodb.com/docs/manual/reference/operator/aggregation/);
