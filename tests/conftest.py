@@ -35,7 +35,7 @@ def store_kinds(environ: Mapping[str, str] = os.environ) -> list[str]:
 
 
 STORES = store_kinds()
-"""Every store the backend-parametrized tests run on (``tests/test_mongo_store.py`` also
+"""Every store the backend-parametrized tests run on (``tests/test_mongo_store/`` also
 runs on a real server when MONGODB_URI is set)."""
 
 BASE = "http://testserver/fhir"

@@ -5,7 +5,7 @@ PyMongo's ``with_transaction`` retries
 (https://pymongo.readthedocs.io/en/stable/api/pymongo/asynchronous/client_session.html),
 and the errors of collection and index creation that concurrent start-ups meet.
 
-The same behaviours of a real server are what ``tests/test_mongo_store.py`` relies on
+The same behaviours of a real server are what ``tests/test_mongo_store/`` relies on
 when it runs with ``MONGODB_URI``; these tests pin the stand-in to them.
 """
 

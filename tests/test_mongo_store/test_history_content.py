@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from fhir_server.storage.base import HistoryQuery, WriteRequest
 from fhir_server.storage.mongo import MongoStore
-from tests.test_mongo_store import put, store  # noqa: F401 - the store fixture
+from tests.test_mongo_store.support import put
 
 
-async def _drop_current_content(store: MongoStore, version: int) -> None:  # noqa: F811 - the fixture
+async def _drop_current_content(store: MongoStore, version: int) -> None:
     result = await store.db["history"].update_one(
         {"type": "Basic", "id": "a", "version": version}, {"$unset": {"content": ""}}
     )
     assert result.modified_count == 1
 
 
-async def test_writers_keep_both_copies(store: MongoStore) -> None:  # noqa: F811
+async def test_writers_keep_both_copies(store: MongoStore) -> None:
     """Until every server reads the single-copy form (servers of an earlier release would
     lose a content they replace), the current content is in both documents."""
     await store.write(put("Basic", "a", '"n":1'))
@@ -26,7 +26,7 @@ async def test_writers_keep_both_copies(store: MongoStore) -> None:  # noqa: F81
     assert doc is not None and b'"n":1' in bytes(doc["content"])
 
 
-async def test_a_current_version_without_history_content(store: MongoStore) -> None:  # noqa: F811
+async def test_a_current_version_without_history_content(store: MongoStore) -> None:
     await store.write(put("Basic", "a", '"n":1'))
     await store.write(put("Basic", "a", '"n":2'))
     await store.write(WriteRequest("Basic", "a", "delete"))
@@ -45,7 +45,7 @@ async def test_a_current_version_without_history_content(store: MongoStore) -> N
     assert [e.content for e in everything.entries] == [e.content for e in page.entries]
 
 
-async def test_a_version_replaced_during_a_read_keeps_its_content(store: MongoStore) -> None:  # noqa: F811
+async def test_a_version_replaced_during_a_read_keeps_its_content(store: MongoStore) -> None:
     await store.write(put("Basic", "a", '"n":1'))
     await store.write(put("Basic", "a", '"n":2'))
     await _drop_current_content(store, 2)
