@@ -157,10 +157,14 @@ def patient_member_types() -> frozenset[str]:
 def referring_types() -> frozenset[str]:
     """The types whose memberships :func:`memberships` takes from every patient
     reference: those outside the R4 Patient compartment (Binary and Patient aside)."""
-    return frozenset(RESOURCE_TYPES) - resources_in_compartment(MEMBERSHIP_COMPARTMENT) - {
-        MEMBERSHIP_COMPARTMENT,
-        SECURED_BY_CONTEXT,
-    }
+    return (
+        frozenset(RESOURCE_TYPES)
+        - resources_in_compartment(MEMBERSHIP_COMPARTMENT)
+        - {
+            MEMBERSHIP_COMPARTMENT,
+            SECURED_BY_CONTEXT,
+        }
+    )
 
 
 def patient_references(resource: Mapping[str, object]) -> tuple[str, ...]:

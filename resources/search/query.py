@@ -208,9 +208,7 @@ class AnyOf:
     conditions: tuple[Condition, ...]
 
 
-Condition = (
-    Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | AnyOf | GrantClause
-)
+Condition = Clause | IdClause | LastUpdatedClause | ChainClause | HasClause | AnyOf | GrantClause
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +247,7 @@ class AccessClause:
 
     @property
     def unrestricted(self) -> bool:
-        return any(
-            g.types is None and g.compartments is None and not g.where for g in self.grants
-        )
+        return any(g.types is None and g.compartments is None and not g.where for g in self.grants)
 
 
 @dataclass(frozen=True, slots=True)

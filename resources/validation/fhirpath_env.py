@@ -29,7 +29,6 @@ class Env:
         self.context = context
 
 
-
 class EvaluationError(ValueError):
     """An evaluation error (FHIRPath signals one, e.g. a function of several items)."""
 
@@ -42,5 +41,3 @@ def truth(values: list[Any]) -> bool | None:
         value = values[0]
         return value if value is True or value is False else True
     raise EvaluationError("a boolean is expected, found a collection of several items")
-
-

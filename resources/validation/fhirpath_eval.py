@@ -37,6 +37,8 @@ _CONSTANTS = {
     "sct": "http://snomed.info/sct",
     "loinc": "http://loinc.org",
 }
+
+
 def compile_expression(expression: str, at: str | None = None, resource: str | None = None) -> Fn:
     """Compile a FHIRPath expression; :class:`Unsupported` when it uses what this module
     does not compile (``resolve()``, ``memberOf()``, ``conformsTo()``, ``htmlChecks()``,
@@ -353,5 +355,3 @@ def _index(base: Fn, index: Fn) -> Fn:
         return [values[position]] if 0 <= position < len(values) else []
 
     return run
-
-

@@ -327,5 +327,3 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "div": _arithmetic(lambda a, b: a // b),
     "mod": _arithmetic(lambda a, b: a % b),
 }
-
-

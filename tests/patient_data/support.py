@@ -80,9 +80,7 @@ SEED: list[dict[str, Any]] = [
         "created": "2026-01-01",
         "paymentDate": "2026-01-01",
         "paymentAmount": {"value": 120, "currency": "USD"},
-        "detail": [
-            {"type": {"text": "payment"}, "submitter": {"reference": "Patient/bob"}}
-        ],
+        "detail": [{"type": {"text": "payment"}, "submitter": {"reference": "Patient/bob"}}],
     },
     {
         "resourceType": "Subscription",

@@ -135,5 +135,3 @@ async def _as_earlier_release(settings: Settings) -> None:
             {"type": {"$in": ["Task", "PaymentReconciliation"]}}, {"$set": {"m": []}}
         )
     await db["counters"].update_one({"_id": "schema"}, {"$set": {"version": 3}})
-
-

@@ -186,9 +186,12 @@ async def test_a_person_user_cannot_link_another_patient(
     response = await http.put("Person/alice-login", json=widened, headers=person)
     assert response.status_code == 403
     # not even a change that names her alone: Person decides access
-    same = {"resourceType": "Person", "id": "alice-login", "active": True, "link": [
-        {"target": {"reference": "Patient/alice"}}
-    ]}
+    same = {
+        "resourceType": "Person",
+        "id": "alice-login",
+        "active": True,
+        "link": [{"target": {"reference": "Patient/alice"}}],
+    }
     assert (await http.put("Person/alice-login", json=same, headers=person)).status_code == 403
     choices = await app.state.auth.hooks.patients_for("Person/alice-login", None)
     assert [c.id for c in choices] == ["alice"]
