@@ -77,27 +77,20 @@ async def test_removing_an_app_stops_its_subscriptions(tmp_path: Path) -> None:
     from fhir_server.events.grants import GRANT_REVOKED
     from tests.hook_receiver import receiver
     from tests.smart_support import real_app, system_headers
-    from tests.test_subscriptions_revocation import JSON, observation, signed_in, status_of
+    from tests.test_subscriptions_revocation import (
+        JSON,
+        observation,
+        signed_in,
+        status_of,
+        subscribe_and_write_one,
+    )
 
     with receiver() as hook:
         async with real_app(tmp_path, outbound_allow="127.0.0.1") as env:
             client_id, tokens = await signed_in(env)
-            body = {
-                "resourceType": "Subscription",
-                "status": "requested",
-                "reason": "my results",
-                "criteria": "Observation?",
-                "channel": {"type": "rest-hook", "endpoint": hook.url},
-            }
-            created = await env.http.post(
-                "/fhir/Subscription", json=body, headers={**bearer_of(tokens), **JSON}
-            )
-            assert created.status_code == 201, created.text
-            sid = created.json()["id"]
-            await status_of(env, sid, "active")
-            admin = {**system_headers(env.auth), **JSON}
-            await env.http.post("/fhir/Observation", json=observation(), headers=admin)
+            sid = await subscribe_and_write_one(env, tokens, hook.url)
             await asyncio.to_thread(hook.wait_for, 1)
+            admin = {**system_headers(env.auth), **JSON}
             removed = await env.http.delete(
                 f"/auth/account/apps/{client_id}", headers=bearer_of(tokens)
             )

@@ -65,6 +65,28 @@ def observation() -> dict[str, Any]:
     }
 
 
+async def subscribe_and_write_one(env: Env, tokens: dict[str, Any], url: str) -> str:
+    """The signed-in app subscribes to Observations at ``url``; once the Subscription is
+    active, a backend service writes one Observation (the caller waits for its
+    notification). The Subscription's id."""
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "my results",
+        "criteria": "Observation?",
+        "channel": {"type": "rest-hook", "endpoint": url},
+    }
+    created = await env.http.post(
+        "/fhir/Subscription", json=body, headers={**bearer_of(tokens), **JSON}
+    )
+    assert created.status_code == 201, created.text
+    sid = str(created.json()["id"])
+    await status_of(env, sid, "active")
+    admin = {**system_headers(env.auth), **JSON}
+    await env.http.post("/fhir/Observation", json=observation(), headers=admin)
+    return sid
+
+
 @pytest.mark.parametrize("how", ["revoke", "disable", "delete-client"])
 async def test_ending_the_creators_authorization_stops_the_subscription(
     tmp_path: Path, how: str
@@ -73,22 +95,9 @@ async def test_ending_the_creators_authorization_stops_the_subscription(
     with receiver() as hook:
         async with real_app(tmp_path, **settings) as env:
             client_id, tokens = await signed_in(env)
-            body = {
-                "resourceType": "Subscription",
-                "status": "requested",
-                "reason": "my results",
-                "criteria": "Observation?",
-                "channel": {"type": "rest-hook", "endpoint": hook.url},
-            }
-            created = await env.http.post(
-                "/fhir/Subscription", json=body, headers={**bearer_of(tokens), **JSON}
-            )
-            assert created.status_code == 201, created.text
-            sid = created.json()["id"]
-            await status_of(env, sid, "active")
-            admin = {**system_headers(env.auth), **JSON}
-            await env.http.post("/fhir/Observation", json=observation(), headers=admin)
+            sid = await subscribe_and_write_one(env, tokens, hook.url)
             await asyncio.to_thread(hook.wait_for, 1)
+            admin = {**system_headers(env.auth), **JSON}
 
             if how == "revoke":  # RFC 7009, the app signing the user out
                 data = {"token": tokens["refresh_token"], "client_id": client_id}
