@@ -253,9 +253,11 @@ async def test_a_write_whose_record_was_lost_is_recorded_from_the_outbox(
     assert await sweep.tick(time.monotonic() + 300) == 0  # once
 
 
-async def test_auditevents_older_than_the_retention_are_pruned(
+async def test_auditevents_older_than_the_retention_are_removed_for_good(
     app: Any, http: httpx.AsyncClient, token: Token
 ) -> None:
+    """Retention purges: the resource, its history and its index rows (a delete would
+    leave a tombstone and the versions)."""
     trail = app.state.audit
     staff = staff_of(token)
     agent = Agent("Practitioner/dr", "ann", "test-app", "10.0.0.9")  # another group
@@ -263,11 +265,56 @@ async def test_auditevents_older_than_the_retention_are_pruned(
     trail.record(old)
     await http.get("Patient/bob", headers=staff)
     events = await report(app, http, staff, "bob")
-    assert len([e for e in events if e["subtype"][0]["code"] == "read"]) == 2
+    reads = [e for e in events if e["subtype"][0]["code"] == "read"]
+    assert len(reads) == 2
+    [expired] = [e for e in reads if e["agent"][1]["network"]["address"] == "10.0.0.9"]
+    store = trail.store
+    assert await index_rows(store, expired["id"]) > 0
+    await trail.flush()  # a newer version than the expired one's is stored
     trail.retention = 3600
     assert await trail.prune() == 1
     events = await report(app, http, staff, "bob")
-    assert len([e for e in events if e["subtype"][0]["code"] == "read"]) == 1
+    assert expired["id"] not in {e["id"] for e in events}
+    path = f"AuditEvent/{expired['id']}"
+    assert (await http.get(path, headers=staff)).status_code == 404  # not 410: no tombstone
+    assert (await http.get(f"{path}/_history/1", headers=staff)).status_code == 404
+    assert await store.read("AuditEvent", expired["id"]) is None
+    assert await store.vread("AuditEvent", expired["id"], 1) is None
+    assert await index_rows(store, expired["id"]) == 0
+    assert await trail.prune() == 0
+
+
+async def index_rows(store: Any, id_: str) -> int:
+    """The search index rows and memberships an AuditEvent has left in the store."""
+    if hasattr(store, "run_write"):  # SQLite: rows of every index table and of member
+        from fhir_server.storage.sqlite_index import INDEX_TABLES
+
+        def count(conn: Any) -> int:
+            found = conn.execute(
+                "SELECT pk FROM resource WHERE type='AuditEvent' AND id=?", (id_,)
+            ).fetchone()
+            pks = {pk for (pk,) in conn.execute("SELECT pk FROM resource")}
+            stray = sum(
+                conn.execute(
+                    f"SELECT count(*) FROM {t} WHERE res_pk NOT IN (SELECT pk FROM resource)"
+                ).fetchone()[0]
+                for t in INDEX_TABLES
+            )
+            members = conn.execute(
+                "SELECT count(*) FROM member WHERE seq NOT IN (SELECT seq FROM history)"
+            ).fetchone()[0]
+            own = 0
+            if found is not None and found[0] in pks:
+                own = sum(
+                    conn.execute(f"SELECT count(*) FROM {t} WHERE res_pk=?", found).fetchone()[0]
+                    for t in INDEX_TABLES
+                )
+            return own + stray + members
+
+        return int(await store.run_write(count))
+    found = await store.db["resources"].find_one({"_id": f"AuditEvent/{id_}"})
+    history = await store.db["history"].count_documents({"type": "AuditEvent", "id": id_})
+    return (len(found) if found is not None else 0) + history
 
 
 @pytest.mark.parametrize("store", STORES)

@@ -4,8 +4,9 @@ of the support table, every operation of ``fhir_server.operations.OPERATIONS`` a
 extra routes) is wrapped by :func:`audited`, so an operation added later is audited
 without code of its own.
 
-The wrapper runs the endpoint, then queues an :class:`~fhir_server.audit.record.Activity`
-(who, what path and query, the status, the response body) on the process's
+The wrapper runs the endpoint, then queues a :class:`~fhir_server.audit.record.Captured`
+(the request's policy, address, path and query, the status, the response body: a tuple
+of what the request holds, about a microsecond) on the process's
 :class:`~fhir_server.audit.trail.AuditTrail`; the versions the request committed are
 noted by :class:`~fhir_server.audit.store.AuditedStore` through :data:`COMMITTED` (a
 context variable of the request's task). Building and storing the AuditEvents happens
@@ -14,13 +15,15 @@ later, in the trail's writer task.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.audit.record import Activity, Agent
+from fhir_server.audit.record import Captured
 from fhir_server.request_log import POLICY_KEY
 from fhir_server.storage.base import WriteResult
 
@@ -39,6 +42,7 @@ def audited(code: str, endpoint: Endpoint) -> Endpoint:
     nothing when audit is off)."""
     if code in _NOT_AUDITED:
         return endpoint
+    etag = code in _ETAG_CODES
 
     async def audited_endpoint(request: Request) -> Response:
         trail = getattr(request.app.state, "audit", None)
@@ -50,33 +54,35 @@ def audited(code: str, endpoint: Endpoint) -> Endpoint:
             response = await endpoint(request)
         finally:
             COMMITTED.reset(token)
-        trail.record(capture(code, request, response), committed)
+        trail.queue(capture(code, request.scope, response, committed, etag))
         return response
 
     audited_endpoint.__name__ = getattr(endpoint, "__name__", code)
     return audited_endpoint
 
 
-def capture(code: str, request: Request, response: Response) -> Activity:
-    """What the trail needs of a finished request (no parsing: references only)."""
-    scope = request.scope
-    client = scope.get("client")
-    agent = Agent.of_policy(scope.get(POLICY_KEY), client[0] if client else None)
-    path = scope["path"]
-    _, _, below = path.partition("/fhir/")
-    headers = {}
-    if code in _ETAG_CODES:
-        etag = response.headers.get("etag")
-        if etag:
-            headers["etag"] = etag
-    return Activity(
-        "rest",
+def capture(
+    code: str, scope: Any, response: Response, committed: list[WriteResult], etag: bool
+) -> Captured:
+    """What the trail needs of a finished request: values it already holds, in a tuple
+    (no parsing, no header objects)."""
+    return Captured(
         code,
-        agent,
+        scope.get(POLICY_KEY),
+        scope.get("client"),
         response.status_code,
         scope["method"],
-        below.rstrip("/"),
-        scope.get("query_string", b"").decode("latin-1"),
+        scope["path"],
+        scope.get("query_string", b""),
         getattr(response, "body", None),
-        headers,
+        _etag(response.raw_headers) if etag else None,
+        time.time(),
+        committed,
     )
+
+
+def _etag(raw_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in raw_headers:
+        if name == b"etag":  # Starlette lowercases the names it encodes
+            return value
+    return None

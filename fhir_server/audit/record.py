@@ -1,7 +1,9 @@
-"""What the request path hands the audit trail: one :class:`Activity` per audited event,
-captured from the finished request in a few microseconds (no parsing, no I/O). Turning it
+"""What the request path hands the audit trail: one :class:`Captured` per FHIR request
+(a tuple of what the request already holds: no parsing, no I/O, about a microsecond), or
+an :class:`Activity` for a sign-in, token, consent or administration event. Turning them
 into ``AuditEvent`` resources (:mod:`fhir_server.audit.balp`) happens later, in the
-trail's writer task (:mod:`fhir_server.audit.trail`).
+trail's writer task (:mod:`fhir_server.audit.trail`), which makes the :class:`Activity`
+of a :class:`Captured` only where it needs one (like reads are counted from the tuples).
 
 The agent fields follow the Basic Audit Log Patterns (BALP,
 https://profiles.ihe.net/ITI/BALP/): the user (``fhirUser`` of the token, its ``sub``),
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from fhir_server.storage.base import WriteResult
 
 
 @dataclass(slots=True)
@@ -72,3 +76,48 @@ class Activity:
     @property
     def failed(self) -> bool:
         return self.status >= 400
+
+
+class Captured(NamedTuple):
+    """A finished FHIR request as the audit hook (:mod:`fhir_server.audit.hook`) queues it:
+    the values the request already holds, nothing derived."""
+
+    code: str
+    """The interaction or operation (``read``, ``search-type``, ``$everything``)."""
+    policy: Any
+    """The request's ``AccessPolicy`` (None: no token)."""
+    client: Any
+    """The ASGI ``client`` (host, port), or None."""
+    status: int
+    method: str
+    path: str
+    """The full request path (``/fhir/Observation/1``)."""
+    query: bytes
+    """The raw query string."""
+    body: bytes | None
+    etag: bytes | None
+    """The response's raw ``ETag`` of a read (``W/"2"``)."""
+    recorded: float
+    writes: list[WriteResult]
+    """The versions the request committed."""
+
+    def agent(self) -> Agent:
+        client = self.client
+        return Agent.of_policy(self.policy, client[0] if client else None)
+
+    def activity(self) -> Activity:
+        """The :class:`Activity` the AuditEvents of this request are built from."""
+        _, _, below = self.path.partition("/fhir/")
+        headers = {"etag": self.etag.decode("latin-1")} if self.etag else {}
+        return Activity(
+            "rest",
+            self.code,
+            self.agent(),
+            self.status,
+            self.method,
+            below.rstrip("/"),
+            self.query.decode("latin-1"),
+            self.body,
+            headers,
+            recorded=self.recorded,
+        )

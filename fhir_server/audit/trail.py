@@ -1,7 +1,13 @@
 """The audit trail of one server process: an in-memory queue the request path appends
-to (no I/O, a few microseconds), and a writer task that turns what was queued into R4
-``AuditEvent`` resources (:mod:`fhir_server.audit.balp`) and stores them in batches, one
-transaction each, every :data:`FLUSH_EVERY` seconds or :data:`BATCH` events.
+to (a tuple, no I/O, about a microsecond), and a writer task that turns what was queued
+into R4 ``AuditEvent`` resources (:mod:`fhir_server.audit.balp`) and stores them in
+batches, every :data:`FLUSH_EVERY` seconds or when :data:`WAKE_AT` requests or
+:data:`WAKE_BYTES` of responses are queued.
+
+The writer's share of a read is small too: like reads (the same interaction, user, app,
+address and version read) are counted from the queued tuples with one dictionary lookup
+each, and what the version disclosed (its patients) is found once per version; only what
+differs becomes an AuditEvent of the window's group (``FHIR_SERVER_AUDIT_WINDOW``).
 
 The writer stores through the raw store, never through the API: an AuditEvent it writes
 is not itself audited and passes no access rules. (Its versions are events of the
@@ -14,7 +20,8 @@ an event of the durable outbox, written in the version's transaction, and the sw
 (:mod:`fhir_server.audit.sweep`) writes the AuditEvent of any version whose own was not
 written, so the record of a committed write is never lost (it then names no user: the
 request's details died with the process). Retention: AuditEvents recorded longer ago than
-``FHIR_SERVER_AUDIT_RETENTION`` are deleted once an hour (:meth:`AuditTrail.prune`).
+``FHIR_SERVER_AUDIT_RETENTION`` are removed for good once an hour, history and index
+included (:meth:`AuditTrail.prune`).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from fhir_server.audit import balp
 from fhir_server.audit.balp import Names, Touched
 from fhir_server.audit.content import bundle_patients, failure_text, patients_in, resource_touched
 from fhir_server.audit.index import audit_index
-from fhir_server.audit.record import Activity
+from fhir_server.audit.record import Activity, Captured
 from fhir_server.interactions.write import content_builder
 from fhir_server.storage.base import (
     AlreadyExists,
@@ -44,10 +51,15 @@ from resources.search.parse import parse_search
 
 log = logging.getLogger("fhir_server.audit")
 
-FLUSH_EVERY = 0.25
-"""Seconds between writes of the queue."""
+FLUSH_EVERY = 1.0
+"""Seconds between writes of the queue (like reads are counted over it: the longer, the
+fewer AuditEvents to build; at most this much of the reads is lost with the process)."""
 BATCH = 500
-"""AuditEvents written in one transaction (a fuller queue is written at once)."""
+"""Queued requests turned into AuditEvents at a time (the requests go on between)."""
+WAKE_AT = 20_000
+"""Queued requests that start a write before :data:`FLUSH_EVERY` has passed."""
+WAKE_BYTES = 16 << 20
+"""Bytes of queued response bodies that start a write before :data:`FLUSH_EVERY`."""
 WRITE_SLICE = 10
 """AuditEvents built and written at a time (a slice costs the loop a few milliseconds)."""
 MAX_QUEUED = 100_000
@@ -81,12 +93,19 @@ class AuditTrail:
         self._groups: dict[tuple[str | None, ...], _Group] = {}
         self._user_display = user_display
         self._client_name = client_name
-        self._queue: list[tuple[Activity, list[WriteResult]]] = []
+        self._queue: list[Captured | tuple[Activity, list[WriteResult]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._prune_at = 0.0
         self._users: dict[str, str] = {}
         self._clients: dict[str, str] = {}
+        self._held = 0
+        """Bytes of the response bodies queued."""
+        self._reads: dict[tuple[Any, ...], list[Any]] = {}
+        """Like reads counted since the last write: [first, last, count] per interaction,
+        user, app, address and version read."""
+        self._disclosed: dict[tuple[str, bytes], tuple[str, ...]] = {}
+        """The patients of each version read (``path``, ETag): a version never changes."""
         self.sweep: Any = None
         """The outbox sweep (:class:`fhir_server.audit.sweep.Sweep`), run by the writer."""
 
@@ -95,7 +114,17 @@ class AuditTrail:
     def record(self, activity: Activity, writes: list[WriteResult] | None = None) -> None:
         """Queue an activity (and the versions its request committed)."""
         self._queue.append((activity, writes or []))
-        if len(self._queue) >= BATCH:
+        if len(self._queue) >= WAKE_AT:
+            self._wake.set()
+
+    def queue(self, captured: Captured) -> None:
+        """Queue a finished FHIR request (:func:`fhir_server.audit.hook.capture`)."""
+        queue = self._queue
+        queue.append(captured)
+        body = captured.body
+        if body is not None:
+            self._held += len(body)
+        if self._held >= WAKE_BYTES or len(queue) >= WAKE_AT:
             self._wake.set()
 
     # -- the writer ----------------------------------------------------------------
@@ -139,8 +168,11 @@ class AuditTrail:
         """Store what is queued, and the groups of reads whose window has ended (all of
         them when ``force``); the number of AuditEvents written."""
         written = 0
+        self._held = 0
         while self._queue:
             taken, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            if written or len(taken) == BATCH:
+                await asyncio.sleep(0)  # the requests go on between slices
             try:
                 events = await self._events(taken)
             except Exception:
@@ -148,21 +180,28 @@ class AuditTrail:
                 raise
             await self._write_or_keep(events, taken)
             written += len(events)
+        reads, self._reads = self._reads, {}
+        for n, (first, last, count) in enumerate(reads.values()):
+            if n % 200 == 199:
+                await asyncio.sleep(0)
+            self._group_reads(first, last, count)
         events = self._ended(force)
         if events:
             await self.write(events)
         return written + len(events)
 
     async def _write_or_keep(
-        self, events: list[dict[str, Any]], taken: list[tuple[Activity, list[WriteResult]]]
+        self,
+        events: list[dict[str, Any]],
+        taken: list[Captured | tuple[Activity, list[WriteResult]]],
     ) -> None:
         try:
             await self.write(events)
         except Exception:
-            self._keep([t for t in taken if t[0].kind != "rest" or t[1] or t[0].failed])
+            self._keep([t for t in taken if _not_a_read(t)])
             raise
 
-    def _keep(self, taken: list[tuple[Activity, list[WriteResult]]]) -> None:
+    def _keep(self, taken: list[Captured | tuple[Activity, list[WriteResult]]]) -> None:
         """Put back what could not be written, for the next try (bounded)."""
         self._queue[:0] = taken
         if len(self._queue) > MAX_QUEUED:
@@ -187,17 +226,49 @@ class AuditTrail:
                 with contextlib.suppress(AlreadyExists):
                     await self.store.write(request)
 
-    async def _events(self, taken: list[tuple[Activity, list[WriteResult]]]) -> list[dict]:
-        names = await self._names(activity for activity, _ in taken)
+    async def _events(
+        self, taken: list[Captured | tuple[Activity, list[WriteResult]]]
+    ) -> list[dict[str, Any]]:
+        names = await self._names(taken)
         events: list[dict[str, Any]] = []
-        for n, (activity, writes) in enumerate(taken):
-            if n % 100 == 99:
+        reads = self._reads
+        grouping = self.window > 0
+        slow = 0
+        for item in taken:
+            if isinstance(item, Captured):
+                if grouping and item.code in _READS and item.status < 400 and not item.writes:
+                    _count_read(reads, item)
+                    continue
+                activity, writes = item.activity(), item.writes
+            else:
+                activity, writes = item
+            slow += 1
+            if slow % 100 == 0:
                 await asyncio.sleep(0)  # the requests go on between slices
             if activity.kind == "rest":
                 events += await self._rest(activity, writes, names)
             else:
                 events.append(balp.auth_event(activity, names))
         return events
+
+    def _group_reads(self, first: Captured, last: Captured, count: int) -> None:
+        """``count`` like reads of one version, from ``first`` to ``last``, into their
+        window's group."""
+        activity = last.activity()
+        reference = _read_reference(activity)
+        if reference is None:
+            touched = []
+        elif first.etag is None:
+            touched = [resource_touched(reference, last.body)]
+        else:
+            known = self._disclosed.get((last.path, first.etag))
+            if known is None:
+                if len(self._disclosed) > 10_000:
+                    self._disclosed.clear()
+                known = resource_touched(reference, last.body).patients
+                self._disclosed[(last.path, first.etag)] = known
+            touched = [Touched(reference, known)]
+        self._group(activity, touched, count, first.recorded)
 
     async def _rest(
         self, activity: Activity, writes: list[WriteResult], names: Names
@@ -220,9 +291,16 @@ class AuditTrail:
         self._group(activity, touched)
         return []
 
-    def _group(self, activity: Activity, touched: list[Touched]) -> None:
-        """Count a successful read into the group of its kind, user, app, address and
-        patient (one per patient whose data it returned)."""
+    def _group(
+        self,
+        activity: Activity,
+        touched: list[Touched],
+        count: int = 1,
+        first: float | None = None,
+    ) -> None:
+        """Count ``count`` successful reads (the latest: ``activity``; the first at
+        ``first``) into the group of their kind, user, app, address and patient (one per
+        patient whose data they returned)."""
         a = activity.agent
         search = activity.code.startswith("search")
         line = f"{activity.method} {activity.path}?{activity.query}" if search else ""
@@ -230,9 +308,10 @@ class AuditTrail:
             key = (activity.code, a.user, a.subject, a.client_id, a.address, a.patient, patient)
             group = self._groups.get(key)
             if group is None:
-                group = self._groups[key] = _Group(activity, activity.recorded)
+                start = activity.recorded if first is None else first
+                group = self._groups[key] = _Group(activity, start)
             group.activity = activity
-            group.count += 1
+            group.count += count
             for item in items:
                 group.touched.setdefault(item.reference, item)
             if search:
@@ -269,33 +348,41 @@ class AuditTrail:
             balp.action_of(stored.method),
         )
 
-    async def _names(self, activities: Any) -> Names:
+    async def _names(self, taken: list[Captured | tuple[Activity, list[WriteResult]]]) -> Names:
         """Display names of the users (staff, patients) and apps of a batch, looked up
         once per process and remembered."""
-        for activity in activities:
-            user, client = activity.agent.user, activity.agent.client_id
-            if user and user not in self._users and self._user_display is not None:
-                if len(self._users) > 10_000:
-                    self._users.clear()
+        users, clients = self._users, self._clients
+        for item in taken:
+            if isinstance(item, Captured):
+                policy = item.policy
+                if policy is None:
+                    continue
+                user, client = policy.fhir_user, policy.client_id or None
+            else:
+                user, client = item[0].agent.user, item[0].agent.client_id
+            if user and user not in users and self._user_display is not None:
+                if len(users) > 10_000:
+                    users.clear()
                 try:
-                    self._users[user] = await self._user_display(user) or ""
+                    users[user] = await self._user_display(user) or ""
                 except Exception:
-                    self._users[user] = ""
-            if client and client not in self._clients and self._client_name is not None:
-                if len(self._clients) > 10_000:
-                    self._clients.clear()
+                    users[user] = ""
+            if client and client not in clients and self._client_name is not None:
+                if len(clients) > 10_000:
+                    clients.clear()
                 try:
                     found = await asyncio.to_thread(self._client_name, client)
                 except Exception:
                     found = None
-                self._clients[client] = found or ""
-        return Names(self._users, self._clients)
+                clients[client] = found or ""
+        return Names(users, clients)
 
     # -- retention -----------------------------------------------------------------
 
     async def prune(self) -> int:
-        """Delete the AuditEvents recorded before the retention period (tombstones:
-        they leave searches and reads; their versions stay in the history)."""
+        """Remove the AuditEvents recorded before the retention period for good: the
+        resources, every version of their history and their index rows (the store's
+        ``purge``; nothing else removes an AuditEvent: the API is append-only)."""
         assert self.retention
         cutoff = balp.instant(time.time() - self.retention)
         query = parse_search(
@@ -309,18 +396,14 @@ class AuditTrail:
         pruned = 0
         while True:
             page = await self.store.search(query, None, 500, False)
-            live = [s for s in page.entries if not s.deleted]
-            if not live:
+            ids = [s.id for s in page.entries]
+            removed = await self.store.purge(balp.TYPE, ids) if ids else 0
+            pruned += removed
+            if not removed:  # none left (or only the newest version: the next time)
                 break
-            requests = [WriteRequest(balp.TYPE, s.id, "delete") for s in live]
-            try:
-                await self.store.write_batch(requests)
-            except TransactionsUnavailable:
-                for request in requests:
-                    await self.store.write(request)
-            pruned += len(requests)
+            await asyncio.sleep(0)
         if pruned:
-            log.info("audit: %d AuditEvents older than the retention pruned", pruned)
+            log.info("audit: %d AuditEvents older than the retention removed", pruned)
         return pruned
 
 
@@ -346,6 +429,34 @@ def _request(event: dict[str, Any]) -> WriteRequest:
         must_not_exist=True,
         index=audit_index(event),
     )
+
+
+def _count_read(reads: dict[tuple[Any, ...], list[Any]], item: Captured) -> None:
+    """Count a successful read into ``reads``: [first, last, count] per interaction,
+    user, app, address and version read."""
+    policy = item.policy
+    who = (
+        (policy.fhir_user, policy.subject, policy.client_id, policy.patient)
+        if policy is not None
+        else None
+    )
+    client = item.client
+    key = (item.code, who, client[0] if client else None, item.path, item.etag)
+    found = reads.get(key)
+    if found is None:
+        reads[key] = [item, item, 1]
+    else:
+        found[1] = item
+        found[2] += 1
+
+
+def _not_a_read(item: Captured | tuple[Activity, list[WriteResult]]) -> bool:
+    """Kept for another try when a write fails: all but the successful reads and
+    searches that changed nothing (bounded loss; a write's record is the sweep's too)."""
+    if isinstance(item, Captured):
+        return bool(item.writes) or item.status >= 400
+    activity, writes = item
+    return activity.kind != "rest" or bool(writes) or activity.failed
 
 
 def _read_reference(activity: Activity) -> str | None:

@@ -313,6 +313,15 @@ class MongoStore:
 
     # -- writes ----------------------------------------------------------------------
 
+    async def purge(self, type_: str, ids: Sequence[str]) -> int:
+        """Remove resources for good: the resource documents (with their index fields)
+        and every version of the history. Not a FHIR delete: only the audit trail's
+        retention uses it (``fhir_server.audit.trail.AuditTrail.prune``)."""
+        keys = [resource_key(type_, id_) for id_ in ids]
+        removed = await self._resources.delete_many({"_id": {"$in": keys}})
+        await self._history.delete_many({"type": type_, "id": {"$in": list(ids)}})
+        return int(removed.deleted_count)
+
     async def write(self, request: WriteRequest) -> WriteResult:
         return (await self.write_batch([request]))[0]
 

@@ -42,7 +42,7 @@ except ImportError:  # not on POSIX: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
 from fhir_server.events import outbox_sqlite
-from fhir_server.storage import sqlite_index
+from fhir_server.storage import sqlite_index, sqlite_purge
 from fhir_server.storage.base import (
     AccessDenied,
     ConditionMatched,
@@ -317,6 +317,11 @@ class SQLiteStore:
     @property
     def outbox(self) -> outbox_sqlite.SQLiteOutbox:
         return outbox_sqlite.SQLiteOutbox(self)
+
+    async def purge(self, type_: str, ids: Sequence[str]) -> int:
+        """Remove resources for good: every version, index row and membership (the audit
+        retention's, never the API's: :mod:`fhir_server.storage.sqlite_purge`)."""
+        return await self.run_write(lambda conn: sqlite_purge.purge(conn, type_, ids))
 
     async def run_write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """``fn(connection)`` in a transaction of the writer, in this process's turn (the
