@@ -1,6 +1,7 @@
 // Builds the portal into ../fhir_server/portal/static (committed, so the Python package
 // serves it without Node): one minified, content-hashed script and stylesheet, the
-// HTML page that loads them, the web app manifest and its icons (PNGs drawn here).
+// HTML page that loads them, the web app manifest and its icons (PNGs drawn here), and
+// the offline service worker (sw.js) that keeps exactly those files.
 //
 //   npm ci && npm run build        (npm run typecheck: tsc over src/)
 import { build } from "esbuild";
@@ -55,6 +56,13 @@ writeFileSync(join(out, "index.html"), page);
 copyFileSync(join(here, "src", "manifest.webmanifest"), join(out, "manifest.webmanifest"));
 copyFileSync(join(here, "src", "icon.svg"), join(out, "icon.svg"));
 for (const size of [192, 512]) writeFileSync(join(out, `icon-${size}.png`), icon(size));
+
+// The offline service worker: the app shell's files (never data) and the build's version.
+const shell = ["./", `assets/${script}`, `assets/${style}`, "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png"];
+const worker = readFileSync(join(here, "src", "sw.js"), "utf8")
+  .replace('"%VERSION%"', JSON.stringify(sourceHash().slice(0, 16)))
+  .replace('["%SHELL%"]', JSON.stringify(shell));
+writeFileSync(join(out, "sw.js"), worker);
 
 // What the build was made from: tests/portal checks that it matches the source, so a
 // change to the app that was not rebuilt (npm run build) is caught without Node.

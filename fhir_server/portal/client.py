@@ -28,13 +28,13 @@ PORTAL_SCOPE = "openid fhirUser launch/patient online_access offline_access pati
 """Every scope the portal client may ask for (the app asks for fewer: see config.json)."""
 APP_SCOPE = (
     "openid fhirUser launch/patient online_access patient/*.rs patient/DocumentReference.c"
-    " patient/Communication.c patient/Binary.c patient/Task.c patient/Basic.cu"
+    " patient/Communication.cu patient/Binary.c patient/Task.c patient/Basic.cu"
     " patient/Appointment.cu"
 )
 """What the app asks for at sign-in: who the user is, the patient, read and search,
-adding documents (uploads), sending messages with attachments (Binary), asking for
-refills (a Task), keeping notification choices (a Basic), booking and cancelling
-appointments."""
+adding documents (uploads), sending messages with attachments (Binary) and marking
+received ones read (a Communication's read receipt), asking for refills (a Task),
+keeping notification choices (a Basic), booking, moving and cancelling appointments."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 

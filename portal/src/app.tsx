@@ -75,6 +75,7 @@ export function Portal({ onSignOut, onSwitch }: Props) {
         Skip to content
       </a>
       <Header onSignOut={onSignOut} onSwitch={onSwitch} />
+      <Offline />
       <nav aria-label="Portal" class="nav">
         <ul>
           {VIEWS.map((v) => (
@@ -105,6 +106,28 @@ export function Portal({ onSignOut, onSwitch }: Props) {
 function skipTo(event: Event) {
   event.preventDefault();
   document.getElementById("content")?.querySelector("h1")?.focus();
+}
+
+/** A plain notice while the browser has no network (the app shell still shows). */
+export function Offline() {
+  const [online, setOnline] = useState(navigator.onLine);
+  useEffect(() => {
+    const on = () => setOnline(true);
+    const off = () => setOnline(false);
+    addEventListener("online", on);
+    addEventListener("offline", off);
+    return () => {
+      removeEventListener("online", on);
+      removeEventListener("offline", off);
+    };
+  }, []);
+  if (online) return null;
+  return (
+    <p class="offline" role="status">
+      <strong>You are offline.</strong> What you see may be out of date, and nothing can be sent
+      until you are back online.
+    </p>
+  );
 }
 
 /** On every screen: what the portal is not for. */

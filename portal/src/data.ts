@@ -38,12 +38,18 @@ export function onSessionEnded(handler: () => void): void {
 }
 
 function endsSession(error: any): boolean {
-  const status = error?.status ?? error?.statusCode ?? error?.response?.status;
-  return status === 401 || /refresh/i.test(String(error?.message || ""));
+  if (isOffline(error)) return false; // no answer: the session may well be alive
+  return statusOf(error) === 401 || /refresh/i.test(String(error?.message || ""));
 }
 
 export function clearCache(): void {
   cache.clear();
+}
+
+/** Forget what was loaded under keys that start with ``prefix`` (the next screen that
+ * needs it loads it again: e.g. Home's unread count after a message is read). */
+export function dropCached(prefix: string): void {
+  for (const key of [...cache.keys()]) if (key.startsWith(prefix)) cache.delete(key);
 }
 
 /** Run ``load`` once per key in this session; re-render with its result. */
@@ -77,8 +83,21 @@ export async function search(client: Client, query: string, pages = 5): Promise<
   return entriesOf(bundles);
 }
 
-/** A sentence for an error: the server's OperationOutcome text when there is one. */
-export function problemText(error: any): string {
+/** The HTTP status of a failed request (fhirclient's HttpError, or our own), if any. */
+export function statusOf(error: any): number | undefined {
+  const status = error?.status ?? error?.statusCode ?? error?.response?.status;
+  return typeof status === "number" ? status : undefined;
+}
+
+/** Whether a request failed because the network is down (no answer at all). */
+export function isOffline(error: any): boolean {
+  if (typeof navigator !== "undefined" && navigator.onLine === false) return true;
+  const message = String(error?.message || error);
+  return error instanceof TypeError && /fetch|network|load failed/i.test(message);
+}
+
+/** The server's words for a refusal: the OperationOutcome's diagnostics (or details). */
+export function serverText(error: any): string {
   // fhirclient's HttpError puts the response body after its first line
   const message = String(error?.message || error);
   const start = message.indexOf("{");
@@ -92,7 +111,49 @@ export function problemText(error: any): string {
       // not JSON after all
     }
   }
-  return message.split("\n")[0];
+  return "";
+}
+
+const BY_STATUS: Record<number, string> = {
+  400: "the server could not read the request",
+  403: "you are not allowed to do this",
+  404: "it was not found (it may have been removed)",
+  409: "it was changed by someone else meanwhile: please try again",
+  413: "the file is too large",
+  415: "this kind of file is not accepted",
+  422: "the server refused it",
+  429: "too many requests: please wait a minute and try again",
+  501: "this is not available on this server",
+  502: "a service the server relies on is not answering: please try again later",
+  503: "the server is busy: please try again in a minute",
+};
+
+/** A sentence for an error: "offline", else the server's OperationOutcome text when
+ * there is one, else the HTTP status in words (never a bare code). */
+export function problemText(error: any): string {
+  if (isOffline(error)) return "you are offline (or the server cannot be reached): try again when you are back online";
+  const text = serverText(error);
+  if (text) return text;
+  const status = statusOf(error);
+  if (status !== undefined) {
+    if (BY_STATUS[status]) return BY_STATUS[status];
+    if (status >= 500) return "the server had a problem: please try again later";
+  }
+  const message = String(error?.message || error).split("\n")[0];
+  return /^\d{3}\b/.test(message) ? "the server refused it" : message;
+}
+
+/** A sentence for a refused action: the screen's own words for the statuses it expects
+ * (each a text, or a function of the server's text), else :func:`problemText`. */
+export function refusalText(
+  error: any,
+  words: Record<number, string | ((server: string) => string)>,
+): string {
+  if (isOffline(error)) return problemText(error);
+  const status = statusOf(error);
+  const said = status !== undefined ? words[status] : undefined;
+  if (said === undefined) return problemText(error);
+  return typeof said === "function" ? said(serverText(error)) : said;
 }
 
 export class Capabilities {

@@ -3,11 +3,12 @@
 import { render } from "preact";
 import { useState } from "preact/hooks";
 import "./styles.css";
-import { Portal, Emergency, currentRoute } from "./app";
+import { Portal, Emergency, Offline, currentRoute } from "./app";
 import {
   Capabilities,
   SessionContext,
   clearCache,
+  isOffline,
   onSessionEnded,
   problemText,
   type Session,
@@ -25,7 +26,7 @@ import {
 
 const root = document.getElementById("app") as HTMLElement;
 
-function Welcome({ config, message }: { config: PortalConfig | null; message?: string }) {
+function Welcome({ config, message, offline }: { config: PortalConfig | null; message?: string; offline?: boolean }) {
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string | undefined>();
   const start = async () => {
@@ -43,6 +44,7 @@ function Welcome({ config, message }: { config: PortalConfig | null; message?: s
       <header class="top">
         <div class="brand">Patient portal</div>
       </header>
+      <Offline />
       <main id="content" class="page welcome">
         <h1>Welcome to your patient portal</h1>
         {message && (
@@ -55,6 +57,11 @@ function Welcome({ config, message }: { config: PortalConfig | null; message?: s
           <p class="problem" role="alert">
             Signing in is turned off on this server (it runs without authorization,
             FHIR_SERVER_AUTH=off), and the portal needs it.
+          </p>
+        ) : offline ? (
+          <p class="problem" role="alert">
+            You are offline. The portal needs the internet to show your record: connect, then reload
+            this page.
           </p>
         ) : config ? (
           <button type="button" class="primary" onClick={start} disabled={busy}>
@@ -76,16 +83,23 @@ function Welcome({ config, message }: { config: PortalConfig | null; message?: s
   );
 }
 
-function showWelcome(config: PortalConfig | null, message?: string) {
-  render(<Welcome config={config} message={message} />, root);
+function showWelcome(config: PortalConfig | null, message?: string, offline?: boolean) {
+  render(<Welcome config={config} message={message} offline={offline} />, root);
+}
+
+/** The offline service worker (sw.js: it keeps the app shell, never data). */
+function keepTheShell() {
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => undefined);
 }
 
 async function start() {
+  keepTheShell();
   let config: PortalConfig | null = null;
   try {
     config = await loadConfig();
-  } catch {
-    showWelcome(null);
+  } catch (error) {
+    showWelcome(null, undefined, isOffline(error));
+    if (isOffline(error)) addEventListener("online", () => location.reload(), { once: true });
     return;
   }
   const denied = new URLSearchParams(location.search).get("error");

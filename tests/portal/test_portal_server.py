@@ -57,7 +57,7 @@ async def test_the_app_is_served_with_its_settings(served: Any) -> None:
         "fhirBaseUrl": f"{ORIGIN}/fhir",
         "clientId": "fhir-server-portal",
         "scope": "openid fhirUser launch/patient online_access patient/*.rs"
-        " patient/DocumentReference.c patient/Communication.c patient/Binary.c patient/Task.c"
+        " patient/DocumentReference.c patient/Communication.cu patient/Binary.c patient/Task.c"
         " patient/Basic.cu patient/Appointment.cu",
         "signIn": True,
     }
@@ -94,7 +94,7 @@ async def test_the_portal_client_is_registered_at_start_up(served: Any) -> None:
         "client_id": "fhir-server-portal",
         "redirect_uri": "http://127.0.0.1:8123/portal/",
         "scope": "openid fhirUser launch/patient online_access patient/*.rs"
-        " patient/DocumentReference.c patient/Communication.c patient/Binary.c patient/Task.c"
+        " patient/DocumentReference.c patient/Communication.cu patient/Binary.c patient/Task.c"
         " patient/Basic.cu patient/Appointment.cu",
         "state": "s",
         "aud": f"{ORIGIN}/fhir",

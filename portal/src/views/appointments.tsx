@@ -3,9 +3,12 @@
 // (by practitioner and dates), booking it and cancelling an upcoming appointment (an
 // update to status cancelled, with a reason: the server frees its slots). A virtual
 // visit shows its join link (R5 Appointment.virtualService as the cross-version
-// extension).
+// extension). Rescheduling is the server's recipe: one transaction Bundle that cancels
+// the old appointment (with a cancelationReason) and books the new Slot, all or nothing.
+// The server's refusals (a time taken meanwhile, the cancellation cutoff) are said in
+// words.
 import { useState } from "preact/hooks";
-import { problemText, search, useLoad, useSession } from "../data";
+import { dropCached, refusalText, search, useLoad, useSession } from "../data";
 import { conceptText, entriesOf, formatDate, humanName, referenceText, type Json } from "../fhir";
 import { Empty, NotAvailable, Section, Show } from "../ui";
 
@@ -29,10 +32,53 @@ function joinLink(appointment: Json): string | undefined {
   return found.find((u) => /^https:\/\//.test(u));
 }
 
+const VR = "http://terminology.hl7.org/CodeSystem/v3-ActCode|VR";
+
+/** Whether an appointment (or a proposal of $find) is a video visit. */
+function isVirtual(a: Json): boolean {
+  const concepts = [a.appointmentType, ...(a.serviceType || [])].filter(Boolean);
+  return concepts.some((c: Json) => (c.coding || []).some((x: Json) => `${x.system}|${x.code}` === VR));
+}
+
+function kindOf(a: Json): string {
+  const virtual = (c: Json) => (c.coding || []).some((x: Json) => `${x.system}|${x.code}` === VR);
+  const other = conceptText((a.serviceType || []).find((c: Json) => !virtual(c)));
+  if (!isVirtual(a)) return other || a.description || "Visit";
+  return other ? `Video visit (${other})` : "Video visit";
+}
+
+/** "48h" -> "48 hours" (FHIR_SERVER_CANCEL_CUTOFF's durations). */
+function duration(text: string): string {
+  const match = /^(\d+(?:\.\d+)?)\s*([dhms])/i.exec(text.trim());
+  if (!match) return text;
+  const unit = { d: "day", h: "hour", m: "minute", s: "second" }[match[2].toLowerCase() as "d"];
+  return `${match[1]} ${unit}${match[1] === "1" ? "" : "s"}`;
+}
+
+/** A refusal of booking, cancelling or moving an appointment, in words. */
+export function changeProblem(error: any, what: "book" | "cancel" | "move"): string {
+  return refusalText(error, {
+    409: what === "cancel" ? "the appointment was changed meanwhile: reload the page and try again" : "That time was just taken, choose another",
+    422: (said) => {
+      const cutoff = /cutoff[^.;]*? is (\S+) before/i.exec(said);
+      if (cutoff || /too late/i.test(said)) {
+        const limit = cutoff ? ` (online changes close ${duration(cutoff[1])} before the start)` : "";
+        return `it is too late to ${what === "cancel" ? "cancel" : "change"} this appointment online${limit}: please phone your clinic`;
+      }
+      if (/started or is past|only a future/i.test(said)) return "this appointment has started or is past: it cannot be changed online";
+      if (/starts in the past/i.test(said)) return "that time has passed: choose another";
+      if (what === "cancel") return said || "the server did not take the cancellation";
+      return "that time cannot be booked online any more (it may have just been closed): choose another";
+    },
+    403: "you can book and change only your own appointments (or those of the patient you act for)",
+    404: "this appointment or time was not found: reload the page",
+  });
+}
+
 export function Appointments() {
   const { client, patientId, capabilities } = useSession();
   const p = encodeURIComponent(patientId);
-  const [version, setVersion] = useState(0); // booked or cancelled: load them again
+  const [version, setVersion] = useState(0); // booked, moved or cancelled: load them again
   const [notice, setNotice] = useState<string | undefined>();
   const loaded = useLoad(`appointments:${patientId}:${version}`, () =>
     search(client, `Appointment?patient=${p}&_sort=-date&_count=100&_include=Appointment:actor`),
@@ -41,6 +87,7 @@ export function Appointments() {
   const changed = (text: string) => {
     setNotice(text);
     setVersion((v) => v + 1);
+    dropCached(`home-appts:${patientId}`);
   };
   const now = Date.now();
   return (
@@ -66,12 +113,12 @@ export function Appointments() {
             <>
               <Section title="Upcoming" id="appts-upcoming">
                 {upcoming.length ? (
-                  <AppointmentList list={upcoming} names={names} cancel={booking} onChange={changed} />
+                  <AppointmentList list={upcoming} names={names} change={booking} onChange={changed} />
                 ) : (
                   <Empty>No upcoming appointments.</Empty>
                 )}
               </Section>
-              <Section title="Past" id="appts-past">
+              <Section title="Past and cancelled" id="appts-past">
                 {past.length ? <AppointmentList list={past} names={names} /> : <Empty>No past appointments.</Empty>}
               </Section>
             </>
@@ -111,29 +158,38 @@ const STATUS: Record<string, string> = {
 function AppointmentList({
   list,
   names,
-  cancel,
+  change,
   onChange,
 }: {
   list: Json[];
   names: Map<string, string>;
-  cancel?: boolean;
+  change?: boolean;
   onChange?: (text: string) => void;
 }) {
   return (
     <ul class="items">
       {list.map((a) => {
-        const join = joinLink(a);
+        const join = a.status === "booked" ? joinLink(a) : undefined;
+        const reason = a.status === "cancelled" ? conceptText(a.cancelationReason) : "";
         return (
-          <li key={a.id}>
-            <strong>{formatDate(a.start, true)}</strong> {conceptText(a.serviceType?.[0]) || a.description || "Visit"}
-            <div class="muted">{[STATUS[a.status] || a.status, ...who(a, names)].filter(Boolean).join(" · ")}</div>
+          <li key={a.id} data-appointment={a.id}>
+            <strong>{formatDate(a.start, true)}</strong> {kindOf(a)}
+            <div class="muted">
+              {[STATUS[a.status] || a.status, ...who(a, names)].filter(Boolean).join(" · ")}
+              {reason ? ` (${reason})` : ""}
+            </div>
             {join && (
-              <a href={join} target="_blank" rel="noopener noreferrer">
-                Join the video visit (opens a new tab)
-              </a>
+              <div>
+                <a href={join} target="_blank" rel="noopener noreferrer">
+                  Join the video visit (opens a new tab)
+                </a>
+              </div>
             )}
-            {cancel && onChange && (a.status === "booked" || a.status === "pending") && (
-              <CancelButton appointment={a} onCancelled={onChange} />
+            {change && onChange && (a.status === "booked" || a.status === "pending") && (
+              <>
+                <Reschedule appointment={a} names={names} onMoved={onChange} />
+                <CancelButton appointment={a} onCancelled={onChange} />
+              </>
             )}
           </li>
         );
@@ -157,7 +213,7 @@ function CancelButton({ appointment, onCancelled }: { appointment: Json; onCance
       } as any);
       onCancelled(`The appointment of ${when} is cancelled.`);
     } catch (error) {
-      setState({ problem: problemText(error) });
+      setState({ problem: changeProblem(error, "cancel") });
     }
   };
   return (
@@ -174,14 +230,158 @@ function CancelButton({ appointment, onCancelled }: { appointment: Json; onCance
   );
 }
 
+/** A free time of $find as a booked appointment (what $book makes of it). */
+function asBooking(proposal: Json): Json {
+  const { id: _id, meta: _meta, ...rest } = proposal;
+  return {
+    ...rest,
+    status: "booked",
+    participant: (proposal.participant || []).map((x: Json) => ({
+      ...x,
+      status: !x.status || x.status === "needs-action" ? "accepted" : x.status,
+    })),
+  };
+}
+
+/** Move an appointment: the README's recipe, one transaction (all or nothing). */
+async function move(client: any, appointment: Json, proposal: Json): Promise<void> {
+  const bundle = {
+    resourceType: "Bundle",
+    type: "transaction",
+    entry: [
+      {
+        resource: {
+          ...appointment,
+          status: "cancelled",
+          cancelationReason: { text: "Rescheduled by the patient in the portal" },
+        },
+        request: { method: "PUT", url: `Appointment/${appointment.id}` },
+      },
+      {
+        resource: asBooking(proposal),
+        request: { method: "POST", url: "Appointment" },
+      },
+    ],
+  };
+  await client.request({
+    url: String(client.state.serverUrl).replace(/\/+$/, ""), // the transaction endpoint: the base
+    method: "POST",
+    headers: { "content-type": "application/fhir+json" },
+    body: JSON.stringify(bundle),
+  });
+}
+
+function Reschedule({
+  appointment,
+  names,
+  onMoved,
+}: {
+  appointment: Json;
+  names: Map<string, string>;
+  onMoved: (text: string) => void;
+}) {
+  const { client } = useSession();
+  const [open, setOpen] = useState(false);
+  const when = formatDate(appointment.start, true);
+  const practitioner = (appointment.participant || [])
+    .map((x: Json) => x.actor?.reference || "")
+    .find((r: string) => r.startsWith("Practitioner/"));
+  const panel = `move-${appointment.id}`;
+  const pick = async (proposal: Json) => {
+    await move(client, appointment, proposal);
+    setOpen(false);
+    const to = formatDate(proposal.start, true);
+    const with_ = who(proposal, names);
+    onMoved(`Moved: your appointment is now ${to}${with_.length ? ` with ${with_.join(", ")}` : ""}. The one of ${when} is cancelled.`);
+  };
+  return (
+    <>
+      <button
+        type="button"
+        class="secondary"
+        aria-expanded={open}
+        aria-controls={panel}
+        onClick={() => setOpen(!open)}
+      >
+        {`Reschedule the appointment of ${when}`}
+      </button>
+      {open && (
+        <div id={panel} class="panel">
+          <p class="muted">
+            Choose a new time. Your appointment of {when} is cancelled only when the new one is booked.
+          </p>
+          <FreeTimes
+            prefix={panel}
+            practitioner={practitioner}
+            exclude={(appointment.slot || []).map((s: Json) => s.reference)}
+            search="Find other times"
+            action="Move to"
+            what="move"
+            onPick={pick}
+          />
+        </div>
+      )}
+    </>
+  );
+}
+
 /** Free times from Appointment/$find, each bookable with Appointment/$book. */
 function FindAndBook({ onBooked }: { onBooked: (text: string) => void }) {
+  const { client } = useSession();
+  const pick = async (proposal: Json, names: Map<string, string>) => {
+    await client.request({
+      url: "Appointment/$book",
+      method: "POST",
+      headers: { "content-type": "application/fhir+json" },
+      body: JSON.stringify({
+        resourceType: "Parameters",
+        parameter: [{ name: "appt-resource", resource: proposal }],
+      }),
+    });
+    const with_ = who(proposal, names);
+    onBooked(`Booked: ${formatDate(proposal.start, true)}${with_.length ? ` with ${with_.join(", ")}` : ""}.`);
+  };
+  return <FreeTimes prefix="book" search="Find free times" action="Book" what="book" onPick={pick} />;
+}
+
+/** Look for free times (Appointment/$find: by practitioner and days) and act on one
+ * (book it, or move an appointment to it); a time taken meanwhile is said so and the
+ * list is looked up again. */
+function FreeTimes({
+  prefix,
+  practitioner,
+  exclude = [],
+  search: searchLabel,
+  action,
+  what,
+  onPick,
+}: {
+  prefix: string;
+  practitioner?: string;
+  exclude?: string[];
+  search: string;
+  action: string;
+  what: "book" | "move";
+  onPick: (proposal: Json, names: Map<string, string>) => Promise<void>;
+}) {
   const { client, patientId } = useSession();
   const practitioners = useLoad("directory:practitioners", () => search(client, "Practitioner?_count=100", 1));
-  const [found, setFound] = useState<{ busy?: boolean; list?: Json[]; problem?: string }>({});
-  const [booking, setBooking] = useState<string | undefined>();
+  const [found, setFound] = useState<{ busy?: boolean; list?: Json[]; problem?: string; query?: string }>({});
+  const [acting, setActing] = useState<string | undefined>();
   const names = new Map((practitioners.data || []).map((r) => [`Practitioner/${r.id}`, humanName(r.name)]));
-  const find = async (event: Event) => {
+  const lookUp = async (query: string, problem?: string) => {
+    setFound({ busy: true, query, problem });
+    try {
+      const bundle = (await client.request(`Appointment/$find?${query}`)) as Json;
+      const list = entriesOf(bundle, "Appointment").filter(
+        (a) => !(a.slot || []).some((s: Json) => exclude.includes(s.reference)),
+      );
+      setFound({ list, query, problem });
+    } catch (error) {
+      setFound({ query, problem: refusalText(error, { 403: "you may look for free times only for yourself or the patient you act for" }) });
+    }
+  };
+  const find = (event: Event) => {
     event.preventDefault();
     const form = event.target as HTMLFormElement;
     const value = (name: string) => (form.elements.namedItem(name) as HTMLInputElement).value;
@@ -196,59 +396,44 @@ function FindAndBook({ onBooked }: { onBooked: (text: string) => void }) {
       _count: "20",
     });
     if (value("practitioner")) params.set("practitioner", value("practitioner"));
-    setFound({ busy: true });
-    try {
-      const bundle = (await client.request(`Appointment/$find?${params}`)) as Json;
-      setFound({ list: entriesOf(bundle, "Appointment") });
-    } catch (error) {
-      setFound({ problem: problemText(error) });
-    }
+    lookUp(String(params));
   };
-  const book = async (proposal: Json) => {
-    setBooking(proposal.slot?.[0]?.reference || proposal.start);
+  const pick = async (proposal: Json, key: string) => {
+    setActing(key);
     try {
-      await client.request({
-        url: "Appointment/$book",
-        method: "POST",
-        headers: { "content-type": "application/fhir+json" },
-        body: JSON.stringify({
-          resourceType: "Parameters",
-          parameter: [{ name: "appt-resource", resource: proposal }],
-        }),
-      });
+      await onPick(proposal, names);
       setFound({});
-      onBooked(`Booked: ${formatDate(proposal.start, true)}${who(proposal, names).length ? ` with ${who(proposal, names).join(", ")}` : ""}.`);
     } catch (error) {
-      setFound({ ...found, problem: problemText(error) });
+      const problem = changeProblem(error, what);
+      if (found.query && /taken|cannot be booked|passed/.test(problem)) await lookUp(found.query, problem);
+      else setFound({ ...found, problem });
     } finally {
-      setBooking(undefined);
+      setActing(undefined);
     }
   };
   return (
     <>
       <form onSubmit={find} class="stack">
-        <label for="book-practitioner">With</label>
-        <select id="book-practitioner" name="practitioner">
+        <label for={`${prefix}-practitioner`}>With</label>
+        <select id={`${prefix}-practitioner`} name="practitioner">
           <option value="">Anyone</option>
           {(practitioners.data || []).map((r) => (
-            <option key={r.id} value={`Practitioner/${r.id}`}>
+            <option key={r.id} value={`Practitioner/${r.id}`} selected={`Practitioner/${r.id}` === practitioner}>
               {humanName(r.name) || referenceText({ reference: `Practitioner/${r.id}` })}
             </option>
           ))}
         </select>
-        <label for="book-from">From</label>
-        <input id="book-from" name="from" type="date" defaultValue={dateInput(0)} />
-        <label for="book-to">To</label>
-        <input id="book-to" name="to" type="date" defaultValue={dateInput(14)} />
+        <label for={`${prefix}-from`}>From</label>
+        <input id={`${prefix}-from`} name="from" type="date" defaultValue={dateInput(0)} />
+        <label for={`${prefix}-to`}>To</label>
+        <input id={`${prefix}-to`} name="to" type="date" defaultValue={dateInput(14)} />
         <button type="submit" class="primary" disabled={found.busy}>
-          {found.busy ? "Looking…" : "Find free times"}
+          {found.busy ? "Looking…" : searchLabel}
         </button>
       </form>
-      {found.problem && (
-        <p class="problem" role="alert">
-          {found.problem}
-        </p>
-      )}
+      <p role="status" class={found.problem ? "problem" : "muted"}>
+        {found.problem ? `${found.problem[0].toUpperCase()}${found.problem.slice(1)}.` : ""}
+      </p>
       {found.list &&
         (found.list.length ? (
           <ul class="items" aria-label="Free times">
@@ -257,11 +442,11 @@ function FindAndBook({ onBooked }: { onBooked: (text: string) => void }) {
               const when = formatDate(proposal.start, true);
               const with_ = who(proposal, names).join(", ");
               return (
-                <li key={key}>
-                  <strong>{when}</strong> {with_} {conceptText(proposal.serviceType?.[0])}
+                <li key={key} data-slot={key}>
+                  <strong>{when}</strong> {with_} {kindOf(proposal)}
                   <div>
-                    <button type="button" class="secondary" disabled={!!booking} onClick={() => book(proposal)}>
-                      {booking === key ? "Booking…" : `Book ${when}`}
+                    <button type="button" class="secondary" disabled={!!acting} onClick={() => pick(proposal, key)}>
+                      {acting === key ? "Booking…" : `${action} ${when}`}
                     </button>
                   </div>
                 </li>

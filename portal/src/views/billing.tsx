@@ -3,7 +3,7 @@
 // processor, which sends the browser back here), payment history (PaymentReconciliation)
 // and insurance (Coverage).
 import { useState } from "preact/hooks";
-import { problemText, search, useLoad, useSession } from "../data";
+import { refusalText, search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, formatMoney, referenceText, type Json } from "../fhir";
 import { Empty, NotAvailable, Section, Show, TableWrap } from "../ui";
 
@@ -198,9 +198,17 @@ function PayButton({ invoice, open }: { invoice: Json; open: Json }) {
       if (!url) throw new Error("the server gave no checkout page");
       location.assign(url);
     } catch (error: any) {
-      const status = error?.status ?? error?.statusCode;
       setState({
-        problem: status === 501 ? "paying online is not set up on this server" : problemText(error),
+        problem: refusalText(error, {
+          501: "paying online is not set up on this server",
+          502: "the payment service is not answering: please try again later",
+          404: "this bill was not found (it may have been withdrawn): reload the page",
+          403: "you may pay only your own bills (or those of the patient you act for)",
+          422: (said) =>
+            /not issued|balanced|more than is open|cancelled/i.test(said)
+              ? "this bill is not open for payment any more (it may be paid already): reload the page"
+              : said || "the amount cannot be paid online",
+        }),
       });
     }
   };

@@ -5,7 +5,7 @@
 // patient summary (Patient/$summary), immunization record (Patient/$immunization-record),
 // visit summary (Encounter/$visit-summary).
 import { useState } from "preact/hooks";
-import { problemText, search, useLoad, useSession } from "../data";
+import { refusalText, search, useLoad, useSession } from "../data";
 import { conceptText, conceptsText, formatDate, type Json } from "../fhir";
 import { DownloadButton, base64Of } from "../download";
 import { Empty, NotAvailable, Section, Show } from "../ui";
@@ -138,7 +138,13 @@ function Upload({ onUploaded }: { onUploaded: () => void }) {
       onUploaded();
       setState({ done: `${title || file.name} was uploaded.` });
     } catch (error) {
-      setState({ problem: problemText(error) });
+      setState({
+        problem: refusalText(error, {
+          413: "the file is too large (10 MB at most)",
+          415: "this kind of file is not accepted: choose a PDF, PNG, JPEG, HEIC or plain text file",
+          403: "you may add documents only to your own record (or that of the patient you act for)",
+        }),
+      });
     }
   };
   return (

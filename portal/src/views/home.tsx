@@ -11,6 +11,7 @@ import {
 } from "../fhir";
 import { Empty, Section, Show } from "../ui";
 import { observationValue } from "./results";
+import { unreadOf } from "./messages";
 
 function today(): string {
   const d = new Date();
@@ -18,7 +19,7 @@ function today(): string {
 }
 
 export function Home() {
-  const { client, patientId } = useSession();
+  const { client, patientId, fhirUser } = useSession();
   const p = encodeURIComponent(patientId);
   const patient = useLoad(`patient:${patientId}`, () => client.patient.read());
   const appointments = useLoad(`home-appts:${patientId}`, () =>
@@ -72,12 +73,9 @@ export function Home() {
       <Section title="Messages" id="home-messages">
         <Show loaded={messages} what="messages">
           {(list) => {
-            const mine = `Patient/${patientId}`;
-            const unread = list.filter(
-              (m) => m.resourceType === "Communication" && !m.received && (m.recipient || []).some((r: Json) => r.reference === mine),
-            );
+            const unread = unreadOf(list, patientId, fhirUser);
             return unread.length ? (
-              <p>
+              <p data-testid="unread-count">
                 <strong>{unread.length}</strong> unread {unread.length === 1 ? "message" : "messages"}
               </p>
             ) : (

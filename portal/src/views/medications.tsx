@@ -5,7 +5,7 @@
 // move on (requested -> accepted -> completed with the new prescription, or rejected).
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
-import { problemText, search, useLoad, useSession } from "../data";
+import { refusalText, search, statusOf, useLoad, useSession } from "../data";
 import { conceptText, formatDate, formatQuantity, humanName, referenceText, type Json } from "../fhir";
 import { Empty, NotAvailable, Section, Show } from "../ui";
 
@@ -142,7 +142,21 @@ function RefillButton({
       setState({});
       onDone();
     } catch (error) {
-      setState({ problem: problemText(error) });
+      const status = statusOf(error);
+      setState({
+        problem: refusalText(error, {
+          409: "a refill of this medicine was already requested: its status is shown under Refill requests",
+          422: (said) =>
+            /no refills left|acute/i.test(said)
+              ? "this prescription has no refills left: please ask your care team for a new prescription"
+              : /not active/i.test(said)
+                ? "this prescription is no longer current, so it cannot be refilled"
+                : said || "this prescription cannot be refilled online",
+          403: "you may ask refills only of your own prescriptions (or those of the patient you act for)",
+          404: "this prescription was not found: reload the page",
+        }),
+      });
+      if (status === 409) onDone(); // show the open request the server named
     }
   };
   return (

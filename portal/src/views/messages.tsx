@@ -3,8 +3,11 @@
 // every reply points at what it answers, inResponseTo, and at the thread's first
 // message, partOf). The care team is who the record names: the patient's general
 // practitioner and managing organization, and the practitioners of their visits.
+// Read state: a message to the patient without ``received`` is unread; opening its
+// thread marks it read the way the server takes read receipts (the recipient sets the
+// status to completed with a JSON Patch; the server adds ``received``).
 import { useState } from "preact/hooks";
-import { problemText, search, useLoad, useSession } from "../data";
+import { dropCached, refusalText, search, useLoad, useSession } from "../data";
 import { conceptText, formatDate, humanName, type Json } from "../fhir";
 import { DownloadButton, UPLOAD_MAX_BYTES, UPLOAD_TYPES, base64Of } from "../download";
 import type { Client } from "../smart";
@@ -92,29 +95,7 @@ export function Messages() {
             return (
               <ul class="items">
                 {all.map((t) => (
-                  <li key={t.id}>
-                    <details>
-                      <summary>
-                        <strong>{t.topic}</strong>{" "}
-                        <span class="muted">
-                          {t.messages.length} {t.messages.length === 1 ? "message" : "messages"}, last{" "}
-                          {formatDate(t.messages.at(-1)?.sent, true)}
-                        </span>
-                      </summary>
-                      {t.messages.map((m) => (
-                        <div class="message" key={m.id}>
-                          <p class="muted">
-                            From {from(m)}, {formatDate(m.sent, true)}
-                            {m.received ? "" : " (unread)"}
-                          </p>
-                          {(m.payload || []).map((part: Json, i: number) => (
-                            <Part key={i} part={part} />
-                          ))}
-                        </div>
-                      ))}
-                      {canSend && <Reply thread={t} sender={sender as string} onSent={sent} />}
-                    </details>
-                  </li>
+                  <ThreadItem key={t.id} thread={t} from={from} canSend={canSend} sender={sender} onSent={sent} />
                 ))}
               </ul>
             );
@@ -122,6 +103,109 @@ export function Messages() {
         </Show>
       </Section>
     </>
+  );
+}
+
+/** Whether a message is addressed to the signed-in person (the patient, or the
+ * caregiver acting for them: a message to the patient is theirs to read too). */
+function forMe(m: Json, patientId: string, fhirUser: string): boolean {
+  const me = [`Patient/${patientId}`, fhirUser];
+  return (m.recipient || []).some((r: Json) => me.includes(r.reference));
+}
+
+/** The unread messages to the patient: no ``received`` (the server's read receipt). */
+export function unreadOf(list: Json[], patientId: string, fhirUser: string): Json[] {
+  return list.filter((m) => m.resourceType === "Communication" && !m.received && forMe(m, patientId, fhirUser));
+}
+
+function ThreadItem({
+  thread,
+  from,
+  canSend,
+  sender,
+  onSent,
+}: {
+  thread: Thread;
+  from: (m: Json) => string;
+  canSend: boolean;
+  sender?: string;
+  onSent: () => void;
+}) {
+  const { client, patientId, fhirUser } = useSession();
+  const [read, setRead] = useState<Record<string, string>>({}); // id -> when read here
+  const [problem, setProblem] = useState<string | undefined>();
+  const unread = unreadOf(thread.messages, patientId, fhirUser).filter((m) => !read[m.id]);
+  const markRead = async () => {
+    if (!unread.length) return;
+    setProblem(undefined);
+    const done: Record<string, string> = {};
+    try {
+      for (const m of unread) {
+        const receipt = (await client.patch(`Communication/${encodeURIComponent(m.id)}`, [
+          { op: "add", path: "/status", value: "completed" },
+        ])) as Json;
+        done[m.id] = receipt?.received || new Date().toISOString();
+      }
+    } catch (error) {
+      setProblem(
+        refusalText(error, {
+          403: "only the person a message is addressed to can mark it read",
+          422: (said) => said || "the server did not take the read receipt",
+        }),
+      );
+    } finally {
+      if (Object.keys(done).length) {
+        setRead((before) => ({ ...before, ...done }));
+        dropCached(`messages:${patientId}`); // Home's unread count and the list load again
+      }
+    }
+  };
+  const toggled = (event: Event) => {
+    if ((event.currentTarget as HTMLDetailsElement).open) markRead();
+  };
+  const count = thread.messages.length;
+  return (
+    <li>
+      <details onToggle={toggled}>
+        <summary>
+          <strong>{thread.topic}</strong>{" "}
+          {unread.length > 0 && <span class="badge">{unread.length} unread</span>}{" "}
+          <span class="muted">
+            {count} {count === 1 ? "message" : "messages"}, last {formatDate(thread.messages.at(-1)?.sent, true)}
+          </span>
+        </summary>
+        {thread.messages.map((m) => {
+          const mine = forMe(m, patientId, fhirUser);
+          const received = m.received || read[m.id];
+          const state = mine
+            ? received
+              ? `Read ${formatDate(received, true)}`
+              : "Unread"
+            : from(m) === "You"
+              ? received
+                ? "Read by your care team"
+                : "Not read yet"
+              : "";
+          return (
+            <div class="message" key={m.id} data-read={mine ? (received ? "read" : "unread") : undefined}>
+              <p class="muted">
+                From {from(m)}, {formatDate(m.sent, true)}
+                {state && <span class="read-state"> · {state}</span>}
+              </p>
+              {(m.payload || []).map((part: Json, i: number) => (
+                <Part key={i} part={part} />
+              ))}
+            </div>
+          );
+        })}
+        {problem && (
+          <p class="problem" role="alert">
+            Could not mark the message as read: {problem}.
+          </p>
+        )}
+        {canSend && sender && <Reply thread={thread} sender={sender} onSent={onSent} />}
+      </details>
+    </li>
   );
 }
 
@@ -178,6 +262,16 @@ function Part({ part }: { part: Json }) {
   return <p>Attachment: {title}</p>;
 }
 
+/** What went wrong sending a message (or its attachment), in words. */
+function sendProblem(error: any): string {
+  return refusalText(error, {
+    403: "you can write only to your care team (the people in the list); for anyone else, phone your clinic",
+    413: "the attached file is too large (10 MB at most)",
+    415: "this kind of file cannot be attached: choose a PDF, PNG, JPEG, HEIC or plain text file",
+    422: (said) => said || "the server did not take the message",
+  });
+}
+
 async function send(client: Client, message: Json): Promise<void> {
   await client.create({
     resourceType: "Communication",
@@ -218,7 +312,7 @@ function Compose({ people, sender, onSent }: { people: Person[]; sender: string;
       onSent();
       setState({ done: `Your message "${subject}" was sent.` });
     } catch (error) {
-      setState({ problem: problemText(error) });
+      setState({ problem: sendProblem(error) });
     }
   };
   return (
@@ -278,7 +372,7 @@ function Reply({ thread, sender, onSent }: { thread: Thread; sender: string; onS
       form.reset();
       onSent();
     } catch (error) {
-      setProblem(problemText(error));
+      setProblem(sendProblem(error));
     } finally {
       setBusy(false);
     }

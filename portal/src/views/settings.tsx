@@ -162,7 +162,7 @@ function ConnectedApps() {
       if (!url) return { unavailable: true };
       const response = await account(client, url);
       if (response.status === 404 || response.status === 405) return { unavailable: true };
-      if (!response.ok) return { problem: `HTTP ${response.status}` };
+      if (!response.ok) return { problem: problemText({ status: response.status }) };
       return { apps: ((await response.json()).apps || []) as Json[] };
     })().then(
       (next) => live && setState(next),
@@ -180,7 +180,7 @@ function ConnectedApps() {
       location.reload(); // this portal's own access ended: sign in again
       return;
     }
-    if (!response.ok && response.status !== 404) setState({ problem: `HTTP ${response.status}` });
+    if (!response.ok && response.status !== 404) setState({ problem: problemText({ status: response.status }) });
     setVersion((v) => v + 1);
   };
   if (state.unavailable) {
