@@ -422,9 +422,18 @@ def _content_patients(request: WriteRequest) -> tuple[str, ...]:
 
 
 def _content_targets(request: WriteRequest) -> tuple[tuple[str, str], ...]:
+    """What :meth:`GuardedStore._check_targets` checks: the content's literal references,
+    less an Appointment's ``slot`` references (the scheduling rule checks those, and
+    answers a Slot the caller may not read as one that does not exist, 422:
+    ``fhir_server.workflows._scheduling_access``)."""
     if request.build is None:
         return ()
-    return literal_references(fhir_json.loads(request.build(0, "")))
+    content = fhir_json.loads(request.build(0, ""))
+    targets = literal_references(content)
+    if request.type == "Appointment":
+        slots = set(literal_references({"slot": content.get("slot") or []}))
+        targets = tuple(t for t in targets if t[0] != "Slot" or t not in slots)
+    return targets
 
 
 def _readable_by_context(access: AccessClause | None) -> AccessClause | None:

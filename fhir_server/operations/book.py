@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fhir_server.access import compile_access, write_access
 from fhir_server.interactions.write import (
     check_valid,
     create_request,
@@ -33,8 +34,15 @@ from fhir_server.operations.base import (
     Operation,
     OperationDefinition,
     OperationParameter,
+    policy_of,
 )
 from fhir_server.storage.base import AlreadyExists
+from fhir_server.workflows._scheduling_access import (
+    given_slots,
+    patients_of,
+    readable,
+    unknown_slot,
+)
 from fhir_server.workflows.scheduling import slot_ids
 from resources import fhir_json
 from resources.errors import FhirError, invalid
@@ -67,6 +75,14 @@ def _unguarded(store: Any) -> Any:
     return store
 
 
+def _acting_for(ctx: Context) -> frozenset[str] | None:
+    """The patients a patient-side caller books for (None: staff, or no authorization)."""
+    policy = policy_of(ctx)
+    if policy is None:
+        return None
+    return patients_of(write_access(compile_access(policy, "c"), "Appointment", "create"))
+
+
 async def _times(ctx: Context, appointment: dict[str, Any]) -> None:
     """``start``/``end`` from the Slots when the Appointment leaves them out (the rule
     checks them against the Slots in any case)."""
@@ -74,11 +90,15 @@ async def _times(ctx: Context, appointment: dict[str, Any]) -> None:
         return
     store = _unguarded(ctx.store)
     starts, ends = [], []
+    given = given_slots(appointment)
+    patients = _acting_for(ctx)
     for id_ in slot_ids(appointment):
         stored = await store.read("Slot", id_)
-        if stored is None or stored.deleted or stored.content is None:
-            raise FhirError(422, "not-found", f"Slot/{id_} does not exist", ("Appointment.slot",))
-        slot = fhir_json.loads(stored.content)
+        slot = None
+        if stored is not None and not stored.deleted and stored.content is not None:
+            slot = fhir_json.loads(stored.content)
+        if slot is None or (patients is not None and not readable(slot, patients)):
+            raise unknown_slot(given[id_][1], given[id_][0])  # as the rule answers it
         starts.append(slot.get("start"))
         ends.append(slot.get("end"))
     if starts and all(isinstance(s, str) for s in starts + ends):

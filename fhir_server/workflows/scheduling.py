@@ -22,10 +22,13 @@ holds the Slots it lists in ``Appointment.slot``; those Slots are ``busy`` (``pe
   Slots (set from them when absent); the Slots become ``busy`` in the same store
   transaction, each written only if it is still at the version read (compare-and-set):
   of concurrent bookings of one Slot exactly one commits, the others are evaluated again,
-  see it busy and get ``409`` naming it;
+  see it busy and get ``409`` naming it; a patient-side caller books only Slots it may
+  (:mod:`._scheduling_access`: one it may not read, or of another patient's Schedule, is
+  answered as one that does not exist, ``422``);
 - a released hold (``cancelled``, ``entered-in-error``, back to ``proposed``, deleted,
   or a Slot removed) frees the Slots that start in the future; ``fulfilled`` and
-  ``noshow`` keep theirs;
+  ``noshow`` keep theirs; a Slot one appointment of a request frees may be taken by
+  another of the same request, once (a reschedule into the same Slot);
 - patient-side callers (a patient, a caregiver) book only for the patient they act for
   (the access rules: the appointment must be in that patient's compartment and refer to
   no other patient), may set only :data:`PATIENT_STATUSES`, cancel only future
@@ -44,6 +47,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.workflows._scheduling_access import (
+    acting_for,
+    check_bookable,
+    given_slots,
+    unknown_slot,
+)
 from fhir_server.workflows._scheduling_values import (
     HOLDING,
     SlotView,
@@ -92,6 +101,9 @@ async def appointment_rule(tx: Transaction, change: Change) -> None:
     if tx.origin == "import":
         await _import(tx, new_slots, new)
         return
+    patients = acting_for(change)
+    if patients is not None and new is not None:
+        await check_bookable(tx, new, old, patients, claimed)
     if not tx.caller.staff:
         cancels = holds(old) and not holds(new)
         _check_patient_write(tx, old, new, bool(released) or cancels)
@@ -161,9 +173,14 @@ def _check_patient_write(
 
 
 async def _release(tx: Transaction, ids: list[str]) -> None:
-    """Free the held Slots that start in the future."""
+    """Free the held Slots that start in the future (not one that another appointment of
+    the request took over: :func:`_take_over`)."""
     moment = now()
+    handed: set[str] = tx.state.setdefault("scheduling.handed", set())
+    freed: dict[str, Any] = tx.state.setdefault("scheduling.freed", {})
     for id_ in ids:
+        if id_ in handed:
+            continue
         slot, version = await tx.current("Slot", id_)
         if slot is None or slot.get("status") not in ("busy", "busy-tentative"):
             continue
@@ -171,6 +188,34 @@ async def _release(tx: Transaction, ids: list[str]) -> None:
             continue  # a past slot stays as it was
         _touch(tx, id_)
         tx.update({**slot, "status": "free"}, if_match=version)
+        freed[id_] = tx.added[-1]
+
+
+async def _take_over(tx: Transaction, change: Change, slot: SlotView) -> bool:
+    """Whether ``slot``, held until now, is freed by another appointment of this request
+    (a reschedule into the Slot the cancelled appointment held): the claim takes it over,
+    once, and its write replaces the release's."""
+    handed: set[str] = tx.state.setdefault("scheduling.handed", set())
+    freed: dict[str, Any] = tx.state.setdefault("scheduling.freed", {})
+    if slot.id in handed:
+        return False
+    if slot.id in freed:  # released earlier in the request
+        tx.added.remove(freed.pop(slot.id))
+        handed.add(slot.id)
+        return True
+    if slot.content.get("status") not in ("busy", "busy-tentative"):
+        return False
+    for other in tx.changes:  # released later in the request (a transaction's PUT)
+        if other is change or other.type != "Appointment":
+            continue
+        before = await tx.previous(other)
+        if holds(before) and slot.id in given_slots(before):
+            after = other.resource
+            if not (holds(after) and slot.id in given_slots(after)):
+                _touch(tx, slot.id)
+                handed.add(slot.id)
+                return True
+    return False
 
 
 def _touch(tx: Transaction, id_: str) -> None:
@@ -186,17 +231,16 @@ def _touch(tx: Transaction, id_: str) -> None:
     touched.add(id_)
 
 
-async def _load(tx: Transaction, ids: list[str]) -> list[SlotView]:
+async def _load(
+    tx: Transaction, ids: list[str], appointment: dict[str, Any] | None = None
+) -> list[SlotView]:
     slots: list[SlotView] = []
+    given = given_slots(appointment)
     for index, id_ in enumerate(ids):
         content, version = await tx.current("Slot", id_)
         if content is None:
-            raise FhirError(
-                422,
-                "not-found",
-                f"Slot/{id_} does not exist",
-                (f"Appointment.slot[{index}]",),
-            )
+            at, text = given.get(id_, (index, f"Slot/{id_}"))
+            raise unknown_slot(text, at)
         slots.append(
             SlotView(
                 id_,
@@ -220,15 +264,17 @@ async def _claim(
     all its Slots ``ids``."""
     if not ids:
         return []
-    slots = await _load(tx, ids)
+    slots = await _load(tx, ids, appointment)
     booking = appointment.get("status") in BOOKING
     moment = now()
     schedules: dict[str, dict[str, Any]] = {}
     for slot in slots:
         if slot.id not in claimed:
             continue
-        _touch(tx, slot.id)
-        status = slot.content.get("status")
+        taken_over = await _take_over(tx, change, slot)
+        if not taken_over:
+            _touch(tx, slot.id)
+        status = "free" if taken_over else slot.content.get("status")
         if status != "free":
             code, why = (422, "business-rule") if status in UNAVAILABLE else (409, "conflict")
             raise FhirError(

@@ -19,6 +19,12 @@ def at(days: int, hour: int, minute: int = 0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+RESERVED_FOR_BOB = {
+    "url": "http://example.org/fhir/StructureDefinition/reserved-for",
+    "valueReference": {"reference": "Patient/bob"},
+}
+
+
 def slot(
     id_: str, schedule: str, start: str, minutes: int = 20, status: str = "free", **extra: Any
 ) -> dict[str, Any]:
@@ -72,6 +78,17 @@ SEED: list[dict[str, Any]] = [
     slot("s-soon", "dr-sched", soon()),
     slot("s-far", "dr-near", at(10, 9)),
     slot("dr2-s1", "dr2-sched", at(3, 9)),
+    # refused for other reasons (issue 18, "Bad input")
+    schedule("dr-later", "Practitioner/dr", planningHorizon={"start": at(20, 0)[:10]}),
+    schedule("dr-off", "Practitioner/dr", active=False),
+    slot("s-early", "dr-later", at(10, 9)),
+    slot("s-off", "dr-off", at(6, 9)),
+    slot("s-error", "dr-sched", at(3, 16), status="entered-in-error"),
+    slot("s-tentative", "dr-sched", at(3, 17), status="busy-tentative"),
+    # a patient's own Schedule (Bob's: not directory data) and a Slot reserved for Bob
+    schedule("bob-own", "Patient/bob"),
+    slot("bob-s1", "bob-own", at(3, 10)),
+    slot("for-bob", "dr-sched", at(5, 9), extension=[RESERVED_FOR_BOB]),
 ]
 
 SLOTS = {r["id"]: r for r in SEED if r["resourceType"] == "Slot"}
@@ -115,6 +132,9 @@ async def status_of(http: httpx.AsyncClient, slot_id: str, admin: dict[str, str]
 
 
 async def count(http: httpx.AsyncClient, query: str, admin: dict[str, str]) -> int:
-    response = await http.get(query, params={"_summary": "count"}, headers=admin)
+    """How many resources the search ``query`` (``Appointment?slot=Slot/s1``) matches."""
+    path, _, search = query.partition("?")
+    params = [*httpx.QueryParams(search).multi_items(), ("_summary", "count")]
+    response = await http.get(path, params=params, headers=admin)
     assert response.status_code == 200, response.text
     return int(response.json()["total"])

@@ -77,6 +77,10 @@ async def test_bookings_that_are_refused_change_nothing(
         (appointment("s-past"), 422, "Slot/s-past starts in the past"),
         (appointment("s-closed"), 422, "Slot/s-closed is not free"),
         (appointment("s-far"), 422, "Slot/s-far is outside the planning horizon"),
+        (appointment("s-early"), 422, "Slot/s-early is outside the planning horizon"),
+        (appointment("s-off"), 422, "Schedule/dr-off, which is not active"),
+        (appointment("s-error"), 422, "Slot/s-error is not free"),
+        (appointment("s-tentative"), 409, "Slot/s-tentative is not free"),
         (appointment("dr2-s1"), 422, "not of the appointment's Practitioner/dr"),
         (appointment("s1", "s1-overlap"), 422, "overlap"),
         (appointment("s1", start=at(3, 10)), 422, "Appointment.start"),
@@ -92,12 +96,14 @@ async def test_bookings_that_are_refused_change_nothing(
     by_staff = await http.post("Appointment", json=unknown, headers=staff)
     assert by_staff.status_code == 422
     assert "Slot/nope does not exist" in by_staff.text
-    # a patient's write may refer only to what the patient may read: refused before
+    # a patient is told the same: the reference it gave names no Slot it may book
     by_patient = await http.post("Appointment", json=unknown, headers=alice)
-    assert by_patient.status_code == 403
+    assert by_patient.status_code == 422
+    assert by_patient.json()["issue"] == by_staff.json()["issue"]
     assert await count(http, "Appointment", admin) == 0
-    for id_ in ("s1", "s2", "s-far", "dr2-s1", "s-past"):
+    for id_ in ("s1", "s2", "s-far", "s-early", "s-off", "dr2-s1", "s-past"):
         assert await status_of(http, id_, admin) == "free"
+    assert await status_of(http, "s-tentative", admin) == "busy-tentative"
 
 
 async def test_two_slots_in_a_row_make_one_appointment(
@@ -301,3 +307,36 @@ async def test_a_booked_appointment_keeps_the_times_of_its_slots(
     }
     assert (await http.put(path, json=to_s2, headers=alice)).status_code == 200
     assert [await status_of(http, s, admin) for s in ("s1", "s2")] == ["free", "busy"]
+
+
+async def test_past_slots_are_not_freed(
+    http: httpx.AsyncClient, staff: dict[str, str], admin: dict[str, str]
+) -> None:
+    """A past visit's record (staff): fulfilled, then noshow, then cancelled, its Slot
+    stays busy (only future Slots are freed)."""
+    visit = appointment("s-past", status="fulfilled")
+    created = await http.post("Appointment", json=visit, headers=staff)
+    assert created.status_code == 201, created.text
+    assert await status_of(http, "s-past", admin) == "busy"
+    record = created.json()
+    for status in ("noshow", "cancelled"):
+        record = {**record, "status": status}
+        if status == "cancelled":
+            record["cancelationReason"] = {"text": "recorded by mistake"}
+        updated = await http.put(f"Appointment/{record['id']}", json=record, headers=staff)
+        assert updated.status_code == 200, updated.text
+        assert await status_of(http, "s-past", admin) == "busy"
+
+
+async def test_a_caregiver_cancels_only_for_their_patient(
+    http: httpx.AsyncClient, bob: dict[str, str], mum: dict[str, str], admin: dict[str, str]
+) -> None:
+    booked = (await _book(http, bob, "s1", patient="bob")).json()
+    cancel = {**booked, "status": "cancelled", "cancelationReason": {"text": "not mine"}}
+    refused = await http.put(f"Appointment/{booked['id']}", json=cancel, headers=mum)
+    assert refused.status_code in (403, 404), refused.text
+    assert "Patient/bob" not in refused.text
+    assert await status_of(http, "s1", admin) == "busy"
+    assert (await http.get(f"Appointment/{booked['id']}", headers=admin)).json()["status"] == (
+        "booked"
+    )

@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.patient_data.support import bearer
 
@@ -142,12 +141,6 @@ async def test_book_a_taken_slot_is_refused(
     assert bob.json()["status"] == "booked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: a slot of a patient's own Schedule (Schedule.actor = Patient/bob) is"
-    " bookable by another patient and the 422 names that Schedule's patient"
-    " (workflows/scheduling.py _with_actors/_schedule read the Schedule unguarded)",
-)
 async def test_booking_error_names_no_other_patient(
     http: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
