@@ -174,6 +174,11 @@ class Settings(BaseSettings):
         description="How long before an appointment (or a due check-up) its reminders are"
         " sent: durations, comma separated (24h,2h,30m)",
     )
+    quiet_hours: str = Field(
+        "",
+        description="Quiet hours of everyone who set none of their own (e.g. 22:00-07:00,"
+        " in FHIR_SERVER_TIMEZONE): emails and text messages wait for their end; empty: none",
+    )
     notification_templates: str | None = Field(
         None,
         description="A JSON file of notification texts by kind ({kind: {subject, body}}),"
@@ -187,6 +192,14 @@ class Settings(BaseSettings):
 
         if value:
             SmtpServer.parse(value)  # ValueError naming the expected form
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        from fhir_server.notifications.quiet_hours import from_setting
+
+        from_setting(value, "UTC")  # ValueError naming the expected form
         return value
 
     @field_validator("reminder_leads")

@@ -1,9 +1,10 @@
 """Notifications to people (issue 17): email through the configured SMTP server
 (``mailer``), text messages through an SMS gateway (``sms``), texts without clinical
 detail (``templates``), the people of a patient and their preferences (``recipients``),
-the record of each message (``notifier``), news from the outbox (``people``) and
-reminders of what is due (``reminders``). The dispatcher of
-``fhir_server.events`` drives ``people`` and ``reminders`` (:func:`readers`)."""
+the record of each message (``notifier``), news from the outbox (``people``),
+reminders of what is due (``reminders``, ``health_maintenance``) and quiet hours
+(``quiet_hours``). The dispatcher of ``fhir_server.events`` drives ``people``,
+``reminders`` and the deferred messages of ``quiet_hours`` (:func:`readers`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
     from fhir_server.notifications.mailer import Mailer
     from fhir_server.notifications.notifier import Notifier
     from fhir_server.notifications.people import PeopleReader
+    from fhir_server.notifications.quiet_hours import DeferredSender, from_setting
     from fhir_server.notifications.reminders import Reminders, parse_leads
     from fhir_server.notifications.sms import provider
     from fhir_server.notifications.templates import Templates
@@ -33,11 +35,22 @@ def readers(store: Any, settings: Settings, owner: str) -> list[Any]:
     if mailer is None and sms is None:
         return found
     templates = Templates(settings.notification_templates)
-    notifier = Notifier(store, mailer, templates, portal(settings), sms)
+    zone = settings.timezone
+    notifier = Notifier(
+        store,
+        mailer,
+        templates,
+        portal(settings),
+        sms,
+        timezone=zone,
+        default_quiet=from_setting(settings.quiet_hours, zone),
+    )
+    leads = parse_leads(settings.reminder_leads)
     return [
         *found,
         PeopleReader(store, notifier, owner),
-        Reminders(store, notifier, parse_leads(settings.reminder_leads), owner),
+        Reminders(store, notifier, leads, owner, zone),
+        DeferredSender(store, notifier, owner),
     ]
 
 

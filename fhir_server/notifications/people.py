@@ -18,14 +18,16 @@ kind                        when
 ``appointment-booked``      an Appointment becomes ``booked``
 ``appointment-changed``     a ``booked`` Appointment's start or end changes
 ``appointment-cancelled``   a ``booked`` Appointment becomes ``cancelled``
-``refill-decided``          a refill request (a MedicationRequest ``intent`` ``order``
-                            whose ``priorPrescription`` is set) leaves ``draft``
+``refill-decided``          a refill request (a Task ``fulfill`` of a MedicationRequest,
+                            ``fhir_server.workflows.refills``) becomes ``completed`` or
+                            ``rejected``; or a MedicationRequest whose
+                            ``priorPrescription`` is set leaves ``draft``
 ==========================  =========================================================
 
-The patient is the one the resource is about (``subject``/``patient``, a Communication's
-``recipient``, an Appointment's Patient participants). Nothing is sent when notifications
-are not configured (no ``FHIR_SERVER_SMTP_URL``); the cursor starts at the outbox's end
-when they first are (no mail about the past).
+The patient is the one the resource is about (``subject``/``patient``, a Task's ``for``,
+a Communication's ``recipient``, an Appointment's Patient participants). Nothing is sent
+when notifications are not configured (no ``FHIR_SERVER_SMTP_URL``); the cursor starts at
+the outbox's end when they first are (no mail about the past).
 """
 
 from __future__ import annotations
@@ -104,6 +106,19 @@ def _refill(resource: Resource, before: Resource | None) -> str | None:
     return "refill-decided" if resource.get("status") != "draft" else None
 
 
+FULFILL = "http://hl7.org/fhir/CodeSystem/task-code"
+
+
+def _refill_task(resource: Resource, before: Resource | None) -> str | None:
+    codings = (resource.get("code") or {}).get("coding") or []
+    if not any(c.get("system") == FULFILL and c.get("code") == "fulfill" for c in codings):
+        return None
+    focus = (resource.get("focus") or {}).get("reference")
+    if not isinstance(focus, str) or not focus.startswith("MedicationRequest/"):
+        return None
+    return "refill-decided" if _became(resource, before, "completed", "rejected") else None
+
+
 RULES: dict[str, Rule] = {
     "Observation": _observation,
     "DiagnosticReport": _report,
@@ -112,6 +127,7 @@ RULES: dict[str, Rule] = {
     "Invoice": _invoice,
     "Appointment": _appointment,
     "MedicationRequest": _refill,
+    "Task": _refill_task,
 }
 
 
@@ -123,7 +139,7 @@ def patients_of(resource: Resource) -> list[str]:
     elif resource.get("resourceType") == "Appointment":
         refs = [p.get("actor") for p in resource.get("participant") or [] if isinstance(p, dict)]
     else:
-        refs = [resource.get("subject"), resource.get("patient")]
+        refs = [resource.get("subject"), resource.get("patient"), resource.get("for")]
     out = []
     for ref in refs:
         text = ref.get("reference") if isinstance(ref, dict) else None

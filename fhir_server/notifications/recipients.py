@@ -21,7 +21,8 @@ own token writes it), coded :data:`PREFERENCES`, whose ``subject`` is the person
 
 An opt-out with a ``channel`` and no ``kind`` silences that channel; with a ``kind`` and
 no ``channel``, that kind everywhere; with both, that kind on that channel. Without any
-``Basic``, everything is sent.
+``Basic``, everything is sent. The same ``Basic`` may hold the person's quiet hours
+(``quiet_hours``), during which messages wait.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir_server.notifications.quiet_hours import QUIET_HOURS, QuietHours, from_extension
 from resources import fhir_json
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
@@ -67,21 +69,46 @@ async def people_of(store: Any, patient: str) -> list[Person]:
     return out
 
 
-async def opted_out(store: Any, person: str, channel: str, kind: str) -> bool:
-    """Whether ``person``'s preferences turn off ``kind`` on ``channel``."""
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A person's preferences: opt-outs ``(channel, kind)`` (None: any) and quiet hours."""
+
+    opt_outs: tuple[tuple[str | None, str | None], ...] = ()
+    quiet: QuietHours | None = None
+    quiet_set: bool = False
+    """Whether the person set quiet hours (equal start and end: none, not the default)."""
+
+    def opted_out(self, channel: str, kind: str) -> bool:
+        return any(c in (None, channel) and k in (None, kind) for c, k in self.opt_outs)
+
+
+async def preferences_of(store: Any, person: str, default_zone: str = "UTC") -> Preferences:
+    """``person``'s preferences (see the module)."""
     found = await _search(store, "Basic", [("subject", person), ("code", PREFERENCES)])
+    opt_outs: list[tuple[str | None, str | None]] = []
+    quiet: QuietHours | None = None
+    quiet_set = False
     for basic in found:
         for ext in basic.get("extension") or []:
-            if not isinstance(ext, dict) or ext.get("url") != OPT_OUT:
+            if not isinstance(ext, dict):
+                continue
+            if ext.get("url") == QUIET_HOURS and not quiet_set:
+                quiet = from_extension(ext, default_zone)
+                quiet_set = quiet is not None
+            if ext.get("url") != OPT_OUT:
                 continue
             parts = {
                 str(p.get("url")): p.get("valueCode")
                 for p in ext.get("extension") or []
                 if isinstance(p, dict)
             }
-            if parts.get("channel") in (None, channel) and parts.get("kind") in (None, kind):
-                return True
-    return False
+            opt_outs.append((parts.get("channel"), parts.get("kind")))
+    return Preferences(tuple(opt_outs), quiet, quiet_set)
+
+
+async def opted_out(store: Any, person: str, channel: str, kind: str) -> bool:
+    """Whether ``person``'s preferences turn off ``kind`` on ``channel``."""
+    return (await preferences_of(store, person)).opted_out(channel, kind)
 
 
 def best_email(resource: dict[str, Any]) -> str | None:

@@ -47,7 +47,8 @@ DEFAULTS: dict[str, Text] = {
         "Your refill request was answered", "Your refill request was answered." + SIGN_IN
     ),
     "health-maintenance": Text(
-        "A check-up is due", "A check-up, screening or vaccination is due ($time)." + SIGN_IN
+        "A check-up, screening or vaccination is due",
+        "You have a check-up, screening or vaccination due." + SIGN_IN,
     ),
     "invitation": Text(
         "Your invitation to the patient portal",
