@@ -112,7 +112,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             FHIR_SERVER_TELEHEALTH_URL_TEMPLATE=TELEHEALTH,
         )
         try:
-            yield {"server": server, "password": password.group(1), "stripe": stripe}
+            yield {
+                "server": server,
+                "password": password.group(1),
+                "stripe": stripe,
+                "storage": storage,
+            }
         finally:
             server.stop()
     if measured:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.live import LiveServer
 from tests.portal.support import (
     AXE,
     PATIENT,
@@ -25,6 +27,7 @@ from tests.portal.support import (
     session_tokens,
     settled,
     shot,
+    start_session,
     text,
     wait,
 )
@@ -237,3 +240,34 @@ def test_a_video_visit_shows_its_join_link(patient_session: Any) -> None:
     item = link.find_element(By.XPATH, "ancestor::li")
     assert when in item.text and "Video visit" in item.text
     assert item.get_attribute("data-appointment") in link.get_attribute("href")
+
+
+def test_the_cancellation_cutoff_is_said_in_words(
+    site: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """The same data served with FHIR_SERVER_CANCEL_CUTOFF=30d (a second server on the
+    store): cancelling or moving an appointment online is refused, and the portal says
+    it is too late and to phone the clinic, not a status code; the appointment stays
+    booked."""
+    from selenium.webdriver.common.by import By
+
+    strict = LiveServer(
+        site["storage"], tmp_path / "strict.log", auth="smart", FHIR_SERVER_CANCEL_CUTOFF="30d"
+    )
+    try:
+        start_session(browser, {**site, "server": strict}, route="appointments")
+        upcoming = _upcoming(browser)
+        item = upcoming.find_elements(By.CSS_SELECTOR, "li[data-appointment]")[0]
+        when = item.find_element(By.TAG_NAME, "strong").text
+        item.find_element(By.XPATH, f".//button[.='Cancel the appointment of {when}']").click()
+        browser.switch_to.alert.accept()
+        too_late = "too late to cancel this appointment online (online changes close 30 days"
+        wait(browser, lambda d: too_late in item.text)
+        assert "please phone your clinic" in item.text and "FHIR_SERVER" not in item.text
+        appointment = item.get_attribute("data-appointment")
+        when, panel = _open_reschedule(browser, appointment)
+        panel.find_elements(By.XPATH, ".//button[starts-with(., 'Move to ')]")[0].click()
+        wait(browser, lambda d: "It is too late to change this appointment online" in panel.text)
+        assert "Booked" in _item(browser, appointment).text
+    finally:
+        strict.stop()

@@ -84,6 +84,13 @@ def test_offline_the_portal_says_so(site: dict[str, Any], patient_session: Any) 
         heading = browser.find_element(By.TAG_NAME, "h1").text
         assert heading in ("Welcome to your patient portal", "Results"), heading
         assert "This portal is not for emergencies." in text(browser)
+        # the shell comes from the worker's cache, anything else would need the network
+        answered = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const get = (u) => fetch(u, {cache: 'no-store'}).then((r) => r.status, () => 0);"
+            "Promise.all([get('icon.svg'), get('config.json')]).then(done);"
+        )
+        assert answered == [200, 0], answered
     finally:
         _offline(browser, False)
     browser.refresh()
