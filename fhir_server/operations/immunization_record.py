@@ -1,9 +1,6 @@
 """``Patient/[id]/$immunization-record``: every immunization of the patient (date,
 vaccine, lot, performer, status) as a PDF (issue 20, "Generated documents"), built from
-what the caller's token may read.
-
-The PDF is the answer (``application/pdf``); with ``_format=json`` or an ``Accept`` of
-FHIR JSON first, the same PDF as a Binary resource.
+what the caller's token may read; a Binary with ``_format=json`` (:mod:`.pdf_operation`).
 """
 
 from __future__ import annotations
@@ -18,14 +15,8 @@ from fhir_server.documents.record import (
     read_required,
     search,
 )
-from fhir_server.operations.base import (
-    Context,
-    Invocation,
-    Operation,
-    OperationDefinition,
-    OperationParameter,
-    OperationResult,
-)
+from fhir_server.operations.base import Context, Invocation, OperationResult
+from fhir_server.operations.pdf_operation import pdf_answer, pdf_operation
 
 CANONICAL = "urn:fhir-server:OperationDefinition:Patient-immunization-record"
 
@@ -51,27 +42,16 @@ async def handle(ctx: Context, call: Invocation) -> OperationResult:
             )
         ],
     )
-    filename = f"immunization-record-{call.id}.pdf"
-    return pdf.answer(pdf.render(document), filename, ctx.header("accept"), ctx.param("_format"))
+    return pdf_answer(ctx, pdf.render(document), f"immunization-record-{call.id}.pdf")
 
 
-OPERATION = Operation(
-    definitions=(
-        OperationDefinition(
-            "immunization-record",
-            CANONICAL,
-            "instance",
-            resource_types=("Patient",),
-            parameters=(OperationParameter("return", "Binary", min=1, use="out"),),
-            scopes=("patient/*.rs", "user/*.rs", "system/*.rs"),
-            documentation=(
-                "The patient's immunization record as a PDF: every immunization with date,"
-                " vaccine, lot number, performer and status, with the organisation, the"
-                " patient's name and birth date and the generation time; _format=json gives"
-                " it as a Binary resource. Built from what the token may read."
-            ),
-        ),
-    ),
-    handler=handle,
-    media=(pdf.PDF,),
+OPERATION = pdf_operation(
+    "immunization-record",
+    CANONICAL,
+    "Patient",
+    handle,
+    "The patient's immunization record as a PDF: every immunization with date, vaccine, lot"
+    " number, performer and status, with the organisation, the patient's name and birth"
+    " date and the generation time; _format=json gives it as a Binary resource. Built from"
+    " what the token may read.",
 )
