@@ -26,6 +26,7 @@ def test_writing_to_the_care_team(patient_session: Any, tmp_path: Path) -> None:
     nav(browser, "Messages")
     to = Select(browser.find_element(By.ID, "msg-to"))
     assert any("(the clinic)" in o.text for o in to.options)  # the managing organization
+    assert any("(your care team)" in o.text for o in to.options)  # the patient's CareTeam
     to.select_by_index(0)
     browser.find_element(By.ID, "msg-subject").send_keys("Question about my allergy")
     browser.find_element(By.ID, "msg-text").send_keys("Can I take amoxicillin?")

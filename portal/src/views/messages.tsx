@@ -214,16 +214,21 @@ interface Person {
   name: string;
 }
 
-/** Whom the patient may write to, from their record. */
+/** Whom the patient may write to, from their record: the server takes exactly these
+ * (its care relations: general practitioner, managing organization, practitioners of
+ * the patient's visits, the patient's care teams and their members). */
 async function careTeam(client: Client, patientId: string): Promise<Person[]> {
   const p = encodeURIComponent(patientId);
-  const [own, visits] = await Promise.all([
+  const [own, visits, teams] = await Promise.all([
     search(client, `Patient?_id=${p}&_include=Patient:general-practitioner&_include=Patient:organization`, 1),
     search(client, `Encounter?patient=${p}&_sort=-date&_count=50&_include=Encounter:practitioner`, 1),
+    search(client, `CareTeam?patient=${p}&status=active&_include=CareTeam:participant`, 1).catch(() => []),
   ]);
   const people = new Map<string, Person>();
-  for (const r of [...own, ...visits]) {
-    if (r.resourceType === "Practitioner") {
+  for (const r of [...own, ...visits, ...teams]) {
+    if (r.resourceType === "CareTeam") {
+      people.set(`CareTeam/${r.id}`, { reference: `CareTeam/${r.id}`, name: `${r.name || "Care team"} (your care team)` });
+    } else if (r.resourceType === "Practitioner") {
       people.set(`Practitioner/${r.id}`, { reference: `Practitioner/${r.id}`, name: humanName(r.name) || "A practitioner" });
     } else if (r.resourceType === "Organization") {
       people.set(`Organization/${r.id}`, { reference: `Organization/${r.id}`, name: `${r.name || "Your clinic"} (the clinic)` });
