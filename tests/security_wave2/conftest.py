@@ -5,7 +5,7 @@ server for the attackers (Alice's app, Alice's caregiver) and for staff."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +14,18 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from tests.conftest import BASE, STORES, storage_url
-from tests.doubles.fake_stripe import FakeStripe, fake_stripe
+from tests.conftest import BASE, STORES
+from tests.doubles.fake_stripe import FakeStripe
+from tests.doubles.stripe_settings import serve_stripe, stripe_settings
 from tests.patient_data.support import Token, bearer, issuer
 from tests.security_wave2.support import AUDIT_ABOUT_BOB, SEED
 
-
-@pytest.fixture(scope="module")
-def stripe_double() -> Iterator[FakeStripe]:
-    with fake_stripe() as fake:
-        yield fake
+stripe_double = pytest.fixture(scope="module", name="stripe_double")(serve_stripe)
 
 
 @pytest.fixture(params=STORES)
 def settings(request: pytest.FixtureRequest, tmp_path: Path, stripe_double: FakeStripe) -> Settings:
-    return Settings(
-        storage=storage_url(request.param, tmp_path),
-        auth="smart",
-        payments="stripe",
-        stripe_secret_key=stripe_double.secret_key,
-        stripe_webhook_secret=stripe_double.webhook_secret,
-        stripe_api_base=stripe_double.api_base,
-    )
+    return stripe_settings(request.param, tmp_path, stripe_double)
 
 
 @pytest.fixture
