@@ -28,6 +28,7 @@ TRANSACTION = Activity("rest", "transaction", STAFF, 200)
 READ = Activity("rest", "read", STAFF, 200)
 MALLORY = Agent(None, "mallory", None, "1.2.3.4")
 FAILED_LOGIN = Activity("login", "login", MALLORY, 401, detail={"error": "no"})
+EXPORT = Activity("rest", "$export", BACKEND, 202, "GET", "$export", "_type=Observation")
 TOKEN = Activity("token", "authorization_code", PATIENT, 200, detail={"scope": "patient/*.rs"})
 
 
@@ -47,6 +48,7 @@ def _shapes() -> list[dict[str, Any]]:
         balp.auth_event(FAILED_LOGIN),
         balp.auth_event(TOKEN, NAMES),
         balp.admin_event("users create", "--username bob", Agent(None, "root", None, None), True),
+        balp.export_event(EXPORT, "job1", "Patient/a", [("Observation", "Observation.ndjson")]),
     ]
     return events
 

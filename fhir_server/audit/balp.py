@@ -47,6 +47,8 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
+EXPORT_JOB_SYSTEM = "urn:fhir-server:export-job"
 SERVER_NAME = "fhir-server"
 
 MAX_ENTITIES = 200
@@ -66,6 +68,10 @@ _ACTIONS = {
 """Action per interaction; the others (searches, operations, bundles) execute: E."""
 
 _REST_TYPE = {"system": EVENT_TYPE, "code": "rest", "display": "Restful Operation"}
+_EXPORT_TYPE = {"system": DCM, "code": "110106", "display": "Export"}
+_DISCLOSE = {"system": LIFECYCLE, "code": "disclose", "display": "Disclose Record Lifecycle Event"}
+_JOB_ROLE = {"system": OBJECT_ROLE, "code": "20", "display": "Job"}
+_REPORT_ROLE = {"system": OBJECT_ROLE, "code": "3", "display": "Report"}
 _AUTH_TYPE = {"system": DCM, "code": "110114", "display": "User Authentication"}
 _ADMIN_TYPE = {"system": DCM, "code": "110100", "display": "Application Activity"}
 _PATIENT_TYPE = {"system": ENTITY_TYPE, "code": "1", "display": "Person"}
@@ -189,6 +195,38 @@ def grouped_event(
     if not entities:
         del event["entity"]
     return _ordered(event)
+
+
+def export_event(
+    activity: Activity,
+    job: str,
+    patient: str,
+    files: Sequence[tuple[str | None, str]],
+    names: Names = NO_NAMES,
+) -> dict[str, Any]:
+    """The AuditEvent of a bulk export's disclosure of one patient's data (BALP's Privacy
+    Disclosure at the source: type DICOM 110106 Export, subtype ISO 21089 ``disclose``,
+    https://profiles.ihe.net/ITI/BALP/StructureDefinition-IHE.BasicAudit.PrivacyDisclosure.Source.html):
+    the patient, the kick-off request (the query), the job and each output file ((type,
+    name); type None: a file of patients' blocks) that holds resources of hers."""
+    subtype = [*_rest_subtype(activity.code), _DISCLOSE]
+    base = _base(activity, subtype, names, None)
+    base["type"] = _EXPORT_TYPE
+    event = _event(base, "R", patient, [], _query_entity(activity))
+    event["entity"].append(
+        {
+            "what": {"identifier": {"system": EXPORT_JOB_SYSTEM, "value": job}},
+            "type": _OBJECT_TYPE,
+            "role": _JOB_ROLE,
+            "description": f"{activity.code} job {job}",
+        }
+    )
+    for type_, name in files:
+        file: dict[str, Any] = {"type": _OBJECT_TYPE, "role": _REPORT_ROLE, "description": name}
+        if type_ is not None:
+            file["detail"] = [{"type": "resourceType", "valueString": type_}]
+        event["entity"].append(file)
+    return event
 
 
 def auth_event(activity: Activity, names: Names = NO_NAMES) -> dict[str, Any]:

@@ -31,6 +31,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 COMMITTED: ContextVar[list[WriteResult] | None] = ContextVar("fhir_audit_committed", default=None)
 """The versions the current request has committed so far (None: not audited)."""
+OPERATION: ContextVar[tuple[Any, str, Any] | None] = ContextVar(
+    "fhir_audit_operation", default=None
+)
+"""(the trail, the operation's code, the request's ASGI scope) while an operation runs, and
+in the tasks it starts (they copy the context): what a background job such as
+``$export`` (:mod:`fhir_server.audit.disclosure`) records its disclosures with."""
 
 _NOT_AUDITED = frozenset({"capabilities"})
 """The CapabilityStatement: public, no data, no token."""
@@ -43,6 +49,7 @@ def audited(code: str, endpoint: Endpoint) -> Endpoint:
     if code in _NOT_AUDITED:
         return endpoint
     etag = code in _ETAG_CODES
+    operation = code.startswith("$")
 
     async def audited_endpoint(request: Request) -> Response:
         trail = getattr(request.app.state, "audit", None)
@@ -50,10 +57,13 @@ def audited(code: str, endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         committed: list[WriteResult] = []
         token = COMMITTED.set(committed)
+        running = OPERATION.set((trail, code, request.scope)) if operation else None
         try:
             response = await endpoint(request)
         finally:
             COMMITTED.reset(token)
+            if running is not None:
+                OPERATION.reset(running)
         trail.queue(capture(code, request.scope, response, committed, etag))
         return response
 

@@ -37,6 +37,7 @@ from typing import Any
 from fhir_server.audit import balp
 from fhir_server.audit.balp import Names, Touched
 from fhir_server.audit.content import bundle_patients, failure_text, patients_in, resource_touched
+from fhir_server.audit.disclosure import Disclosed
 from fhir_server.audit.index import audit_index
 from fhir_server.audit.record import Activity, Captured
 from fhir_server.interactions.write import content_builder
@@ -73,6 +74,8 @@ _WRITES = frozenset({"create", "update", "patch", "delete"})
 _READS = frozenset({"read", "vread"})
 
 DisplayLookup = Callable[[str], Awaitable[str | None]]
+_Queued = Captured | Disclosed | tuple[Activity, list[WriteResult]]
+"""What the queue holds: a FHIR request, a completed export, another activity."""
 
 
 class AuditTrail:
@@ -93,7 +96,7 @@ class AuditTrail:
         self._groups: dict[tuple[str | None, ...], _Group] = {}
         self._user_display = user_display
         self._client_name = client_name
-        self._queue: list[Captured | tuple[Activity, list[WriteResult]]] = []
+        self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._prune_at = 0.0
@@ -116,6 +119,11 @@ class AuditTrail:
         self._queue.append((activity, writes or []))
         if len(self._queue) >= WAKE_AT:
             self._wake.set()
+
+    def record_disclosed(self, disclosed: Disclosed) -> None:
+        """Queue a completed bulk export (:mod:`fhir_server.audit.disclosure`)."""
+        self._queue.append(disclosed)
+        self._wake.set()
 
     def queue(self, captured: Captured) -> None:
         """Queue a finished FHIR request (:func:`fhir_server.audit.hook.capture`)."""
@@ -193,7 +201,7 @@ class AuditTrail:
     async def _write_or_keep(
         self,
         events: list[dict[str, Any]],
-        taken: list[Captured | tuple[Activity, list[WriteResult]]],
+        taken: list[_Queued],
     ) -> None:
         try:
             await self.write(events)
@@ -201,7 +209,7 @@ class AuditTrail:
             self._keep([t for t in taken if _not_a_read(t)])
             raise
 
-    def _keep(self, taken: list[Captured | tuple[Activity, list[WriteResult]]]) -> None:
+    def _keep(self, taken: list[_Queued]) -> None:
         """Put back what could not be written, for the next try (bounded)."""
         self._queue[:0] = taken
         if len(self._queue) > MAX_QUEUED:
@@ -226,9 +234,7 @@ class AuditTrail:
                 with contextlib.suppress(AlreadyExists):
                     await self.store.write(request)
 
-    async def _events(
-        self, taken: list[Captured | tuple[Activity, list[WriteResult]]]
-    ) -> list[dict[str, Any]]:
+    async def _events(self, taken: list[_Queued]) -> list[dict[str, Any]]:
         names = await self._names(taken)
         events: list[dict[str, Any]] = []
         reads = self._reads
@@ -240,6 +246,9 @@ class AuditTrail:
                     _count_read(reads, item)
                     continue
                 activity, writes = item.activity(), item.writes
+            elif isinstance(item, Disclosed):
+                events += await _disclosed_events(item, names)
+                continue
             else:
                 activity, writes = item
             slow += 1
@@ -348,7 +357,7 @@ class AuditTrail:
             balp.action_of(stored.method),
         )
 
-    async def _names(self, taken: list[Captured | tuple[Activity, list[WriteResult]]]) -> Names:
+    async def _names(self, taken: list[_Queued]) -> Names:
         """Display names of the users (staff, patients) and apps of a batch, looked up
         once per process and remembered."""
         users, clients = self._users, self._clients
@@ -358,7 +367,7 @@ class AuditTrail:
                 if policy is None:
                     continue
                 user, client = policy.fhir_user, policy.client_id or None
-            else:
+            else:  # an activity, or a disclosure (its first field: the kick-off's)
                 user, client = item[0].agent.user, item[0].agent.client_id
             if user and user not in users and self._user_display is not None:
                 if len(users) > 10_000:
@@ -431,6 +440,20 @@ def _request(event: dict[str, Any]) -> WriteRequest:
     )
 
 
+async def _disclosed_events(item: Disclosed, names: Names) -> list[dict[str, Any]]:
+    """One AuditEvent per patient whose data an export's files hold."""
+    events = []
+    for n, (patient, types) in enumerate(sorted(item.patients.items())):
+        if n % 100 == 99:
+            await asyncio.sleep(0)  # the requests go on between slices
+        files: list[tuple[str | None, str]] = [
+            (t, name) for t in sorted(types) for name in item.files.get(t, ())
+        ]
+        files += [(None, name) for name in item.files.get(None, ())]  # blocks: any type
+        events.append(balp.export_event(item.activity, item.job, patient, files, names))
+    return events
+
+
 def _count_read(reads: dict[tuple[Any, ...], list[Any]], item: Captured) -> None:
     """Count a successful read into ``reads``: [first, last, count] per interaction,
     user, app, address and version read."""
@@ -450,11 +473,13 @@ def _count_read(reads: dict[tuple[Any, ...], list[Any]], item: Captured) -> None
         found[2] += 1
 
 
-def _not_a_read(item: Captured | tuple[Activity, list[WriteResult]]) -> bool:
+def _not_a_read(item: _Queued) -> bool:
     """Kept for another try when a write fails: all but the successful reads and
     searches that changed nothing (bounded loss; a write's record is the sweep's too)."""
     if isinstance(item, Captured):
         return bool(item.writes) or item.status >= 400
+    if isinstance(item, Disclosed):
+        return True
     activity, writes = item
     return activity.kind != "rest" or bool(writes) or activity.failed
 

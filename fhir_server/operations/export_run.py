@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fhir_server.audit.disclosure import Disclosure
 from fhir_server.interactions.subsetting import subset
 from fhir_server.operations.export_files import Files, TypeWriter
 from fhir_server.operations.export_jobs import HEARTBEAT, Job, Jobs
@@ -107,6 +108,8 @@ async def _run(
         await run.everything()
         job.state, job.finished, job.progress = "complete", time.time(), "complete"
         jobs.save(job)
+        if run.disclosure is not None:  # the patients whose data the files hold
+            run.disclosure.finish(job)
     except (Cancelled, FileNotFoundError):
         jobs.remove(job.id)  # deleted while it ran: nothing is kept
     except asyncio.CancelledError:
@@ -189,6 +192,8 @@ class _Run:
         """Of the types in ``plan.referenced_types``: the ids already written."""
         self.patient_set = frozenset(plan.patients or ())
         self.associated = Associated(self, plan.provenance) if plan.provenance else None
+        self.disclosure = Disclosure.of_request()
+        """The audit trail's record of the patients exported (None: audit off)."""
 
     async def heartbeat(self) -> None:
         while self.folder.is_dir():  # until the job is deleted (the run then stops too)
@@ -347,6 +352,8 @@ class _Run:
     def line(self, stored: StoredVersion, collect: bool = False) -> bytes:
         assert stored.content is not None
         content = stored.content
+        if self.disclosure is not None:
+            self.disclosure.note(stored)
         if collect:
             self._collect(content)
         elements = self.plan.elements.get(stored.type)
