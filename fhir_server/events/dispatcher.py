@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.config import Settings
-from fhir_server.events import email_channel
+from fhir_server.events import backport, backport_channel, email_channel, notification_log, topics
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.events.grants import GrantCheck
 from fhir_server.events.hook_client import HookClient
@@ -133,6 +133,10 @@ class Held:
     saved: tuple[int, int] = (0, 0)
     queue: deque[tuple[int, Notification]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
+    plan: backport.Plan | None = None
+    """A topic-based Subscription's (``events.backport``); None for a classic one."""
+    sent_at: float = field(default_factory=time.time)
+    """When a notification or heartbeat last went out (``backport-heartbeat-period``)."""
 
 
 class Dispatcher:
@@ -170,6 +174,9 @@ class Dispatcher:
         self.mailer = Mailer.from_settings(settings.smtp_url, settings.smtp_from)
         self.templates = Templates(settings.notification_templates)
         self.portal_url = portal(settings)
+        self.base_url = (
+            settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
+        ).rstrip("/")
         self.readers = readers(store, settings, self.owner)
         """The other readers of the outbox: notifications to people (``notifications``)."""
         self._reading: asyncio.Task[None] | None = None
@@ -246,6 +253,7 @@ class Dispatcher:
             await self.prune(list(self._active))
         await self._claim(now)
         await self._match(last)
+        self._heartbeats(time.time())
         if self.readers and (self._reading is None or self._reading.done()):
             self._reading = asyncio.create_task(self._read(last))
         if time.time() >= self._save_at:
@@ -294,6 +302,8 @@ class Dispatcher:
         """``requested`` to ``active`` once its endpoint checked out, else ``error``
         (``statuses.endpoint_refusal``); the cursor opens at the activation."""
         refusal = await endpoint_refusal(self.guard, self.mailer, stored.id, resource, self.store)
+        if refusal is None and backport.is_topic_based(resource):
+            refusal = await self._handshake(stored, resource)
         if refusal is not None:
             await set_status(self.store, stored, resource, "error", refusal)
             return
@@ -302,6 +312,21 @@ class Dispatcher:
             key = f"{TYPE}/{stored.id}"
             await self.outbox.open_cursor(key, written.stored.seq)
             self._opened[key] = written.stored.version
+
+    async def _handshake(self, stored: StoredVersion, resource: dict[str, Any]) -> str | None:
+        """A topic-based Subscription's handshake (None: accepted, else the error)."""
+        try:
+            plan = backport.plan_of(resource)
+        except FhirError as error:
+            return f"The Subscription is not valid: {error}"
+        assert plan is not None
+        await topics.install(self.store)
+        if (resource.get("channel") or {}).get("type") != "rest-hook":
+            return None  # the websocket channel has its own handshake
+        sent = await backport_channel.handshake(
+            self.client, self.base_url, {**resource, "id": stored.id}, plan
+        )
+        return None if sent else backport_channel.HANDSHAKE_FAILED
 
     async def _set_error(self, key: str, text: str) -> None:
         await set_error(self.store, key, text)
@@ -338,7 +363,12 @@ class Dispatcher:
         self, cursor: CursorState, stored: StoredVersion, resource: dict[str, Any], until: float
     ) -> Held | None:
         try:
-            criteria = parse_criteria(str(resource.get("criteria") or ""))
+            plan = backport.plan_of(resource)
+            criteria = (
+                next(iter(plan.searches.values()))
+                if plan is not None
+                else parse_criteria(str(resource.get("criteria") or ""))
+            )
         except FhirError as error:  # stored before the rules (import): never delivers
             text = f"The criteria is not valid: {error}"
             await set_status(self.store, stored, resource, "error", text)
@@ -347,14 +377,18 @@ class Dispatcher:
         creator = next(
             (e for e in resource.get("extension") or [] if e.get("url") == CREATOR), None
         )
-        group = (str(resource.get("criteria")), json.dumps(creator, sort_keys=True))
+        group = (
+            plan.group if plan is not None else str(resource.get("criteria")),
+            json.dumps(creator, sort_keys=True),
+        )
         return Held(
             key=cursor.key,
             subscription=resource,
             version=stored.version,
             criteria=criteria,
-            needs=reference_needs(criteria),
+            needs=reference_needs(criteria) if plan is None else (),
             access=subscriber_access(resource),
+            plan=plan,
             group=group,
             position=cursor.position,
             number=cursor.number,
@@ -403,6 +437,7 @@ class Dispatcher:
         if through <= 0:
             return 0
         pruned = await self.outbox.prune(through)
+        await notification_log.prune(self.store, through)
         if pruned:
             log.info("outbox: %d delivered events pruned", pruned)
         return pruned
@@ -439,7 +474,10 @@ class Dispatcher:
                     ]
                 else:
                     batch = [e for e in events if e.seq > lowest]
-                found = await self.matcher.matches(batch, first.criteria, first.access)
+                if first.plan is not None:
+                    found = await backport.matches(self.matcher, batch, first.plan, first.access)
+                else:
+                    found = await self.matcher.matches(batch, first.criteria, first.access)
                 for held in group:
                     if self._held.get(held.key) is not held:
                         continue  # dropped meanwhile
@@ -467,7 +505,18 @@ class Dispatcher:
                     return
                 seq, notification = held.queue[0]
                 try:
-                    if (held.subscription.get("channel") or {}).get("type") == "email":
+                    if held.plan is not None:
+                        await backport_channel.send_event(
+                            self.client,
+                            self.store,
+                            self.base_url,
+                            held.subscription,
+                            held.plan,
+                            held.number + 1,
+                            seq,
+                            notification,  # type: ignore[arg-type]
+                        )
+                    elif (held.subscription.get("channel") or {}).get("type") == "email":
                         await email_channel.deliver(
                             self.mailer,
                             self.templates,
@@ -482,6 +531,7 @@ class Dispatcher:
                         return
                     continue
                 held.queue.popleft()
+                held.sent_at = time.time()
                 held.number, held.position, held.attempts, held.next_at = (
                     held.number + 1,
                     seq,
@@ -496,6 +546,29 @@ class Dispatcher:
             await self._drop(held, save=True)
         finally:
             held.task = None
+
+    def _heartbeats(self, now: float) -> None:
+        """A heartbeat for each topic-based Subscription with a heartbeat period that
+        sent nothing for that long (``backport_channel.heartbeat``)."""
+        for held in self._held.values():
+            plan = held.plan
+            if plan is None or plan.heartbeat is None or held.task is not None or held.queue:
+                continue
+            if now - held.sent_at >= plan.heartbeat:
+                held.sent_at = now
+                held.task = asyncio.create_task(self._beat(held, plan))
+
+    async def _beat(self, held: Held, plan: backport.Plan) -> None:
+        try:
+            await backport_channel.heartbeat(
+                self.client, self.base_url, held.subscription, plan, held.number
+            )
+        except OutboundError:
+            pass  # logged by the client; the next period tries again
+        finally:
+            held.task = None
+        if held.queue and self._held.get(held.key) is held:
+            held.task = asyncio.create_task(self._send(held))
 
     async def _failed(self, held: Held, error: OutboundError) -> bool:
         """Record a failed notification; False when the Subscription is now in error."""

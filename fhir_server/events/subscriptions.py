@@ -33,7 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from fhir_server.access import PolicyLike, compile_access
-from fhir_server.events import email_channel, rest_hook
+from fhir_server.events import backport, email_channel, rest_hook
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundGuard
@@ -71,7 +71,10 @@ def checked_subscription(
 ) -> dict[str, Any]:
     """The Subscription to store (raises FhirError 400)."""
     criteria = resource.get("criteria")
-    parse_criteria(criteria if isinstance(criteria, str) else "")
+    if backport.is_topic_based(resource):  # a SubscriptionTopic's canonical (events.backport)
+        backport.check(resource)
+    else:
+        parse_criteria(criteria if isinstance(criteria, str) else "")
     channel = resource.get("channel")
     if isinstance(channel, dict) and channel.get("type") == "email":
         email_channel.check_channel(channel)

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from capability.support import OperationDefinition, SupportTable
+from fhir_server.events import topics
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.subsetting import subset
 from fhir_server.operations import support_table
@@ -69,7 +70,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "rest": [_rest(table)],
         }
     )
-    return statement
+    return topics.advertise(statement)  # the SubscriptionTopics (Subscriptions Backport IG)
 
 
 def _rest(table: SupportTable) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from fhir_server.operations import (
     find,
     immunization_record,
     pay,
+    subscription_status,
     summary,
     visit_summary,
 )
@@ -77,6 +78,8 @@ OPERATIONS: tuple[Operation, ...] = (
     education.OPERATION,
     find.OPERATION,
     book.OPERATION,
+    subscription_status.STATUS_OPERATION,
+    subscription_status.EVENTS_OPERATION,
 )
 """Every operation the server offers."""
 
