@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from fhir_server.demo_data import Population
 from fhir_server.notifications.health_maintenance import (
     care_plan_times,
     immunization_times,
@@ -231,3 +232,15 @@ def test_the_times_of_each_kind_of_item() -> None:
     assert care_plan_times(plan) == ["2026-05-01T10:00:00Z", "2026-06-01"]
     assert immunization_times(recommendation("2026-09-01")) == ["2026-09-01"]
     assert immunization_times(recommendation("2026-09-01", forecast="immune")) == []
+
+
+def test_the_demo_data_has_vaccinations_due_to_remind_of() -> None:
+    today = datetime.now(UTC).date()
+    found = [
+        r for r in Population(10, seed=1) if r["resourceType"] == "ImmunizationRecommendation"
+    ]
+    assert len(found) == 5  # every other patient
+    for item in found:
+        [due] = immunization_times(item)
+        moment = moment_of(due, ZoneInfo("UTC"))
+        assert moment is not None and moment.date() > today

@@ -23,6 +23,7 @@ from fhir_server.notifications.quiet_hours import QUIET_HOURS, QuietHours, from_
 from tests.conftest import STORES, storage_url
 from tests.notifications_support import (
     app_on,
+    at,
     mailbox_fixture,  # noqa: F401 (the fixture)
     preferences_of,
     records_about,
@@ -113,6 +114,40 @@ async def test_a_deferred_message_survives_a_restart_and_goes_once_with_two_proc
         admin = bearer(first, "system/*.cruds")
         record = by_recipient(await records_about(second, admin))["Patient/alice"]
         assert record["status"] == "completed" and record["sent"]
+
+
+async def test_a_reminder_whose_time_passed_in_quiet_hours_is_not_sent(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    async with app_on(storage_url("sqlite", tmp_path), mailbox) as http:
+        admin = await quiet_for_alice(http, 17)
+        appointment = {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": at(11),
+            "end": at(1200),
+            "participant": [{"actor": {"reference": "Patient/alice"}, "status": "accepted"}],
+        }
+        assert (await http.post("Appointment", json=appointment, headers=admin)).is_success
+        # mum: booked at once and the 8 s reminder; Alice's both wait for 17 s
+        await asyncio.to_thread(mailbox.wait_for, 2, 15)
+        await asyncio.sleep(max(0.0, 17 + 7 - 11))  # her hours end, and a scan follows
+        mails = await asyncio.to_thread(mailbox.wait_for, 3, 10)
+        await asyncio.sleep(1)
+        assert sorted((m["To"], m["Subject"]) for m in mailbox.snapshot()) == [
+            ("alice@home.example", "Your appointment is booked"),
+            ("mum@home.example", "Appointment reminder"),
+            ("mum@home.example", "Your appointment is booked"),
+        ], mails
+        found = [
+            r
+            for r in await records_about(http, admin)
+            if r["recipient"][0]["reference"] == "Patient/alice"
+            and r["category"][0]["coding"][0]["code"] == "reminder"
+        ]
+        [stale] = found
+        assert stale["status"] == "not-done" and "sent" not in stale
+        assert "passed" in stale["statusReason"]["text"]
 
 
 async def test_the_servers_default_applies_to_those_who_set_none(

@@ -1,12 +1,14 @@
 """One demo patient and what the portal shows about them outside visits: caregivers,
-coverage and billing account, problems, allergies, immunizations, prescriptions with
-refills, and message threads with the care team.
+coverage and billing account, problems, allergies, immunizations (and a vaccination due,
+for every other patient), prescriptions with refills, and message threads with the care
+team.
 
 https://hl7.org/fhir/R4/patient.html, https://hl7.org/fhir/R4/relatedperson.html,
 https://hl7.org/fhir/R4/coverage.html, https://hl7.org/fhir/R4/account.html,
 https://hl7.org/fhir/R4/condition.html, https://hl7.org/fhir/R4/allergyintolerance.html,
-https://hl7.org/fhir/R4/immunization.html, https://hl7.org/fhir/R4/medicationrequest.html,
-https://hl7.org/fhir/R4/communication.html
+https://hl7.org/fhir/R4/immunization.html,
+https://hl7.org/fhir/R4/immunizationrecommendation.html,
+https://hl7.org/fhir/R4/medicationrequest.html, https://hl7.org/fhir/R4/communication.html
 """
 
 from __future__ import annotations
@@ -298,6 +300,37 @@ def immunizations(person: Person) -> Iterator[dict[str, Any]]:
             "lotNumber": f"LOT{rng.randint(10000, 99999)}",
             "performer": [{"actor": person.doctor}],
         }
+    if person.n % 2 == 0:  # without the random generator: the rest of the record stays
+        yield recommendation(person)
+
+
+RECOMMENDATION_STATUS = "http://terminology.hl7.org/CodeSystem/immunization-recommendation-status"
+
+
+def recommendation(person: Person) -> dict[str, Any]:
+    """A vaccination due in two weeks to three months (influenza; MMR for a child), for
+    the health maintenance reminders (``fhir_server.notifications.health_maintenance``):
+    https://hl7.org/fhir/R4/immunizationrecommendation.html."""
+    cvx, display = ("03", "MMR") if person.age < 18 else c.VACCINES[0][:2]
+    due = person.today + timedelta(days=14 + person.n % 77)
+    return {
+        "resourceType": "ImmunizationRecommendation",
+        "id": person.sub_id("immrec", 1),
+        "patient": person.ref,
+        "date": person.today.isoformat(),
+        "recommendation": [
+            {
+                "vaccineCode": [coding(c.CVX, cvx, display)],
+                "forecastStatus": coding(RECOMMENDATION_STATUS, "due", "Due"),
+                "dateCriterion": [
+                    {
+                        "code": coding(c.LOINC, "30980-7", "Date vaccine due"),
+                        "value": due.isoformat(),
+                    }
+                ],
+            }
+        ],
+    }
 
 
 def medication_requests(person: Person) -> Iterator[dict[str, Any]]:

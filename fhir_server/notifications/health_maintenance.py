@@ -184,8 +184,9 @@ class ImmunizationSchedule:
         self._since = at
         for stored, resource in found:
             times = [t for t in immunization_times(resource) if not self._past(t, now)]
-            if times:
-                self._items[stored.id] = (stored, resource, times)
+            if times:  # what a reminder needs of it: whose it is
+                kept = {"resourceType": IMMUNIZATION, "patient": resource.get("patient")}
+                self._items[stored.id] = (stored, kept, times)
             else:
                 self._items.pop(stored.id, None)
 
