@@ -146,9 +146,9 @@ class Notifier:
             return str(error)
         return None
 
-    async def send_deferred(self, record: dict[str, Any], now: datetime) -> Outcome | None:
+    async def send_deferred(self, record: dict[str, Any], now: datetime) -> Outcome | datetime:
         """Send a message recorded ``on-hold`` once its recipient's quiet hours are over
-        (None: they are not); the text of its kind, to the person's current address."""
+        (else: when they end); the text of its kind, to the person's current address."""
         kind = ((record.get("category") or [{}])[0] or {}).get("text")
         channel = {v: k for k, v in MEDIA.items()}.get(_code(record.get("medium")))
         recipient = _reference((record.get("recipient") or [None])[0])
@@ -159,8 +159,9 @@ class Notifier:
             return Outcome("The recipient is no longer one of the patient's people", False)
         preferences = await preferences_of(self.store, person.reference, self.timezone)
         quiet = preferences.quiet if preferences.quiet_set else self.default_quiet
-        if quiet is not None and quiet.end_after(now) is not None:
-            return None
+        until = quiet.end_after(now) if quiet is not None else None
+        if until is not None:
+            return until
         if preferences.opted_out(channel, kind):
             return Outcome("The recipient turned these messages off", False)
         values: dict[str, str] = {}

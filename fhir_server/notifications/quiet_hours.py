@@ -19,13 +19,16 @@ not so is refused (``fhir_server.workflows.notification_preferences``).
 A deferred message is recorded at once as its ``Communication``
 (https://hl7.org/fhir/R4/communication.html) with ``status`` ``on-hold`` and no ``sent``;
 :class:`DeferredSender` (one process at a time: a lease on :data:`KEY`) looks every
-:data:`~fhir_server.notifications.leased.SCAN_EVERY` seconds for these records, and once
-the recipient's quiet hours are over sends the text of the record's kind to the person's
-current address and updates the record: ``completed`` (``sent`` the real send time), or
-``not-done`` with a ``statusReason`` when the mail server or gateway refused it, the
-person left the patient's people or opted out meanwhile, or a reminder's time passed.
-The records are in the store, so a restart loses none, and the lease (renewed before each
-message) with a compare-and-set on the record's version sends each once.
+:data:`~fhir_server.notifications.leased.SCAN_EVERY` seconds for new such records, and at
+the end of someone's quiet hours (as they were when their message was deferred; and every
+:data:`RESCAN` seconds) at all of them. Once the recipient's quiet hours are over it sends
+the text of the record's kind to the person's current address and updates the record:
+``completed`` (``sent`` the real send time), or ``not-done`` with a ``statusReason`` when
+the mail server or gateway refused it, the person left the patient's people or opted out
+meanwhile, or a reminder's time passed. The records are in the store, so a restart loses
+none, and the lease (renewed before each message) with a compare-and-set on the record's
+version sends each once (a process that stops between a send and its record's update
+sends that one again).
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.notifications.leased import LeasedScan, search_all
 from fhir_server.storage.base import VersionConflict, WriteRequest, now_instant
+from resources.fhir_datetime import format_instant
 
 log = logging.getLogger("fhir_server.notifications")
 
 QUIET_HOURS = "urn:fhir-server:notification-quiet-hours"
 KEY = "notifications/deferred"
+RESCAN = 600.0
+MARGIN = 60.0
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d+)?)?$")
 
 
@@ -142,25 +148,46 @@ class DeferredSender(LeasedScan):
     def __init__(self, store: Any, notifier: Any, owner: str) -> None:
         super().__init__(store, owner)
         self.notifier = notifier
+        self._until: dict[str, float] = {}
+        """Per recipient: when their quiet hours end (their records wait till then)."""
+        self._since: float | None = None
+        self._full_at = 0.0
+
+    def taken(self) -> None:
+        self._since = None  # look at every waiting record again
+        self._until.clear()
 
     async def scan(self, now: datetime) -> int:
+        """All waiting records when one's quiet hours may have ended (and every
+        :data:`RESCAN` seconds), else only those recorded since the last scan."""
         from fhir_server.notifications.notifier import SENT_TAG
 
-        tag = f"{SENT_TAG['system']}|{SENT_TAG['code']}"
-        found = await search_all(
-            self.store, "Communication", [("status", "on-hold"), ("_tag", tag)]
-        )
+        at = now.timestamp()
+        params = [("status", "on-hold"), ("_tag", f"{SENT_TAG['system']}|{SENT_TAG['code']}")]
+        if self._since is not None and at < self._full_at:
+            since = datetime.fromtimestamp(self._since - MARGIN, UTC)
+            params.append(("_lastUpdated", f"ge{format_instant(since)}"))
+        else:
+            self._full_at = at + RESCAN
+        found = await search_all(self.store, "Communication", params)
+        self._since = at
         sent = 0
         for stored, record in found:
+            recipient = str(((record.get("recipient") or [{}])[0] or {}).get("reference"))
+            if self._until.get(recipient, 0.0) > at:
+                continue
             if not await self.renew():
                 break  # another process has the lease now
-            sent += await self._one(stored, record, now)
+            outcome = await self.notifier.send_deferred(record, now)
+            if isinstance(outcome, datetime):  # still quiet
+                self._until[recipient] = outcome.timestamp()
+                self._full_at = min(self._full_at, outcome.timestamp())
+                continue
+            self._until.pop(recipient, None)
+            sent += await self._record(stored, record, outcome)
         return sent
 
-    async def _one(self, stored: Any, record: dict[str, Any], now: datetime) -> int:
-        outcome = await self.notifier.send_deferred(record, now)
-        if outcome is None:
-            return 0  # still quiet
+    async def _record(self, stored: Any, record: dict[str, Any], outcome: Any) -> int:
         updated = {k: v for k, v in record.items() if k != "statusReason"}
         updated["status"] = "not-done" if outcome.failure else "completed"
         if outcome.attempted:
