@@ -8,9 +8,11 @@ issue 18).
 ``specialty``, and ``serviceType``/``appointmentType``), ``patient`` (the patient
 participant; a patient-context token's own patient by default) answers a ``searchset``
 Bundle of ``proposed`` Appointments, one per free Slot that starts in ``[start, end)``
-and in the future: its ``slot``, ``start``, ``end``, service and the participants (the
-patient and the Schedule's actors, ``needs-action``), sorted by start, paged with
-``_count`` and ``next`` links. A POST takes the same names in a ``Parameters`` body.
+and in the future, of an active Schedule whose ``planningHorizon`` holds it: its
+``slot``, ``start``, ``end``, service and the participants (the patient and the
+Schedule's actors, ``needs-action``), sorted by start, paged with ``_count`` and
+``next`` links (a page may hold fewer than ``_count``: Slots ``$book`` would refuse are
+left out). A POST takes the same names in a ``Parameters`` body.
 
 It is one search of Slots through the caller's store (with ``_include=Slot:schedule``),
 so the access rules hold: a token needs ``Slot`` search (and ``Schedule`` read) scopes;
@@ -36,6 +38,7 @@ from fhir_server.operations.base import (
 )
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor
+from fhir_server.workflows._scheduling_values import bookable_in
 from fhir_server.workflows.base import Caller
 from resources import fhir_json
 from resources.errors import FhirError, invalid
@@ -147,7 +150,9 @@ async def handle(ctx: Context, call: Invocation) -> FhirResponse:
     cursor = Cursor.decode(cursor_text) if cursor_text else None
     page = await ctx.store.search(query, cursor, count, False)
     schedules = {f"Schedule/{s.id}": s for s in page.included if s.type == "Schedule"}
-    entries = [_entry(slot, schedules, patient) for slot in page.entries]
+    entries = [
+        entry for slot in page.entries if (entry := _entry(slot, schedules, patient)) is not None
+    ]
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": bundle_id(),
@@ -175,7 +180,9 @@ def _links(
 
 def _entry(
     stored: StoredVersion, schedules: dict[str, StoredVersion], patient: str | None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """The proposal of a free Slot (None: its Schedule is inactive, or its planning
+    horizon leaves the Slot out: ``$book`` would refuse it)."""
     assert stored.content is not None
     slot = fhir_json.loads(stored.content)
     schedule_ref = (slot.get("schedule") or {}).get("reference", "")
@@ -183,7 +190,11 @@ def _entry(
     schedule = schedules.get(f"{type_}/{id_}")
     actors = []
     if schedule is not None and schedule.content is not None:
-        actors = [a for a in fhir_json.loads(schedule.content).get("actor") or [] if a]
+        content = fhir_json.loads(schedule.content)
+        start, end = parse_range(slot["start"], "Slot.start"), parse_range(slot["end"], "Slot.end")
+        if not bookable_in(content, start[0], end[0]):
+            return None
+        actors = [a for a in content.get("actor") or [] if a]
     people = [{"actor": {"reference": patient}}] if patient else []
     people += [{"actor": actor} for actor in actors]
     appointment: dict[str, Any] = {"resourceType": "Appointment", "status": "proposed"}

@@ -35,6 +35,17 @@ def period_end(text: Any, name: str) -> datetime:
     return parse_range(text, name)[1]
 
 
+def bookable_in(schedule: dict[str, Any], start: datetime, end: datetime) -> bool:
+    """Whether a Slot from ``start`` to ``end`` may be booked in ``schedule``: it is
+    active and the Slot lies inside its ``planningHorizon``."""
+    if schedule.get("active") is False:
+        return False
+    horizon = schedule.get("planningHorizon") or {}
+    if horizon.get("start") and start < instant(horizon["start"], "Schedule.planningHorizon"):
+        return False
+    return not (horizon.get("end") and end > period_end(horizon["end"], "Schedule.planningHorizon"))
+
+
 def holds(resource: dict[str, Any] | None) -> bool:
     return resource is not None and resource.get("status") in HOLDING
 

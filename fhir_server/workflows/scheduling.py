@@ -56,13 +56,13 @@ from fhir_server.workflows._scheduling_access import (
 from fhir_server.workflows._scheduling_values import (
     HOLDING,
     SlotView,
+    bookable_in,
     cutoff_of,
     has_code,
     holds,
     instant,
     now,
     participants,
-    period_end,
     relative,
     settings_of,
     slot_ids,
@@ -324,11 +324,8 @@ async def _schedule(tx: Transaction, slot: SlotView, booking: bool) -> dict[str,
             f"{slot.reference} belongs to Schedule/{id_}, which is not active",
             ("Appointment.slot",),
         )
-    horizon = schedule.get("planningHorizon") or {}
-    outside = (horizon.get("start") and slot.start < instant(horizon["start"], "start")) or (
-        horizon.get("end") and slot.end > period_end(horizon["end"], "end")
-    )
-    if outside:
+    if not bookable_in(schedule, slot.start, slot.end):
+        horizon = schedule.get("planningHorizon") or {}
         raise FhirError(
             422,
             "business-rule",

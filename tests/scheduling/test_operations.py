@@ -46,8 +46,37 @@ async def test_find_proposes_free_slots_sorted_and_paged(
     rest = (await http.get(next_link, headers=alice)).json()
     later = [a["slot"][0]["reference"] for a in _resources(rest)]
     assert later == ["Slot/s2", "Slot/s3", "Slot/s-virtual"]
-    # s-past (past), s-closed (not free), s-far (another schedule of dr: found later)
+    # s-past (past), s-closed (not free)
     assert "Slot/s-past" not in later and "Slot/s-closed" not in later
+
+
+async def test_find_leaves_out_what_book_would_refuse(
+    http: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    """Slots of an inactive Schedule, or outside their Schedule's planning horizon, are
+    free but not bookable: not proposed."""
+    params = {"start": at(0, 0)[:10], "end": at(28, 0)[:10], "practitioner": "Practitioner/dr"}
+    response = await http.get("Appointment/$find", params={**params, "_count": "50"}, headers=alice)
+    assert response.status_code == 200, response.text
+    proposed = {a["slot"][0]["reference"] for a in _resources(response.json())}
+    assert {"Slot/s1", "Slot/s-virtual", "Slot/s-soon"} <= proposed
+    assert not proposed & {"Slot/s-far", "Slot/s-early", "Slot/s-off"}, proposed
+    for slot_id in ("s-far", "s-early", "s-off"):  # which $book refuses
+        found = await http.get(f"Slot/{slot_id}", headers=alice)
+        assert found.json()["status"] == "free"
+        booked = await http.post(
+            "Appointment/$book",
+            json=_parameters(
+                {
+                    "resourceType": "Appointment",
+                    "status": "proposed",
+                    "slot": [{"reference": f"Slot/{slot_id}"}],
+                    "participant": [{"actor": {"reference": "Patient/alice"}}],
+                }
+            ),
+            headers=alice,
+        )
+        assert booked.status_code == 422, booked.text
 
 
 async def test_find_by_post_with_visit_type(http: httpx.AsyncClient, alice: dict[str, str]) -> None:
