@@ -21,6 +21,7 @@ import pytest
 from fhir_server.config import Settings
 from fhir_server.notifications.quiet_hours import QUIET_HOURS, QuietHours, from_setting
 from tests.conftest import STORES, storage_url
+from tests.hook_receiver import receiver
 from tests.notifications_support import (
     app_on,
     at,
@@ -114,6 +115,30 @@ async def test_a_deferred_message_survives_a_restart_and_goes_once_with_two_proc
         admin = bearer(first, "system/*.cruds")
         record = by_recipient(await records_about(second, admin))["Patient/alice"]
         assert record["status"] == "completed" and record["sent"]
+
+
+async def test_a_text_message_waits_too(tmp_path: Path, mailbox: Mailbox) -> None:
+    """Email and text messages alike: the deferred SMS goes to the SMS gateway (a real
+    local HTTP server, ``tests/hook_receiver.py``) at the end, recorded SMSWRIT."""
+    with receiver() as gateway:
+        storage = storage_url("sqlite", tmp_path)
+        async with app_on(storage, mailbox, sms_webhook_url=gateway.url) as http:
+            admin = bearer(http, "system/*.cruds")
+            texted = {"system": "sms", "value": "+15550111"}
+            alice = {"resourceType": "Patient", "id": "alice", "telecom": [texted]}
+            assert (await http.put("Patient/alice", json=alice, headers=admin)).is_success
+            body = preferences("Patient/alice", local(-60), local(7))
+            assert (await http.post("Basic", json=body, headers=admin)).is_success
+            await asyncio.sleep(0.3)
+            await http.post("Observation", json=lab("final"), headers=admin)
+            [held] = await wait_records(http, admin, 1)
+            assert held["status"] == "on-hold" and gateway.received == []
+            [got] = await asyncio.to_thread(gateway.wait_for, 1, 20)
+            assert got.json()["to"] == "+15550111" and "new test result" in got.json()["body"]
+            [record] = await records_about(http, admin)
+            assert record["status"] == "completed"
+            assert record["medium"][0]["coding"][0]["code"] == "SMSWRIT"
+            assert mailbox.snapshot() == []
 
 
 async def test_a_reminder_whose_time_passed_in_quiet_hours_is_not_sent(
