@@ -27,9 +27,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def token(app: Any) -> Token:
-    return issuer(app)
+token = pytest.fixture(issuer, name="token")
+"""Tokens of the app's own authorization server."""
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.config import Settings
 from tests.conftest import BASE, STORES
 from tests.doubles.fake_stripe import FakeStripe
@@ -28,16 +27,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, stripe_double: Fake
     return stripe_settings(request.param, tmp_path, stripe_double)
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-def token(app: Any) -> Token:
-    return issuer(app)
+token = pytest.fixture(issuer, name="token")
+"""Tokens of the app's own authorization server (the app: ``tests.conftest``'s)."""
 
 
 @pytest.fixture
