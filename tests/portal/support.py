@@ -5,7 +5,9 @@ the 375 px phone, screenshots, and the timings they report."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from typing import Any
 
 import httpx
@@ -156,6 +158,25 @@ def phone(driver: Any, on: bool) -> None:
 def shot(driver: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / f"portal-{name}.png"))
+
+
+def accessible_at_both_widths(driver: Any, name: str) -> None:
+    """axe-core finds no serious or critical violation on the screen as it is now, at
+    desktop width and at 375 px (where nothing overflows sideways); screenshots of both
+    (``portal-<name>-desktop.png``, ``-mobile.png``). Without axe-core: the width only."""
+    problems = {"desktop": axe(driver) if AXE else []}
+    shot(driver, f"{name}-desktop")
+    phone(driver, True)
+    try:
+        time.sleep(0.2)  # the layout follows the new width
+        # (a mobile viewport widens itself to the content: compare with 375 px)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - 375")
+        assert overflow <= 0, f"{name} is {overflow} px too wide for a 375 px screen"
+        problems["375 px"] = axe(driver) if AXE else []
+        shot(driver, f"{name}-mobile")
+    finally:
+        phone(driver, False)
+    assert not any(problems.values()), json.dumps(problems, indent=1)
 
 
 def session_tokens(driver: Any) -> dict[str, Any]:

@@ -6,8 +6,6 @@ appointment kept; a video visit booked shows its join link."""
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,16 +15,13 @@ import pytest
 
 from tests.live import LiveServer
 from tests.portal.support import (
-    AXE,
     PATIENT,
     PRACTITIONER,
-    axe,
+    accessible_at_both_widths,
     nav,
     operations,
-    phone,
     session_tokens,
     settled,
-    shot,
     start_session,
     text,
     wait,
@@ -75,6 +70,34 @@ def test_booking_and_cancelling_an_appointment(patient_session: Any) -> None:
     cancel[0].click()
     browser.switch_to.alert.accept()
     wait(browser, lambda d: f"The appointment of {when} is cancelled." in text(d))
+
+
+def test_free_times_by_kind_of_care_and_place(patient_session: Any) -> None:
+    """The search for free times narrowed by kind of care (a specialty of the
+    practitioners' roles) and place (a Location): only the practitioner of that
+    specialty is proposed, at that place."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    browser = patient_session
+    nav(browser, "Appointments")
+    book = browser.find_element(By.CSS_SELECTOR, "[aria-labelledby=appts-book]")
+    kinds = Select(browser.find_element(By.ID, "book-specialty"))
+    wait(browser, lambda d: len(kinds.options) > 2)
+    kinds.select_by_visible_text("Internal medicine")  # demo practitioner 2's
+    places = Select(browser.find_element(By.ID, "book-location"))
+    wait(browser, lambda d: len(places.options) > 1)
+    places.select_by_index(1)
+    book.find_element(By.XPATH, ".//button[.='Find free times']").click()
+    found = wait(browser, lambda d: book.find_elements(By.CSS_SELECTOR, "li[data-slot]"))
+    names = {item.text.split("\n")[0] for item in found}
+    doctors = {
+        o.text
+        for o in Select(browser.find_element(By.ID, "book-practitioner")).options
+        if o.get_attribute("value")
+    }
+    offered = {d for d in doctors if any(d in n for n in names)}
+    assert len(offered) == 1, names
 
 
 def _open_reschedule(browser: Any, appointment: str) -> tuple[str, Any]:
@@ -182,31 +205,12 @@ def test_a_refused_reschedule_keeps_the_appointment(
     wait(browser, lambda d: not panel.find_elements(By.CSS_SELECTOR, f"li[data-slot='{slot}']"))
     item = _item(browser, mine["id"])
     assert "Booked" in item.text and when in item.text
-    _accessible_on_a_phone_too(browser, "appointments-reschedule")
+    accessible_at_both_widths(browser, "appointments-reschedule")
     still = httpx.get(
         f"{site['server'].base}/Appointment/{mine['id']}",
         headers={"Authorization": f"Bearer {token}"},
     ).json()
     assert still["status"] == "booked"
-
-
-def _accessible_on_a_phone_too(browser: Any, name: str) -> None:
-    """axe-core finds no serious or critical violation on the screen as it is (desktop
-    and 375 px, where nothing overflows sideways); screenshots of both."""
-    if AXE is None:
-        return
-    problems = {"desktop": axe(browser)}
-    shot(browser, f"{name}-desktop")
-    phone(browser, True)
-    try:
-        time.sleep(0.2)
-        overflow = browser.execute_script("return document.documentElement.scrollWidth - 375")
-        assert overflow <= 0, f"{overflow} px too wide for a 375 px screen"
-        problems["375 px"] = axe(browser)
-        shot(browser, f"{name}-mobile")
-    finally:
-        phone(browser, False)
-    assert not any(problems.values()), json.dumps(problems, indent=1)
 
 
 def test_a_video_visit_shows_its_join_link(patient_session: Any) -> None:

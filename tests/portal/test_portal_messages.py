@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.portal.support import UNREAD_TOPIC, nav, settled, text, wait
+from tests.portal.support import (
+    UNREAD_TOPIC,
+    accessible_at_both_widths,
+    nav,
+    settled,
+    text,
+    wait,
+)
 from tests.smart_support import NO_CHROMIUM, NO_CHROMIUM_REASON
 
 pytestmark = [pytest.mark.skipif(NO_CHROMIUM, reason=NO_CHROMIUM_REASON)]
@@ -103,6 +110,7 @@ def test_opening_an_unread_message_marks_it_read(patient_session: Any) -> None:
     wait(browser, lambda d: "Read " in message.text and "Unread" not in message.text)
     assert "unread" not in summary.text
     assert not browser.find_elements(By.CSS_SELECTOR, "[role=alert]")
+    accessible_at_both_widths(browser, "messages-read")
     assert _unread_on_home(browser) == before - 1
     browser.get(browser.current_url.split("#")[0] + "#/messages")
     browser.refresh()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from fhir_server.portal import STATIC
-from tests.portal.support import SCREENS, nav, settled, text, wait
+from tests.portal.support import SCREENS, accessible_at_both_widths, nav, settled, text, wait
 from tests.smart_support import NO_CHROMIUM, NO_CHROMIUM_REASON
 
 pytestmark = [pytest.mark.skipif(NO_CHROMIUM, reason=NO_CHROMIUM_REASON)]
@@ -91,6 +91,7 @@ def test_offline_the_portal_says_so(site: dict[str, Any], patient_session: Any) 
             "Promise.all([get('icon.svg'), get('config.json')]).then(done);"
         )
         assert answered == [200, 0], answered
+        accessible_at_both_widths(browser, "offline")
     finally:
         _offline(browser, False)
     browser.refresh()

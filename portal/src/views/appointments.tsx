@@ -1,9 +1,9 @@
 // Appointments: upcoming and past (Appointment search), and, when the server lists the
 // Argonaut Scheduling operations Appointment/$find and $book, finding a free time
-// (by practitioner and dates), booking it and cancelling an upcoming appointment (an
-// update to status cancelled, with a reason: the server frees its slots). A virtual
-// visit shows its join link (R5 Appointment.virtualService as the cross-version
-// extension). Rescheduling is the server's recipe: one transaction Bundle that cancels
+// (by practitioner, kind of care, place and dates), booking it and cancelling an
+// upcoming appointment (an update to status cancelled, with a reason: the server frees
+// its slots). A virtual visit shows its join link (R5 Appointment.virtualService as the
+// cross-version extension). Rescheduling is the server's recipe: one transaction Bundle that cancels
 // the old appointment (with a cancelationReason) and books the new Slot, all or nothing.
 // The server's refusals (a time taken meanwhile, the cancellation cutoff) are said in
 // words.
@@ -366,6 +366,8 @@ function FreeTimes({
 }) {
   const { client, patientId } = useSession();
   const practitioners = useLoad("directory:practitioners", () => search(client, "Practitioner?_count=100", 1));
+  const places = useLoad("directory:locations", () => search(client, "Location?_count=100", 1));
+  const kinds = useLoad("directory:specialties", () => specialties(client));
   const [found, setFound] = useState<{ busy?: boolean; list?: Json[]; problem?: string; query?: string }>({});
   const [acting, setActing] = useState<string | undefined>();
   const names = new Map((practitioners.data || []).map((r) => [`Practitioner/${r.id}`, humanName(r.name)]));
@@ -395,7 +397,7 @@ function FreeTimes({
       patient: `Patient/${patientId}`,
       _count: "20",
     });
-    if (value("practitioner")) params.set("practitioner", value("practitioner"));
+    for (const name of ["practitioner", "specialty", "location"]) if (value(name)) params.set(name, value(name));
     lookUp(String(params));
   };
   const pick = async (proposal: Json, key: string) => {
@@ -420,6 +422,24 @@ function FreeTimes({
           {(practitioners.data || []).map((r) => (
             <option key={r.id} value={`Practitioner/${r.id}`} selected={`Practitioner/${r.id}` === practitioner}>
               {humanName(r.name) || referenceText({ reference: `Practitioner/${r.id}` })}
+            </option>
+          ))}
+        </select>
+        <label for={`${prefix}-specialty`}>Kind of care</label>
+        <select id={`${prefix}-specialty`} name="specialty">
+          <option value="">Any</option>
+          {(kinds.data || []).map(([token, display]) => (
+            <option key={token} value={token}>
+              {display}
+            </option>
+          ))}
+        </select>
+        <label for={`${prefix}-location`}>Where</label>
+        <select id={`${prefix}-location`} name="location">
+          <option value="">Anywhere</option>
+          {(places.data || []).map((r) => (
+            <option key={r.id} value={`Location/${r.id}`}>
+              {r.name || `Location ${r.id}`}
             </option>
           ))}
         </select>
@@ -458,6 +478,23 @@ function FreeTimes({
         ))}
     </>
   );
+}
+
+/** The kinds of care the practitioners offer (PractitionerRole.specialty), as $find's
+ * ``specialty`` tokens (system|code) with their displays. */
+async function specialties(client: any): Promise<[string, string][]> {
+  const roles = await search(client, "PractitionerRole?_count=200", 1).catch(() => [] as Json[]);
+  const found = new Map<string, string>();
+  for (const role of roles) {
+    for (const concept of role.specialty || []) {
+      for (const coding of concept.coding || []) {
+        if (!coding.code) continue;
+        const token = coding.system ? `${coding.system}|${coding.code}` : coding.code;
+        found.set(token, conceptText(concept) || coding.display || coding.code);
+      }
+    }
+  }
+  return [...found.entries()].sort((a, b) => a[1].localeCompare(b[1]));
 }
 
 function dateOf(d: Date): string {
