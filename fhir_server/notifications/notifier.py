@@ -33,7 +33,12 @@ from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.notifications.health_maintenance import moment_of
 from fhir_server.notifications.mailer import Mailer, MailError
 from fhir_server.notifications.quiet_hours import QuietHours
-from fhir_server.notifications.recipients import Person, people_of, preferences_of
+from fhir_server.notifications.recipients import (
+    Person,
+    Preferences,
+    people_of,
+    preferences_of,
+)
 from fhir_server.notifications.sms import SmsError, SmsProvider
 from fhir_server.notifications.templates import Templates, Text
 from fhir_server.storage.base import WriteRequest, now_instant
@@ -97,8 +102,7 @@ class Notifier:
         sent = 0
         for person in await people_of(self.store, patient):
             preferences = await preferences_of(self.store, person.reference, self.timezone)
-            quiet = preferences.quiet if preferences.quiet_set else self.default_quiet
-            until = quiet.end_after(now) if quiet is not None else None
+            until = self._quiet_until(preferences, now)
             for channel, address in self._addresses(person):
                 if preferences.opted_out(channel, kind):
                     continue
@@ -120,6 +124,11 @@ class Notifier:
                     deferred=until is not None,
                 )
         return sent
+
+    def _quiet_until(self, preferences: Preferences, now: datetime) -> datetime | None:
+        """When the quiet hours ``now`` falls in end (the person's, else the server's)."""
+        quiet = preferences.quiet if preferences.quiet_set else self.default_quiet
+        return quiet.end_after(now) if quiet is not None else None
 
     def _addresses(self, person: Person) -> list[tuple[str, str]]:
         """The channels configured that ``person`` has an address for."""
@@ -158,8 +167,7 @@ class Notifier:
         if kind not in self.templates.texts or channel is None or person is None:
             return Outcome("The recipient is no longer one of the patient's people", False)
         preferences = await preferences_of(self.store, person.reference, self.timezone)
-        quiet = preferences.quiet if preferences.quiet_set else self.default_quiet
-        until = quiet.end_after(now) if quiet is not None else None
+        until = self._quiet_until(preferences, now)
         if until is not None:
             return until
         if preferences.opted_out(channel, kind):
