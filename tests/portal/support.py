@@ -160,11 +160,18 @@ def shot(driver: Any, name: str) -> None:
     driver.save_screenshot(str(SHOTS / f"portal-{name}.png"))
 
 
-def accessible_at_both_widths(driver: Any, name: str) -> None:
+def accessible_at_both_widths(driver: Any, name: str, show: Any = None) -> None:
     """axe-core finds no serious or critical violation on the screen as it is now, at
     desktop width and at 375 px (where nothing overflows sideways); screenshots of both
-    (``portal-<name>-desktop.png``, ``-mobile.png``). Without axe-core: the width only."""
+    (``portal-<name>-desktop.png``, ``-mobile.png``), scrolled to the element ``show``
+    when given. Without axe-core: the width only."""
+
+    def look() -> None:
+        if show is not None:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", show)
+
     problems = {"desktop": axe(driver) if AXE else []}
+    look()
     shot(driver, f"{name}-desktop")
     phone(driver, True)
     try:
@@ -173,6 +180,7 @@ def accessible_at_both_widths(driver: Any, name: str) -> None:
         overflow = driver.execute_script("return document.documentElement.scrollWidth - 375")
         assert overflow <= 0, f"{name} is {overflow} px too wide for a 375 px screen"
         problems["375 px"] = axe(driver) if AXE else []
+        look()
         shot(driver, f"{name}-mobile")
     finally:
         phone(driver, False)

@@ -205,7 +205,7 @@ def test_a_refused_reschedule_keeps_the_appointment(
     wait(browser, lambda d: not panel.find_elements(By.CSS_SELECTOR, f"li[data-slot='{slot}']"))
     item = _item(browser, mine["id"])
     assert "Booked" in item.text and when in item.text
-    accessible_at_both_widths(browser, "appointments-reschedule")
+    accessible_at_both_widths(browser, "appointments-reschedule", show=item)
     still = httpx.get(
         f"{site['server'].base}/Appointment/{mine['id']}",
         headers={"Authorization": f"Bearer {token}"},

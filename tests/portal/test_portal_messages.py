@@ -110,7 +110,7 @@ def test_opening_an_unread_message_marks_it_read(patient_session: Any) -> None:
     wait(browser, lambda d: "Read " in message.text and "Unread" not in message.text)
     assert "unread" not in summary.text
     assert not browser.find_elements(By.CSS_SELECTOR, "[role=alert]")
-    accessible_at_both_widths(browser, "messages-read")
+    accessible_at_both_widths(browser, "messages-read", show=thread)
     assert _unread_on_home(browser) == before - 1
     browser.get(browser.current_url.split("#")[0] + "#/messages")
     browser.refresh()
