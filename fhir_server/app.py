@@ -28,6 +28,8 @@ from fhir_server.config import Settings
 from fhir_server.events.dispatcher import Dispatcher
 from fhir_server.events.grants import GrantCheck
 from fhir_server.events.wake import WakingStore
+from fhir_server.events.websocket_channel import PATH as WEBSOCKET_PATH
+from fhir_server.events.websocket_endpoint import websocket_endpoint
 from fhir_server.failures import unexpected_failure
 from fhir_server.headers import HSTS, NOSNIFF
 from fhir_server.health import metrics_router
@@ -43,6 +45,7 @@ from fhir_server.request_log import (
     request_id,
 )
 from fhir_server.routes import (
+    FHIR_PREFIX,
     FhirDispatch,
     Routes,
     error_response,
@@ -123,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app.state.auth is not None:
         app.include_router(app.state.auth.router)
     app.fhir_routes = register_routes(app)
+    # the R4 websocket channel of Subscriptions: [base]/websocket (fhir_server/events)
+    app.add_api_websocket_route(FHIR_PREFIX + WEBSOCKET_PATH, websocket_endpoint)
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
     app.include_router(health_router)  # /healthz, /readyz: no authorization
     app.include_router(payments_router)  # /payments/webhook: signed by the processor

@@ -71,6 +71,8 @@ from fhir_server.events.statuses import (
     set_status,
 )
 from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
+from fhir_server.events.websocket import WebsocketHub
+from fhir_server.events.websocket_channel import is_websocket
 from fhir_server.notifications import portal, readers
 from fhir_server.notifications.mailer import Mailer
 from fhir_server.notifications.templates import Templates
@@ -180,6 +182,9 @@ class Dispatcher:
         self.readers = readers(store, settings, self.owner)
         """The other readers of the outbox: notifications to people (``notifications``)."""
         self._reading: asyncio.Task[None] | None = None
+        self.websockets = WebsocketHub(store, grants)
+        """The websocket channel: the sockets bound in this process (``events.websocket``,
+        not leased: each process pings its own sockets)."""
 
     # -- life --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -210,6 +215,7 @@ class Dispatcher:
         for reader in self.readers:
             with contextlib.suppress(Exception):
                 await reader.release()
+        await self.websockets.stop()
         await self.client.close()
         await self.matcher.close()
 
@@ -220,6 +226,7 @@ class Dispatcher:
             self._reload_at = 0.0
         if self._wake is not None:
             self._wake.set()
+        self.websockets.poke()
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -286,6 +293,8 @@ class Dispatcher:
             if reason is not None:
                 await set_status(self.store, stored, resource, "error", reason)
                 continue
+            if is_websocket(resource):
+                continue  # no cursor, no lease: each process pings its own sockets
             active[key] = (stored, resource)
             if self._opened.get(key) != stored.version:
                 # from its latest activation on (also when the process that
@@ -301,7 +310,11 @@ class Dispatcher:
     async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> None:
         """``requested`` to ``active`` once its endpoint checked out, else ``error``
         (``statuses.endpoint_refusal``); the cursor opens at the activation."""
-        refusal = await endpoint_refusal(self.guard, self.mailer, stored.id, resource, self.store)
+        refusal = (
+            None
+            if is_websocket(resource)  # nothing to check (stored active; this: an import)
+            else await endpoint_refusal(self.guard, self.mailer, stored.id, resource, self.store)
+        )
         if refusal is None and backport.is_topic_based(resource):
             refusal = await self._handshake(stored, resource)
         if refusal is not None:

@@ -37,7 +37,7 @@ def check_channel(channel: Any, guard: OutboundGuard) -> None:
     if kind != "rest-hook":
         raise invalid(
             f"Subscription.channel.type {kind!r} is not supported: this server delivers"
-            " rest-hook and email notifications (websocket and message are not supported)",
+            " rest-hook, email and websocket notifications (message is not supported)",
             "Subscription.channel.type",
         )
     endpoint = channel.get("endpoint")

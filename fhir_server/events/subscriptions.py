@@ -5,8 +5,10 @@ API (create, update, patch, conditional interactions, batch and transaction entr
 - the ``criteria`` is a strict search (``fhir_server.events.criteria``): 400 naming an
   unknown parameter or a bad value;
 - the channel is ``rest-hook``, whose endpoint passes the outbound guard without network
-  activity (400 otherwise; ``fhir_server.events.rest_hook``), or ``email`` to one
-  ``mailto:`` address (``fhir_server.events.email_channel``); other types are 400;
+  activity (400 otherwise; ``fhir_server.events.rest_hook``), ``email`` to one
+  ``mailto:`` address (``fhir_server.events.email_channel``), or ``websocket``
+  (``fhir_server.events.websocket_channel``: stored ``active`` at once); other types
+  are 400;
 - the status a client writes becomes ``requested`` (``off`` stays ``off``): the
   dispatcher checks the endpoint (the guard's address checks) and makes it ``active``;
   nothing is delivered before;
@@ -33,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from fhir_server.access import PolicyLike, compile_access
-from fhir_server.events import backport, email_channel, rest_hook
+from fhir_server.events import backport, email_channel, rest_hook, websocket_channel
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.interactions.write import content_builder, index_entries
 from fhir_server.outbound import OutboundGuard
@@ -78,11 +80,14 @@ def checked_subscription(
     channel = resource.get("channel")
     if isinstance(channel, dict) and channel.get("type") == "email":
         email_channel.check_channel(channel)
+    elif isinstance(channel, dict) and channel.get("type") == websocket_channel.TYPE:
+        websocket_channel.check_channel(channel, backport.is_topic_based(resource))
     else:
         rest_hook.check_channel(channel, guard)
     out = dict(resource)
     if out.get("status") != "off":
-        out["status"] = "requested"
+        # a websocket has no endpoint to check: active at once (events.websocket_channel)
+        out["status"] = "active" if websocket_channel.is_websocket(out) else "requested"
         out.pop("error", None)
     extensions = [
         e

@@ -13,6 +13,7 @@ from typing import Any
 
 from capability.support import OperationDefinition, SupportTable
 from fhir_server.events import topics
+from fhir_server.events.websocket_channel import websocket_extension
 from fhir_server.interactions.context import Context, FhirResponse
 from fhir_server.interactions.subsetting import subset
 from fhir_server.operations import support_table
@@ -67,7 +68,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "application/merge-patch+json",
                 "application/fhir+json",
             ],
-            "rest": [_rest(table)],
+            # where Subscriptions' websocket channel connects (fhir_server/events)
+            "rest": [{"extension": [websocket_extension(base_url)], **_rest(table)}],
         }
     )
     return topics.advertise(statement)  # the SubscriptionTopics (Subscriptions Backport IG)

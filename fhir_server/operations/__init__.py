@@ -60,6 +60,7 @@ from fhir_server.operations import (
     everything,
     export,
     find,
+    get_ws_binding_token,
     immunization_record,
     pay,
     subscription_status,
@@ -78,6 +79,7 @@ OPERATIONS: tuple[Operation, ...] = (
     education.OPERATION,
     find.OPERATION,
     book.OPERATION,
+    get_ws_binding_token.OPERATION,
     subscription_status.STATUS_OPERATION,
     subscription_status.EVENTS_OPERATION,
 )
