@@ -479,3 +479,24 @@ async def test_bad_status_and_events_calls_are_outcomes(
     response = await http.get(url, headers=admin)
     assert response.status_code == status, response.text
     assert response.json()["issue"][0]["code"] == code
+
+
+async def test_a_patients_filter_on_another_patient_hears_nothing(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    body = topic_subscription(
+        hook.url, "new-lab-result", "patient=Patient/bob", content="full-resource"
+    )
+    await subscribe(http, alice, body, hook)
+    await http.post("Observation", json=lab("Patient/bob"), headers=admin)
+    await http.post("Observation", json=lab("Patient/alice"), headers=admin)
+    staff = topic_subscription(hook.url, "new-lab-result", "patient=Patient/alice")
+    await subscribe(http, admin, staff, hook)  # a later write is heard by staff's only
+    await http.post("Observation", json=lab("Patient/alice"), headers=admin)
+    await until_received(hook, 3)
+    await asyncio.sleep(0.6)
+    assert kinds(hook.snapshot()) == ["handshake", "handshake", "event-notification"]
+    assert "Patient/bob" not in str([r.body for r in hook.snapshot()])
