@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from fhir_server.config import Settings
-from tests.conftest import BASE, STORES, storage_url
+from tests.app_client import asgi_client, system_admin
+from tests.conftest import STORES, storage_url
 from tests.patient_data.support import Token, bearer, issuer
 from tests.scheduling.support import TELEHEALTH, seed
 
@@ -29,17 +30,12 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 token = pytest.fixture(issuer, name="token")
 """Tokens of the app's own authorization server."""
-
-
-@pytest.fixture
-def admin(token: Token) -> dict[str, str]:
-    return bearer(token("system/*.cruds"))
+admin = pytest.fixture(system_admin, name="admin")
 
 
 @pytest.fixture
 async def http(app: Any, admin: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
+    async with asgi_client(app) as client:
         await seed(client, admin)
         yield client
 

@@ -27,6 +27,14 @@ async def _book(http: httpx.AsyncClient, who: dict[str, str], *slots: str, **ext
     return await http.post("Appointment", json=appointment(*slots, **extra), headers=who)
 
 
+async def _cancel(
+    http: httpx.AsyncClient, booked: dict[str, Any], who: dict[str, str]
+) -> httpx.Response:
+    """``who`` cancels the appointment ``booked`` (PUT, with a reason)."""
+    cancel = {**booked, "status": "cancelled", "cancelationReason": {"text": "ill"}}
+    return await http.put(f"Appointment/{booked['id']}", json=cancel, headers=who)
+
+
 async def test_a_patient_finds_a_practitioners_free_slots(
     http: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
@@ -157,12 +165,11 @@ async def test_a_patient_cancels_only_before_the_cutoff(
     http: httpx.AsyncClient, mum: dict[str, str], staff: dict[str, str], admin: dict[str, str]
 ) -> None:
     booked = (await _book(http, mum, "s-soon")).json()
-    cancel = {**booked, "status": "cancelled", "cancelationReason": {"text": "ill"}}
-    late = await http.put(f"Appointment/{booked['id']}", json=cancel, headers=mum)
+    late = await _cancel(http, booked, mum)
     assert late.status_code == 422
     assert "48h" in late.text and "FHIR_SERVER_CANCEL_CUTOFF" in late.text
     assert await status_of(http, "s-soon", admin) == "busy"
-    by_staff = await http.put(f"Appointment/{booked['id']}", json=cancel, headers=staff)
+    by_staff = await _cancel(http, booked, staff)
     assert by_staff.status_code == 200, by_staff.text
     assert await status_of(http, "s-soon", admin) == "free"
 
@@ -332,8 +339,7 @@ async def test_a_caregiver_cancels_only_for_their_patient(
     http: httpx.AsyncClient, bob: dict[str, str], mum: dict[str, str], admin: dict[str, str]
 ) -> None:
     booked = (await _book(http, bob, "s1", patient="bob")).json()
-    cancel = {**booked, "status": "cancelled", "cancelationReason": {"text": "not mine"}}
-    refused = await http.put(f"Appointment/{booked['id']}", json=cancel, headers=mum)
+    refused = await _cancel(http, booked, mum)
     assert refused.status_code in (403, 404), refused.text
     assert "Patient/bob" not in refused.text
     assert await status_of(http, "s1", admin) == "busy"

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from fhir_server.config import Settings
-from tests.conftest import BASE, STORES
+from tests.app_client import asgi_client, system_admin
+from tests.conftest import STORES
 from tests.doubles.fake_stripe import FakeStripe
 from tests.doubles.stripe_settings import serve_stripe, stripe_settings
 from tests.patient_data.support import Token, bearer, issuer
@@ -29,17 +30,12 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, stripe_double: Fake
 
 token = pytest.fixture(issuer, name="token")
 """Tokens of the app's own authorization server (the app: ``tests.conftest``'s)."""
-
-
-@pytest.fixture
-def admin(token: Token) -> dict[str, str]:
-    return bearer(token("system/*.cruds"))
+admin = pytest.fixture(system_admin, name="admin")
 
 
 @pytest.fixture
 async def http(app: Any, admin: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as client:
+    async with asgi_client(app) as client:
         # two transactions: the Appointments' rule reads their Slots as stored
         for batch in (
             [r for r in SEED if r["resourceType"] != "Appointment"],

@@ -99,22 +99,24 @@ async def test_find_for_another_patient_is_refused(
     assert "Patient/bob" not in own.text
 
 
-async def test_book_for_another_patient_is_refused(
-    http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
-) -> None:
+def _book_body(slot_id: str, *actors: str) -> dict[str, Any]:
+    """The Parameters of a ``$book`` of ``slot_id`` for ``actors``."""
     appointment = {
         "resourceType": "Appointment",
         "status": "proposed",
-        "slot": [{"reference": "Slot/free-slot"}],
-        "participant": [
-            {"actor": {"reference": "Patient/bob"}, "status": "needs-action"},
-            {"actor": {"reference": "Practitioner/dr"}, "status": "needs-action"},
-        ],
+        "slot": [{"reference": f"Slot/{slot_id}"}],
+        "participant": [{"actor": {"reference": a}, "status": "needs-action"} for a in actors],
     }
-    body = {
+    return {
         "resourceType": "Parameters",
         "parameter": [{"name": "appt-resource", "resource": appointment}],
     }
+
+
+async def test_book_for_another_patient_is_refused(
+    http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
+) -> None:
+    body = _book_body("free-slot", "Patient/bob", "Practitioner/dr")
     response = await http.post("Appointment/$book", json=body, headers=alice)
     assert response.status_code == 403, response.text
     slot = await http.get("Slot/free-slot", headers=admin)
@@ -125,16 +127,7 @@ async def test_book_a_taken_slot_is_refused(
     http: httpx.AsyncClient, alice: dict[str, str], admin: dict[str, str]
 ) -> None:
     """Bob's slot is busy: Alice cannot take it over (no double booking)."""
-    appointment = {
-        "resourceType": "Appointment",
-        "status": "proposed",
-        "slot": [{"reference": "Slot/b-slot"}],
-        "participant": [{"actor": {"reference": "Patient/alice"}, "status": "needs-action"}],
-    }
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [{"name": "appt-resource", "resource": appointment}],
-    }
+    body = _book_body("b-slot", "Patient/alice")
     response = await http.post("Appointment/$book", json=body, headers=alice)
     assert response.status_code == 409, response.text
     bob = await http.get("Appointment/b-appt", headers=admin)
@@ -158,6 +151,24 @@ async def test_booking_error_names_no_other_patient(
     response = await http.post("Appointment", json=appointment, headers=alice)
     assert response.status_code in (403, 404, 422), response.text
     assert "Patient/bob" not in response.text and "bob-schedule" not in response.text
+
+
+async def test_a_slot_of_another_patients_schedule_is_not_bookable(
+    http: httpx.AsyncClient, alice: dict[str, str], mum: dict[str, str], admin: dict[str, str]
+) -> None:
+    """Without a practitioner to match the Schedule against, Bob's own Schedule's Slot is
+    still not Alice's to take: answered as a Slot that does not exist."""
+    for who in (alice, mum):
+        answers = []
+        for slot_id in ("bob-own-slot", "no-such-slot"):
+            body = _book_body(slot_id, "Patient/alice")
+            response = await http.post("Appointment/$book", json=body, headers=who)
+            assert response.status_code == 422, response.text
+            answers.append(response.json()["issue"][0]["diagnostics"].replace(slot_id, "X"))
+            assert "Patient/bob" not in response.text and "bob-schedule" not in response.text
+        assert answers[0] == answers[1]
+    slot = await http.get("Slot/bob-own-slot", headers=admin)
+    assert slot.json()["status"] == "free"
 
 
 async def test_pay_another_patients_invoice_is_not_found(
