@@ -14,9 +14,10 @@ Schedule's actors, ``needs-action``), sorted by start, paged with ``_count`` and
 ``next`` links (a page may hold fewer than ``_count``: Slots ``$book`` would refuse are
 left out). A POST takes the same names in a ``Parameters`` body.
 
-It is one search of Slots through the caller's store (with ``_include=Slot:schedule``),
-so the access rules hold: a token needs ``Slot`` search (and ``Schedule`` read) scopes;
-Slots and Schedules are directory data a patient-context token reads. Nothing is
+It is one search of Slots through the caller's store, so the access rules hold: a token
+needs ``Slot`` search scopes (Slots are directory data a patient-context token reads).
+Their Schedules are read as ``$book`` reads them (no Schedule scope needed): a Slot of
+another patient's own Schedule is not proposed to a patient or caregiver. Nothing is
 written: book one with ``$book`` (:mod:`.book`).
 """
 
@@ -38,6 +39,7 @@ from fhir_server.operations.base import (
 )
 from fhir_server.storage.base import StoredVersion, now_instant
 from fhir_server.storage.search_page import Cursor
+from fhir_server.workflows._scheduling_access import readable
 from fhir_server.workflows._scheduling_values import bookable_in
 from fhir_server.workflows.base import Caller
 from resources import fhir_json
@@ -140,7 +142,7 @@ async def handle(ctx: Context, call: Invocation) -> FhirResponse:
     count_text = call.value("_count")
     if count_text is not None:
         items.append(("_count", count_text))
-    items += [("_sort", "start"), ("_include", "Slot:schedule")]
+    items.append(("_sort", "start"))
     query = _parse(items, ctx.settings.max_page_size, ctx.settings.default_page_size)
     query.conditions.extend(extra)
     count = query.count if query.count is not None else ctx.settings.default_page_size
@@ -149,7 +151,7 @@ async def handle(ctx: Context, call: Invocation) -> FhirResponse:
     cursor_text = call.value("_cursor")
     cursor = Cursor.decode(cursor_text) if cursor_text else None
     page = await ctx.store.search(query, cursor, count, False)
-    schedules = {f"Schedule/{s.id}": s for s in page.included if s.type == "Schedule"}
+    schedules = await _schedules(ctx, page.entries)
     entries = [
         entry for slot in page.entries if (entry := _entry(slot, schedules, patient)) is not None
     ]
@@ -178,25 +180,56 @@ def _links(
     return links
 
 
+def _schedule_id(slot: dict[str, Any]) -> str | None:
+    reference = (slot.get("schedule") or {}).get("reference")
+    type_, id_, _, _ = parse_reference(reference) if isinstance(reference, str) else (None,) * 4
+    return id_ if type_ == "Schedule" else None
+
+
+async def _schedules(ctx: Context, slots: list[StoredVersion]) -> dict[str, dict[str, Any]]:
+    """The Schedules of ``slots`` that the caller may book in, by id, read as ``$book``
+    reads them (a caller needs no Schedule scope to book): for a patient-side caller, not
+    one of another patient (a patient's own Schedule is theirs)."""
+    policy = policy_of(ctx)
+    caller = Caller.from_policy(policy) if policy is not None else Caller.system()
+    store = ctx.store
+    while hasattr(store, "inner"):
+        store = store.inner
+    found: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for stored in slots:
+        assert stored.content is not None
+        id_ = _schedule_id(fhir_json.loads(stored.content))
+        if id_ is None or id_ in seen:
+            continue
+        seen.add(id_)
+        schedule = await store.read("Schedule", id_)
+        if schedule is None or schedule.deleted or schedule.content is None:
+            continue
+        content = fhir_json.loads(schedule.content)
+        if caller.staff or readable(content, caller.patients):
+            found[id_] = content
+    return found
+
+
 def _entry(
-    stored: StoredVersion, schedules: dict[str, StoredVersion], patient: str | None
+    stored: StoredVersion, schedules: dict[str, dict[str, Any]], patient: str | None
 ) -> dict[str, Any] | None:
-    """The proposal of a free Slot (None: its Schedule is inactive, or its planning
-    horizon leaves the Slot out: ``$book`` would refuse it)."""
+    """The proposal of a free Slot (None: ``$book`` would refuse it: its Schedule is
+    unknown, not the caller's to book in, inactive, or its planning horizon leaves the
+    Slot out)."""
     assert stored.content is not None
     slot = fhir_json.loads(stored.content)
-    schedule_ref = (slot.get("schedule") or {}).get("reference", "")
-    type_, id_, _, _ = parse_reference(schedule_ref)
-    schedule = schedules.get(f"{type_}/{id_}")
-    actors = []
-    if schedule is not None and schedule.content is not None:
-        content = fhir_json.loads(schedule.content)
-        start, end = parse_range(slot["start"], "Slot.start"), parse_range(slot["end"], "Slot.end")
-        if not bookable_in(content, start[0], end[0]):
-            return None
-        actors = [a for a in content.get("actor") or [] if a]
+    id_ = _schedule_id(slot)
+    schedule = schedules.get(id_) if id_ is not None else None
+    if schedule is None:
+        return None
+    start, end = parse_range(slot["start"], "Slot.start"), parse_range(slot["end"], "Slot.end")
+    if not bookable_in(schedule, start[0], end[0]):
+        return None
+    actors = [a for a in schedule.get("actor") or [] if a]
     people = [{"actor": {"reference": patient}}] if patient else []
-    people += [{"actor": actor} for actor in actors]
+    people += [{"actor": actor} for actor in actors if actor.get("reference") != patient]
     appointment: dict[str, Any] = {"resourceType": "Appointment", "status": "proposed"}
     for name in ("serviceCategory", "serviceType", "specialty", "appointmentType"):
         if slot.get(name):

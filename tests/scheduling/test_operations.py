@@ -167,3 +167,28 @@ async def test_book_refuses_bad_input(http: httpx.AsyncClient, alice: dict[str, 
     response = await http.post("Appointment/$book", json=_parameters(past), headers=alice)
     assert response.status_code == 422
     assert "Slot/s-past starts in the past" in response.text
+
+
+async def test_find_proposes_no_slot_of_another_patients_schedule(
+    http: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str], token: Token
+) -> None:
+    """Bob's own Schedule's Slot is Bob's to book: proposed to him, not to Alice (nor to
+    an app of hers with no Schedule scope, which still gets the practitioners)."""
+    params = {"start": at(0, 0)[:10], "end": at(28, 0)[:10], "_count": "50"}
+    slots_only = bearer(token("patient/Slot.rs", patient="alice"))
+    for who in (alice, slots_only):
+        response = await http.get("Appointment/$find", params=params, headers=who)
+        assert response.status_code == 200, response.text
+        proposals = {a["slot"][0]["reference"]: a for a in _resources(response.json())}
+        assert "Slot/bob-s1" not in proposals and "Slot/s-off" not in proposals
+        assert "bob" not in response.text
+        actors = [p["actor"]["reference"] for p in proposals["Slot/s1"]["participant"]]
+        assert actors == ["Patient/alice", "Practitioner/dr"]
+    response = await http.get("Appointment/$find", params=params, headers=bob)
+    proposals = {a["slot"][0]["reference"]: a for a in _resources(response.json())}
+    actors = [p["actor"]["reference"] for p in proposals["Slot/bob-s1"]["participant"]]
+    assert actors == ["Patient/bob"]  # the patient is the Schedule's actor
+    booked = await http.post(
+        "Appointment/$book", json=_parameters(proposals["Slot/bob-s1"]), headers=bob
+    )
+    assert booked.status_code == 201, booked.text
