@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_server.events.criteria import parse_criteria
-from fhir_server.events.matching import Matcher
+from fhir_server.events.matching import Matcher, Needs, reference_needs
 from fhir_server.events.outbox import Event, Notification
 from fhir_server.events.topics import Topic, Trigger, topic_of
 from resources import fhir_json
@@ -81,6 +81,14 @@ class Plan:
     timeout: int | None = None
     max_count: int | None = None
     filters: tuple[str, ...] = field(default=())
+
+    @property
+    def needs(self) -> Needs:
+        """What an event's resource must refer to to match (``matching.reference_needs``):
+        those of the searches when every resource of the topic has the same (a filter
+        ``patient=Patient/123`` on each), else none (every event is searched)."""
+        found = {reference_needs(search) for search in self.searches.values()}
+        return found.pop() if len(found) == 1 else ()
 
     @property
     def group(self) -> str:

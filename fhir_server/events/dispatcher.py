@@ -399,7 +399,7 @@ class Dispatcher:
             subscription=resource,
             version=stored.version,
             criteria=criteria,
-            needs=reference_needs(criteria) if plan is None else (),
+            needs=reference_needs(criteria) if plan is None else plan.needs,
             access=subscriber_access(resource),
             plan=plan,
             group=group,
