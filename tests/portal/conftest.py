@@ -1,8 +1,8 @@
 """The portal's browser tests share one live ``fhir-server serve`` over a demo
 population with demo sign-ins (``fhir-server demo-data --users``), the Stripe double as
 its payment processor and telehealth links on, and one headless Chromium. The demo data
-gets two additions of the tests': an unread message from patient 1's practitioner and a
-free video-visit Slot of that practitioner."""
+gets three additions of the tests': an unread message from patient 1's practitioner, a
+free video-visit Slot of that practitioner and a prescription of patient 2 to refill."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.live import ROOT, LiveServer
 from tests.portal.support import (
     PATIENT,
     PRACTITIONER,
+    REFILL_PATIENT,
     REPORT,
     TELEHEALTH,
     UNREAD_TOPIC,
@@ -44,9 +45,10 @@ def _run(*args: str) -> str:
 
 
 def _additions(today: date) -> list[dict[str, Any]]:
-    """An unread message to patient 1 from their practitioner, sent an hour ago, and a
-    free video-visit Slot of that practitioner at 15:00 on the first working day (the
-    demo slots are at 9, 10, 11 and 14 o'clock, Eastern Standard Time)."""
+    """An unread message to patient 1 from their practitioner, a prescription of
+    patient 2 with refills left (and no request yet), and a free video-visit Slot of
+    patient 1's practitioner at 15:00 on the first working day (the demo slots are at 9,
+    10, 11 and 14 o'clock, Eastern Standard Time)."""
     from fhir_server.demo.layout import Layout, when
 
     sent = f"{(today - timedelta(days=1)).isoformat()}T16:30:00-05:00"
@@ -63,6 +65,27 @@ def _additions(today: date) -> list[dict[str, Any]]:
             "sender": {"reference": PRACTITIONER},
             "recipient": [{"reference": f"Patient/{PATIENT}"}],
             "payload": [{"contentString": "Your results are normal. No need to come in."}],
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "portal-test-rx",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{REFILL_PATIENT}"},
+            "medicationCodeableConcept": {
+                "coding": [
+                    {
+                        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                        "code": "314076",
+                        "display": "lisinopril 10 MG Oral Tablet",
+                    }
+                ],
+                "text": "Lisinopril 10 mg tablet",
+            },
+            "authoredOn": f"{(today - timedelta(days=30)).isoformat()}",
+            "requester": {"reference": "Practitioner/demo-prac-00002"},
+            "dosageInstruction": [{"text": "One tablet every morning"}],
+            "dispenseRequest": {"numberOfRepeatsAllowed": 3},
         },
         {
             "resourceType": "Slot",

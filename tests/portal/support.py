@@ -40,7 +40,13 @@ PRACTITIONER = "Practitioner/demo-prac-00001"
 """Patient 1's primary care practitioner in the demo data."""
 UNREAD_TOPIC = "Your blood test results"
 """The subject of the unread message from the care team the tests add for patient 1."""
+REFILL_PATIENT = "demo-pat-000002"
+"""The demo patient the tests give a prescription to refill (the demo data gives her
+none)."""
 TELEHEALTH = "https://meet.example.org/{appointment_id}"
+SIGN_IN_WAIT = 60.0
+"""Seconds to wait for each sign-in page: checking a password is made slow on purpose,
+and slower still on a loaded machine (23 s seen with a load of 14 on 2 cores)."""
 measured: dict[str, Any] = {}
 """Timings the tests report (written to :data:`REPORT`)."""
 
@@ -86,16 +92,16 @@ def sign_in(driver: Any, username: str, password: str, patient: str | None = Non
     """The server's login (and patient picker, and consent) pages."""
     from selenium.webdriver.common.by import By
 
-    wait_for_heading(driver, "Sign in")
+    wait_for_heading(driver, "Sign in", SIGN_IN_WAIT)
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "sign-in").click()
     if patient is not None:
-        wait_for_heading(driver, "Choose a patient")
+        wait_for_heading(driver, "Choose a patient", SIGN_IN_WAIT)
         label = driver.find_element(By.XPATH, f"//label[contains(., '{patient}')]")
         label.click()
         driver.find_element(By.ID, "choose").click()
-    wait_for_heading(driver, "Allow")
+    wait_for_heading(driver, "Allow", SIGN_IN_WAIT)
     driver.find_element(By.ID, "allow").click()
 
 

@@ -125,7 +125,18 @@ function RefillButton({
 }) {
   const { client, patientId } = useSession();
   const [state, setState] = useState<{ busy?: boolean; problem?: string }>({});
-  if (open) return <p class="muted">A refill was requested: {TASK_STATUS[open.status] || open.status}.</p>;
+  if (open) {
+    return (
+      <>
+        {state.problem && (
+          <p class="problem" role="alert">
+            Could not request the refill: {state.problem}.
+          </p>
+        )}
+        <p class="muted">A refill was requested: {TASK_STATUS[open.status] || open.status}.</p>
+      </>
+    );
+  }
   const ask = async () => {
     setState({ busy: true });
     try {
@@ -156,7 +167,7 @@ function RefillButton({
           404: "this prescription was not found: reload the page",
         }),
       });
-      if (status === 409) onDone(); // show the open request the server named
+      if (status === 409) onDone(); // show the open request the server knows of
     }
   };
   return (
@@ -187,7 +198,7 @@ function MedicationItem({
   const dosage = (request.dosageInstruction || []).map((d: Json) => d.text).filter(Boolean);
   const dispense = request.dispenseRequest || {};
   return (
-    <li>
+    <li data-request={request.id}>
       <strong>{name}</strong>
       {dosage.length > 0 && <div>{dosage.join("; ")}</div>}
       <dl class="facts">
