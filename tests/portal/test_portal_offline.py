@@ -13,7 +13,7 @@ import pytest
 
 from fhir_server.portal import STATIC
 from tests.portal.support import SCREENS, accessible_at_both_widths, nav, settled, text, wait
-from tests.smart_support import NO_CHROMIUM, NO_CHROMIUM_REASON
+from tests.smart_support import NO_CHROMIUM, NO_CHROMIUM_REASON, wait_for_heading
 
 pytestmark = [pytest.mark.skipif(NO_CHROMIUM, reason=NO_CHROMIUM_REASON)]
 
@@ -67,22 +67,22 @@ def test_the_service_worker_keeps_the_app_shell_only(
 
 
 def test_offline_the_portal_says_so(site: dict[str, Any], patient_session: Any) -> None:
-    """The network gone: the signed-in portal says it is offline; a new page load comes
-    from the kept shell and says so too (instead of the browser's error page); back
-    online, the portal works again."""
-    from selenium.webdriver.common.by import By
-
+    """The network gone: the signed-in portal says it is offline, and a screen whose
+    data cannot be loaded says why; a new page load comes from the kept shell and says
+    so too (instead of the browser's error page); back online, the portal works again."""
     browser = patient_session
     origin = site["server"].origin
     browser.get(f"{origin}/portal/#/")
     settled(browser, "Home")
     try:
         _offline(browser, True)
-        wait(browser, lambda d: "You are offline." in text(d))
-        browser.get(f"{origin}/portal/#/results")
-        wait(browser, lambda d: "You are offline" in text(d))
-        heading = browser.find_element(By.TAG_NAME, "h1").text
-        assert heading in ("Welcome to your patient portal", "Results"), heading
+        wait(browser, lambda d: "You are offline." in text(d))  # the open screen says so
+        nav(browser, "Results")  # its data cannot be loaded: said in words
+        wait(browser, lambda d: "you are offline (or the server cannot be reached)" in text(d))
+        accessible_at_both_widths(browser, "offline-screen")
+        browser.refresh()  # a new page load: the page and its script from the kept shell
+        wait_for_heading(browser, "Welcome to your patient portal")
+        wait(browser, lambda d: "You are offline. The portal needs the internet" in text(d))
         assert "This portal is not for emergencies." in text(browser)
         # the shell comes from the worker's cache, anything else would need the network
         answered = browser.execute_async_script(
