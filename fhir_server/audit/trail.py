@@ -4,9 +4,9 @@ into R4 ``AuditEvent`` resources (:mod:`fhir_server.audit.balp`) and stores them
 batches, every :data:`FLUSH_EVERY` seconds or when :data:`WAKE_AT` requests or
 :data:`WAKE_BYTES` of responses are queued.
 
-The writer's share of a read is small too: like reads (the same interaction, user, app,
-address and version read) are counted from the queued tuples with one dictionary lookup
-each, and what the version disclosed (its patients) is found once per version; only what
+A successful read is not even queued: like reads (the same interaction, user, app,
+address and version read) are counted as they come, one dictionary lookup each, and the
+writer finds what a version disclosed (its patients) once per version; only what
 differs becomes an AuditEvent of the window's group (``FHIR_SERVER_AUDIT_WINDOW``).
 
 The writer stores through the raw store, never through the API: an AuditEvent it writes
@@ -62,7 +62,11 @@ WAKE_AT = 20_000
 WAKE_BYTES = 16 << 20
 """Bytes of queued response bodies that start a write before :data:`FLUSH_EVERY`."""
 WRITE_SLICE = 10
-"""AuditEvents built and written at a time (a slice costs the loop a few milliseconds)."""
+"""AuditEvents built at a time on the event loop (the requests go on between slices)."""
+TRANSACTION = 200
+"""AuditEvents written in one transaction (on the store's writer thread). Every commit
+also makes each reading connection of SQLite drop its page cache (another connection
+changed the file): fewer, bigger transactions cost the reads less."""
 MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
 dropped (logged). Writes are still recorded by the sweep."""
@@ -126,7 +130,21 @@ class AuditTrail:
         self._wake.set()
 
     def queue(self, captured: Captured) -> None:
-        """Queue a finished FHIR request (:func:`fhir_server.audit.hook.capture`)."""
+        """Queue a finished FHIR request (:func:`fhir_server.audit.hook.capture`). A
+        successful read is counted at once into the reads of its kind, user, app,
+        address and version: nothing of it is kept but the count (like reads arrive by
+        the thousand a second; what lives on until the writer runs is what the cyclic
+        garbage collector promotes and then scans in its slowest, oldest generation)."""
+        if (
+            captured.code in _READS
+            and captured.status < 400
+            and not captured.writes
+            and self.window > 0
+        ):
+            _count_read(self._reads, captured)
+            if len(self._reads) >= WAKE_AT:
+                self._wake.set()
+            return
         queue = self._queue
         queue.append(captured)
         body = captured.body
@@ -218,13 +236,15 @@ class AuditTrail:
             log.error("audit: %d queued activities dropped (the store fails)", dropped)
 
     async def write(self, events: Sequence[dict[str, Any]]) -> None:
-        """Store AuditEvents, :data:`WRITE_SLICE` a transaction, the requests served
-        between slices (one at a time where a transaction cannot be: a standalone
-        MongoDB, or an id the sweep wrote first)."""
-        for start in range(0, len(events), WRITE_SLICE):
-            if start:
-                await asyncio.sleep(0)
-            requests = [_request(event) for event in events[start : start + WRITE_SLICE]]
+        """Store AuditEvents, built :data:`WRITE_SLICE` at a time between the requests
+        and written :data:`TRANSACTION` a transaction (one at a time where a transaction
+        cannot be: a standalone MongoDB, or an id the sweep wrote first)."""
+        for start in range(0, len(events), TRANSACTION):
+            requests = []
+            for at in range(start, min(start + TRANSACTION, len(events)), WRITE_SLICE):
+                if at:
+                    await asyncio.sleep(0)
+                requests += [_request(event) for event in events[at : at + WRITE_SLICE]]
             try:
                 await self.store.write_batch(requests)
                 continue
@@ -237,14 +257,9 @@ class AuditTrail:
     async def _events(self, taken: list[_Queued]) -> list[dict[str, Any]]:
         names = await self._names(taken)
         events: list[dict[str, Any]] = []
-        reads = self._reads
-        grouping = self.window > 0
         slow = 0
         for item in taken:
             if isinstance(item, Captured):
-                if grouping and item.code in _READS and item.status < 400 and not item.writes:
-                    _count_read(reads, item)
-                    continue
                 activity, writes = item.activity(), item.writes
             elif isinstance(item, Disclosed):
                 events += await _disclosed_events(item, names)
