@@ -431,3 +431,15 @@ async def test_a_subscription_turned_off_ends_the_binding(served: Served) -> Non
         assert (await said(socket)).startswith(f"error {sid} Subscription/{sid} is no longer")
         await write(served, admin, "Patient/alice")
         await silent(socket)
+
+
+async def test_a_deleted_subscription_ends_the_binding(served: Served) -> None:
+    admin = served.bearer("system/*.cruds")
+    await seed(served, admin)
+    sid = await create(served, websocket_subscription(), admin)
+    async with connect(served, admin) as socket:
+        await bind(socket, sid)
+        assert (await served.http.delete(f"Subscription/{sid}", headers=admin)).is_success
+        assert await said(socket) == f"error {sid} Subscription/{sid} was deleted"
+        await write(served, admin, "Patient/alice")
+        await silent(socket)

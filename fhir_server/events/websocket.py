@@ -48,6 +48,8 @@ from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
 from fhir_server.events.websocket_channel import is_websocket
 from resources import fhir_json
 from resources.errors import FhirError
+from resources.search.parameters import search_params
+from resources.search.parse import parse_search
 from resources.search.query import AccessClause, SearchQuery
 
 log = logging.getLogger("fhir_server.events")
@@ -58,6 +60,8 @@ RELOAD = 1.0
 """Seconds between checks of the bound Subscriptions and of the sockets' grants."""
 READ_BATCH = 500
 """Events read at a time."""
+RELOAD_BATCH = 100
+"""Bound Subscriptions read with one search."""
 
 NOT_ACTIVE = "Subscription/{id} is no longer an active websocket subscription (status {status})"
 GONE = "Subscription/{id} was deleted"
@@ -222,8 +226,9 @@ class WebsocketHub:
     async def _reload(self) -> None:
         """Whether each bound Subscription is still an active websocket one (its latest
         version), its creator's and its sockets' grants alive."""
+        current = await self._current(list(self._watched))
         for watched in list(self._watched.values()):
-            stored = await self.store.read(TYPE, watched.id)
+            stored = current.get(watched.id)
             if self._watched.get(watched.id) is not watched:
                 continue  # unbound meanwhile
             if stored is None or stored.deleted or stored.content is None:
@@ -243,6 +248,24 @@ class WebsocketHub:
                 fresh.sockets = watched.sockets
                 watched = self._watched[watched.id] = fresh
             self._check_grants(watched)
+
+    async def _current(self, ids: list[str]) -> dict[str, Any]:
+        """The current versions of the Subscriptions ``ids`` (one search per
+        :data:`RELOAD_BATCH`; a deleted one is absent)."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(ids), RELOAD_BATCH):
+            chunk = ids[start : start + RELOAD_BATCH]
+            query = parse_search(
+                [TYPE],
+                [("_id", ",".join(chunk))],
+                strict=True,
+                params_for=search_params,
+                max_count=RELOAD_BATCH,
+                default_count=RELOAD_BATCH,
+            )
+            page = await self.store.search(query, None, RELOAD_BATCH, False)
+            found.update((stored.id, stored) for stored in page.entries)
+        return found
 
     def _check_grants(self, watched: Watched) -> bool:
         """Whether ``watched`` may still ping (its creator's grant), dropping the
