@@ -458,9 +458,10 @@ def _request(event: dict[str, Any]) -> WriteRequest:
 async def _disclosed_events(item: Disclosed, names: Names) -> list[dict[str, Any]]:
     """One AuditEvent per patient whose data an export's files hold."""
     events = []
-    for n, (patient, types) in enumerate(sorted(item.patients.items())):
+    for n, (id_, types) in enumerate(sorted(item.patients.items())):
         if n % 100 == 99:
             await asyncio.sleep(0)  # the requests go on between slices
+        patient = f"Patient/{id_.decode('ascii')}"
         files: list[tuple[str | None, str]] = [
             (t, name) for t in sorted(types) for name in item.files.get(t, ())
         ]
