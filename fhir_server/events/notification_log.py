@@ -3,8 +3,11 @@
 https://hl7.org/fhir/uv/subscriptions-backport/STU1.1/OperationDefinition-backport-subscription-events.html).
 
 One record per (subscription, event number): the outbox event it was (seq, type, id,
-version, interaction) and its time, written once the endpoint accepted the notification
-(written again with the same content when a process that died sends it again). Records
+version, interaction) and its time, kept once the endpoint accepted the notification and
+written with the others of the next :data:`FLUSH` seconds in one write (again, with the
+same content, when a process that died sends it again; a process that stops within
+that time may leave its last records unwritten: ``$events`` then lacks them, delivery
+and numbering do not change). Records
 go with the outbox's pruning (``prune``: those of pruned events), so ``$events`` answers
 what is still in the outbox's retention.
 
@@ -15,6 +18,8 @@ needed); MongoDB: the collection ``subscription_events`` (``_id`` =
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import weakref
 from dataclasses import dataclass
@@ -37,7 +42,13 @@ TABLE = """CREATE TABLE IF NOT EXISTS subscription_event (
 )"""
 COLLECTION = "subscription_events"
 
+FLUSH = 0.2
+"""Seconds the records of notifications are kept before they are written together."""
+
+log = logging.getLogger("fhir_server.events")
 _ready: weakref.WeakSet[Any] = weakref.WeakSet()
+_pending: weakref.WeakKeyDictionary[Any, list[tuple[str, Record]]] = weakref.WeakKeyDictionary()
+_flushing: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -69,34 +80,49 @@ async def _sqlite(store: Any) -> Any:
 
 
 async def record(store: Any, subscription: str, item: Record) -> None:
-    """Keep that ``subscription``'s event ``item.number`` was notified."""
+    """Keep that ``subscription``'s event ``item.number`` was notified: written with the
+    others of the next :data:`FLUSH` seconds in one write (the store's writer is not
+    taken once per notification); this process's reads see it at once."""
     store = _raw(store)
-    values = (
-        subscription,
-        item.number,
-        item.seq,
-        item.type,
-        item.id,
-        item.version,
-        item.method,
-        item.timestamp,
-    )
+    _pending.setdefault(store, []).append((subscription, item))
+    task = _flushing.get(store)
+    if task is None or task.done():
+        _flushing[store] = asyncio.create_task(_flush_soon(store))
+
+
+async def _flush_soon(store: Any) -> None:
+    await asyncio.sleep(FLUSH)
+    try:
+        await flush(store)
+    except Exception:
+        log.exception("the notification log could not be written")
+
+
+async def flush(store: Any) -> None:
+    """Write the records kept since the last write."""
+    store = _raw(store)
+    items = _pending.pop(store, [])
+    if not items:
+        return
+    rows = [
+        (sid, i.number, i.seq, i.type, i.id, i.version, i.method, i.timestamp) for sid, i in items
+    ]
     if hasattr(store, "run_write"):
         await _sqlite(store)
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            conn.executemany(
                 "INSERT OR REPLACE INTO subscription_event (subscription, number, seq, type,"
                 " id, version, method, timestamp) VALUES (?,?,?,?,?,?,?,?)",
-                values,
+                rows,
             )
 
         await store.run_write(run)
         return
-    document = dict(zip(_FIELDS, values, strict=True))
-    await store.db[COLLECTION].replace_one(
-        {"_id": f"{subscription}#{item.number}"}, document, upsert=True
-    )
+    collection = store.db[COLLECTION]
+    for row in rows:
+        document = dict(zip(_FIELDS, row, strict=True))
+        await collection.replace_one({"_id": f"{row[0]}#{row[1]}"}, document, upsert=True)
 
 
 _FIELDS = ("subscription", "number", "seq", "type", "id", "version", "method", "timestamp")
@@ -105,6 +131,7 @@ _FIELDS = ("subscription", "number", "seq", "type", "id", "version", "method", "
 async def records(store: Any, subscription: str, since: int, until: int) -> list[Record]:
     """The records of event numbers ``since``..``until`` (inclusive), oldest first."""
     store = _raw(store)
+    await flush(store)
     if hasattr(store, "run_write"):
         await _sqlite(store)
         rows = store.query(
@@ -126,6 +153,7 @@ async def last_number(store: Any, subscription: str) -> int:
     record's and the subscription's outbox cursor's (saved every half second; records
     are pruned with the outbox)."""
     store = _raw(store)
+    await flush(store)
     key = f"Subscription/{subscription}"
     if hasattr(store, "run_write"):
         await _sqlite(store)
