@@ -5,8 +5,8 @@
 // icons, so that the installed portal opens without a network and says it is offline.
 // It stores nothing else, ever: no FHIR response, no token, nothing about a patient (the
 // shell is the same for everyone). Requests for anything else pass it by untouched.
-const VERSION = "61cddf69241918e3";
-const SHELL = ["./","assets/main-HXY5CXN2.js","assets/main-5APG2MNM.css","manifest.webmanifest","icon.svg","icon-192.png","icon-512.png"];
+const VERSION = "035bf50fedcf70fc";
+const SHELL = ["./","assets/main-Q54ESJ7O.js","assets/main-4HYXRKWG.css","manifest.webmanifest","icon.svg","icon-192.png","icon-512.png"];
 const CACHE = `portal-shell-${VERSION}`;
 const scope = new URL("./", self.location.href);
 const shell = new Set(SHELL.map((path) => new URL(path, scope).href));

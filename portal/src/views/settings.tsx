@@ -4,7 +4,10 @@
 // GET/DELETE …/auth/account/apps, with the session's token), and notification
 // preferences (the server's FHIR form of them: a Basic coded
 // urn:fhir-server:notification|preferences whose subject is the person, one opt-out
-// extension per channel and kind turned off).
+// extension per channel and kind turned off, and the person's quiet hours: one
+// urn:fhir-server:notification-quiet-hours extension with a start and an end time and an
+// optional IANA time zone). Saving rewrites only those two kinds of extension: every
+// other extension of the Basic is kept as it was.
 import { useEffect, useState } from "preact/hooks";
 import { problemText, search, useLoad, useSession } from "../data";
 import { formatDate, type Json } from "../fhir";
@@ -213,6 +216,7 @@ function ConnectedApps() {
 
 const PREFERENCES = "urn:fhir-server:notification|preferences";
 const OPT_OUT = "urn:fhir-server:notification-opt-out";
+const QUIET_HOURS = "urn:fhir-server:notification-quiet-hours";
 const NOTIFICATION_KINDS: [string, string][] = [
   ["new-result", "New test results"],
   ["new-message", "New messages"],
@@ -242,6 +246,135 @@ function optOuts(basic: Json | undefined): Set<string> {
   return off;
 }
 
+/** Whether an opt-out is one of the table's: its channel and kind each a wildcard or
+ * one the table shows (any other is kept as it is when saving). */
+function shown(ext: Json): boolean {
+  const parts: Record<string, string> = {};
+  for (const part of ext.extension || []) parts[part.url] = part.valueCode;
+  const channelShown = !parts.channel || CHANNELS.some(([c]) => c === parts.channel);
+  const kindShown = !parts.kind || NOTIFICATION_KINDS.some(([k]) => k === parts.kind);
+  return channelShown && kindShown;
+}
+
+function quietExtension(basic: Json | undefined): Json | undefined {
+  return (basic?.extension || []).find((ext: Json) => ext.url === QUIET_HOURS);
+}
+
+function quietParts(ext: Json | undefined): Record<string, string> {
+  const parts: Record<string, string> = {};
+  for (const part of ext?.extension || []) {
+    const key = Object.keys(part).find((k) => k.startsWith("value"));
+    if (key) parts[part.url] = String(part[key]);
+  }
+  return parts;
+}
+
+/** "22:00:00" → "22:00" (what an <input type=time> shows). */
+function hhmm(time: string | undefined): string {
+  return /^\d\d:\d\d/.test(time || "") ? (time as string).slice(0, 5) : "";
+}
+
+/** "22:00" → "22:00:00" (a FHIR time has its seconds). */
+function fhirTime(value: string): string {
+  return value.length === 5 ? `${value}:00` : value;
+}
+
+function browserZone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return "";
+  }
+}
+
+/** The IANA time zones the browser knows (empty where it cannot list them). */
+function knownZones(): string[] {
+  const list = (Intl as any).supportedValuesOf?.("timeZone");
+  return Array.isArray(list) ? list : [];
+}
+
+/** The quiet-hours extension to save from the form: undefined for none, or a sentence
+ * saying what to correct. Off keeps stored quiet hours as "none" (start = end): the
+ * person's choice then also overrides a default the clinic may set for everyone. */
+function quietHoursOf(form: HTMLFormElement, current: Json | undefined): Json | undefined | string {
+  const field = (name: string) => (form.elements.namedItem(name) as HTMLInputElement | null)?.value || "";
+  const stored = quietExtension(current);
+  const on = (form.elements.namedItem("quiet-on") as HTMLInputElement | null)?.checked;
+  const others = (stored?.extension || []).filter((p: Json) => !["start", "end", "timezone"].includes(p.url));
+  let start = field("quiet-start");
+  let end = field("quiet-end");
+  let zone = field("quiet-zone");
+  if (!on) {
+    if (!stored) return undefined;
+    const parts = quietParts(stored);
+    start = hhmm(parts.start) || "00:00";
+    end = start;
+    zone = parts.timezone || "";
+  } else if (!start || !end) {
+    return "choose the time your quiet hours start and the time they end";
+  } else if (start === end) {
+    return "quiet hours need different start and end times";
+  }
+  return {
+    ...stored,
+    url: QUIET_HOURS,
+    extension: [
+      ...others,
+      { url: "start", valueTime: fhirTime(start) },
+      { url: "end", valueTime: fhirTime(end) },
+      ...(zone ? [{ url: "timezone", valueCode: zone }] : []),
+    ],
+  };
+}
+
+/** Quiet hours: on or off, from and until (local times), and the time zone they are in. */
+function QuietHoursFields({ stored }: { stored: Json | undefined }) {
+  const parts = quietParts(stored);
+  const storedOn = !!stored && hhmm(parts.start) !== "" && hhmm(parts.start) !== hhmm(parts.end);
+  const [on, setOn] = useState(storedOn);
+  const here = browserZone();
+  const chosen = stored ? parts.timezone || "" : here;
+  const zones = knownZones();
+  for (const zone of [here, chosen]) if (zone && !zones.includes(zone)) zones.unshift(zone);
+  return (
+    <fieldset class="quiet">
+      <legend>Quiet hours</legend>
+      <p class="muted" id="quiet-help">
+        No email or text message during these hours: what comes in them is sent when they end.
+      </p>
+      <label class="check">
+        <input
+          type="checkbox"
+          id="quiet-on"
+          name="quiet-on"
+          checked={on}
+          aria-describedby="quiet-help"
+          onChange={(e) => setOn((e.target as HTMLInputElement).checked)}
+        />{" "}
+        Hold my notifications during quiet hours
+      </label>
+      <div class="stack" hidden={!on}>
+        <label for="quiet-start">From</label>
+        <input id="quiet-start" name="quiet-start" type="time" defaultValue={storedOn ? hhmm(parts.start) : "22:00"} />
+        <label for="quiet-end">Until</label>
+        <input id="quiet-end" name="quiet-end" type="time" defaultValue={storedOn ? hhmm(parts.end) : "07:00"} />
+        <label for="quiet-zone">Time zone</label>
+        <select id="quiet-zone" name="quiet-zone">
+          <option value="" selected={chosen === ""}>
+            The clinic's time zone
+          </option>
+          {zones.map((zone) => (
+            <option key={zone} value={zone} selected={zone === chosen}>
+              {zone.replace(/_/g, " ")}
+              {zone === here ? " (this device)" : ""}
+            </option>
+          ))}
+        </select>
+      </div>
+    </fieldset>
+  );
+}
+
 function isOn(off: Set<string>, channel: string, kind: string): boolean {
   return ![`${channel} ${kind}`, `${channel} *`, `* ${kind}`, "* *"].some((k) => off.has(k));
 }
@@ -262,7 +395,18 @@ function Notifications() {
   const save = async (event: Event) => {
     event.preventDefault();
     const form = event.target as HTMLFormElement;
-    const extension: Json[] = [];
+    const current = loaded.data as Json | null | undefined;
+    const quiet = quietHoursOf(form, current ?? undefined);
+    if (typeof quiet === "string") {
+      setStatus({ problem: quiet });
+      return;
+    }
+    // every extension this screen does not manage is kept, and so are opt-outs of
+    // channels or kinds it does not show
+    const extension: Json[] = (current?.extension || []).filter(
+      (ext: Json) => (ext.url !== OPT_OUT || !shown(ext)) && ext.url !== QUIET_HOURS,
+    );
+    if (quiet) extension.push(quiet);
     for (const [kind] of NOTIFICATION_KINDS) {
       for (const [channel] of CHANNELS) {
         const box = form.elements.namedItem(`${channel}-${kind}`) as HTMLInputElement;
@@ -277,7 +421,6 @@ function Notifications() {
         }
       }
     }
-    const current = loaded.data as Json | null | undefined;
     const basic: Json = {
       ...(current || {}),
       resourceType: "Basic",
@@ -339,6 +482,7 @@ function Notifications() {
                 </tbody>
               </table>
             </TableWrap>
+            <QuietHoursFields stored={quietExtension(basic ?? undefined)} />
             <button type="submit" class="primary" disabled={status.busy}>
               {status.busy ? "Saving…" : "Save my choices"}
             </button>
