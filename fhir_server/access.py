@@ -33,6 +33,14 @@ leak; one the caller can read but not change is ``403``.
 Granular scopes (``patient/Observation.rs?category=laboratory``) apply to searches and
 reads of current versions; history, vread and writes honour them by refusing (they need
 the current search index).
+
+A caregiver's own record: the token of a caregiver (``fhirUser`` ``RelatedPerson/x``,
+acting for the patient in context) whose patient-context scopes cover ``Basic`` also
+reads, searches and writes, with those scopes' letters, the notification preferences
+``Basic`` whose ``subject`` is ``RelatedPerson/x`` (``resources.compartments.
+CAREGIVER_RECORD``, a member of ``RelatedPerson/x``), as a patient does hers; nothing
+else outside the patient's compartment (see :meth:`GuardedStore.clause`). The patient's
+token does not see the caregiver's preferences.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ from fhir_server.storage.search_page import Cursor, SearchPage
 from resources import fhir_json
 from resources.compartments import (
     ACCESS_GRANTING_TYPES,
+    CAREGIVER,
+    CAREGIVER_RECORD,
     DIRECTORY_TYPES,
     MEMBERSHIP_COMPARTMENT,
     SECURED_BY_CONTEXT,
@@ -139,6 +149,29 @@ _STAFF = ("Practitioner/", "PractitionerRole/")
 """``fhirUser`` kinds whose ``user/`` scopes are not limited to a patient's compartment."""
 
 
+def with_own_records(policy: PolicyLike, clause: AccessClause) -> AccessClause:
+    """``clause`` (one letter's grants) and, for a caregiver's token (``fhirUser``
+    ``RelatedPerson/x`` with a patient in context, which the sign-in and every refresh
+    check it acts for) whose patient-context grants cover ``Basic`` without a granular
+    filter, a grant of its own notification preferences: the ``Basic`` versions that are
+    members of ``RelatedPerson/x`` (``resources.compartments.memberships``). Reads and
+    writes then treat them as a patient's own records (:func:`write_access`,
+    :func:`allows_content`): changing one needs the version replaced to be its own, and
+    the new version to be its own preferences (or in the patient's compartment)."""
+    user = policy.fhir_user or ""
+    kind, _, id_ = user.partition("/")
+    type_ = CAREGIVER_RECORD[0]
+    if kind != CAREGIVER or not _ID.fullmatch(id_) or not policy.patient:
+        return clause
+    if not any(
+        g.compartments and not g.where and (g.types is None or type_ in g.types)
+        for g in clause.grants
+    ):
+        return clause
+    own = Grant(frozenset({type_}), (f"{CAREGIVER}/{id_}",), patient_member_types())
+    return AccessClause((*clause.grants, own))
+
+
 def _granular(type_: str, params: Sequence[tuple[str, str]]) -> list[Condition]:
     query = parse_search(
         [type_],
@@ -213,11 +246,13 @@ class GuardedStore:
         wrote it: ``fhir_server.events.subscriptions``)."""
 
     def clause(self, letter: str, types: Iterable[str], what: str) -> AccessClause | None:
-        """The grants for ``letter`` on ``types`` (None: unrestricted); 403 when the
-        token has no scope for any of the types."""
+        """The grants for ``letter`` on ``types`` (None: unrestricted), a caregiver's
+        own records included (:func:`with_own_records`); 403 when the token has no
+        scope for any of the types."""
         clause = self._clauses.get(letter)
         if clause is None:
-            clause = self._clauses[letter] = compile_access(self.policy, letter)
+            clause = with_own_records(self.policy, compile_access(self.policy, letter))
+            self._clauses[letter] = clause
         types = list(types)
         if not _covers(clause, types):
             names = ", ".join(types) if len(types) <= 3 else "these resource types"

@@ -28,7 +28,7 @@ from types import MappingProxyType
 
 from resources.definitions import RESOURCE_TYPES, core_data
 from resources.search.index.reference import parse_reference
-from resources.search.model import IndexRow, ReferenceRow
+from resources.search.model import IndexRow, ReferenceRow, TokenRow
 
 OWNER = "{def}"
 """Listed in place of a parameter: the compartment's owner is in it by definition."""
@@ -141,6 +141,18 @@ services only, never through a patient-context token (``Patient.link`` to anothe
 patient is refused by the write rule on patient references)."""
 
 
+CAREGIVER = "RelatedPerson"
+"""The type of a caregiver's ``fhirUser``: a caregiver acts for a patient and has records
+of its own (:data:`CAREGIVER_RECORD`)."""
+
+CAREGIVER_RECORD = ("Basic", "urn:fhir-server:notification", "preferences")
+"""Type and code of the one kind of resource a caregiver owns: a person's notification
+preferences (``fhir_server.notifications.recipients``). One whose ``subject`` is
+``RelatedPerson/x`` is also a member of ``RelatedPerson/x`` (:func:`memberships`), so the
+token of that caregiver reads and writes it (``fhir_server.access``), though it is in no
+patient's compartment; no other resource has such a membership."""
+
+
 def patient_member_types() -> frozenset[str]:
     """The types whose resources are in a Patient compartment by the R4
     CompartmentDefinition (Patient included: a patient is treated as a member of its own
@@ -232,7 +244,10 @@ def memberships(
     A type the R4 definition leaves out of the Patient compartment (Task,
     PaymentReconciliation, ...: still patient data) is recorded as a member of every
     patient it refers to anywhere (:func:`patient_references`; ``resource`` given), so
-    that access to it can require "that patient and no other"."""
+    that access to it can require "that patient and no other".
+
+    A caregiver's notification preferences (:data:`CAREGIVER_RECORD` whose ``subject`` is
+    ``RelatedPerson/x``) are also a member of ``RelatedPerson/x``."""
     codes = set(compartment_params(MEMBERSHIP_COMPARTMENT, resource_type))
     if resource_type == SECURED_BY_CONTEXT:
         return _context_patient(resource)
@@ -250,7 +265,27 @@ def memberships(
                 and row.target_id
             ):
                 found[f"{MEMBERSHIP_COMPARTMENT}/{row.target_id}"] = None
+    if resource_type == CAREGIVER_RECORD[0]:
+        owner = _caregiver_owner(rows)
+        if owner is not None:
+            found[owner] = None
     return tuple(found)
+
+
+def _caregiver_owner(rows: Iterable[IndexRow]) -> str | None:
+    """``RelatedPerson/x`` when the index rows are those of a :data:`CAREGIVER_RECORD`
+    whose ``subject`` is that caregiver, by a relative reference (the rows
+    ``Basic?subject=RelatedPerson/x&code=urn:fhir-server:notification|preferences``
+    matches)."""
+    owner, coded = None, False
+    _, system, code = CAREGIVER_RECORD
+    for row in rows:
+        if isinstance(row, ReferenceRow) and row.code == "subject":
+            if row.target_type == CAREGIVER and row.target_id and row.url is None:
+                owner = f"{CAREGIVER}/{row.target_id}"
+        elif isinstance(row, TokenRow) and row.code == "code":
+            coded = coded or (row.system == system and row.value == code)
+    return owner if coded else None
 
 
 def _context_patient(resource: Mapping[str, object] | None) -> tuple[str, ...]:
