@@ -4,20 +4,27 @@ double bookings by search.
 
     .venv/bin/python bench/scheduling_bench.py [--patients 200] [--practitioners 20]
         [--clients 32] [--workers 2] [--duration 20] [--finds 300] [--storage URL]
+        [--window 64] [--py-spy DIR]
 
-1. fills a SQLite store (a temporary file, or ``--storage``) with the demo population
-   (``fhir-server demo-data --patients N``: about 50 resources a patient; 20,000
-   patients is the issue's 1M-resource scale) and gives ``--practitioners``
-   practitioners four weeks of 20-minute slots with ``fhir-server schedule create``;
+1. fills a SQLite store (a temporary file) with the demo population (``fhir-server
+   demo-data --patients N``: about 50 resources a patient; 20,000 patients is the
+   issue's 1M-resource scale), or takes an existing one (``--storage``), and gives each of
+   ``--practitioners`` practitioners that has no Schedule yet four weeks of 20-minute
+   slots with ``fhir-server schedule create``;
 2. serves it with ``--workers`` processes, authorization off (the bench measures the
    workflow, not token checks);
 3. ``--clients`` concurrent clients book for ``--duration`` seconds, each picking a
    random Slot among the free ones of a few practitioners (so clients collide: a taken
-   Slot is a 409): bookings/s, latency p50/p99 of every ``$book``, statuses;
+   Slot is a 409): bookings/s, latency p50/p99 of every ``$book``, statuses, the server
+   processes' CPU per request (a figure that does not depend on what else runs on the
+   machine) and the bench's own CPU (``client_cpu_s``). Each client has one keep-alive
+   connection written by hand (``_Connection``: httpx cost ~4 ms of CPU a request, so on
+   a 2-core machine the earlier figures, 34-43 bookings/s, measured the client), and the
+   connections are spread evenly over the worker processes (``connections_per_worker``;
+   opened at once, one worker may accept them all). ``--py-spy DIR`` samples each
+   server process meanwhile (``py-spy record --format raw``, ``.venv/bin/py-spy``);
 4. ``$find`` of one practitioner over four weeks, ``--finds`` times, one after another:
    p50/p99;
-   and the server processes' CPU per request (a figure that does not depend on what
-   else runs on the machine);
 5. counts, by search, the booked Appointments per Slot (any Slot with two is a double
    booking) and the booked Appointments whose Slot is not busy.
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -104,32 +112,143 @@ def _body(slot: dict[str, Any], patient: str, actors: list[str]) -> dict[str, An
     }
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the status (the
+    bench's clients: httpx costs ~4 ms of CPU a request, which on a 2-core machine
+    measures the client rather than the server)."""
+
+    def __init__(self, base: str) -> None:
+        url = httpx.URL(base)
+        self.host, self.port, self.prefix = url.host, url.port or 80, url.raw_path.decode()
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        return self._streams
+
+    async def post(self, path: str, body: bytes) -> int:
+        reader, writer = await self.open()
+        head = (
+            f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/fhir+json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        header = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status = int(header.split(" ", 2)[1])
+        fields = dict(
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(":") for line in header.split("\r\n")[1:])
+        )
+        if fields.get("transfer-encoding", "").lower() == "chunked":
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")
+        else:
+            await reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
+def _socket_owners(pids: list[int]) -> dict[int, int]:
+    """Socket inode -> the process (of ``pids``) that has it open."""
+    owners: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owners[int(link[8:-1])] = pid
+    return owners
+
+
+def _accepted_by(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """The server process that accepted the connection from ``client_port`` (Linux:
+    ``/proc/net/tcp``), or None while it is not accepted yet."""
+    wanted = (f"{server_port:04X}", f"{client_port:04X}")
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                ports = (fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1])
+                if ports == wanted:
+                    return _socket_owners(pids).get(int(fields[9]))
+    return None
+
+
+async def _spread(
+    base: str, clients: int, workers: int, pids: list[int]
+) -> tuple[list[_Connection], dict]:
+    """``clients`` connections spread evenly over the server's worker processes (each
+    accepts what it can when several connect at once, so one worker may get all of them):
+    a connection accepted by a worker that has its share already is made again."""
+    connections: list[_Connection] = []
+    per_worker: Counter[int] = Counter()
+    share = -(-clients // workers)
+    for _ in range(clients * 20):
+        if len(connections) == clients:
+            break
+        connection = _Connection(base)
+        reader, writer = await connection.open()
+        port = writer.get_extra_info("sockname")[1]
+        owner = None
+        for _ in range(200):
+            owner = _accepted_by(pids, connection.port, port)
+            if owner is not None:
+                break
+            await asyncio.sleep(0.005)
+        if owner is not None and per_worker[owner] >= share:
+            await connection.close()
+            continue
+        per_worker[owner or 0] += 1
+        connections.append(connection)
+    return connections, {str(pid): n for pid, n in sorted(per_worker.items())}
+
+
 async def _book(
-    base: str, args: argparse.Namespace, slots: list[dict], patients: list[str], actors: dict
+    base: str,
+    args: argparse.Namespace,
+    slots: list[dict],
+    patients: list[str],
+    actors: dict,
+    pids: list[int],
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     free = list(slots)
     rng = random.Random(1)
+    connections, per_worker = await _spread(base, args.clients, args.workers, pids)
     deadline = time.monotonic() + args.duration
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
-
-        async def client(n: int) -> None:
+    async def client(n: int, connection: _Connection) -> None:
+        try:
             while time.monotonic() < deadline and free:
                 slot = free[rng.randrange(min(len(free), args.window))]
                 body = _body(slot, patients[n % len(patients)], actors[slot["id"]])
                 began = time.perf_counter()
-                answer = await http.post("/Appointment/$book", json=body)
+                status = await connection.post("/Appointment/$book", json.dumps(body).encode())
                 latencies.append(time.perf_counter() - began)
-                statuses[answer.status_code] += 1
-                if answer.status_code in (201, 409) and slot in free:
+                statuses[status] += 1
+                if status in (201, 409) and slot in free:
                     free.remove(slot)  # taken (by this client or another)
+        finally:
+            await connection.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(*(client(n) for n in range(args.clients)))
-        seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(client(n, c) for n, c in enumerate(connections)))
+    seconds = time.perf_counter() - began
     return {
         "seconds": round(seconds, 1),
         "bookings": statuses[201],
@@ -138,6 +257,7 @@ async def _book(
         "p50_ms": round(_percentile(latencies, 50) * 1000, 1),
         "p99_ms": round(_percentile(latencies, 99) * 1000, 1),
         "statuses": dict(sorted(statuses.items())),
+        "connections_per_worker": per_worker,
     }
 
 
@@ -205,6 +325,24 @@ async def _prepare(base: str, practitioners: list[str]) -> tuple[list, list, dic
     return slots, patients, actors
 
 
+def _spy(pids: list[int], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` of each server process during the bookings (``--py-spy DIR``)."""
+    if not args.py_spy:
+        return []
+    Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    folder = Path(args.py_spy)
+    options = f"--duration {int(args.duration)} --rate 200 --format raw --idle --threads".split()
+    return [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(pid), *options, "--output", str(folder / f"{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=200)
@@ -215,6 +353,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64, help="free slots clients pick from")
     parser.add_argument("--finds", type=int, default=300)
     parser.add_argument("--storage", help="an existing store to use (default: a new file)")
+    parser.add_argument("--py-spy", help="a folder: py-spy samples of each server process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sched-bench-") as tmp:
         storage = args.storage or f"sqlite:///{Path(tmp) / 'fhir.sqlite3'}"
@@ -240,6 +379,11 @@ def main() -> None:
         try:
             base = f"{server.url}/fhir"
             for practitioner in practitioners:
+                scheduled = httpx.get(
+                    f"{base}/Schedule", params={"actor": practitioner, "_summary": "count"}
+                )
+                if scheduled.json().get("total"):
+                    continue  # an earlier run's store (--storage): its slots are there
                 body = {
                     "resourceType": "Practitioner",
                     "id": practitioner.removeprefix("Practitioner/"),
@@ -255,8 +399,13 @@ def main() -> None:
             setup = round(time.perf_counter() - began, 1)
             slots, patients, actors = asyncio.run(_prepare(base, practitioners))
             cpu = _cpu_seconds(server.pids())
-            booking = asyncio.run(_book(base, args, slots, patients, actors))
+            client_cpu = time.process_time()
+            spies = _spy(server.pids(), args)
+            booking = asyncio.run(_book(base, args, slots, patients, actors, server.pids()))
             spent = _cpu_seconds(server.pids()) - cpu
+            booking["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
+            for spy in spies:
+                spy.wait()
             booking["server_cpu_ms_per_request"] = round(
                 spent * 1000 / max(1, sum(booking["statuses"].values())), 2
             )
