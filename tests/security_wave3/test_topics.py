@@ -1,0 +1,127 @@
+"""Attacks on topic-based Subscriptions (``fhir_server.events.backport``, ``topics``,
+``notification_log``, ``operations.subscription_status``): ``Subscription/$status``
+without ids listing another patient's Subscriptions, ``$events`` of another patient's,
+``patient-data-change`` with an ``_id`` filter naming another patient or hearing the
+deletion of another patient's data, a patient rewriting the server's topic ``Basic``.
+A real hook receiver (``tests.hook_receiver``), on every store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from fhir_server.events.topics import TOPICS
+from tests.hook_receiver import Receiver
+from tests.test_subscriptions import bearer, hook, http, seed, until_received
+from tests.test_subscriptions_backport import (
+    kinds,
+    lab,
+    settings,
+    subscribe,
+    topic_subscription,
+)
+
+FIXTURES = (hook, http, settings)
+"""The app over HTTP, its hook receiver and settings (outbound to localhost allowed)."""
+
+
+async def test_status_without_ids_lists_only_the_callers_subscriptions(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    bob = bearer(app, "patient/*.cruds", patient="bob")
+    mine = await subscribe(http, alice, topic_subscription(hook.url, "new-lab-result"), hook)
+    theirs = await subscribe(http, bob, topic_subscription(hook.url, "new-lab-result"), hook)
+    staffs = await subscribe(
+        http, admin, topic_subscription(hook.url, "new-lab-result", "patient=Patient/bob"), hook
+    )
+    for query in ("", "?status=active", "?status=active,requested,error,off"):
+        listed = await http.get(f"Subscription/$status{query}", headers=alice)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["total"] == 1, listed.text
+        assert mine in listed.text
+        assert theirs not in listed.text and staffs not in listed.text
+        assert "Patient/bob" not in listed.text
+    for path in (
+        f"Subscription/$status?id={mine},{theirs}",
+        f"Subscription/$status?id={mine}&id=Subscription/{theirs}",
+        f"Subscription/{staffs}/$status",
+        f"Subscription/{theirs}/$events?content=full-resource",
+        f"Subscription/{staffs}/$events?content=full-resource",
+    ):
+        refused = await http.get(path, headers=alice)
+        assert refused.status_code == 404, (path, refused.text)
+        assert "Patient/bob" not in refused.text
+
+
+async def test_patient_data_change_by_id_of_another_patient_hears_nothing(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    for filter_ in ("_id=bob", "patient=Patient/bob", "_id=Patient/bob"):
+        body = topic_subscription(hook.url, "patient-data-change", filter_, content="full-resource")
+        created = await http.post("Subscription", json=body, headers=alice)
+        # refused, or accepted and never notified of Bob
+        assert created.status_code in (201, 400, 403), created.text
+    await asyncio.sleep(0.5)
+    before = len(hook.snapshot())
+    changed = {"resourceType": "Patient", "id": "bob", "name": [{"family": "SECRET-bob"}]}
+    assert (await http.put("Patient/bob", json=changed, headers=admin)).is_success
+    assert (await http.post("Observation", json=lab("Patient/bob"), headers=admin)).is_success
+    await asyncio.sleep(1.5)
+    later = hook.snapshot()[before:]
+    assert kinds(later) in ([], ["handshake"] * len(later)), kinds(later)
+    assert "SECRET-bob" not in str([r.body for r in hook.snapshot()])
+
+
+async def test_the_deletion_of_another_patients_data_is_not_notified(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    made = await http.post("Observation", json=lab("Patient/bob"), headers=admin)
+    bobs = made.json()["id"]
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    body = topic_subscription(hook.url, "patient-data-change", content="id-only")
+    sid = await subscribe(http, alice, body, hook)
+    assert (await http.delete(f"Observation/{bobs}", headers=admin)).is_success
+    mine = await http.post("Observation", json=lab("Patient/alice"), headers=admin)
+    await until_received(hook, 2)
+    await asyncio.sleep(0.8)
+    received = hook.snapshot()
+    assert kinds(received) == ["handshake", "event-notification"], kinds(received)
+    assert bobs not in str([r.body for r in received])
+    assert mine.json()["id"] in received[1].body.decode()
+    events = (await http.get(f"Subscription/{sid}/$events", headers=alice)).text
+    assert bobs not in events
+
+
+async def test_a_patient_cannot_rewrite_or_delete_a_topic(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    await subscribe(http, admin, topic_subscription(hook.url, "new-lab-result"), hook)
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    for topic in TOPICS:
+        before = (await http.get(f"Basic/{topic.name}", headers=admin)).json()
+        forged = {
+            **before,
+            "subject": {"reference": "Patient/alice"},
+            "extension": before["extension"][:1],
+        }
+        written = await http.put(f"Basic/{topic.name}", json=forged, headers=alice)
+        assert written.status_code in (403, 404), written.text
+        deleted = await http.delete(f"Basic/{topic.name}", headers=alice)
+        # an invisible resource's delete is answered like one that does not exist
+        assert deleted.status_code in (200, 204, 403, 404), deleted.text
+        read = await http.get(f"Basic/{topic.name}", headers=admin)
+        assert read.status_code == 200, read.text
+        after = read.json()
+        assert after["meta"]["versionId"] == before["meta"]["versionId"]
