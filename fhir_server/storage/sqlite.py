@@ -7,12 +7,10 @@ version's content is stored once: in ``resource`` while it is current (the row e
 and search takes it from), moved to its ``history`` row when a newer version replaces it
 (schema 4; before, every current content was stored twice, a quarter of a 1M-resource
 file). Writes run on one dedicated thread with ``BEGIN IMMEDIATE`` (SQLite's write lock
-also serialises other processes), the writes queued meanwhile in one process committed
-together, each in a savepoint of its own (group commit, ``sqlite_write``); the processes
-of one server (``serve --workers N``) first queue on an ``flock`` of
-``<file>-writer.lock``, because SQLite's own busy handler polls with sleeps of up to
-100 ms and lets a waiting writer starve (a CRUD mix on 2 workers had a p99 of 1.25 s at
-1M resources); the version check inside that transaction
+also serialises other processes); the processes of one server (``serve --workers N``)
+first queue on an ``flock`` of ``<file>-writer.lock``, because SQLite's own busy handler
+polls with sleeps of up to 100 ms and lets a waiting writer starve (a CRUD mix on 2
+workers had a p99 of 1.25 s at 1M resources); the version check inside that transaction
 makes ``If-Match`` an atomic compare-and-set. Reads are short indexed lookups run on the
 calling thread with their own connection (WAL lets readers proceed during a write).
 
@@ -27,24 +25,35 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
+
 from fhir_server.events import outbox_sqlite
 from fhir_server.storage import sqlite_index, sqlite_purge
 from fhir_server.storage.base import (
+    AccessDenied,
+    ConditionMatched,
     HistoryPage,
     HistoryQuery,
     StoredVersion,
     WriteRequest,
     WriteResult,
     bulk_reads,
+    check_preconditions,
+    next_version,
 )
 from fhir_server.storage.search_page import Cursor, SearchPage
 from fhir_server.storage.sqlite_access import (
@@ -53,16 +62,12 @@ from fhir_server.storage.sqlite_access import (
     any_type_driver,
     member_driver,
 )
-from fhir_server.storage.sqlite_members import backfill_members, backfill_referring_members
-from fhir_server.storage.sqlite_page import run_search
-from fhir_server.storage.sqlite_write import COLUMNS as _COLUMNS
-from fhir_server.storage.sqlite_write import (
-    Outcome,
-    WriteQueue,
-    WriterTurn,
-    Writes,
-    stored_version,
+from fhir_server.storage.sqlite_members import (
+    backfill_members,
+    backfill_referring_members,
+    record_members,
 )
+from fhir_server.storage.sqlite_page import run_search
 from resources.search.query import AccessClause, SearchQuery
 
 _SCHEMA_VERSION = 7
@@ -105,6 +110,7 @@ CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
 """
 
+_COLUMNS = "type, id, version, last_updated, method, content, seq"
 _HISTORY_COLUMNS = (
     "type, id, version, last_updated, method, CASE WHEN content IS NULL AND method != 'delete'"
     " THEN (SELECT r.content FROM resource r WHERE r.pk = history.res_pk AND r.seq = history.seq)"
@@ -113,7 +119,8 @@ _HISTORY_COLUMNS = (
 """A history row's columns, its content taken from ``resource`` while it is current."""
 
 
-_row = stored_version
+def _row(row: tuple[Any, ...]) -> StoredVersion:
+    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def path_from_url(url: str) -> Path:
@@ -153,11 +160,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._search_conns: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None
-        self._turn: WriterTurn | None = None
+        self._lock_fd: int | None = None
         self._deadline = math.inf
         """When the search running on the event loop's connection is stopped."""
-        self._writes = Writes(self._param_ids)
-        self._queue: WriteQueue | None = None
+        self._next_seq = 0
+        """The seq of the last version written (in the writer's transaction)."""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -177,8 +184,10 @@ class SQLiteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._turn = WriterTurn(f"{self.path}-writer.lock")
-        self._queue = WriteQueue(self._turn, self._write_group)
+        try:
+            self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # e.g. a read-only folder: SQLite's own locking still holds
+            self._lock_fd = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._in_writer(self._connect)
         await self._in_writer(self._create_schema)
@@ -192,8 +201,7 @@ class SQLiteStore:
         """Create or migrate the schema, in this process's turn to write: the processes
         of one server start together, and each migration step must run once, on the
         version it was written for."""
-        assert self._turn is not None
-        with self._turn.held():
+        with self._writer_turn():
             return self._migrate()
 
     def _migrate(self) -> sqlite3.Connection:
@@ -272,8 +280,6 @@ class SQLiteStore:
         if self._inline is not None:
             self._inline.close()
             self._inline = None
-        if self._queue is not None:
-            await self._queue.idle()
         if self._writer is not None:
             await self._in_writer(self._optimize)
             await self._in_writer(self._writer.close)
@@ -281,9 +287,9 @@ class SQLiteStore:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self._turn is not None:
-            self._turn.close()
-            self._turn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _optimize(self) -> None:
         """Planner statistics for the tables that changed (``PRAGMA optimize``, bounded
@@ -318,23 +324,22 @@ class SQLiteStore:
         return await self.run_write(lambda conn: sqlite_purge.purge(conn, type_, ids))
 
     async def run_write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``fn(connection)`` in a transaction of the writer, in this process's turn and
-        the write queue's order (the outbox's cursor changes: compare-and-sets across
-        processes)."""
-        assert self._queue is not None and self._executor is not None, "store is not open"
-        return await self._queue.call(self._executor, lambda: self._run_write_sync(fn))
+        """``fn(connection)`` in a transaction of the writer, in this process's turn (the
+        outbox's cursor changes: compare-and-sets across processes)."""
+        return await self._in_writer(self._run_write_sync, fn)
 
     def _run_write_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn = self._writer
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        with self._writer_turn():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         return result
 
     # -- reads -----------------------------------------------------------------------
@@ -467,18 +472,113 @@ class SQLiteStore:
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
-        return (await self.write_batch([request]))[0]
+        return await self._in_writer(self._write_sync, request)
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
-        """Queued with the other writes of this process and committed in a group of them
-        (``sqlite_write``: each all-or-nothing on its own)."""
-        assert self._queue is not None and self._executor is not None, "store is not open"
-        return await self._queue.write(self._executor, requests)
+        return await self._in_writer(self._write_batch_sync, requests)
 
-    def _write_group(self, writes: list[Sequence[WriteRequest]]) -> list[Outcome]:
-        """In this process's turn (the queue's): the writes' transaction."""
-        assert self._writer is not None, "store is not open"
-        return self._writes.group(self._writer, writes)
+    def _write_sync(self, request: WriteRequest) -> WriteResult:
+        return self._write_batch_sync([request])[0]
+
+    def _write_batch_sync(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+        conn = self._writer
+        assert conn is not None
+        with self._writer_turn():
+            return self._write_transaction(conn, requests)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's turn to write: an exclusive ``flock`` on the lock file, which
+        the kernel hands to waiting writers as it is released (no polling)."""
+        fd = self._lock_fd
+        if fd is None or fcntl is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write_transaction(
+        self, conn: sqlite3.Connection, requests: Sequence[WriteRequest]
+    ) -> list[WriteResult]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # history.seq is the rowid: given here as SQLite would (max + 1), so the
+            # resource row is written once, with the seq of its new version
+            self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
+            index = sqlite_index.IndexWriter(conn, self._param_ids)
+            result = [self._apply(conn, index, request) for request in requests]
+            index.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...):
+            # https://www.sqlite.org/lang_transaction.html#response_to_errors_within_a_transaction
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._param_ids.forget()  # ids interned by the rolled-back transaction
+            raise
+        return result
+
+    def _apply(
+        self, conn: sqlite3.Connection, index: sqlite_index.IndexWriter, req: WriteRequest
+    ) -> WriteResult:
+        row = conn.execute(
+            f"SELECT pk, {_COLUMNS} FROM resource WHERE type=? AND id=?", (req.type, req.id)
+        ).fetchone()
+        previous = _row(row[1:]) if row else None
+        pk = row[0] if row else None
+        if req.unless_exists is not None:
+            index.flush()  # earlier writes of this transaction must be searchable
+            found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
+            if found.entries:
+                raise ConditionMatched(found.entries)
+        if req.access is not None and pk is not None and not _visible(conn, pk, req.access):
+            raise AccessDenied(req)
+        no_op = check_preconditions(req, previous)
+        if no_op is not None:
+            return no_op
+        version, last_updated = next_version(previous)
+        content = None if req.build is None else req.build(version, last_updated)
+        seq = self._next_seq = self._next_seq + 1
+        if pk is None:
+            pk = conn.execute(
+                f"INSERT INTO resource ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (req.type, req.id, version, last_updated, req.method, content, seq),
+            ).lastrowid
+            assert pk is not None
+        else:
+            conn.execute(
+                "UPDATE resource SET version=?, last_updated=?, method=?, content=?, seq=?"
+                " WHERE pk=?",
+                (version, last_updated, req.method, content, seq, pk),
+            )
+            # the replaced version's content moves to its history row
+            assert previous is not None
+            conn.execute(
+                "UPDATE history SET ended=?, content=? WHERE seq=?",
+                (last_updated, previous.content, previous.seq),
+            )
+        conn.execute(
+            "INSERT INTO history (seq, res_pk, type, id, version, last_updated, method)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (seq, pk, req.type, req.id, version, last_updated, req.method),
+        )
+        # the outbox: the version is an event, committed with it
+        conn.execute(outbox_sqlite.INSERT_EVENT, (seq, req.type, req.id, version, req.method))
+        record_members(conn, req, seq, previous)
+        self._reindex(index, req, pk, fresh=previous is None)
+        stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
+        created = previous is None or previous.deleted
+        return WriteResult(stored, created, previous)
+
+    @staticmethod
+    def _reindex(index: sqlite_index.IndexWriter, req: WriteRequest, pk: int, fresh: bool) -> None:
+        if req.index is not None and req.method != "delete":
+            index.replace(req.type, pk, req.index.rows, req.index.sort_keys, fresh)
+        elif not fresh:
+            index.discard(pk)
 
 
 def vacuum(path: Path) -> None:
@@ -491,3 +591,10 @@ def vacuum(path: Path) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
+
+
+def _visible(conn: sqlite3.Connection, pk: int, access: AccessClause) -> bool:
+    """Whether the current version of resource ``pk`` is visible under ``access``."""
+    where, params = access_sql("resource", access)
+    sql = f"SELECT 1 FROM resource WHERE pk = ? AND ({where})"
+    return conn.execute(sql, (pk, *params)).fetchone() is not None
