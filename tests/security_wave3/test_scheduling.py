@@ -1,0 +1,135 @@
+"""Attacks on scheduling (``fhir_server.workflows._scheduling_access``,
+``operations.find``, ``operations.book``): ``$find``'s ``patient`` naming another
+patient (alone, repeated, as a practitioner), ``$book`` of a proposal for another
+patient, and the plain searches that would show a Slot of another patient's own
+Schedule. The seed and tokens of ``tests/scheduling`` (Bob's own Schedule ``bob-own``
+with its Slot ``bob-s1``), on every store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.patient_data.support import Token, bearer
+from tests.scheduling.conftest import alice, bob, http, mum
+from tests.scheduling.conftest import settings as scheduling_settings
+from tests.scheduling.support import at, status_of
+
+FIXTURES = (alice, bob, http, mum)
+settings = scheduling_settings
+WINDOW = {"start": at(0, 0)[:10], "end": at(28, 0)[:10], "_count": "50"}
+
+
+def _book(slot: str, *actors: str) -> dict[str, Any]:
+    proposal = {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "slot": [{"reference": f"Slot/{slot}"}],
+        "participant": [{"actor": {"reference": a}, "status": "needs-action"} for a in actors],
+    }
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appt-resource", "resource": proposal}],
+    }
+
+
+@pytest.mark.parametrize("who", ["alice", "mum"])
+async def test_find_for_another_patient_is_refused_like_for_nobody(
+    http: httpx.AsyncClient, request: pytest.FixtureRequest, who: str
+) -> None:
+    headers = request.getfixturevalue(who)
+    theirs = await http.get(
+        "Appointment/$find", params={**WINDOW, "patient": "Patient/bob"}, headers=headers
+    )
+    nobody = await http.get(
+        "Appointment/$find", params={**WINDOW, "patient": "Patient/nobody"}, headers=headers
+    )
+    assert theirs.status_code == nobody.status_code == 403, theirs.text
+    assert theirs.text.replace("Patient/bob", "X") == nobody.text.replace("Patient/nobody", "X")
+    assert "bob-s1" not in theirs.text
+    for params in (
+        [*WINDOW.items(), ("patient", "Patient/alice"), ("patient", "Patient/bob")],
+        [*WINDOW.items(), ("patient", "Patient/bob"), ("patient", "Patient/alice")],
+        [*WINDOW.items(), ("practitioner", "Patient/bob")],
+        [*WINDOW.items(), ("patient", "Patient/alice,Patient/bob")],
+    ):
+        answer = await http.get("Appointment/$find", params=params, headers=headers)
+        assert answer.status_code in (200, 400, 403), answer.text
+        assert "bob-s1" not in answer.text, params
+        if answer.status_code == 200:  # a refusal may echo the reference given
+            assert "Patient/bob" not in answer.text, params
+
+
+async def test_another_patients_own_schedule_is_not_found(
+    http: httpx.AsyncClient, alice: dict[str, str], mum: dict[str, str]
+) -> None:
+    for headers in (alice, mum):
+        assert (await http.get("Schedule/bob-own", headers=headers)).status_code == 404
+        for params in ({"actor": "Patient/bob"}, {"_id": "bob-own"}):
+            found = await http.get("Schedule", params=params, headers=headers)
+            assert found.status_code == 200, found.text
+            assert not found.json().get("entry"), params
+        found = await http.get("Slot", params={"schedule.actor": "Patient/bob"}, headers=headers)
+        assert not found.json().get("entry")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE: a Slot of another patient's own Schedule is read and searched by a patient"
+        " or caregiver (GET Slot/bob-s1, Slot?schedule=Schedule/bob-own, Slot?status=free:"
+        " Slot treated as directory data in fhir_server/access.py) though $find hides it and"
+        " $book answers it like a Slot that does not exist (workflows/_scheduling_access.py)"
+    ),
+)
+async def test_plain_searches_show_no_slot_of_another_patients_schedule(
+    http: httpx.AsyncClient, alice: dict[str, str], mum: dict[str, str]
+) -> None:
+    for headers in (alice, mum):
+        absent = await http.get("Slot/no-such-slot", headers=headers)
+        read = await http.get("Slot/bob-s1", headers=headers)
+        assert read.status_code == absent.status_code == 404, read.text
+        for params in (
+            {"schedule": "Schedule/bob-own"},
+            {"_id": "bob-s1"},
+            {"status": "free", "_count": "100"},
+            {"_include": "Slot:schedule", "_count": "100"},
+        ):
+            found = await http.get("Slot", params=params, headers=headers)
+            assert found.status_code == 200, found.text
+            entries = json.dumps(found.json().get("entry", []))
+            assert "bob-s1" not in entries and "bob-own" not in entries, params
+
+
+async def test_book_a_proposal_for_another_patient_is_refused(
+    http: httpx.AsyncClient,
+    alice: dict[str, str],
+    mum: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    for headers in (alice, mum):
+        for actors in (("Patient/bob", "Practitioner/dr"), ("Patient/alice", "Patient/bob")):
+            answer = await http.post(
+                "Appointment/$book", json=_book("s1", *actors), headers=headers
+            )
+            assert answer.status_code in (400, 403, 422), answer.text
+    assert await status_of(http, "s1", admin) == "free"
+    bobs = await http.get("Appointment", params={"actor": "Patient/bob"}, headers=admin)
+    assert bobs.json().get("total", len(bobs.json().get("entry", []))) == 0
+
+
+async def test_a_token_for_bob_alone_books_bobs_own_slot_not_alices_app(
+    http: httpx.AsyncClient, token: Token, admin: dict[str, str]
+) -> None:
+    """An app of Alice's with user/ scopes but a patient context of Alice's cannot book
+    Bob's own Slot either (its Schedule is Bob's record)."""
+    user_scoped = bearer(token("user/*.cruds", patient="alice", fhir_user="Patient/alice"))
+    answer = await http.post(
+        "Appointment/$book", json=_book("bob-s1", "Patient/alice"), headers=user_scoped
+    )
+    assert answer.status_code == 422, answer.text
+    assert "Patient/bob" not in answer.text and "bob-own" not in answer.text
+    assert await status_of(http, "bob-s1", admin) == "free"
