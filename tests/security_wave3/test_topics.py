@@ -125,3 +125,47 @@ async def test_a_patient_cannot_rewrite_or_delete_a_topic(
         assert read.status_code == 200, read.text
         after = read.json()
         assert after["meta"]["versionId"] == before["meta"]["versionId"]
+
+
+async def test_a_deleted_subscriptions_id_taken_over_shows_none_of_its_events(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    """Bob's topic Subscription heard of his lab result, then was deleted; Alice creates
+    a Subscription under the same id (update as create) and asks ``$events``: the
+    notifications Bob was sent (kept by ``events.notification_log`` by Subscription id)
+    must not be hers to read, not even as ids."""
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    bob = bearer(app, "patient/*.cruds", patient="bob")
+    body = topic_subscription(hook.url, "new-lab-result", content="full-resource")
+    sid = await subscribe(http, bob, body, hook)
+    made = await http.post("Observation", json=lab("Patient/bob"), headers=admin)
+    secret = made.json()["id"]
+    await until_received(hook, 2)
+    deadline = asyncio.get_running_loop().time() + 10
+    while secret not in (await http.get(f"Subscription/{sid}/$events", headers=bob)).text:
+        assert asyncio.get_running_loop().time() < deadline, "Bob's $events never had it"
+        await asyncio.sleep(0.2)
+    assert (await http.delete(f"Subscription/{sid}", headers=bob)).is_success
+    alice = bearer(app, "patient/*.cruds", patient="alice")
+    taken = await http.put(
+        f"Subscription/{sid}",
+        json={**topic_subscription(hook.url, "new-lab-result"), "id": sid},
+        headers=alice,
+    )
+    assert taken.status_code in (200, 201, 403, 404, 405, 409, 410), taken.text
+    if taken.status_code not in (200, 201):
+        return  # refused (as now: 404): nothing to read
+    await asyncio.sleep(0.5)
+    for content in ("id-only", "full-resource", "empty"):
+        events = await http.get(f"Subscription/{sid}/$events?content={content}", headers=alice)
+        assert events.status_code in (200, 404), events.text
+        assert secret not in events.text, content
+    status = await http.get(f"Subscription/{sid}/$status", headers=alice)
+    if status.status_code == 200:
+        assert '"events-since-subscription-start"' not in status.text or all(
+            p.get("valueString") in (None, "0")
+            for e in status.json()["entry"]
+            for p in e["resource"]["parameter"]
+            if p["name"] == "events-since-subscription-start"
+        ), status.text
