@@ -169,3 +169,57 @@ async def test_a_deleted_subscriptions_id_taken_over_shows_none_of_its_events(
             for p in e["resource"]["parameter"]
             if p["name"] == "events-since-subscription-start"
         ), status.text
+
+
+async def test_a_caregivers_filters_on_another_patient_hear_nothing(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    mum = bearer(app, "user/*.cruds", patient="alice", fhir_user="RelatedPerson/mum")
+    for topic, filter_ in (
+        ("new-message", "recipient=Patient/bob"),
+        ("new-message", "patient=Patient/bob"),
+        ("encounter-change", "patient=Patient/bob"),
+        ("patient-data-change", "_id=bob"),
+    ):
+        body = topic_subscription(hook.url, topic, filter_, content="full-resource")
+        created = await http.post("Subscription", json=body, headers=mum)
+        assert created.status_code in (201, 400, 403), created.text
+    await asyncio.sleep(0.5)
+    before = len(hook.snapshot())
+    message = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "subject": {"reference": "Patient/bob"},
+        "recipient": [{"reference": "Patient/bob"}],
+        "payload": [{"contentString": "SECRET-bob"}],
+    }
+    visit = {
+        "resourceType": "Encounter",
+        "status": "arrived",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/bob"},
+        "reasonCode": [{"text": "SECRET-bob"}],
+    }
+    for resource in (message, visit):
+        made = await http.post(resource["resourceType"], json=resource, headers=admin)
+        assert made.status_code == 201, made.text
+    await asyncio.sleep(1.5)
+    later = hook.snapshot()[before:]
+    assert "event-notification" not in kinds(later), kinds(later)
+    assert "SECRET-bob" not in str([r.body for r in hook.snapshot()])
+    # the control: her filter on Alice does hear Alice's message
+    control = topic_subscription(hook.url, "new-message", "patient=Patient/alice")
+    await subscribe(http, mum, control, hook)
+    hers = {
+        **message,
+        "subject": {"reference": "Patient/alice"},
+        "recipient": [{"reference": "Patient/alice"}],
+    }
+    assert (await http.post("Communication", json=hers, headers=admin)).status_code == 201
+    deadline = asyncio.get_running_loop().time() + 10
+    while "event-notification" not in kinds(hook.snapshot()[before:]):
+        assert asyncio.get_running_loop().time() < deadline, kinds(hook.snapshot())
+        await asyncio.sleep(0.1)
+    assert "SECRET-bob" not in str([r.body for r in hook.snapshot()])
