@@ -66,7 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.storage, sqlite_synchronous=settings.sqlite_synchronous)
+        store = open_store(
+            settings.storage,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_mmap_mib=settings.sqlite_mmap_mib,
+        )
         await store.open()
         # subscriptions: this process's share of the outbox (fhir_server/events)
         dispatcher = app.state.dispatcher = Dispatcher(

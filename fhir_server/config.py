@@ -303,6 +303,12 @@ class Settings(BaseSettings):
     )
     portal_client_id: str = Field("fhir-server-portal", description="The portal's SMART client_id")
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    sqlite_mmap_mib: int = Field(
+        1024,
+        ge=0,
+        description="MiB of the SQLite file read through memory-mapped I/O by each request"
+        " connection (PRAGMA mmap_size); 0: off",
+    )
     log_level: str = Field("info", description="debug, info, warning, error or critical")
     log_format: Literal["text", "json"] = Field(
         "text",

@@ -13,6 +13,7 @@ def open_store(
     url: str,
     *,
     sqlite_synchronous: str = "NORMAL",
+    sqlite_mmap_mib: int = 1024,
     server_selection_timeout: float | None = None,
 ) -> Store:
     """Create the store named by a storage URL: ``sqlite:///path``, ``mongodb://…`` or
@@ -23,7 +24,7 @@ def open_store(
     if url.startswith("sqlite:"):
         from fhir_server.storage.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(url, synchronous=sqlite_synchronous)
+        return SQLiteStore.from_url(url, synchronous=sqlite_synchronous, mmap_mib=sqlite_mmap_mib)
     if url.startswith(("mongodb://", "mongodb+srv://", "mongomock:")):
         if url.startswith("mongomock:") and importlib.util.find_spec("mongomock") is None:
             raise ValueError("mongomock:// needs mongomock: pip install 'fhir-server[test]'")

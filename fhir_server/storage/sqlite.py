@@ -19,6 +19,12 @@ Every version is also an ``event`` row of the outbox, inserted in the same trans
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash (``kill -9``) of the server
 process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
+
+Reads go through memory-mapped I/O (``PRAGMA mmap_size``, https://sqlite.org/mmap.html;
+setting ``sqlite_mmap_mib``, default 1024) on the request connections: every commit of
+any connection makes the others drop their page caches, and a mapped page is read again
+without a copy, which keeps reads cheap while writes (bookings, AuditEvents written in
+the background) commit. Bulk-read connections (exports) keep a small cache and no map.
 """
 
 from __future__ import annotations
@@ -147,9 +153,10 @@ once, and the requests' connections keep 64 MB each."""
 class SQLiteStore:
     """The embedded default store."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", mmap_mib: int = 1024) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._mmap_bytes = max(0, mmap_mib) * 1024 * 1024
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -180,6 +187,8 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute(f"PRAGMA cache_size=-{cache_kib}")
+        if cache_kib >= 65536:  # a request connection, not a bulk reader's (exports)
+            conn.execute(f"PRAGMA mmap_size={self._mmap_bytes}")
         return conn
 
     async def open(self) -> None:
