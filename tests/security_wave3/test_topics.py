@@ -288,9 +288,10 @@ async def test_her_caregiver_does_not_read_her_apps_subscription_secrets(
     strict=True,
     reason=(
         "HOLE: another token acting for Alice (another app: other client_id; her caregiver)"
-        " reads her app's Subscription with its header secret, and the caregiver PUTs a new"
-        " endpoint into it or DELETEs it (200): Subscriptions are not limited to their"
-        " creator (fhir_server/access.py, events/subscriptions.py creator extension)"
+        " reads her app's Subscription with its header secret: reads of Subscriptions are"
+        " not limited to their creator (fhir_server/access.py: the creator extension's"
+        " patient makes it a member of her compartment); changes are"
+        " (workflows/subscription_owner.py)"
     ),
 )
 async def test_another_app_or_user_for_alice_neither_reads_nor_redirects_her_subscription(
@@ -321,3 +322,40 @@ async def test_another_app_or_user_for_alice_neither_reads_nor_redirects_her_sub
     assert moved.status_code in (403, 404), moved.text
     assert deleted.status_code in (200, 204, 403, 404)
     assert after.status_code == 200 and after.json()["meta"]["versionId"] == "1", after.text
+
+
+async def test_only_the_app_and_user_that_made_a_subscription_change_it(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    """Another app of Alice's, or her caregiver, cannot point her app's notifications
+    elsewhere or end them (``fhir_server.workflows.subscription_owner``); her app can."""
+    from tests.conftest import BASE
+
+    sid = await _alices_secret_subscription(app, http, hook)
+    value, _ = app.state.auth.token_service().issue_access_token(
+        issuer=BASE,
+        audience=BASE,
+        client_id="other-app",
+        scope="patient/*.cruds",
+        patient="alice",
+        subject="u-alice",
+    )
+    other_app = {"authorization": f"Bearer {value}"}
+    mum = bearer(
+        app, "user/*.cruds", patient="alice", fhir_user="RelatedPerson/mum", subject="u-mum"
+    )
+    body = {**topic_subscription(hook.url + "/elsewhere", "new-lab-result"), "status": "off"}
+    for who in (other_app, mum):
+        moved = await http.put(f"Subscription/{sid}", json={**body, "id": sid}, headers=who)
+        assert moved.status_code == 403, moved.text
+        assert moved.json()["resourceType"] == "OperationOutcome"
+        deleted = await http.delete(f"Subscription/{sid}", headers=who)
+        assert deleted.status_code == 403, deleted.text
+    admin = bearer(app, "system/*.cruds")
+    after = await http.get(f"Subscription/{sid}", headers=admin)
+    assert after.status_code == 200 and after.json()["meta"]["versionId"] == "1", after.text
+    assert after.json()["channel"]["endpoint"] == hook.url
+    alice = bearer(app, "patient/*.cruds", patient="alice", subject="u-alice")
+    own = await http.put(f"Subscription/{sid}", json={**body, "id": sid}, headers=alice)
+    assert own.status_code == 200, own.text
+    assert (await http.delete(f"Subscription/{sid}", headers=alice)).status_code in (200, 204)
