@@ -68,9 +68,11 @@ from resources.compartments import (
     DIRECTORY_TYPES,
     MEMBERSHIP_COMPARTMENT,
     SECURED_BY_CONTEXT,
+    SUBSCRIPTION,
     literal_references,
     patient_member_types,
     patient_references,
+    subscription_owner,
 )
 from resources.definitions import RESOURCE_TYPES
 from resources.errors import FhirError, not_found
@@ -172,6 +174,35 @@ def with_own_records(policy: PolicyLike, clause: AccessClause) -> AccessClause:
     return AccessClause((*clause.grants, own))
 
 
+def with_own_subscriptions(policy: PolicyLike, clause: AccessClause) -> AccessClause:
+    """``clause`` and, for a patient-context token whose grants cover ``Subscription``
+    without a granular filter, a grant of the Subscriptions it wrote: those whose owner
+    membership (``resources.compartments.subscription_owner``: its app, user and patients)
+    is its own. A patient-context token's Subscription is a member of that owner and of
+    its patients, so the patient grants (members of the patients and of nothing else) do
+    not show it to other tokens acting for the patient (another app, a caregiver): each
+    reads and changes only its own. Subscriptions written before owners were recorded
+    have no owner membership and stay readable by the patient's tokens until written
+    again (the dispatcher's status writes do)."""
+    patients = [
+        c
+        for g in clause.grants
+        if g.compartments and not g.where and (g.types is None or SUBSCRIPTION in g.types)
+        for c in g.compartments
+        if c.startswith(f"{MEMBERSHIP_COMPARTMENT}/")
+    ]
+    if not patients:
+        return clause
+    read = compile_access(policy, "r")
+    if not read.grants or any(g.compartments is None for g in read.grants):
+        return clause
+    recorded = sorted({c for g in read.grants for c in g.compartments or ()})
+    client = getattr(policy, "client_id", None)
+    owner = subscription_owner(str(client) if client else None, policy.fhir_user, recorded)
+    own = Grant(frozenset({SUBSCRIPTION}), (owner, *recorded))
+    return AccessClause((*clause.grants, own))
+
+
 def _granular(type_: str, params: Sequence[tuple[str, str]]) -> list[Condition]:
     query = parse_search(
         [type_],
@@ -252,6 +283,7 @@ class GuardedStore:
         clause = self._clauses.get(letter)
         if clause is None:
             clause = with_own_records(self.policy, compile_access(self.policy, letter))
+            clause = with_own_subscriptions(self.policy, clause)
             self._clauses[letter] = clause
         types = list(types)
         if not _covers(clause, types):
@@ -480,9 +512,7 @@ def _readable_by_context(access: AccessClause | None) -> AccessClause | None:
     for grant in access.grants:
         if grant.compartments is None:
             return None
-        grants.append(
-            Grant(None, grant.compartments, patient_member_types(), (), DIRECTORY_TYPES)
-        )
+        grants.append(Grant(None, grant.compartments, patient_member_types(), (), DIRECTORY_TYPES))
     return AccessClause(tuple(grants))
 
 

@@ -22,6 +22,7 @@ access policy's call.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from types import MappingProxyType
@@ -153,6 +154,54 @@ token of that caregiver reads and writes it (``fhir_server.access``), though it 
 patient's compartment; no other resource has such a membership."""
 
 
+SUBSCRIPTION = "Subscription"
+SUBSCRIPTION_CREATOR = "urn:fhir-server:subscription-creator"
+"""The extension in which the server records the token that wrote a Subscription
+(``fhir_server.events.subscriptions``)."""
+
+SUBSCRIPTION_OWNER = "SubscriptionOwner"
+"""A patient-context token's Subscription is also a member of
+``SubscriptionOwner/<digest of its app, user and patients>`` (:func:`subscription_owner`),
+so that only tokens of that same app and user read and change it
+(``fhir_server.access.with_own_subscriptions``), not every token acting for the patient."""
+
+
+def subscription_owner(client: str | None, user: str | None, patients: Iterable[str]) -> str:
+    """The owner membership of the Subscriptions that an app (``client``), used by
+    ``user`` (its ``fhirUser``) for ``patients``, wrote."""
+    text = "\n".join([client or "", user or "", *sorted(patients)])
+    return f"{SUBSCRIPTION_OWNER}/{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+
+
+def _subscription_owner(resource: Mapping[str, object] | None) -> str | None:
+    """The owner membership of a Subscription whose creator was a patient-context token
+    (the creator extension names its patients), None otherwise."""
+    creator = next(
+        (
+            e
+            for e in (resource or {}).get("extension") or []  # type: ignore[attr-defined]
+            if isinstance(e, dict) and e.get("url") == SUBSCRIPTION_CREATOR
+        ),
+        None,
+    )
+    if creator is None:
+        return None
+    client = user = None
+    patients: list[str] = []
+    for part in creator.get("extension") or []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("url") == "client" and isinstance(part.get("valueString"), str):
+            client = client or part["valueString"]
+        elif part.get("url") == "user" and isinstance(part.get("valueString"), str):
+            user = user or part["valueString"]
+        elif part.get("url") == "patient" and isinstance(part.get("valueReference"), dict):
+            reference = part["valueReference"].get("reference")
+            if isinstance(reference, str):
+                patients.append(reference)
+    return subscription_owner(client, user, patients) if patients else None
+
+
 def patient_member_types() -> frozenset[str]:
     """The types whose resources are in a Patient compartment by the R4
     CompartmentDefinition (Patient included: a patient is treated as a member of its own
@@ -252,7 +301,9 @@ def memberships(
     if resource_type == SECURED_BY_CONTEXT:
         return _context_patient(resource)
     if not codes and resource_type != MEMBERSHIP_COMPARTMENT:
-        return patient_references(resource) if resource is not None else ()
+        referred = patient_references(resource) if resource is not None else ()
+        owner = _subscription_owner(resource) if resource_type == SUBSCRIPTION else None
+        return (*referred, owner) if owner and referred else referred
     found: dict[str, None] = {}
     if resource_type == MEMBERSHIP_COMPARTMENT:
         found[f"{MEMBERSHIP_COMPARTMENT}/{id_}"] = None

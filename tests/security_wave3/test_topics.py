@@ -262,38 +262,6 @@ async def test_another_patient_does_not_read_her_subscription_or_its_secrets(
         assert answer.status_code == 404 or sid not in answer.text, path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE: another token acting for Alice (her caregiver, another user of the same app)"
-        " reads and lists her app's Subscription with channel.header secrets and endpoint:"
-        " apparently because its creator extension (events/subscriptions.py"
-        " creator_extension) refers to Patient/alice (fhir_server/access.py default rule),"
-        " not 'only the Subscriptions it made' as events/websocket_endpoint.py documents"
-    ),
-)
-async def test_her_caregiver_does_not_read_her_apps_subscription_secrets(
-    app: Any, http: httpx.AsyncClient, hook: Receiver
-) -> None:
-    sid = await _alices_secret_subscription(app, http, hook)
-    mum = bearer(
-        app, "user/*.cruds", patient="alice", fhir_user="RelatedPerson/mum", subject="u-mum"
-    )
-    for path in _paths(sid):
-        answer = await http.get(path, headers=mum)
-        assert "ALICE-HOOK-SECRET" not in answer.text, path
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE: another token acting for Alice (another app: other client_id; her caregiver)"
-        " reads her app's Subscription with its header secret: reads of Subscriptions are"
-        " not limited to their creator (fhir_server/access.py: the creator extension's"
-        " patient makes it a member of her compartment); changes are"
-        " (workflows/subscription_owner.py)"
-    ),
-)
 async def test_another_app_or_user_for_alice_neither_reads_nor_redirects_her_subscription(
     app: Any, http: httpx.AsyncClient, hook: Receiver
 ) -> None:
