@@ -11,7 +11,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import pytest
 
 from fhir_server.events.topics import TOPICS
 from tests.hook_receiver import Receiver
@@ -260,6 +259,18 @@ async def test_another_patient_does_not_read_her_subscription_or_its_secrets(
         answer = await http.get(path, headers=bob)
         assert "ALICE-HOOK-SECRET" not in answer.text, path
         assert answer.status_code == 404 or sid not in answer.text, path
+
+
+async def test_her_caregiver_does_not_read_her_apps_subscription_secrets(
+    app: Any, http: httpx.AsyncClient, hook: Receiver
+) -> None:
+    sid = await _alices_secret_subscription(app, http, hook)
+    mum = bearer(
+        app, "user/*.cruds", patient="alice", fhir_user="RelatedPerson/mum", subject="u-mum"
+    )
+    for path in _paths(sid):
+        answer = await http.get(path, headers=mum)
+        assert "ALICE-HOOK-SECRET" not in answer.text, path
 
 
 async def test_another_app_or_user_for_alice_neither_reads_nor_redirects_her_subscription(
