@@ -98,7 +98,11 @@ from r4_package import (  # noqa: E402
     resource_types,
     specializations,
 )
-from search_definitions import compartments, search_parameters  # noqa: E402
+from search_definitions import (  # noqa: E402
+    compartments,
+    search_parameters,
+    split_union,  # noqa: F401 - re-exported for its tests
+)
 from value_set_expansion import Unexpandable, _canonical, expand  # noqa: E402
 
 FHIR_VERSION = "4.0.1"
