@@ -177,8 +177,14 @@ def test_javascript_fhirclient_standalone_launch_in_chromium(
         driver.get(f"{app_site.origin}/launch.html?{urlencode(launch)}")
         deadline = time.monotonic() + 20
         while not driver.current_url.startswith(f"{live.origin}/auth/login"):
-            status = driver.find_elements(By.ID, "status")
-            message = status[0].text if status else driver.current_url
+            # one script reads the status: the page may navigate away between a
+            # lookup and a read of the element (a stale element reference)
+            message = str(
+                driver.execute_script(
+                    "const s = document.getElementById('status');"
+                    " return s ? s.textContent : location.href;"
+                )
+            )
             assert time.monotonic() < deadline, message
             time.sleep(0.1)
         sign_in_and_allow(driver, "alice")
