@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _outbound_guard(app, settings),
             GrantCheck(lambda: getattr(app.state, "auth", None)),
         )
-        store = WakingStore(store, dispatcher.wake)  # a commit here wakes it at once
+        store = WakingStore(store, dispatcher.wake, dispatcher.recent)  # a commit wakes it
         if metrics is not None:
             store = TimedStore(store, metrics)  # store timings for /metrics
             await metrics.start()

@@ -81,3 +81,45 @@ async def until(hook: Receiver, count: int) -> list[Any]:
     await asyncio.to_thread(hook.wait_for, count)
     await asyncio.sleep(0.5)  # and no more
     return hook.snapshot()
+
+
+async def test_writes_of_this_process_and_of_others_match_alike(
+    app: Any,  # noqa: F811
+    http: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    """The pre-filter reads the reference rows of this process's writes from memory
+    (``RecentRefs``) and reads the others' resources from the store: both hear the same."""
+    from fhir_server.interactions.write import create_request
+
+    admin = bearer(app, "system/*.cruds")
+    await seed(http, admin)
+    dispatcher = app.state.dispatcher
+    with receiver() as hook:
+        body = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "alice",
+            "criteria": "Observation?subject=Patient/alice",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": hook.url,
+                "payload": "application/fhir+json",
+            },
+        }
+        created = await http.post("Subscription", json=body, headers=admin)
+        assert created.status_code == 201, created.text
+        await wait_status(http, created.json()["id"], admin, "active")
+        ours = await http.post("Observation", json=observation("Patient/alice"), headers=admin)
+        assert ours.status_code == 201
+        version = int(ours.json()["meta"]["versionId"])
+        assert dispatcher.recent.get("Observation", ours.json()["id"], version) is not None
+        # another process's writes (an import): straight to the store, not noted here
+        theirs = create_request(observation("Patient/alice"))
+        other = create_request(observation("Patient/bob"))
+        for request in (theirs, other):
+            await dispatcher.store.write(request)
+        assert dispatcher.recent.get("Observation", theirs.id, 1) is None
+        dispatcher.wake()
+        got = await until(hook, 2)
+        ids = sorted(r.path.rsplit("/", 1)[-1] for r in got)
+        assert ids == sorted([ours.json()["id"], theirs.id])

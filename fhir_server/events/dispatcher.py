@@ -58,7 +58,9 @@ from fhir_server.events.hook_client import HookClient
 from fhir_server.events.matching import (
     Matcher,
     Needs,
+    RecentRefs,
     candidates,
+    need_codes,
     reference_needs,
     refs_of,
 )
@@ -140,6 +142,11 @@ class Held:
     sent_at: float = field(default_factory=time.time)
     """When a notification or heartbeat last went out (``backport-heartbeat-period``)."""
 
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The resource types whose events can match."""
+        return tuple(self.plan.searches) if self.plan is not None else self.criteria.types
+
 
 class Dispatcher:
     """One process's dispatcher over ``store`` (the raw store, not a guarded one);
@@ -157,7 +164,10 @@ class Dispatcher:
         self.guard = guard
         self.grants = grants
         self.client = HookClient(guard)
-        self.matcher = Matcher(store)
+        self.recent = RecentRefs()
+        """The reference rows of this process's latest writes (noted by the store the
+        requests write through, ``events.wake``): the pre-filter's input."""
+        self.matcher = Matcher(store, self.recent)
         self.attempts = settings.delivery_attempts
         self.backoff = settings.delivery_backoff
         self.retention = settings.event_retention
@@ -182,7 +192,7 @@ class Dispatcher:
         self.readers = readers(store, settings, self.owner)
         """The other readers of the outbox: notifications to people (``notifications``)."""
         self._reading: asyncio.Task[None] | None = None
-        self.websockets = WebsocketHub(store, grants)
+        self.websockets = WebsocketHub(store, grants, self.recent)
         """The websocket channel: the sockets bound in this process (``events.websocket``,
         not leased: each process pings its own sockets)."""
 
@@ -472,38 +482,54 @@ class Dispatcher:
             for held in pending:
                 groups[held.group].append(held)
             refs = None
+            by_seq = {e.seq: e for e in events}
             if any(h.needs for h in pending):  # the pre-filter: each resource indexed once
-                indexed = await self.matcher.rows_of(events)
+                codes = need_codes(h.needs for h in pending)
+                types = {t for h in pending if h.needs for t in h.types}
+                indexed = await self.matcher.rows_of(events, codes, types)
                 refs = refs_of(indexed)
+                # what the pre-filter cannot rule out: deletions, changed since
+                unsure = [e for e in events if e.type in types and e.seq not in indexed]
             for group in groups.values():
                 lowest = min(h.matched for h in group)
                 first = group[0]
                 if first.needs and refs is not None:
+                    # the candidates and the unsure events of its types, in order (no
+                    # pass over every event per group: many groups, few matches)
+                    kinds = first.types
                     maybe = candidates(first.needs, refs)
-                    batch = [
-                        e
-                        for e in events
-                        if e.seq > lowest and (e.seq in maybe or e.seq not in indexed)
-                    ]
+                    batch = sorted(
+                        [by_seq[s] for s in maybe if s > lowest]
+                        + [e for e in unsure if e.seq > lowest and e.type in kinds],
+                        key=lambda e: e.seq,
+                    )
+                    if not batch:
+                        found: dict[int, Notification] = {}
+                        self._queue(group, found, through)
+                        continue
                 else:
                     batch = [e for e in events if e.seq > lowest]
                 if first.plan is not None:
                     found = await backport.matches(self.matcher, batch, first.plan, first.access)
                 else:
                     found = await self.matcher.matches(batch, first.criteria, first.access)
-                for held in group:
-                    if self._held.get(held.key) is not held:
-                        continue  # dropped meanwhile
-                    for seq in sorted(found):
-                        if held.matched < seq <= through:
-                            held.queue.append((seq, found[seq]))
-                    held.matched = through
-                    if not held.queue and held.task is None:
-                        held.position = through
-                    elif held.queue and held.task is None:
-                        held.task = asyncio.create_task(self._send(held))
+                self._queue(group, found, through)
             if through >= last:
                 return
+
+    def _queue(self, group: list[Held], found: dict[int, Notification], through: int) -> None:
+        """Queue a group's matches up to ``through`` and start the sending."""
+        for held in group:
+            if self._held.get(held.key) is not held:
+                continue  # dropped meanwhile
+            for seq in sorted(found):
+                if held.matched < seq <= through:
+                    held.queue.append((seq, found[seq]))
+            held.matched = through
+            if not held.queue and held.task is None:
+                held.position = through
+            elif held.queue and held.task is None:
+                held.task = asyncio.create_task(self._send(held))
 
     async def _send(self, held: Held) -> None:
         try:

@@ -24,15 +24,17 @@ import contextlib
 import shutil
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fhir_server.events.criteria import matching_query
 from fhir_server.events.outbox import Event, Notification
 from fhir_server.interactions.write import content_builder, index_entries
-from fhir_server.storage.base import WriteRequest
+from fhir_server.storage.base import WriteRequest, WriteResult
 from resources import fhir_json
-from resources.search.extract import indexer_for
+from resources.search.extract import Indexer, indexer_for
 from resources.search.model import IndexRow, ReferenceRow
 from resources.search.parameters import search_params
 from resources.search.parse import parse_search
@@ -94,6 +96,52 @@ def candidates(needs: Needs, refs: Refs) -> set[int]:
     return found or set()
 
 
+def need_codes(needs: Iterable[Needs]) -> frozenset[str]:
+    """The reference parameters that a set of :data:`Needs` reads."""
+    return frozenset(code for need in needs for code, _ in need)
+
+
+@cache
+def _only(resource_type: str, codes: frozenset[str]) -> Indexer:
+    """An indexer of ``resource_type`` extracting only the parameters ``codes`` (those it
+    has; plus the few every indexer has)."""
+    params = search_params(resource_type)
+    return Indexer({c: params[c] for c in codes if c in params}, resource_type)
+
+
+class RecentRefs:
+    """The reference rows of the versions this process wrote lately, by type, id and
+    version (the store this process writes through notes them, ``events.wake``): the
+    pre-filter reads them rather than reading each resource again and extracting its
+    rows (the write extracted them already). Bounded: the oldest are forgotten first
+    (their events are then read from the store)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._rows: dict[tuple[str, str, int], list[IndexRow]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def note(self, requests: Sequence[WriteRequest], results: Sequence[WriteResult]) -> None:
+        """Remember the rows of the versions ``requests`` wrote (``results``)."""
+        for request, result in zip(requests, results, strict=False):
+            stored = result.stored
+            if request.index is None or stored is None or request.method == "delete":
+                continue
+            refs: list[IndexRow] = [
+                row
+                for row in request.index.rows
+                if isinstance(row, ReferenceRow) and row.target_id is not None
+            ]
+            self._rows[(stored.type, stored.id, stored.version)] = refs
+        while len(self._rows) > self.capacity:
+            del self._rows[next(iter(self._rows))]
+
+    def get(self, type_: str, id_: str, version: int) -> list[IndexRow] | None:
+        return self._rows.get((type_, id_, version))
+
+
 SCRATCH_WRITES = 1000
 """Writes to the scratch store before it is replaced by an empty one."""
 
@@ -101,8 +149,9 @@ SCRATCH_WRITES = 1000
 class Matcher:
     """Matches batches of events for the dispatcher over ``store``."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, recent: RecentRefs | None = None) -> None:
         self.store = store
+        self.recent = recent if recent is not None else RecentRefs()
         self._scratch: Any = None
         self._scratch_dir: str | None = None
         self._scratch_writes = 0
@@ -110,14 +159,29 @@ class Matcher:
     async def close(self) -> None:
         await self._drop_scratch()
 
-    async def rows_of(self, events: list[Event]) -> dict[int, list[IndexRow]]:
+    async def rows_of(
+        self,
+        events: list[Event],
+        codes: frozenset[str] | None = None,
+        types: set[str] | None = None,
+    ) -> dict[int, list[IndexRow]]:
         """The search index rows of the current versions of the resources of ``events``
-        (not deletions), by the seq of the event of that version: one search by ``_id``
-        per type (an event whose resource changed since gets no rows: it is searched)."""
+        (not deletions), by the seq of the event of that version: those this process
+        wrote from :class:`RecentRefs` (their reference rows), the others with one search
+        by ``_id`` per type (an event whose resource changed since gets no rows: it is
+        searched).
+        With ``codes``, only the rows of those parameters (what the pre-filter reads:
+        extracting every parameter of each resource again was most of its cost); with
+        ``types``, only the events of those types (no criteria reads the others)."""
         out: dict[int, list[IndexRow]] = {}
         by_type: dict[str, dict[str, Event]] = defaultdict(dict)
         for event in events:
-            if event.method != "delete":
+            if event.method == "delete" or (types is not None and event.type not in types):
+                continue
+            known = self.recent.get(event.type, event.id, event.version)
+            if known is not None:
+                out[event.seq] = known
+            else:
                 by_type[event.type][event.id] = event
         seqs = {(e.type, e.id, e.version): e.seq for e in events}
         for type_, wanted in by_type.items():
@@ -130,7 +194,8 @@ class Matcher:
                 seq = seqs.get((stored.type, stored.id, stored.version))
                 if seq is not None and stored.content is not None:
                     resource = fhir_json.loads(stored.content)
-                    out[seq] = indexer_for(type_).index(resource)[0]
+                    indexer = indexer_for(type_) if codes is None else _only(type_, codes)
+                    out[seq] = indexer.index(resource)[0]
         return out
 
     async def matches(

@@ -42,7 +42,15 @@ from typing import Any, Protocol
 
 from fhir_server.events.criteria import parse_criteria
 from fhir_server.events.grants import GrantCheck
-from fhir_server.events.matching import Matcher, Needs, candidates, reference_needs, refs_of
+from fhir_server.events.matching import (
+    Matcher,
+    Needs,
+    RecentRefs,
+    candidates,
+    need_codes,
+    reference_needs,
+    refs_of,
+)
 from fhir_server.events.outbox import Event
 from fhir_server.events.subscriptions import CREATOR, TYPE, subscriber_access
 from fhir_server.events.websocket_channel import is_websocket
@@ -131,11 +139,13 @@ class WebsocketHub:
     """This process's bound websockets over ``store`` (the raw store); ``grants``: the
     check of the creators' and binders' authorizations (None: nothing to check)."""
 
-    def __init__(self, store: Any, grants: GrantCheck | None = None) -> None:
+    def __init__(
+        self, store: Any, grants: GrantCheck | None = None, recent: RecentRefs | None = None
+    ) -> None:
         self.store = store
         self.outbox = store.outbox
         self.grants = grants
-        self.matcher = Matcher(store)
+        self.matcher = Matcher(store, recent)
         self._watched: dict[str, Watched] = {}
         self._lock = asyncio.Lock()
         self._wake: asyncio.Event | None = None
@@ -302,7 +312,9 @@ class WebsocketHub:
                 groups[watched.group].append(watched)
             refs = None
             if any(w.needs for w in pending):
-                indexed = await self.matcher.rows_of(events)
+                codes = need_codes(w.needs for w in pending)
+                types = {t for w in pending if w.needs for t in w.criteria.types}
+                indexed = await self.matcher.rows_of(events, codes, types)
                 refs = refs_of(indexed), set(indexed)
             pings: list[tuple[int, int, Watched]] = []  # commit order across groups
             for group in groups.values():
