@@ -129,11 +129,44 @@ DIRECTORY_TYPES = frozenset(
 )
 """Directory and definitional types: what a patient-context token may read although it
 is nobody's record, as long as the resource refers to no other patient (a Schedule whose
-actor is a patient is that patient's; a Device implanted in a patient is that
-patient's). Patient-context tokens never write them: a workflow that changes one for a
-patient (a Slot booked) does it under its own rules. Every other type outside the
-Patient compartment is default-deny for a patient-context token (see
-:func:`memberships`)."""
+actor is a patient is that patient's, and so are its Slots: :func:`slot_schedule`; a
+Device implanted in a patient is that patient's). Patient-context tokens never write
+them: a workflow that changes one for a patient (a Slot booked) does it under its own
+rules. Every other type outside the Patient compartment is default-deny for a
+patient-context token (see :func:`memberships`)."""
+
+SLOT = "Slot"
+SCHEDULE = "Schedule"
+SLOT_SCHEDULE = "schedule"
+"""The search parameter of a Slot that names its Schedule."""
+
+
+def slot_schedule(rows: Iterable[IndexRow]) -> str | None:
+    """The id of the Schedule a Slot's index rows name (``Slot.schedule``; a relative or
+    absolute reference to a Schedule), None when there is none.
+
+    A Slot names only its Schedule, but a Slot of a patient's own Schedule (a Patient
+    ``Schedule.actor``: the Schedule is in that patient's compartment) is that patient's
+    data (issue 18). So a Slot version is also a member of the compartments its Schedule
+    is a member of. :func:`memberships` cannot see the Schedule: the stores add them
+    inside the write transaction (``fhir_server.storage.sqlite_members``,
+    ``fhir_server.storage.mongo_members``) from the Schedule's current version (a deleted
+    one's last); when a Schedule's memberships change, the current versions of the Slots
+    that name it take the new ones, and their earlier versions gain the added ones (a
+    Slot once of a patient's Schedule stays hidden from other patients in its history).
+    The access rules then hide such a Slot, directory data that is a member of another
+    patient, from all but that patient's tokens (a caregiver acting for the patient
+    included) and staff."""
+    for row in rows:
+        if (
+            isinstance(row, ReferenceRow)
+            and row.code == SLOT_SCHEDULE
+            and row.target_type == SCHEDULE
+            and row.target_id
+        ):
+            return row.target_id
+    return None
+
 
 ACCESS_GRANTING_TYPES = frozenset({"Person", "RelatedPerson"})
 """Types whose content decides who may act for a patient (``Person.link``,
@@ -296,7 +329,10 @@ def memberships(
     that access to it can require "that patient and no other".
 
     A caregiver's notification preferences (:data:`CAREGIVER_RECORD` whose ``subject`` is
-    ``RelatedPerson/x``) are also a member of ``RelatedPerson/x``."""
+    ``RelatedPerson/x``) are also a member of ``RelatedPerson/x``.
+
+    A Slot is also a member of its Schedule's compartments, which the stores add (see
+    :func:`slot_schedule`)."""
     codes = set(compartment_params(MEMBERSHIP_COMPARTMENT, resource_type))
     if resource_type == SECURED_BY_CONTEXT:
         return _context_patient(resource)

@@ -108,7 +108,7 @@ async def test_schema_2_files_get_the_two_column_resource_indexes(tmp_path: Path
     assert _res_index_columns(path) == _expected()
     assert _columns(path, "idx_token_match") == list(TOKEN_MATCH_COLUMNS)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
     conn.close()
 
 
@@ -132,7 +132,7 @@ async def test_schema_4_files_get_the_covering_reference_index(tmp_path: Path) -
     assert await _search_ids(url) == ["o1"]
     assert _columns(path, "idx_reference_match") == list(REFERENCE_MATCH_COLUMNS)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
     plan = conn.execute(
         "EXPLAIN QUERY PLAN SELECT res_pk FROM idx_reference"
         " WHERE pid = 1 AND target_id = 'p1' AND target_type = 'Patient'"

@@ -79,7 +79,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.events import outbox_mongo
 from fhir_server.redact import url_for_log
-from fhir_server.storage import base, mongo_index, mongo_search, mongo_setup
+from fhir_server.storage import base, mongo_index, mongo_members, mongo_search, mongo_setup
 from fhir_server.storage.base import (
     AccessDenied,
     AlreadyExists,
@@ -355,7 +355,7 @@ class MongoStore:
 
     async def _apply(self, req: WriteRequest, session: Any, clock: _Clock) -> WriteResult:
         key = resource_key(req.type, req.id)
-        projection = {**STORED_PROJECTION, MEMBERS: 1}
+        projection = {**STORED_PROJECTION, MEMBERS: 1, **mongo_members.projection_for(req.type)}
         doc = await self._resources.find_one({"_id": key}, projection, session=session)
         previous = None if doc is None else stored_version(doc)
         if req.access is not None and doc is not None:
@@ -371,11 +371,12 @@ class MongoStore:
         seq, last_updated = await clock.tick(previous)
         content = None if req.build is None else req.build(version, last_updated)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
-        members = _members(req, doc)
+        members = await mongo_members.members_of(self._resources, req, doc, session)
         await self._put_resource(req, stored, previous, session, members)
         if previous is not None:
             await self._end_version(previous, last_updated, session)
         await self._add_history(stored, session, members)
+        await mongo_members.after_write(self._resources, self._history, req, doc, members, session)
         # the outbox: the version is an event, in the same transaction
         event = outbox_mongo.event_document(seq, req.type, req.id, version, req.method)
         await self._events.insert_one(event, session=session)
@@ -446,13 +447,6 @@ class MongoStore:
             if session is not None:
                 raise
             # standalone: a later write already rebuilt it from the resource document
-
-
-def _members(req: WriteRequest, previous: dict[str, Any] | None) -> list[str]:
-    """The Patient compartments of the new version; a tombstone keeps the last version's."""
-    if req.method == "delete":
-        return list((previous or {}).get(MEMBERS) or [])
-    return list(req.index.compartments) if req.index is not None else []
 
 
 async def _restricted(where: dict[str, Any], access: AccessClause | None) -> dict[str, Any]:

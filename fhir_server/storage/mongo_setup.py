@@ -40,6 +40,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 
 from fhir_server.storage.mongo_access import MEMBERS
 from fhir_server.storage.mongo_index import NO_VALUE_LAST, SORT, STORED_SORTS, sort_field
+from fhir_server.storage.mongo_members import backfill_slot_members
 from resources import fhir_json
 from resources.compartments import memberships, referring_types
 from resources.search.extract import indexer_for
@@ -68,10 +69,11 @@ SEQUENCE = "history_seq"
 """``_id`` of the ``counters`` document holding the history sequence."""
 SCHEMA = "schema"
 """``_id`` of the ``counters`` document recording the migrations that ran."""
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the first layout; 2: every live resource stores the :data:`STORED_SORTS` keys;
 3: every version stores its Patient compartments (``m``); 4: so do the versions of the
-types outside the Patient compartment (the patients they refer to)."""
+types outside the Patient compartment (the patients they refer to); 5: the Slots of a
+Schedule in a patient's compartment are in it too (``mongo_members``)."""
 
 
 class IndexMismatch(RuntimeError):
@@ -171,6 +173,8 @@ async def migrate(resources: Any, counters: Any, history: Any = None) -> None:
         await backfill_members(resources, history)
         if done < 4:
             await backfill_referring_members(resources, history)
+        if done < 5:
+            await backfill_slot_members(resources, history)
     for code in sorted(STORED_SORTS):
         field = f"{SORT}.{sort_field(code)}"
         result = await resources.update_many(

@@ -71,12 +71,13 @@ from fhir_server.storage.sqlite_access import (
 from fhir_server.storage.sqlite_members import (
     backfill_members,
     backfill_referring_members,
+    backfill_slot_members,
     record_members,
 )
 from fhir_server.storage.sqlite_page import run_search
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 7
+_SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -256,6 +257,12 @@ class SQLiteStore:
             # they refer to (default-deny for patient-context tokens)
             conn.execute("BEGIN IMMEDIATE")
             backfill_referring_members(conn)
+            conn.execute("COMMIT")
+        if 0 < old_version < 8:
+            # v8: the Slots of a patient's own Schedule are members of that patient's
+            # compartment (resources.compartments.slot_schedule)
+            conn.execute("BEGIN IMMEDIATE")
+            backfill_slot_members(conn)
             conn.execute("COMMIT")
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn
@@ -576,7 +583,7 @@ class SQLiteStore:
         )
         # the outbox: the version is an event, committed with it
         conn.execute(outbox_sqlite.INSERT_EVENT, (seq, req.type, req.id, version, req.method))
-        record_members(conn, req, seq, previous)
+        record_members(conn, req, seq, previous, index.flush)
         self._reindex(index, req, pk, fresh=previous is None)
         stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
         created = previous is None or previous.deleted

@@ -76,17 +76,6 @@ async def test_another_patients_own_schedule_is_not_found(
         assert not found.json().get("entry")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE: a Slot of another patient's own Schedule is read and searched by a patient"
-        " or caregiver (GET Slot/bob-s1, Slot?schedule=Schedule/bob-own, Slot?status=free):"
-        " fhir_server/access.py reads DIRECTORY_TYPES (Slot, resources/compartments.py) that"
-        " refer to no other patient directly, and a Slot names only its Schedule; $find hides"
-        " it and $book answers it like a Slot that does not exist"
-        " (workflows/_scheduling_access.py)"
-    ),
-)
 async def test_plain_searches_show_no_slot_of_another_patients_schedule(
     http: httpx.AsyncClient, alice: dict[str, str], mum: dict[str, str]
 ) -> None:
