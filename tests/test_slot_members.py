@@ -107,6 +107,9 @@ async def test_a_slot_of_a_patients_schedule_is_that_patients(store: Any) -> Non
     await store.write(put(slot("s-abs", "Schedule/dr-s")))
     assert await _visible(store, "alice", "s-abs")
     assert not await _visible(store, "alice", "s-abs", 1)
+    # and a practitioner's Slot moved to Bob's Schedule is Bob's
+    await store.write(put(slot("s-dr", "Schedule/own", status="busy")))
+    assert not await _visible(store, "alice", "s-dr") and await _visible(store, "bob", "s-dr")
 
 
 async def test_slots_follow_their_schedules_actors(store: Any) -> None:
