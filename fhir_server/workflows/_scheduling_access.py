@@ -3,8 +3,11 @@ scheduling rule (:mod:`fhir_server.workflows.scheduling`).
 
 Slots and Schedules are directory data, except a Schedule whose actor is a Patient: that
 one is the patient's (https://hl7.org/fhir/R4/schedule.html; the access rules,
-``fhir_server.access``). A write under patient-context grants (a patient, a caregiver for
-the patient it acts for) may refer in ``Appointment.slot`` only to a Slot that
+``fhir_server.access``), and so are its Slots (the stores record them in the Schedule's
+compartments: ``resources.compartments.slot_schedule``), which reads and searches then
+hide from other patients; this check reads them without the caller's grants. A write
+under patient-context grants (a patient, a caregiver for the patient it acts for) may
+refer in ``Appointment.slot`` only to a Slot that
 
 - exists and refers to no patient the caller does not act for,
 - belongs to a Schedule that exists and refers to no such patient either,
