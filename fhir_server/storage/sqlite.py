@@ -18,7 +18,8 @@ Every version is also an ``event`` row of the outbox, inserted in the same trans
 (schema 7, ``fhir_server.events.outbox_sqlite``).
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash (``kill -9``) of the server
-process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss.
+process; ``FULL`` (setting ``sqlite_synchronous``) also survives power loss. The log is
+checkpointed on a thread of the store, not inside a commit (``sqlite_checkpoint``).
 
 Reads go through memory-mapped I/O (``PRAGMA mmap_size``, https://sqlite.org/mmap.html;
 setting ``sqlite_mmap_mib``, default 1024) on the request connections: every commit of
@@ -48,7 +49,7 @@ except ImportError:  # not on POSIX: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
 from fhir_server.events import outbox_sqlite
-from fhir_server.storage import sqlite_index, sqlite_purge
+from fhir_server.storage import sqlite_checkpoint, sqlite_index, sqlite_purge
 from fhir_server.storage.base import (
     AccessDenied,
     ConditionMatched,
@@ -169,6 +170,7 @@ class SQLiteStore:
         self._search_conns: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._checkpointer: sqlite_checkpoint.Checkpointer | None = None
         self._deadline = math.inf
         """When the search running on the event loop's connection is stopped."""
         self._next_seq = 0
@@ -201,6 +203,12 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._in_writer(self._connect)
         await self._in_writer(self._create_schema)
+        # checkpoints on a thread of their own, not in a commit (``sqlite_checkpoint``)
+        await self._in_writer(
+            self._writer.execute, f"PRAGMA wal_autocheckpoint={sqlite_checkpoint.BACKSTOP_PAGES}"
+        )
+        self._checkpointer = sqlite_checkpoint.Checkpointer(lambda: self._connect(BULK_CACHE_KIB))
+        self._checkpointer.start()
         self._reader = self._connect()
         self._inline = self._connect()
         self._inline.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
@@ -281,6 +289,9 @@ class SQLiteStore:
             conn.close()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
         if self._search_pool is not None:
             self._search_pool.shutdown(wait=True)
             self._search_pool = None
@@ -528,6 +539,8 @@ class SQLiteStore:
             result = [self._apply(conn, index, request) for request in requests]
             index.flush()
             conn.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.poke()
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...):
             # https://www.sqlite.org/lang_transaction.html#response_to_errors_within_a_transaction
