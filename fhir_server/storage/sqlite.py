@@ -26,6 +26,12 @@ setting ``sqlite_mmap_mib``, default 1024) on the request connections: every com
 any connection makes the others drop their page caches, and a mapped page is read again
 without a copy, which keeps reads cheap while writes (bookings, AuditEvents written in
 the background) commit. Bulk-read connections (exports) keep a small cache and no map.
+
+This module opens and closes the store and runs its reads (read, vread, history, search
+within the event loop's budget); the tables and their migrations are ``sqlite_schema``,
+the write transactions ``sqlite_write`` (:class:`SQLiteStore`'s base class), the search
+SQL ``sqlite_page``/``sqlite_search``, the index rows ``sqlite_index``, the compartment
+memberships ``sqlite_members``.
 """
 
 from __future__ import annotations
@@ -36,99 +42,31 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-try:
-    import fcntl
-except ImportError:  # not on POSIX: SQLite's own locking alone
-    fcntl = None  # type: ignore[assignment]
-
 from fhir_server.events import outbox_sqlite
-from fhir_server.storage import sqlite_checkpoint, sqlite_index, sqlite_purge
+from fhir_server.storage import sqlite_checkpoint, sqlite_index, sqlite_purge, sqlite_schema
 from fhir_server.storage.base import (
-    AccessDenied,
-    ConditionMatched,
     HistoryPage,
     HistoryQuery,
     StoredVersion,
     WriteRequest,
     WriteResult,
     bulk_reads,
-    check_preconditions,
-    next_version,
 )
 from fhir_server.storage.search_page import Cursor, SearchPage
-from fhir_server.storage.sqlite_access import (
-    MEMBER_SCHEMA,
-    access_sql,
-    any_type_driver,
-    member_driver,
-)
-from fhir_server.storage.sqlite_members import (
-    backfill_members,
-    backfill_referring_members,
-    backfill_slot_members,
-    record_members,
-)
+from fhir_server.storage.sqlite_access import access_sql, any_type_driver, member_driver
 from fhir_server.storage.sqlite_page import run_search
+from fhir_server.storage.sqlite_schema import COLUMNS, HISTORY_COLUMNS, stored_row
+from fhir_server.storage.sqlite_write import SQLiteWrites
 from resources.search.query import AccessClause, SearchQuery
 
-_SCHEMA_VERSION = 8
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS resource (
-    pk INTEGER PRIMARY KEY,
-    type TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    last_updated TEXT NOT NULL,
-    method TEXT NOT NULL,
-    content BLOB,
-    seq INTEGER NOT NULL,
-    UNIQUE (type, id)
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY,
-    res_pk INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    last_updated TEXT NOT NULL,
-    ended TEXT,
-    method TEXT NOT NULL,
-    content BLOB,  -- NULL while the version is current: its content is resource.content
-    UNIQUE (res_pk, version)
-);
--- the live resources of a type in pk order: counts and unsorted pages of a broad search
-CREATE INDEX IF NOT EXISTS resource_live ON resource (type) WHERE method != 'delete';
--- _lastUpdated ranges and sorts ("what changed since", the sync of an EHR or an app)
-CREATE INDEX IF NOT EXISTS resource_updated ON resource (type, last_updated)
-    WHERE method != 'delete';
--- schema 4 keeps a current content only in resource: a server of an earlier release still
--- writing to the file would end a version without moving its content there (lost): refused
-CREATE TRIGGER IF NOT EXISTS history_keeps_content BEFORE UPDATE OF ended ON history
-    WHEN NEW.content IS NULL AND NEW.method != 'delete'
-    BEGIN SELECT RAISE(ABORT, 'schema 4: a replaced version needs its content'); END;
-CREATE INDEX IF NOT EXISTS history_by_type ON history (type, seq);
-CREATE INDEX IF NOT EXISTS history_by_time ON history (last_updated);
-"""
-
-_COLUMNS = "type, id, version, last_updated, method, content, seq"
-_HISTORY_COLUMNS = (
-    "type, id, version, last_updated, method, CASE WHEN content IS NULL AND method != 'delete'"
-    " THEN (SELECT r.content FROM resource r WHERE r.pk = history.res_pk AND r.seq = history.seq)"
-    " ELSE content END, seq"
-)
-"""A history row's columns, its content taken from ``resource`` while it is current."""
-
-
-def _row(row: tuple[Any, ...]) -> StoredVersion:
-    return StoredVersion(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+_SCHEMA_VERSION = sqlite_schema.SCHEMA_VERSION
+"""The schema this release writes (``sqlite_schema``; the name kept for its importers)."""
 
 
 def path_from_url(url: str) -> Path:
@@ -152,7 +90,7 @@ BULK_CACHE_KIB = 2048
 once, and the requests' connections keep 64 MB each."""
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteWrites):
     """The embedded default store."""
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL", mmap_mib: int = 1024) -> None:
@@ -218,62 +156,11 @@ class SQLiteStore:
     def _create_schema(self) -> sqlite3.Connection:
         """Create or migrate the schema, in this process's turn to write: the processes
         of one server start together, and each migration step must run once, on the
-        version it was written for."""
+        version it was written for (``sqlite_schema.migrate``)."""
         with self._writer_turn():
-            return self._migrate()
-
-    def _migrate(self) -> sqlite3.Connection:
-        conn = self._writer
-        assert conn is not None
-        old_version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if old_version > _SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} has schema {old_version}, written by a newer fhir-server; this"
-                f" one knows schema {_SCHEMA_VERSION} (upgrade it instead)"
-            )
-        conn.executescript(_SCHEMA)
-        conn.executescript(sqlite_index.SCHEMA)
-        conn.executescript(MEMBER_SCHEMA)
-        # v7: the event outbox (versions written before it are not events)
-        conn.executescript(outbox_sqlite.SCHEMA)
-        if 0 < old_version < 2:
-            conn.execute("BEGIN IMMEDIATE")
-            backfill_members(conn)
-            conn.execute("COMMIT")
-        if 0 < old_version < 3:
-            # v3: the per-resource index of each index table is (res_pk, pid), so that a
-            # probe of one parameter seeks to its rows instead of reading all of them
-            conn.execute("BEGIN IMMEDIATE")
-            sqlite_index.rebuild_res_indexes(conn)
-            conn.execute("COMMIT")
-        if 0 < old_version < 4:
-            # v4: a current version's content only in resource (the freed pages are reused
-            # by later writes; VACUUM gives them back to the file system)
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "UPDATE history SET content = NULL WHERE seq IN (SELECT seq FROM resource)"
-                " AND content IS NOT NULL"
-            )
-            conn.execute("COMMIT")
-        if 0 < old_version < 5:
-            # v5: idx_reference_match covers res_pk (4.4M reference rows at 1M resources: 9 s)
-            conn.execute("BEGIN IMMEDIATE")
-            sqlite_index.rebuild_reference_match(conn)
-            conn.execute("COMMIT")
-        if 0 < old_version < 6:
-            # v6: types outside the R4 Patient compartment are members of the patients
-            # they refer to (default-deny for patient-context tokens)
-            conn.execute("BEGIN IMMEDIATE")
-            backfill_referring_members(conn)
-            conn.execute("COMMIT")
-        if 0 < old_version < 8:
-            # v8: the Slots of a patient's own Schedule are members of that patient's
-            # compartment (resources.compartments.slot_schedule)
-            conn.execute("BEGIN IMMEDIATE")
-            backfill_slot_members(conn)
-            conn.execute("COMMIT")
-        conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        return conn
+            conn = self._writer
+            assert conn is not None
+            return sqlite_schema.migrate(conn, self.path)
 
     async def ping(self) -> None:
         """A read of the file's schema on a connection of its own, off the event loop (a
@@ -355,39 +242,25 @@ class SQLiteStore:
         outbox's cursor changes: compare-and-sets across processes)."""
         return await self._in_writer(self._run_write_sync, fn)
 
-    def _run_write_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        conn = self._writer
-        assert conn is not None
-        with self._writer_turn():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return result
-
     # -- reads -----------------------------------------------------------------------
 
     async def read(
         self, type_: str, id_: str, access: AccessClause | None = None
     ) -> StoredVersion | None:
-        sql = f"SELECT {_COLUMNS} FROM resource WHERE type=? AND id=?"
+        sql = f"SELECT {COLUMNS} FROM resource WHERE type=? AND id=?"
         params: tuple[Any, ...] = (type_, id_)
         if access is not None:
             access_where, access_params = access_sql("resource", access)
             sql += f" AND ({access_where})"
             params += tuple(access_params)
         rows = self._query(sql, params)
-        return _row(rows[0]) if rows else None
+        return stored_row(rows[0]) if rows else None
 
     async def vread(
         self, type_: str, id_: str, version: int, access: AccessClause | None = None
     ) -> StoredVersion | None:
         sql = (
-            f"SELECT {_HISTORY_COLUMNS} FROM history"
+            f"SELECT {HISTORY_COLUMNS} FROM history"
             " WHERE res_pk=(SELECT pk FROM resource WHERE type=? AND id=?) AND version=?"
         )
         params: tuple[Any, ...] = (type_, id_, version)
@@ -396,7 +269,7 @@ class SQLiteStore:
             sql += f" AND ({access_where})"
             params += tuple(access_params)
         rows = self._query(sql, params)
-        return _row(rows[0]) if rows else None
+        return stored_row(rows[0]) if rows else None
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         """Within the event loop's budget, like a search: the total of a type's or the
@@ -412,11 +285,11 @@ class SQLiteStore:
             page_params = (*params, query.before_seq)
         # the page's seqs first (sorted without the content), then their rows
         rows = conn.execute(
-            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
+            f"SELECT {HISTORY_COLUMNS} FROM history WHERE seq IN (SELECT seq FROM history"
             f" WHERE {page_where} ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC",
             (*page_params, query.count + 1),
         ).fetchall()
-        entries = [_row(r) for r in rows[: query.count]]
+        entries = [stored_row(r) for r in rows[: query.count]]
         more = len(rows) > query.count
         return HistoryPage(entries, total, entries[-1].seq if more and entries else None)
 
@@ -496,118 +369,13 @@ class SQLiteStore:
             self._search_conns.append(conn)
         return fn(conn, *args)
 
-    # -- writes ----------------------------------------------------------------------
+    # -- writes (the transactions: ``sqlite_write``) ---------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
         return await self._in_writer(self._write_sync, request)
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         return await self._in_writer(self._write_batch_sync, requests)
-
-    def _write_sync(self, request: WriteRequest) -> WriteResult:
-        return self._write_batch_sync([request])[0]
-
-    def _write_batch_sync(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
-        conn = self._writer
-        assert conn is not None
-        with self._writer_turn():
-            return self._write_transaction(conn, requests)
-
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """This process's turn to write: an exclusive ``flock`` on the lock file, which
-        the kernel hands to waiting writers as it is released (no polling)."""
-        fd = self._lock_fd
-        if fd is None or fcntl is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _write_transaction(
-        self, conn: sqlite3.Connection, requests: Sequence[WriteRequest]
-    ) -> list[WriteResult]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # history.seq is the rowid: given here as SQLite would (max + 1), so the
-            # resource row is written once, with the seq of its new version
-            self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
-            index = sqlite_index.IndexWriter(conn, self._param_ids)
-            result = [self._apply(conn, index, request) for request in requests]
-            index.flush()
-            conn.execute("COMMIT")
-            if self._checkpointer is not None:
-                self._checkpointer.poke()
-        except BaseException:
-            # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...):
-            # https://www.sqlite.org/lang_transaction.html#response_to_errors_within_a_transaction
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._param_ids.forget()  # ids interned by the rolled-back transaction
-            raise
-        return result
-
-    def _apply(
-        self, conn: sqlite3.Connection, index: sqlite_index.IndexWriter, req: WriteRequest
-    ) -> WriteResult:
-        row = conn.execute(
-            f"SELECT pk, {_COLUMNS} FROM resource WHERE type=? AND id=?", (req.type, req.id)
-        ).fetchone()
-        previous = _row(row[1:]) if row else None
-        pk = row[0] if row else None
-        if req.unless_exists is not None:
-            index.flush()  # earlier writes of this transaction must be searchable
-            found = run_search(conn, self._param_ids, req.unless_exists, None, 2, False)
-            if found.entries:
-                raise ConditionMatched(found.entries)
-        if req.access is not None and pk is not None and not _visible(conn, pk, req.access):
-            raise AccessDenied(req)
-        no_op = check_preconditions(req, previous)
-        if no_op is not None:
-            return no_op
-        version, last_updated = next_version(previous)
-        content = None if req.build is None else req.build(version, last_updated)
-        seq = self._next_seq = self._next_seq + 1
-        if pk is None:
-            pk = conn.execute(
-                f"INSERT INTO resource ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                (req.type, req.id, version, last_updated, req.method, content, seq),
-            ).lastrowid
-            assert pk is not None
-        else:
-            conn.execute(
-                "UPDATE resource SET version=?, last_updated=?, method=?, content=?, seq=?"
-                " WHERE pk=?",
-                (version, last_updated, req.method, content, seq, pk),
-            )
-            # the replaced version's content moves to its history row
-            assert previous is not None
-            conn.execute(
-                "UPDATE history SET ended=?, content=? WHERE seq=?",
-                (last_updated, previous.content, previous.seq),
-            )
-        conn.execute(
-            "INSERT INTO history (seq, res_pk, type, id, version, last_updated, method)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (seq, pk, req.type, req.id, version, last_updated, req.method),
-        )
-        # the outbox: the version is an event, committed with it
-        conn.execute(outbox_sqlite.INSERT_EVENT, (seq, req.type, req.id, version, req.method))
-        record_members(conn, req, seq, previous, index.flush)
-        self._reindex(index, req, pk, fresh=previous is None)
-        stored = StoredVersion(req.type, req.id, version, last_updated, req.method, content, seq)
-        created = previous is None or previous.deleted
-        return WriteResult(stored, created, previous)
-
-    @staticmethod
-    def _reindex(index: sqlite_index.IndexWriter, req: WriteRequest, pk: int, fresh: bool) -> None:
-        if req.index is not None and req.method != "delete":
-            index.replace(req.type, pk, req.index.rows, req.index.sort_keys, fresh)
-        elif not fresh:
-            index.discard(pk)
 
 
 def vacuum(path: Path) -> None:
@@ -620,10 +388,3 @@ def vacuum(path: Path) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-
-
-def _visible(conn: sqlite3.Connection, pk: int, access: AccessClause) -> bool:
-    """Whether the current version of resource ``pk`` is visible under ``access``."""
-    where, params = access_sql("resource", access)
-    sql = f"SELECT 1 FROM resource WHERE pk = ? AND ({where})"
-    return conn.execute(sql, (pk, *params)).fetchone() is not None

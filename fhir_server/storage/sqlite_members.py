@@ -1,6 +1,6 @@
 """The Patient compartment memberships of every stored version (the ``member`` table of
 ``sqlite_access``): written with each version, and recorded for the versions of earlier
-schemas by the migrations (``SQLiteStore._migrate``). Memberships decide what a
+schemas by the migrations (``sqlite_schema.migrate``). Memberships decide what a
 patient-context token sees (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html;
 ``resources.compartments.memberships``)."""
 
