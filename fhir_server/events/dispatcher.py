@@ -14,7 +14,10 @@ servers on one MongoDB, ``fhir-server import``). Each look:
    addresses; there is no handshake in R4; a topic-based one's handshake,
    ``backport_channel.handshake``): a compare-and-set write of the Subscription
    (``If-Match`` on the version it read, so one process does it), and opens its cursor at
-   the outbox's newest event: it hears of what is committed after. An active one whose
+   the outbox's newest event: it hears of what is committed after. A topic-based
+   rest-hook one is claimed first (a lease on an outbox cursor of that version, then the
+   Subscription read again): one process sends its handshake, and when that process
+   dies before it is settled, another one does once the lease ends. An active one whose
    creator's authorization was revoked gets status ``error`` (``events.grants``);
 2. claims the cursors of the active Subscriptions it does not hold yet (a lease: one
    compare-and-set for all, renewed every ``LEASE / 2`` seconds; a cursor whose owner died
@@ -54,7 +57,12 @@ from fhir_server.events.grants import GrantCheck
 from fhir_server.events.hook_client import HookClient
 from fhir_server.events.matching import Matcher, RecentRefs
 from fhir_server.events.outbox import Outbox
-from fhir_server.events.statuses import endpoint_refusal, list_subscriptions, set_status
+from fhir_server.events.statuses import (
+    ACTIVATION_TIMEOUT,
+    endpoint_refusal,
+    list_subscriptions,
+    set_status,
+)
 from fhir_server.events.subscriptions import TYPE
 from fhir_server.events.websocket import WebsocketHub
 from fhir_server.events.websocket_channel import is_websocket
@@ -168,6 +176,8 @@ class Dispatcher(Delivery):
                 await task
         with contextlib.suppress(Exception):
             await self._save()
+        with contextlib.suppress(Exception):  # the records of the last notifications
+            await notification_log.flush(self.store)
         # the cursors this process held: another process takes them at once
         for key in list(self._held):
             with contextlib.suppress(Exception):
@@ -245,8 +255,8 @@ class Dispatcher(Delivery):
         for stored, resource in await list_subscriptions(self.store):
             key = f"{TYPE}/{stored.id}"
             if resource.get("status") == "requested":
-                await self._activate(stored, resource)
-                self._reload_at = 0.0  # list it again as active
+                if await self._activate(stored, resource):
+                    self._reload_at = 0.0  # list it again as active
                 continue
             if resource.get("status") != "active":
                 continue
@@ -268,24 +278,61 @@ class Dispatcher(Delivery):
             if current is None or current[0].version != held.version:
                 await self._drop(held, save=False)
 
-    async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> None:
+    async def _activate(self, stored: StoredVersion, resource: dict[str, Any]) -> bool:
         """``requested`` to ``active`` once its endpoint checked out, else ``error``
-        (``statuses.endpoint_refusal``); the cursor opens at the activation."""
-        refusal = (
-            None
-            if is_websocket(resource)  # nothing to check (stored active; this: an import)
-            else await endpoint_refusal(self.guard, self.mailer, stored.id, resource, self.store)
-        )
-        if refusal is None and backport.is_topic_based(resource):
-            refusal = await self._handshake(stored, resource)
-        if refusal is not None:
-            await set_status(self.store, stored, resource, "error", refusal)
-            return
-        written = await set_status(self.store, stored, resource, "active")
-        if written is not None and written.stored is not None:
-            key = f"{TYPE}/{stored.id}"
-            await self.outbox.open_cursor(key, written.stored.seq)
-            self._opened[key] = written.stored.version
+        (``statuses.endpoint_refusal``); the cursor opens at the activation. False when
+        another process is activating it (a topic-based one's handshake, :meth:`_claimed`).
+        """
+        key = f"{TYPE}/{stored.id}"
+        claim = _activation_key(stored) if _sends_handshake(resource) else None
+        if claim is not None and not await self._claimed(claim, stored, resource):
+            return False
+        try:
+            refusal = (
+                None
+                if is_websocket(resource)  # nothing to check (stored active; this: an import)
+                else await endpoint_refusal(
+                    self.guard, self.mailer, stored.id, resource, self.store
+                )
+            )
+            if refusal is None and backport.is_topic_based(resource):
+                refusal = await self._handshake(stored, resource)
+            if refusal is not None:
+                await set_status(self.store, stored, resource, "error", refusal)
+            else:
+                written = await set_status(self.store, stored, resource, "active")
+                if written is not None and written.stored is not None:
+                    await self.outbox.open_cursor(key, written.stored.seq)
+                    self._opened[key] = written.stored.version
+        except BaseException:
+            if claim is not None:  # not settled: another process may try at once
+                with contextlib.suppress(Exception):
+                    await self.outbox.release(claim, self.owner)
+            raise
+        if claim is not None:
+            # settled: the Subscription has a new version (this write or another), so a
+            # process that claims this one's activation later reads that and stops
+            await self.outbox.drop_cursor(claim)
+        return True
+
+    async def _claimed(self, claim: str, stored: StoredVersion, resource: dict[str, Any]) -> bool:
+        """Whether this process may send the handshake of ``stored`` (the Backport IG: one
+        handshake when the Subscription is requested, before it is active): a lease on
+        the outbox cursor ``claim`` (one compare-and-set, as the subscriptions' cursors),
+        then the Subscription read again, still that version (a process that activated it
+        changed its version before it dropped the claim). The lease outlasts the endpoint
+        check and the handshake: a process that dies meanwhile leaves the Subscription
+        ``requested`` until it ends, then another one activates it."""
+        now = time.time()
+        until = now + LEASE + ACTIVATION_TIMEOUT + _timeout(resource, self.guard.timeout)
+        await self.outbox.open_cursor(claim, 0)
+        if not await self.outbox.claim([claim], self.owner, now, until):
+            return False  # another process is activating it
+        current = await self.store.read(TYPE, stored.id)
+        if current is None or current.version != stored.version:
+            await self.outbox.drop_cursor(claim)  # activated (or changed) meanwhile
+            return False
+        return True
 
     async def _handshake(self, stored: StoredVersion, resource: dict[str, Any]) -> str | None:
         """A topic-based Subscription's handshake (None: accepted, else the error)."""
@@ -319,3 +366,23 @@ class Dispatcher(Delivery):
         if pruned:
             log.info("outbox: %d delivered events pruned", pruned)
         return pruned
+
+
+def _sends_handshake(resource: dict[str, Any]) -> bool:
+    """A topic-based rest-hook Subscription: its activation sends a handshake."""
+    channel = resource.get("channel") or {}
+    return backport.is_topic_based(resource) and channel.get("type") == "rest-hook"
+
+
+def _activation_key(stored: StoredVersion) -> str:
+    """The outbox cursor whose lease is the activation of that version."""
+    return f"{TYPE}/{stored.id}/_history/{stored.version}/$activate"
+
+
+def _timeout(resource: dict[str, Any], default: float) -> float:
+    """The seconds a handshake may take (``backport-timeout``, else the guard's)."""
+    try:
+        plan = backport.plan_of(resource)
+    except FhirError:
+        return default
+    return float(plan.timeout or default) if plan is not None else default

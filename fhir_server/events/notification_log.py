@@ -5,9 +5,9 @@ https://hl7.org/fhir/uv/subscriptions-backport/STU1.1/OperationDefinition-backpo
 One record per (subscription, event number): the outbox event it was (seq, type, id,
 version, interaction) and its time, kept once the endpoint accepted the notification and
 written with the others of the next :data:`FLUSH` seconds in one write (again, with the
-same content, when a process that died sends it again; a process that stops within
-that time may leave its last records unwritten: ``$events`` then lacks them, delivery
-and numbering do not change). Records
+same content, when a process that died sends it again; a process killed within that
+time leaves its last records unwritten: ``$events`` then lacks them, delivery and
+numbering do not change; one that stops writes them, ``Dispatcher.stop``). Records
 go with the outbox's pruning (``prune``: those of pruned events), so ``$events`` answers
 what is still in the outbox's retention.
 
@@ -91,11 +91,15 @@ async def record(store: Any, subscription: str, item: Record) -> None:
 
 
 async def _flush_soon(store: Any) -> None:
-    await asyncio.sleep(FLUSH)
-    try:
-        await flush(store)
-    except Exception:
-        log.exception("the notification log could not be written")
+    # until nothing is pending: a record kept while the previous ones were being written
+    # found this task running and started none (else it stays unwritten until this
+    # process keeps another one, and another process's ``$events`` lacks it)
+    while _pending.get(store):
+        await asyncio.sleep(FLUSH)
+        try:
+            await flush(store)
+        except Exception:
+            log.exception("the notification log could not be written")
 
 
 async def flush(store: Any) -> None:
