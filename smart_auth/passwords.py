@@ -54,6 +54,15 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_identifier(nbytes: int = 16) -> str:
+    """A random URL-safe identifier that never starts with ``-`` (a client_id that an
+    operator passes to a command line, where a leading ``-`` reads as an option)."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def hash_secret(secret: str) -> str:
     """The SHA-256 hex digest of an opaque secret, as stored."""
     return hashlib.sha256(secret.encode()).hexdigest()

@@ -50,7 +50,7 @@ from smart_auth.client_auth import JWKS_URI_REFUSED
 from smart_auth.core import AuthCore
 from smart_auth.discovery import AUTH_METHODS
 from smart_auth.models import safe_text
-from smart_auth.passwords import hash_secret, new_secret
+from smart_auth.passwords import hash_secret, new_identifier, new_secret
 from smart_auth.scope_limits import cap_scopes, scopes_beyond
 from smart_auth.scopes import AccessPolicy, ScopeError, parse_scopes
 from smart_auth.server import RawResponse, SmartJsonRequest, json_body, oauth_error, run_grant
@@ -153,7 +153,7 @@ def client_from_metadata(
         if k in metadata
     }
     client = Client(
-        client_id=new_secret(16),
+        client_id=new_identifier(),
         name=metadata.get("client_name") or "",
         token_endpoint_auth_method=method,
         client_secret_hash=hash_secret(secret) if secret else None,

@@ -339,6 +339,32 @@ def test_clients_delete_ends_the_clients_grants(
     assert code == 2 and made[0] in err
 
 
+def test_a_generated_client_id_never_starts_with_a_dash(
+    capsys: pytest.CaptureFixture[str], storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random client_id that began with ``-`` was read by ``clients delete`` as an
+    option; the draw is repeated until it does not."""
+    draws = iter(["-leading-dash-id", "plain_id-42"])
+    monkeypatch.setattr("smart_auth.passwords.secrets.token_urlsafe", lambda n: next(draws))
+    code, out, _ = _run(
+        capsys,
+        "clients",
+        "create",
+        "--name",
+        "App",
+        "--auth",
+        "none",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--storage",
+        storage,
+    )
+    assert code == 0
+    assert json.loads(out)["client_id"] == "plain_id-42"
+    code, out, _ = _run(capsys, "clients", "delete", "plain_id-42", "--storage", storage)
+    assert code == 0 and json.loads(out)["deleted"] is True
+
+
 def test_keys_list_marks_the_current_key_without_key_material(
     capsys: pytest.CaptureFixture[str], storage: str
 ) -> None:
