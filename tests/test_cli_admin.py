@@ -305,27 +305,32 @@ def test_users_reset_password_ends_the_users_grants(
     assert code == 2 and out == "" and "nobody" in err
 
 
+def _public_client(capsys: pytest.CaptureFixture[str], storage: str, name: str) -> str:
+    """``clients create`` of a public client; its client_id."""
+    code, out, _ = _run(
+        capsys,
+        "clients",
+        "create",
+        "--name",
+        name,
+        "--auth",
+        "none",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--storage",
+        storage,
+    )
+    assert code == 0
+    return str(json.loads(out)["client_id"])
+
+
 def test_clients_delete_ends_the_clients_grants(
     capsys: pytest.CaptureFixture[str], storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = _user(capsys, storage, monkeypatch, "alice")
     made = []
     for name in ("App", "Other"):
-        code, out, _ = _run(
-            capsys,
-            "clients",
-            "create",
-            "--name",
-            name,
-            "--auth",
-            "none",
-            "--redirect-uri",
-            "https://app.example/cb",
-            "--storage",
-            storage,
-        )
-        assert code == 0
-        made.append(json.loads(out)["client_id"])
+        made.append(_public_client(capsys, storage, name))
     _grant(storage, "r-app", user_id=alice, client_id=made[0])
     _grant(storage, "r-other", user_id=alice, client_id=made[1])
     code, out, _ = _run(capsys, "clients", "delete", made[0], "--storage", storage)
@@ -346,21 +351,7 @@ def test_a_generated_client_id_never_starts_with_a_dash(
     option; the draw is repeated until it does not."""
     draws = iter(["-leading-dash-id", "plain_id-42"])
     monkeypatch.setattr("smart_auth.passwords.secrets.token_urlsafe", lambda n: next(draws))
-    code, out, _ = _run(
-        capsys,
-        "clients",
-        "create",
-        "--name",
-        "App",
-        "--auth",
-        "none",
-        "--redirect-uri",
-        "https://app.example/cb",
-        "--storage",
-        storage,
-    )
-    assert code == 0
-    assert json.loads(out)["client_id"] == "plain_id-42"
+    assert _public_client(capsys, storage, "App") == "plain_id-42"
     code, out, _ = _run(capsys, "clients", "delete", "plain_id-42", "--storage", storage)
     assert code == 0 and json.loads(out)["deleted"] is True
 
