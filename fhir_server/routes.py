@@ -378,7 +378,13 @@ def fhir_base_url(request: Request) -> str:
     if settings.base_url:
         return settings.base_url
     scope = request.scope
-    key = (scope.get("scheme"), scope.get("server"), scope.get("root_path"), _host(scope))
+    server = scope.get("server")  # (host, port); a list from some servers and test clients
+    key = (
+        scope.get("scheme"),
+        tuple(server) if server else None,
+        scope.get("root_path"),
+        _host(scope),
+    )
     found = _BASE_URLS.get(key)
     if found is None:
         if len(_BASE_URLS) >= 64:  # the Host header is the client's: keep the cache small
