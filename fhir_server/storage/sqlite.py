@@ -42,6 +42,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +114,9 @@ class SQLiteStore(SQLiteWrites):
         """When the search running on the event loop's connection is stopped."""
         self._next_seq = 0
         """The seq of the last version written (in the writer's transaction)."""
+        self._turn = threading.Lock()
+        self._pending: deque[Any] = deque()
+        """Write batches queued for the writer thread (``sqlite_write``: group commit)."""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -372,10 +376,22 @@ class SQLiteStore(SQLiteWrites):
     # -- writes (the transactions: ``sqlite_write``) ---------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
-        return await self._in_writer(self._write_sync, request)
+        return (await self.write_batch([request]))[0]
 
     async def write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
-        return await self._in_writer(self._write_batch_sync, requests)
+        """One transaction of ``requests``: on the event loop when the writer is free,
+        else on the writer thread, committed with the batches queued meanwhile (group
+        commit; both: ``sqlite_write``)."""
+        written = self._write_now(requests)
+        if written is not None:
+            return written
+        done = self._queue_write(requests)
+        self._executor_submit(self._drain)
+        return await asyncio.wrap_future(done)
+
+    def _executor_submit(self, fn: Callable[[], None]) -> None:
+        assert self._executor is not None, "store is not open"
+        self._executor.submit(fn)
 
 
 def vacuum(path: Path) -> None:

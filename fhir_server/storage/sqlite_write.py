@@ -18,12 +18,33 @@ A batch of writes is one ``BEGIN IMMEDIATE`` transaction; for each write, in ord
 
 After the ``COMMIT`` the checkpoint thread is woken (``sqlite_checkpoint``); on any error
 the transaction is rolled back and the parameter ids it interned are forgotten.
+
+**On the event loop when the writer is free.** A small batch (:data:`INLINE_MAX` writes,
+no conditional create) is written on the calling thread, the event loop, when nothing is
+queued for the writer thread, this process's writer is idle and the other processes'
+turn is free at once (a non-blocking ``flock``): no hand-off to the writer thread and
+back, and no wait for the interpreter lock after each statement (a thread that SQLite
+gave the lock back to waits for it while the event loop runs Python; with the
+``flock`` held, every other writer waits too). Otherwise the writer thread takes it.
+
+**Group commit.** The batches that requests queue while the writer is busy (or waiting
+for another process's turn) are committed together: one turn, one ``BEGIN IMMEDIATE``
+and one ``COMMIT`` for up to :data:`GROUP_BATCHES` of them, each batch inside a
+``SAVEPOINT`` of its own, so that a batch that fails (a compare-and-set that lost, a
+conditional create that matched, a refused write) is rolled back alone and the others
+commit. Each batch is answered after the ``COMMIT`` (or with the error that ended it). A
+commit writes every page the transaction changed, and random index inserts change many
+(https://sqlite.org/wal.html): batches that share a commit share its pages, its turn and
+its write to the log. A batch alone commits as before, without a savepoint.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -51,6 +72,13 @@ from resources.search.query import AccessClause
 
 _T = TypeVar("_T")
 
+GROUP_BATCHES = 32
+"""Queued write batches committed in one transaction at most."""
+INLINE_MAX = 8
+"""Writes of a batch that may be written on the event loop (see the module)."""
+
+_Queued = tuple[Sequence[WriteRequest], "Future[list[WriteResult]]"]
+
 
 class SQLiteWrites:
     """The writer's transactions of ``sqlite.SQLiteStore`` (its base class)."""
@@ -61,6 +89,11 @@ class SQLiteWrites:
     _checkpointer: sqlite_checkpoint.Checkpointer | None
     _next_seq: int
     """The seq of the last version written (in the writer's transaction)."""
+    _pending: deque[_Queued]
+    """The write batches queued for the writer thread."""
+    _turn: threading.Lock
+    """This process's writer at work (the writer thread or the event loop); taken before
+    the ``flock``, which does not exclude two threads of one process."""
 
     def _run_write_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn = self._writer
@@ -76,28 +109,135 @@ class SQLiteWrites:
                 raise
         return result
 
-    def _write_sync(self, request: WriteRequest) -> WriteResult:
-        return self._write_batch_sync([request])[0]
+    def _write_now(self, requests: Sequence[WriteRequest]) -> list[WriteResult] | None:
+        """``requests`` written on the calling thread if the writer is free at once (see
+        the module); None: not now, the writer thread takes them."""
+        fd = self._lock_fd
+        if (
+            fd is None
+            or fcntl is None
+            or self._writer is None
+            or self._pending
+            or len(requests) > INLINE_MAX
+            or any(r.unless_exists is not None for r in requests)
+            or not self._turn.acquire(blocking=False)
+        ):
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process's turn
+                return None
+            try:
+                return self._write_transaction(self._writer, requests)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._turn.release()
 
-    def _write_batch_sync(self, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+    def _queue_write(self, requests: Sequence[WriteRequest]) -> Future[list[WriteResult]]:
+        """Queue a batch for the writer thread (a :meth:`_drain` of its own is submitted
+        to it, but an earlier one may take the batch first); its results, or its error,
+        once committed."""
+        done: Future[list[WriteResult]] = Future()
+        self._pending.append((requests, done))
+        return done
+
+    def _drain(self) -> None:
+        """The writer thread: the batches queued by now (up to :data:`GROUP_BATCHES`) in
+        one turn and one transaction."""
+        pending = self._pending
+        if not pending:
+            return  # an earlier drain took this one's batch
+        group: list[_Queued] = []
+        try:
+            with self._writer_turn():
+                # taken in the turn: what was queued while waiting for it comes along
+                while pending and len(group) < GROUP_BATCHES:
+                    group.append(pending.popleft())
+                if not group:
+                    return
+                if len(group) == 1:
+                    requests, done = group[0]
+                    _settle(done, self._write_transaction, self._writer, requests)
+                else:
+                    self._write_group(group)
+        except BaseException as error:  # the turn itself failed: nothing was written
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+
+    def _write_group(self, group: list[_Queued]) -> None:
+        """Several batches in one transaction, each in a savepoint (see the module)."""
         conn = self._writer
         assert conn is not None
-        with self._writer_turn():
-            return self._write_transaction(conn, requests)
+        applied: list[tuple[_Queued, list[WriteResult]]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
+            for queued in group:
+                requests, done = queued
+                seq = self._next_seq
+                conn.execute("SAVEPOINT batch")
+                try:
+                    _fail_fast(conn, requests)
+                    index = sqlite_index.IndexWriter(conn, self._param_ids)
+                    result = [self._apply(conn, index, request) for request in requests]
+                    index.flush()
+                except Exception as error:
+                    self._param_ids.forget()  # ids interned by what is rolled back
+                    done.set_exception(error)
+                    if not conn.in_transaction:
+                        # SQLite ended the whole transaction (SQLITE_FULL, SQLITE_IOERR):
+                        # the batches applied before go again, in a transaction of their own
+                        self._pending.extendleft(q for q, _ in reversed(applied))
+                        for _ in applied:
+                            self._executor_submit(self._drain)
+                        return
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                    self._next_seq = seq
+                    continue
+                conn.execute("RELEASE batch")
+                applied.append((queued, result))
+            conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._param_ids.forget()
+            for (_, done), _ in applied:
+                done.set_exception(error)
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+        for (_, done), result in applied:
+            done.set_result(result)
+
+    def _executor_submit(self, fn: Callable[[], None]) -> None:
+        raise NotImplementedError  # ``sqlite.SQLiteStore``: its writer thread
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
-        """This process's turn to write: an exclusive ``flock`` on the lock file, which
-        the kernel hands to waiting writers as it is released (no polling)."""
-        fd = self._lock_fd
-        if fd is None or fcntl is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        """This process's turn to write: its writer (:attr:`_turn`), then an exclusive
+        ``flock`` on the lock file, which the kernel hands to waiting writers as it is
+        released (no polling)."""
+        with self._turn:
+            fd = self._lock_fd
+            if fd is None or fcntl is None:
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _write_transaction(
         self, conn: sqlite3.Connection, requests: Sequence[WriteRequest]
@@ -107,6 +247,7 @@ class SQLiteWrites:
             # history.seq is the rowid: given here as SQLite would (max + 1), so the
             # resource row is written once, with the seq of its new version
             self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
+            _fail_fast(conn, requests)
             index = sqlite_index.IndexWriter(conn, self._param_ids)
             result = [self._apply(conn, index, request) for request in requests]
             index.flush()
@@ -182,8 +323,43 @@ class SQLiteWrites:
             index.discard(pk)
 
 
+def _fail_fast(conn: sqlite3.Connection, requests: Sequence[WriteRequest]) -> None:
+    """The compare-and-set (``If-Match``) and must-not-exist conditions of the batch's
+    later writes checked before its first is applied: a batch that lost a race (two
+    bookings of one Slot: the Appointment, then the Slot at the version read) ends before
+    writing anything. Each write checks them again where it is applied; a resource the
+    batch writes twice is checked there only."""
+    seen = {(requests[0].type, requests[0].id)} if requests else set()
+    for req in requests[1:]:
+        key = (req.type, req.id)
+        if key in seen:
+            continue
+        seen.add(key)
+        if req.if_match is None and not req.must_not_exist:
+            continue
+        row = conn.execute(
+            "SELECT version, method FROM resource WHERE type=? AND id=?", key
+        ).fetchone()
+        current = None if row is None else StoredVersion(*key, row[0], "", row[1], None, 0)
+        check_preconditions(req, current)
+
+
 def _visible(conn: sqlite3.Connection, pk: int, access: AccessClause) -> bool:
     """Whether the current version of resource ``pk`` is visible under ``access``."""
     where, params = access_sql("resource", access)
     sql = f"SELECT 1 FROM resource WHERE pk = ? AND ({where})"
     return conn.execute(sql, (pk, *params)).fetchone() is not None
+
+
+def _settle(
+    done: Future[list[WriteResult]],
+    fn: Callable[..., list[WriteResult]],
+    *args: object,
+) -> None:
+    """``done`` answered with what ``fn(*args)`` returns, or with the error it raises."""
+    try:
+        result = fn(*args)
+    except Exception as error:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
