@@ -195,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         workers = 1
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, serving=True), **options)
         return 0
     # Each worker process builds its own app (and opens its own store) from the
     # environment, so the command-line settings travel as FHIR_SERVER_* variables.
@@ -206,7 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
         # /metrics adds up every worker's figures from files there (fhir_server.metrics)
         metrics_dir = tempfile.mkdtemp(prefix="fhir-server-metrics-")
         os.environ["FHIR_SERVER_METRICS_DIR"] = metrics_dir
-    config = uvicorn.Config("fhir_server.app:create_app", factory=True, workers=workers, **options)
+    config = uvicorn.Config("fhir_server.app:serve_app", factory=True, workers=workers, **options)
     try:
         return startup.run_workers(config)  # non-zero when a worker fails to start
     finally:
