@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.storage import sqlite_write
 from fhir_server.storage.base import ConditionMatched, VersionConflict, WriteRequest
 from fhir_server.storage.sqlite import SQLiteStore
 from tests.store_support import observation_query, put, sqlite_store
@@ -162,3 +163,17 @@ async def test_a_conditional_create_sees_the_batches_committed_with_it(store: SQ
     assert [e.id for e in outcomes[1].matches] == ["first"]
     assert statements.count("BEGIN IMMEDIATE") == 1
     assert await store.read("Observation", "second") is None
+
+
+async def test_a_group_stops_at_its_size_in_writes(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big batches (an audit trail's, an import's) are not merged into one long
+    transaction that the other processes' writes would wait for."""
+    monkeypatch.setattr(sqlite_write, "GROUP_WRITES", 4)
+    batches = [
+        store.write_batch([put(_observation(f"b{n}-{k}")) for k in range(3)]) for n in range(3)
+    ]
+    outcomes, statements = await _queued_behind_a_busy_writer(store, batches)
+    assert all(not isinstance(o, BaseException) for o in outcomes), outcomes
+    assert statements.count("BEGIN IMMEDIATE") == 3  # 3 + 3 writes is past 4: one each

@@ -29,13 +29,14 @@ gave the lock back to waits for it while the event loop runs Python; with the
 
 **Group commit.** The batches that requests queue while the writer is busy (or waiting
 for another process's turn) are committed together: one turn, one ``BEGIN IMMEDIATE``
-and one ``COMMIT`` for up to :data:`GROUP_BATCHES` of them, each batch inside a
-``SAVEPOINT`` of its own, so that a batch that fails (a compare-and-set that lost, a
-conditional create that matched, a refused write) is rolled back alone and the others
-commit. Each batch is answered after the ``COMMIT`` (or with the error that ended it). A
-commit writes every page the transaction changed, and random index inserts change many
-(https://sqlite.org/wal.html): batches that share a commit share its pages, its turn and
-its write to the log. A batch alone commits as before, without a savepoint.
+and one ``COMMIT`` for up to :data:`GROUP_BATCHES` of them (:data:`GROUP_WRITES`
+writes), each batch inside a ``SAVEPOINT`` of its own, so that a batch that fails (a
+compare-and-set that lost, a conditional create that matched, a refused write) is
+rolled back alone and the others commit. Each batch is answered after the ``COMMIT``
+(or with the error that ended it). A commit writes every page the transaction changed,
+and random index inserts change many (https://sqlite.org/wal.html): batches that share a
+commit share its pages, its turn and its write to the log. A batch alone commits as
+before, without a savepoint.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ _T = TypeVar("_T")
 
 GROUP_BATCHES = 32
 """Queued write batches committed in one transaction at most."""
+GROUP_WRITES = 256
+"""Writes a group takes at most (its first batch whatever its size): a long transaction
+holds the other processes' writes for as long."""
 INLINE_MAX = 8
 """Writes of a batch that may be written on the event loop (see the module)."""
 
@@ -153,7 +157,11 @@ class SQLiteWrites:
         try:
             with self._writer_turn():
                 # taken in the turn: what was queued while waiting for it comes along
+                writes = 0
                 while pending and len(group) < GROUP_BATCHES:
+                    writes += len(pending[0][0])
+                    if group and writes > GROUP_WRITES:
+                        break
                     group.append(pending.popleft())
                 if not group:
                     return
