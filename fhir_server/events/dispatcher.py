@@ -57,6 +57,7 @@ from fhir_server.events.grants import GrantCheck
 from fhir_server.events.hook_client import HookClient
 from fhir_server.events.matching import Matcher, RecentRefs
 from fhir_server.events.outbox import Outbox
+from fhir_server.events.reader import OutboxReader
 from fhir_server.events.statuses import (
     ACTIVATION_TIMEOUT,
     endpoint_refusal,
@@ -158,6 +159,13 @@ class Dispatcher(Delivery):
     # -- life --------------------------------------------------------------------------
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        for reader in self.readers:  # before any request: its events are heard
+            if not isinstance(reader, OutboxReader):
+                continue  # a scan of its own (reminders): the cursor is only its lease
+            try:
+                await reader.open()
+            except Exception:  # the store is not there yet: the first tick opens it
+                log.exception("%s: opening its cursor failed", type(reader).__name__)
         self._task = asyncio.create_task(self._run(), name="fhir-server-dispatcher")
 
     async def stop(self) -> None:

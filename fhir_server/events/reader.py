@@ -6,7 +6,8 @@ next tick, after the lease is checked).
 
 A reader is driven by the dispatcher (``tick(last)`` with the newest event's position)
 and made by ``fhir_server.notifications.readers``. A new reader's cursor starts at the
-newest event: it hears of what is committed from then on, not of the past.
+newest event when the server starts (:meth:`OutboxReader.open`): it hears of what is
+committed from then on, not of the past.
 """
 
 from __future__ import annotations
@@ -41,12 +42,21 @@ class OutboxReader:
         """Act on one event; how many things it did (kept with the cursor)."""
         raise NotImplementedError
 
+    async def open(self, last: int | None = None) -> None:
+        """Make the cursor if there is none, at ``last`` (the newest event by default):
+        from now on, not the past. The dispatcher opens it as the server starts, before
+        any request is served, so that a write of the first moments is heard."""
+        if self._opened:
+            return
+        if await self.outbox.min_position([self.key]) is None:
+            if last is None:
+                last = await self.outbox.last_seq()
+            await self.outbox.open_cursor(self.key, last)
+        self._opened = True
+
     async def tick(self, last: int) -> None:
         now = time.time()
-        if not self._opened:
-            if await self.outbox.min_position([self.key]) is None:
-                await self.outbox.open_cursor(self.key, last)  # from now on, not the past
-            self._opened = True
+        await self.open(last)
         if now < self._retry_at:
             return
         if self._until - now < LEASE / 2:
