@@ -9,10 +9,13 @@ behind it for certain; the transactions are counted on the writer's connection (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -177,3 +180,63 @@ async def test_a_group_stops_at_its_size_in_writes(
     outcomes, statements = await _queued_behind_a_busy_writer(store, batches)
     assert all(not isinstance(o, BaseException) for o in outcomes), outcomes
     assert statements.count("BEGIN IMMEDIATE") == 3  # 3 + 3 writes is past 4: one each
+
+
+async def test_a_failed_batch_is_answered_once_the_group_has_committed(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that looks at the store after its error (the workflow rules find the
+    resource that made a conditional create fail, to answer 409) sees what the batches
+    committed with it wrote: the error comes after the COMMIT."""
+    condition = observation_query([("code", "5-5")])
+    seen: list[bool] = []
+
+    def committed_first() -> bool:
+        with contextlib.closing(sqlite3.connect(store.path)) as other:
+            found = other.execute(
+                "SELECT 1 FROM resource WHERE type='Observation' AND id='first'"
+            ).fetchone()
+        return found is not None
+
+    queue = store._queue_write
+
+    def watched(requests: Any) -> Any:
+        done = queue(requests)
+        if requests[0].id == "second":
+            # called on the writer thread at the moment the batch is answered
+            done.add_done_callback(lambda _: seen.append(committed_first()))
+        return done
+
+    monkeypatch.setattr(store, "_queue_write", watched)
+
+    def create(id_: str) -> WriteRequest:
+        return dataclasses.replace(
+            put(_observation(id_, "5-5")), method="create", unless_exists=condition
+        )
+
+    outcomes, _ = await _queued_behind_a_busy_writer(
+        store, [store.write(create("first")), store.write(create("second"))]
+    )
+    assert isinstance(outcomes[1], ConditionMatched)
+    assert seen == [True]
+
+
+async def test_a_write_keeps_its_place_behind_the_writer_threads_other_work(
+    store: SQLiteStore,
+) -> None:
+    """A write does not run on the event loop ahead of work already given to the writer
+    thread (an outbox cursor's transaction): they run in the order they were asked for."""
+    busy = asyncio.ensure_future(store._in_writer(time.sleep, 0.2))  # the thread, not the turn
+    await asyncio.sleep(0.05)
+    seen: list[int] = []
+
+    def job(conn: sqlite3.Connection) -> None:
+        found = conn.execute("SELECT count(*) FROM resource WHERE id='late'").fetchone()
+        seen.append(found[0])
+
+    earlier = asyncio.ensure_future(store.run_write(job))
+    await asyncio.sleep(0)  # it is queued behind the sleep
+    await store.write(put(_observation("late")))
+    await earlier
+    await busy
+    assert seen == [0]  # the job ran first, as asked

@@ -115,6 +115,8 @@ class SQLiteStore(SQLiteWrites):
         self._next_seq = 0
         """The seq of the last version written (in the writer's transaction)."""
         self._turn = threading.Lock()
+        self._jobs = 0
+        """Calls of :meth:`_in_writer` under way (transactions of ``run_write``...)."""
         self._pending: deque[Any] = deque()
         """Write batches queued for the writer thread (``sqlite_write``: group commit)."""
 
@@ -222,7 +224,11 @@ class SQLiteStore(SQLiteWrites):
 
     async def _in_writer(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._jobs += 1  # a write on the event loop does not overtake it (``sqlite_write``)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._jobs -= 1
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._reader is not None, "store is not open"

@@ -21,7 +21,8 @@ the transaction is rolled back and the parameter ids it interned are forgotten.
 
 **On the event loop when the writer is free.** A small batch (:data:`INLINE_MAX` writes,
 no conditional create) is written on the calling thread, the event loop, when nothing is
-queued for the writer thread, this process's writer is idle and the other processes'
+queued for the writer thread (writes keep their order with the other work given to it),
+this process's writer is idle and the other processes'
 turn is free at once (a non-blocking ``flock``): no hand-off to the writer thread and
 back, and no wait for the interpreter lock after each statement (a thread that SQLite
 gave the lock back to waits for it while the event loop runs Python; with the
@@ -95,6 +96,9 @@ class SQLiteWrites:
     """The seq of the last version written (in the writer's transaction)."""
     _pending: deque[_Queued]
     """The write batches queued for the writer thread."""
+    _jobs: int
+    """Other work given to the writer thread and not finished (``run_write``): a write on
+    the event loop waits its turn behind it, as on the writer thread."""
     _turn: threading.Lock
     """This process's writer at work (the writer thread or the event loop); taken before
     the ``flock``, which does not exclude two threads of one process."""
@@ -122,6 +126,7 @@ class SQLiteWrites:
             or fcntl is None
             or self._writer is None
             or self._pending
+            or self._jobs
             or len(requests) > INLINE_MAX
             or any(r.unless_exists is not None for r in requests)
             or not self._turn.acquire(blocking=False)
@@ -178,10 +183,15 @@ class SQLiteWrites:
                 raise
 
     def _write_group(self, group: list[_Queued]) -> None:
-        """Several batches in one transaction, each in a savepoint (see the module)."""
+        """Several batches in one transaction, each in a savepoint (see the module). Every
+        batch is answered once the transaction has ended, the failed ones too: a caller
+        that looks at the store after its error (the conflicting resource of a
+        conditional create, the version that won a compare-and-set) sees what the
+        batches committed with it wrote."""
         conn = self._writer
         assert conn is not None
         applied: list[tuple[_Queued, list[WriteResult]]] = []
+        failed: list[tuple[Future[list[WriteResult]], Exception]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._next_seq = conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
@@ -196,13 +206,14 @@ class SQLiteWrites:
                     index.flush()
                 except Exception as error:
                     self._param_ids.forget()  # ids interned by what is rolled back
-                    done.set_exception(error)
+                    failed.append((done, error))
                     if not conn.in_transaction:
                         # SQLite ended the whole transaction (SQLITE_FULL, SQLITE_IOERR):
                         # the batches applied before go again, in a transaction of their own
                         self._pending.extendleft(q for q, _ in reversed(applied))
                         for _ in applied:
                             self._executor_submit(self._drain)
+                        _answer(failed)
                         return
                     conn.execute("ROLLBACK TO batch")
                     conn.execute("RELEASE batch")
@@ -215,8 +226,7 @@ class SQLiteWrites:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._param_ids.forget()
-            for (_, done), _ in applied:
-                done.set_exception(error)
+            _answer(failed)
             for _, done in group:
                 if not done.done():
                     done.set_exception(error)
@@ -227,6 +237,7 @@ class SQLiteWrites:
             self._checkpointer.poke()
         for (_, done), result in applied:
             done.set_result(result)
+        _answer(failed)
 
     def _executor_submit(self, fn: Callable[[], None]) -> None:
         raise NotImplementedError  # ``sqlite.SQLiteStore``: its writer thread
@@ -371,3 +382,9 @@ def _settle(
         done.set_exception(error)
     else:
         done.set_result(result)
+
+
+def _answer(failed: list[tuple[Future[list[WriteResult]], Exception]]) -> None:
+    """The failed batches of a group answered with their errors."""
+    for done, error in failed:
+        done.set_exception(error)
