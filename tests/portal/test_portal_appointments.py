@@ -109,7 +109,12 @@ def _open_reschedule(browser: Any, appointment: str) -> tuple[str, Any]:
     when = item.find_element(By.TAG_NAME, "strong").text
     item.find_element(By.XPATH, f".//button[.='Reschedule the appointment of {when}']").click()
     panel = item.find_element(By.CSS_SELECTOR, ".panel")
-    chosen = panel.find_element(By.TAG_NAME, "select").get_attribute("value")
+
+    # the practitioners are loaded after the panel opens: the choice is there once they are
+    def choice(_: Any) -> str:
+        return str(panel.find_element(By.TAG_NAME, "select").get_attribute("value") or "")
+
+    chosen = wait(browser, choice)
     assert chosen == PRACTITIONER
     panel.find_element(By.XPATH, ".//button[.='Find other times']").click()
     wait(browser, lambda d: panel.find_elements(By.XPATH, ".//button[starts-with(., 'Move to ')]"))
