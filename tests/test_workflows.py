@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from fhir_server.workflows.base import unregister
 from resources import fhir_json
 from resources.errors import FhirError
 from tests.conftest import BASE, JSON
-from tests.store_support import sqlite_store
+from tests.store_support import put, sqlite_store
 
 
 async def _flag_rule(tx: Transaction, change: Change) -> None:
@@ -170,3 +171,34 @@ async def test_rules_see_bulk_import(tmp_path: Path) -> None:
         stored = await store.read("Flag", "f1")
         assert stored is not None and stored.content is not None
         assert fhir_json.loads(stored.content)["status"] == "inactive"
+
+
+class _CountedReads:
+    """The real store, its reads counted."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads: list[tuple[str, str]] = []
+
+    async def read(self, type_: str, id_: str) -> Any:
+        self.reads.append((type_, id_))
+        return await self.inner.read(type_, id_)
+
+
+async def test_a_create_of_a_new_id_replaces_nothing_without_a_read(tmp_path: Path) -> None:
+    """``POST`` (``must_not_exist``): the store refuses the write if the id exists, so the
+    rules are told "nothing replaced" without reading it; an update still reads and pins."""
+    async with sqlite_store(tmp_path / "fhir.sqlite3") as store:
+        await store.write(put({**_flag("old"), "id": "old"}))
+        counted = _CountedReads(store)
+        new = {**_flag("new"), "id": "new"}
+        create = Change(replace(put(new), method="create", must_not_exist=True), new)
+        update = Change(put({**_flag("old"), "id": "old"}), _flag("old"))
+        nobody: Any = None
+        tx = Transaction(counted, nobody, nobody, [create, update])
+        assert await tx.previous(create) is None
+        assert counted.reads == []
+        previous = await tx.previous(update)
+        assert previous is not None and previous["code"]["text"] == "old"
+        assert counted.reads == [("Flag", "old")]
+        assert tx.pins == {("Flag", "old"): 1}

@@ -214,7 +214,11 @@ class Transaction:
 
     async def previous(self, change: Change) -> dict[str, Any] | None:
         """The version ``change`` replaces (None: a create), pinned: if it changes before
-        the commit, the request is evaluated again."""
+        the commit, the request is evaluated again. A create of a new id (``POST``, a
+        transaction's create: ``must_not_exist``) replaces nothing, without a read: if the
+        id exists at the commit, the write itself fails."""
+        if change.request.must_not_exist:
+            return None
         resource, version = await self.current(change.type, change.id)
         self.pins.setdefault((change.type, change.id), version)
         return resource
