@@ -4,7 +4,7 @@ double bookings by search.
 
     .venv/bin/python bench/scheduling_bench.py [--patients 200] [--practitioners 20]
         [--clients 32] [--workers 2] [--duration 20] [--finds 300] [--storage URL]
-        [--window 64] [--py-spy DIR]
+        [--window 64] [--rate 0] [--py-spy DIR]
 
 1. fills a SQLite store (a temporary file) with the demo population (``fhir-server
    demo-data --patients N``: about 50 resources a patient; 20,000 patients is the
@@ -23,10 +23,14 @@ double bookings by search.
    connection written by hand (``_Connection``: httpx cost ~4 ms of CPU a request, so on
    a 2-core machine the earlier figures, 34-43 bookings/s, measured the client), and the
    connections are spread evenly over the worker processes (``connections_per_worker``;
-   opened at once, one worker may accept them all). ``--py-spy DIR`` samples each
+   opened at once, one worker may accept them all). By default each client books again
+   as soon as it is answered (a closed loop: the server saturated, every latency is the
+   32 clients' share of its throughput); ``--rate R`` offers R requests a second
+   instead, spread over the clients, each timed from when it was due (a late answer
+   counts against the requests it held up). ``--py-spy DIR`` samples each
    server process meanwhile (``py-spy record --format raw``, ``.venv/bin/py-spy``);
-4. ``$find`` of one practitioner over four weeks, ``--finds`` times, one after another:
-   p50/p99;
+4. once the bookings' AuditEvents are written, ``$find`` of one practitioner over four
+   weeks, ``--finds`` times, one after another: p50/p99;
 5. counts, by search, the booked Appointments per Slot (any Slot with two is a double
    booking) and the booked Appointments whose Slot is not busy.
 
@@ -246,12 +250,24 @@ async def _book(
     connections, per_worker = await _spread(base, args.clients, args.workers, pids)
     deadline = time.monotonic() + args.duration
 
+    start = time.perf_counter()
+    # --rate: each client's requests are due every `interval` seconds, the clients
+    # staggered; a request is timed from when it was due, so a late answer also counts
+    # against the requests it held up (no coordinated omission)
+    interval = args.clients / args.rate if args.rate else 0.0
+
     async def client(n: int, connection: _Connection) -> None:
+        due = start + interval * n / args.clients
         try:
             while time.monotonic() < deadline and free:
                 slot = free[rng.randrange(min(len(free), args.window))]
                 body = _body(slot, patients[n % len(patients)], actors[slot["id"]])
                 began = time.perf_counter()
+                if interval:
+                    if due > began:
+                        await asyncio.sleep(due - began)
+                    began = due
+                    due += interval
                 status = await connection.post("/Appointment/$book", json.dumps(body).encode())
                 latencies.append(time.perf_counter() - began)
                 statuses[status] += 1
@@ -260,10 +276,10 @@ async def _book(
         finally:
             await connection.close()
 
-    began = time.perf_counter()
     await asyncio.gather(*(client(n, c) for n, c in enumerate(connections)))
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - start
     return {
+        "offered_requests_per_s": args.rate or "as fast as answered",
         "seconds": round(seconds, 1),
         "bookings": statuses[201],
         "bookings_per_s": round(statuses[201] / seconds, 1),
@@ -340,9 +356,9 @@ async def _prepare(base: str, practitioners: list[str], clients: int) -> tuple[l
 
 
 async def _settle(base: str, seconds: float = 60.0) -> None:
-    """Wait until the AuditEvents of the setup's requests are written (their count stays
+    """Wait until the AuditEvents of the requests so far are written (their count stays
     the same over two polls, a second and a half apart; the trail writes every second),
-    so that the bookings are measured without them."""
+    so that what comes next is measured without them."""
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
         deadline, last = time.monotonic() + seconds, None
         while time.monotonic() < deadline:
@@ -380,6 +396,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--window", type=int, default=64, help="free slots clients pick from")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="$book requests a second offered by all clients together, each timed from"
+        " when it was due (default 0: each client books again as soon as answered)",
+    )
     parser.add_argument("--finds", type=int, default=300)
     parser.add_argument("--storage", help="an existing store to use (default: a new file)")
     parser.add_argument("--py-spy", help="a folder: py-spy samples of each server process")
@@ -439,6 +462,7 @@ def main() -> None:
             booking["server_cpu_ms_per_request"] = round(
                 spent * 1000 / max(1, sum(booking["statuses"].values())), 2
             )
+            asyncio.run(_settle(base))  # $find alone: the bookings' AuditEvents written
             finding = asyncio.run(_find(base, practitioners[-1], first, args.finds))
             audit = asyncio.run(_audit(base))
         finally:
