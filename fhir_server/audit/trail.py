@@ -63,10 +63,21 @@ WAKE_BYTES = 16 << 20
 """Bytes of queued response bodies that start a write before :data:`FLUSH_EVERY`."""
 WRITE_SLICE = 10
 """AuditEvents built at a time on the event loop (the requests go on between slices)."""
-TRANSACTION = 200
-"""AuditEvents written in one transaction (on the store's writer thread). Every commit
-also makes each reading connection of SQLite drop its page cache (another connection
-changed the file): fewer, bigger transactions cost the reads less."""
+TRANSACTION = 8
+"""AuditEvents written in one transaction while the trail keeps up. The store has one
+writer for all the server's processes and a transaction holds it for its whole length:
+200 AuditEvents (~0.3 ms each in SQLite) held every write of both workers for 50-70 ms,
+and at 450-550 ``$book`` requests a second those pauses made the p99 155-300 ms (32:
+~98 ms; 8: 58 ms, ``bench/scheduling_bench.py --rate``). A batch this small is written
+on the event loop when the writer is free, or shares the commit of the writes queued
+with it (``fhir_server.storage.sqlite_write``)."""
+CATCH_UP_TRANSACTION = 200
+"""AuditEvents written in one transaction while :data:`CATCH_UP_AT` activities wait:
+the writer is saturated and small transactions would fall further behind (each waits its
+turn); bigger ones write more in a turn. Every commit also makes each reading connection
+of SQLite drop its page cache: fewer transactions cost the reads less."""
+CATCH_UP_AT = 2_000
+"""Queued activities behind the ones being written from which the trail catches up."""
 MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
 dropped (logged). Writes are still recorded by the sweep."""
@@ -237,14 +248,19 @@ class AuditTrail:
 
     async def write(self, events: Sequence[dict[str, Any]]) -> None:
         """Store AuditEvents, built :data:`WRITE_SLICE` at a time between the requests
-        and written :data:`TRANSACTION` a transaction (one at a time where a transaction
-        cannot be: a standalone MongoDB, or an id the sweep wrote first)."""
-        for start in range(0, len(events), TRANSACTION):
+        and written :data:`TRANSACTION` a transaction, :data:`CATCH_UP_TRANSACTION` when
+        the trail is behind (one at a time where a transaction cannot be: a standalone
+        MongoDB, or an id the sweep wrote first)."""
+        start = 0
+        while start < len(events):
+            behind = len(self._queue) >= CATCH_UP_AT
+            end = min(start + (CATCH_UP_TRANSACTION if behind else TRANSACTION), len(events))
             requests = []
-            for at in range(start, min(start + TRANSACTION, len(events)), WRITE_SLICE):
+            for at in range(start, end, WRITE_SLICE):
                 if at:
                     await asyncio.sleep(0)
-                requests += [_request(event) for event in events[at : at + WRITE_SLICE]]
+                requests += [_request(e) for e in events[at : min(at + WRITE_SLICE, end)]]
+            start = end
             try:
                 await self.store.write_batch(requests)
                 continue
