@@ -63,3 +63,16 @@ async def test_big_transactions_when_it_is_behind(tmp_path: Path) -> None:
         await behind.write(_events(big + 50))
         assert batches.sizes == [big, 50]
         assert await store.read("AuditEvent", f"e{big + 49}") is not None
+
+
+async def test_big_transactions_for_many_events_at_once(tmp_path: Path) -> None:
+    """One search that returned thousands of patients is as many AuditEvents."""
+    async with sqlite_store(tmp_path / "fhir.sqlite3") as store:
+        batches = _Batches(store)
+        many = trail.CATCH_UP_AT + 100
+        await AuditTrail(batches, None).write(_events(many))
+        big, small = trail.CATCH_UP_TRANSACTION, trail.TRANSACTION
+        # big ones until fewer than CATCH_UP_AT are left, then small ones
+        assert batches.sizes[0] == big and batches.sizes[-1] <= small
+        assert sum(batches.sizes) == many
+        assert len(batches.sizes) < many / small

@@ -67,8 +67,8 @@ TRANSACTION = 8
 """AuditEvents written in one transaction while the trail keeps up. The store has one
 writer for all the server's processes and a transaction holds it for its whole length:
 200 AuditEvents (~0.3 ms each in SQLite) held every write of both workers for 50-70 ms,
-and at 450-550 ``$book`` requests a second those pauses made the p99 155-300 ms (32:
-~98 ms; 8: 58 ms, ``bench/scheduling_bench.py --rate``). A batch this small is written
+and at 450-550 ``$book`` requests a second those pauses made the p99 155-301 ms (32:
+97-98 ms; 8: 43-65 ms, ``bench/scheduling_bench.py --rate``). A batch this small is written
 on the event loop when the writer is free, or shares the commit of the writes queued
 with it (``fhir_server.storage.sqlite_write``)."""
 CATCH_UP_TRANSACTION = 200
@@ -77,7 +77,8 @@ the writer is saturated and small transactions would fall further behind (each w
 turn); bigger ones write more in a turn. Every commit also makes each reading connection
 of SQLite drop its page cache: fewer transactions cost the reads less."""
 CATCH_UP_AT = 2_000
-"""Queued activities behind the ones being written from which the trail catches up."""
+"""AuditEvents still to write and activities queued behind them from which the trail
+catches up (a search that returned 20,000 patients is 20,000 AuditEvents)."""
 MAX_QUEUED = 100_000
 """Activities kept while the store refuses the writes; past it the oldest reads are
 dropped (logged). Writes are still recorded by the sweep."""
@@ -253,7 +254,7 @@ class AuditTrail:
         MongoDB, or an id the sweep wrote first)."""
         start = 0
         while start < len(events):
-            behind = len(self._queue) >= CATCH_UP_AT
+            behind = len(self._queue) + len(events) - start >= CATCH_UP_AT
             end = min(start + (CATCH_UP_TRANSACTION if behind else TRANSACTION), len(events))
             requests = []
             for at in range(start, end, WRITE_SLICE):
