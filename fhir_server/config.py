@@ -209,6 +209,7 @@ class Settings(BaseSettings):
             if part.strip():
                 parse_duration(part)  # ValueError naming the expected form
         return value
+
     organization_inboxes: str = Field(
         "",
         description="Organizations (Organization/id, comma separated) any patient may"

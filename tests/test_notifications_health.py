@@ -236,9 +236,7 @@ def test_the_times_of_each_kind_of_item() -> None:
 
 def test_the_demo_data_has_vaccinations_due_to_remind_of() -> None:
     today = datetime.now(UTC).date()
-    found = [
-        r for r in Population(10, seed=1) if r["resourceType"] == "ImmunizationRecommendation"
-    ]
+    found = [r for r in Population(10, seed=1) if r["resourceType"] == "ImmunizationRecommendation"]
     assert len(found) == 5  # every other patient
     for item in found:
         [due] = immunization_times(item)
