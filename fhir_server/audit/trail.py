@@ -72,7 +72,7 @@ and at 450-550 ``$book`` requests a second those pauses made the p99 155-301 ms 
 on the event loop when the writer is free, or shares the commit of the writes queued
 with it (``fhir_server.storage.sqlite_write``)."""
 CATCH_UP_TRANSACTION = 200
-"""AuditEvents written in one transaction while :data:`CATCH_UP_AT` activities wait:
+"""AuditEvents written in one transaction while the trail is behind (:data:`CATCH_UP_AT`):
 the writer is saturated and small transactions would fall further behind (each waits its
 turn); bigger ones write more in a turn. Every commit also makes each reading connection
 of SQLite drop its page cache: fewer transactions cost the reads less."""
